@@ -1,0 +1,262 @@
+//! Command-line front end of `x-sim`: argument parsing, validation that names the offending
+//! flag, and the `creds` and `crypt` subcommands.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+
+use clap::{Args, Parser, Subcommand};
+use x_protocol::{
+    ConnectType, DeviceIdentity, DeviceSecret, MqttLogin, NodeEui, OpenId, ProductId, ProductKey,
+    SessionKey, crypto, derive_session_key,
+};
+
+/// Why a command failed. Displays as one line; [`CliError::exit_code`] says how to exit.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command line or the input is wrong; exit code 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Help or version was asked for; the text goes to stdout and the exit code is 0.
+    #[error("{0}")]
+    Info(String),
+    /// Writing the output failed; exit code 1.
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            Self::Info(_) => 0,
+            Self::Io(_) => 1,
+        }
+    }
+
+    fn flag(flag: &str, problem: impl std::fmt::Display) -> Self {
+        Self::Usage(format!("{flag}: {problem}"))
+    }
+}
+
+/// The local X platform and its tools.
+#[derive(Debug, Parser)]
+#[command(name = "x-sim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compute auth-phase and V2 connect credentials (the platform's parameter generation
+    /// tool), and the SessionKey when a SessionID and Nonce are given.
+    Creds(CredsArgs),
+    /// Encrypt or decrypt a payload with AES-128-ECB/PKCS#7, as encrypted products do.
+    Crypt {
+        #[command(subcommand)]
+        direction: CryptDirection,
+    },
+}
+
+/// Flags of `x-sim creds`. Values are taken as text and validated here, so that errors name
+/// the flag and never echo a secret.
+#[derive(Debug, Args)]
+struct CredsArgs {
+    /// OpenID: 8 hex characters.
+    #[arg(long, value_name = "ID")]
+    open_id: String,
+    /// ProductID: 8 hex characters.
+    #[arg(long, value_name = "ID")]
+    product_id: String,
+    /// NodeEui: 4-32 ASCII letters and digits.
+    #[arg(long, value_name = "EUI")]
+    node_eui: String,
+    /// ProductKey: 32 hex characters.
+    #[arg(long, value_name = "HEX")]
+    product_key: String,
+    /// DeviceSecret: 32 hex characters.
+    #[arg(long, value_name = "HEX")]
+    device_secret: String,
+    /// Login timestamp, Unix seconds.
+    #[arg(long, value_name = "SECS")]
+    timestamp: String,
+    /// V2 connect type: 0 (timestamp not checked) or 1 (checked).
+    #[arg(long = "type", value_name = "0|1")]
+    connect_type: String,
+    /// SessionID from the auth reply (encrypted products); needs --nonce.
+    #[arg(long, value_name = "S")]
+    session_id: Option<String>,
+    /// Nonce from the auth reply (encrypted products); needs --session-id.
+    #[arg(long, value_name = "N")]
+    nonce: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CryptDirection {
+    /// Read plaintext bytes on stdin, print uppercase hex ciphertext.
+    Encrypt(KeyArg),
+    /// Read hex ciphertext on stdin (either case, surrounding whitespace ignored), write the
+    /// plaintext bytes.
+    Decrypt(KeyArg),
+}
+
+#[derive(Debug, Args)]
+struct KeyArg {
+    /// The AES-128 key (usually the SessionKey): 32 hex characters.
+    #[arg(long, value_name = "HEX")]
+    key: String,
+}
+
+/// Runs `x-sim` with `args` (the program name first), reading `stdin` and writing `stdout`.
+///
+/// # Errors
+/// [`CliError`] with a one-line message naming the flag or input that is wrong.
+pub fn run(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    mut stdin: impl Read,
+    mut stdout: impl Write,
+) -> Result<(), CliError> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e, &mut stdout),
+    };
+    match cli.command {
+        Command::Creds(args) => {
+            let text = creds(&args)?;
+            stdout.write_all(text.as_bytes())?;
+        }
+        Command::Crypt { direction } => match direction {
+            CryptDirection::Encrypt(KeyArg { key }) => {
+                let key: SessionKey = parse_key("--key", &key)?;
+                let mut plain = zeroize::Zeroizing::new(Vec::new());
+                stdin
+                    .read_to_end(&mut plain)
+                    .map_err(|e| CliError::Usage(format!("stdin: {e}")))?;
+                writeln!(stdout, "{}", crypto::encrypt_hex(&key, &plain))?;
+            }
+            CryptDirection::Decrypt(KeyArg { key }) => {
+                let key: SessionKey = parse_key("--key", &key)?;
+                let mut text = String::new();
+                stdin
+                    .read_to_string(&mut text)
+                    .map_err(|e| CliError::Usage(format!("stdin: {e}")))?;
+                let plain = crypto::decrypt_hex(&key, text.trim())
+                    .map_err(|e| CliError::Usage(format!("stdin: {e}")))?;
+                stdout.write_all(&plain)?;
+            }
+        },
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Turns clap's multi-line error into one line; help and version go to stdout.
+fn clap_error(e: clap::Error, stdout: &mut impl Write) -> Result<(), CliError> {
+    use clap::error::ErrorKind;
+    let rendered = e.render().to_string();
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        stdout.write_all(rendered.as_bytes())?;
+        return Ok(());
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return Err(CliError::Usage(
+            "missing subcommand: expected one of creds, crypt (see x-sim --help)".to_owned(),
+        ));
+    }
+    let line = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Err(CliError::Usage(
+        line.strip_prefix("error: ").unwrap_or(&line).to_owned(),
+    ))
+}
+
+fn parse_key<K: x_protocol::secret::KeyKind>(
+    flag: &str,
+    text: &str,
+) -> Result<x_protocol::secret::Key<K>, CliError> {
+    x_protocol::secret::Key::from_hex(text).map_err(|e| CliError::flag(flag, e.problem))
+}
+
+fn parse_id<T: std::str::FromStr<Err = x_protocol::IdentityError>>(
+    flag: &str,
+    text: &str,
+) -> Result<T, CliError> {
+    text.parse()
+        .map_err(|e: x_protocol::IdentityError| CliError::flag(flag, e.problem))
+}
+
+/// The `creds` output: one `Name: value` line per credential, in the documented order.
+fn creds(args: &CredsArgs) -> Result<String, CliError> {
+    let device = DeviceIdentity::new(
+        parse_id::<OpenId>("--open-id", &args.open_id)?,
+        parse_id::<ProductId>("--product-id", &args.product_id)?,
+        parse_id::<NodeEui>("--node-eui", &args.node_eui)?,
+    );
+    let product_key: ProductKey = parse_key("--product-key", &args.product_key)?;
+    let device_secret: DeviceSecret = parse_key("--device-secret", &args.device_secret)?;
+    let timestamp: u64 = args.timestamp.trim().parse().map_err(|_| {
+        CliError::flag(
+            "--timestamp",
+            format!(
+                "expected Unix seconds (a non-negative integer), got {:?}",
+                args.timestamp
+            ),
+        )
+    })?;
+    let connect_type = args
+        .connect_type
+        .trim()
+        .parse::<u8>()
+        .ok()
+        .and_then(ConnectType::from_code)
+        .ok_or_else(|| {
+            CliError::flag(
+                "--type",
+                format!("expected 0 or 1, got {:?}", args.connect_type),
+            )
+        })?;
+    let session = match (&args.session_id, &args.nonce) {
+        (Some(session_id), Some(nonce)) => {
+            let nonce: i32 = nonce.trim().parse().map_err(|_| {
+                CliError::flag(
+                    "--nonce",
+                    format!("expected a 32-bit integer, got {nonce:?}"),
+                )
+            })?;
+            Some((session_id.as_str(), nonce))
+        }
+        (Some(_), None) => return Err(CliError::flag("--nonce", "required with --session-id")),
+        (None, Some(_)) => return Err(CliError::flag("--session-id", "required with --nonce")),
+        (None, None) => None,
+    };
+
+    let auth = MqttLogin::auth(&device, &product_key);
+    let mqtt = MqttLogin::connect(
+        &device,
+        &product_key,
+        &device_secret,
+        connect_type,
+        timestamp,
+    );
+    let mut out = format!(
+        "AuthClientID: {}\nAuthUserName: {}\nAuthPassword: {}\nMqttClientID: {}\nMqttUserName: {}\nMqttPassword: {}\n",
+        auth.client_id,
+        auth.username,
+        auth.password.expose(),
+        mqtt.client_id,
+        mqtt.username,
+        mqtt.password.expose(),
+    );
+    if let Some((session_id, nonce)) = session {
+        let key = derive_session_key(&product_key, session_id, nonce)
+            .map_err(|e| CliError::flag("--session-id", e))?;
+        out.push_str(&format!("SessionKey: {}\n", key.expose_hex()));
+    }
+    Ok(out)
+}
