@@ -7,3 +7,8 @@
 
 pub use x_protocol as protocol;
 pub use x_runtime as runtime;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

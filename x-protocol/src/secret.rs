@@ -50,13 +50,21 @@ impl KeyKind for kind::Session {
 /// The hex text is kept exactly as it was given (its letter case included), because the
 /// auth-phase password is the ProductKey text itself and the V2 password plaintext embeds it.
 /// Keys built from bytes use uppercase, as the platform issues them.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone)]
 pub struct Key<K: KeyKind> {
     bytes: [u8; 16],
     text: [u8; 32],
-    #[zeroize(skip)]
     kind: PhantomData<K>,
 }
+
+impl<K: KeyKind> Drop for Key<K> {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+        self.text.zeroize();
+    }
+}
+
+impl<K: KeyKind> ZeroizeOnDrop for Key<K> {}
 
 /// The product secret (ProductKey): 32 hex characters, the AES key of the auth phase and of
 /// SessionKey derivation.
