@@ -481,6 +481,20 @@ mod tests {
     }
 
     #[test]
+    fn lenient_where_the_notes_say() {
+        let f = Frame::decode(
+            br#"{"MessageId":"192155183","HeaderCtrl":16,"Payload":{"Code":200,"Msg":"SUCCESS"},"Version":"2.0"}"#,
+        )
+        .unwrap();
+        assert_eq!(f.message_id, MessageId::Text("192155183".into()));
+        assert_eq!(f.ack().unwrap().code, AckCode::Success);
+        let ack = Frame::ack_of(&f, &AckPayload::failure("temp: out of range"));
+        assert!(String::from_utf8(ack.encode()).unwrap().starts_with(
+            r#"{"MessageId":"192155183","HeaderCtrl":16,"Payload":{"Code":"4001","Msg":"temp: out of range"}"#
+        ));
+    }
+
+    #[test]
     fn unknown_header_ctrl_is_kept() {
         let f = Frame::decode(br#"{"MessageId":1,"HeaderCtrl":99,"Payload":{},"Version":"2.0"}"#)
             .unwrap();

@@ -274,12 +274,7 @@ impl Serialize for RegistrationType {
 
 impl<'de> Deserialize<'de> for RegistrationType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let code = crate::lenient::Lenient::deserialize(d)?;
-        match code {
-            crate::lenient::Lenient::Int(n) => Self::from_code(n),
-            crate::lenient::Lenient::Text(s) => s.parse(),
-        }
-        .map_err(serde::de::Error::custom)
+        Self::from_code(i64::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Lenient decoding helpers for the places where PROTOCOL-NOTES.md says the platform may
-//! send either a number or a string (codes, MD5, nonces) or a JSON object either as an
+//! Lenient decoding helpers for exactly the places where PROTOCOL-NOTES.md says the platform
+//! may send either a number or a string (ack and auth codes, the OTA MD5) or a JSON object either as an
 //! object or as a string containing JSON (`Settings`).
 
 use serde::Deserialize;
@@ -61,27 +61,9 @@ impl<'de> Deserialize<'de> for Lenient {
     }
 }
 
-/// Deserializes an integer sent as a number or a numeric string.
-pub(crate) fn int<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: TryFrom<i64>,
-{
-    let v = Lenient::deserialize(d)?;
-    let n = v
-        .to_int()
-        .ok_or_else(|| de::Error::custom(format!("expected an integer, got {v:?}")))?;
-    T::try_from(n).map_err(|_| de::Error::custom(format!("integer {n} is out of range")))
-}
-
 /// Deserializes a string that may have been sent as a number.
 pub(crate) fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Lenient::deserialize(d).map(Lenient::into_text)
-}
-
-/// Deserializes an optional string that may have been sent as a number.
-pub(crate) fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Option::<Lenient>::deserialize(d).map(|v| v.map(Lenient::into_text))
 }
 
 /// Deserializes a JSON object sent either as an object or as a string containing one.

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::identity::{IdentityError, NodeEui, OpenId, ProductId, RegistrationType};
 use crate::lenient::{self, Lenient};
+
 use crate::secret::{DeviceSecret, SecretString};
 
 /// HeaderCtrl 1, device to platform on `/sys/device/auth`.
@@ -128,11 +129,9 @@ pub struct AuthReply {
     pub device_secret: Option<SecretString>,
     /// For encrypted products: the session id.
     #[serde(rename = "SessionID", default, skip_serializing_if = "Option::is_none")]
-    #[serde(deserialize_with = "lenient::opt_text")]
     pub session_id: Option<String>,
     /// For encrypted products: the nonce.
     #[serde(rename = "Nonce", default, skip_serializing_if = "Option::is_none")]
-    #[serde(deserialize_with = "opt_nonce")]
     pub nonce: Option<i32>,
 }
 
@@ -154,21 +153,15 @@ impl AuthReply {
     }
 }
 
-fn opt_nonce<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
-    #[derive(Deserialize)]
-    struct N(#[serde(deserialize_with = "lenient::int")] i32);
-    Option::<N>::deserialize(d).map(|n| n.map(|N(v)| v))
-}
-
 /// HeaderCtrl 3 on the downlink, and the session part of an auth reply: the inputs of the
 /// SessionKey derivation ([`crate::crypto::derive_session_key`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionGrant {
     /// The session id.
-    #[serde(rename = "SessionID", deserialize_with = "lenient::text")]
+    #[serde(rename = "SessionID")]
     pub session_id: String,
     /// The nonce (a Java `int` on the platform).
-    #[serde(rename = "Nonce", deserialize_with = "lenient::int")]
+    #[serde(rename = "Nonce")]
     pub nonce: i32,
 }
 
@@ -189,7 +182,7 @@ pub struct FirmwareReport {
     #[serde(rename = "SoftVer")]
     pub soft_ver: String,
     /// Upgrade method; 2 = HTTP, the only one MQTT supports.
-    #[serde(rename = "Type", deserialize_with = "lenient::int")]
+    #[serde(rename = "Type")]
     pub upgrade_type: u8,
     /// The module; absent means "default", the device's main firmware.
     #[serde(rename = "Module", default, skip_serializing_if = "Option::is_none")]
@@ -203,7 +196,7 @@ pub const DEFAULT_MODULE: &str = "default";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OtaNotify {
     /// Upgrade method (2 = HTTP).
-    #[serde(rename = "Type", deserialize_with = "lenient::int")]
+    #[serde(rename = "Type")]
     pub upgrade_type: u8,
     /// HTTP download address.
     #[serde(rename = "Url")]
@@ -212,13 +205,13 @@ pub struct OtaNotify {
     #[serde(rename = "SoftVer")]
     pub soft_ver: String,
     /// Image size in bytes.
-    #[serde(rename = "SoftSize", deserialize_with = "lenient::int")]
+    #[serde(rename = "SoftSize")]
     pub soft_size: u64,
     /// MD5 of the image: a hex string, though the vendor example sends a number.
     #[serde(rename = "MD5", deserialize_with = "lenient::text")]
     pub md5: String,
     /// Download id, echoed in the ack.
-    #[serde(rename = "DownID", deserialize_with = "lenient::text")]
+    #[serde(rename = "DownID")]
     pub down_id: String,
     /// The image's file name.
     #[serde(
@@ -243,7 +236,7 @@ impl OtaNotify {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OtaNotifyAck {
     /// The notify's download id.
-    #[serde(rename = "DownID", deserialize_with = "lenient::text")]
+    #[serde(rename = "DownID")]
     pub down_id: String,
 }
 
@@ -297,7 +290,6 @@ pub struct PropertyAsk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeSyncData {
     /// Platform time in Unix milliseconds.
-    #[serde(deserialize_with = "lenient::int")]
     pub timestamp: i64,
     /// The platform's time zone, e.g. "Asia/Shanghai".
     #[serde(default)]
@@ -310,7 +302,6 @@ pub struct TimedValue {
     /// The value (for events, an object of outputs).
     pub value: Value,
     /// When it was observed, Unix milliseconds.
-    #[serde(deserialize_with = "lenient::int")]
     pub time: i64,
 }
 

@@ -81,11 +81,11 @@ fn malformed_payloads() {
         payload_error::<OtaNotify>(
             r#"{"Type":2,"Url":"u","SoftVer":"v","SoftSize":"big","MD5":"m","DownID":"d"}"#
         )
-        .contains("expected an integer")
+        .contains("invalid type: string \"big\", expected u64")
     );
     assert!(
         payload_error::<AuthReply>(r#"{"Code":0,"Nonce":1099511627776}"#)
-            .contains("integer 1099511627776 is out of range")
+            .contains("invalid value: integer `1099511627776`, expected i32")
     );
     assert!(payload_error::<AuthReply>(r#"{"Code":"ok"}"#).contains("Code: expected a number"));
 }
