@@ -23,6 +23,7 @@ pub mod frame;
 pub mod identity;
 mod lenient;
 pub mod message_id;
+pub mod model;
 pub mod payload;
 pub mod secret;
 pub mod topic;

@@ -1,0 +1,401 @@
+//! `#[thing(...)]` attribute parsing: every key with its span, duplicates and unknown keys
+//! reported, and all errors collected in a [`Ctxt`] rather than stopping at the first.
+
+use std::cell::RefCell;
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned as _;
+use syn::{Attribute, LitStr, Token};
+use x_codegen::ir::{Access, CallType, EventKind};
+
+/// Collects errors across a whole derive, serde-style.
+#[derive(Default)]
+pub struct Ctxt {
+    errors: RefCell<Vec<syn::Error>>,
+}
+
+impl Ctxt {
+    /// Records an error at `span`.
+    pub fn error(&self, span: Span, message: impl std::fmt::Display) {
+        self.errors
+            .borrow_mut()
+            .push(syn::Error::new(span, message));
+    }
+
+    /// Records a parse error.
+    pub fn syn_error(&self, error: syn::Error) {
+        self.errors.borrow_mut().push(error);
+    }
+
+    /// Whether any error was recorded.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.borrow().is_empty()
+    }
+
+    /// The recorded errors, combined into one.
+    pub fn finish(self) -> Result<(), syn::Error> {
+        let mut errors = self.errors.into_inner().into_iter();
+        let Some(mut first) = errors.next() else {
+            return Ok(());
+        };
+        for e in errors {
+            first.combine(e);
+        }
+        Err(first)
+    }
+}
+
+/// A value with the span of the attribute that gave it.
+#[derive(Debug, Clone)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// Every key `#[thing(...)]` accepts anywhere; each derive says which apply to it.
+#[derive(Default)]
+pub struct Attrs {
+    pub identifier: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub desc: Option<Spanned<String>>,
+    pub access: Option<Spanned<Access>>,
+    pub required: Option<Spanned<bool>>,
+    pub min: Option<Spanned<f64>>,
+    pub max: Option<Spanned<f64>>,
+    pub step: Option<Spanned<f64>>,
+    pub unit: Option<Spanned<String>>,
+    pub unit_name: Option<Spanned<String>>,
+    pub length: Option<Spanned<u32>>,
+    pub size: Option<Spanned<u32>>,
+    pub kind: Option<Spanned<EventKind>>,
+    pub call: Option<Spanned<CallType>>,
+    pub output: Option<Spanned<syn::Type>>,
+    pub key: Option<Spanned<i64>>,
+    pub label: Option<Spanned<String>>,
+    pub model: Option<Spanned<String>>,
+    pub krate: Option<Spanned<syn::Path>>,
+}
+
+/// Where an attribute sits, which decides the keys it accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// On a `ThingModel` struct.
+    ModelContainer,
+    /// On a `ThingModel` field (a property).
+    Property,
+    /// On a `ThingEvent` struct.
+    EventContainer,
+    /// On a `ThingServices` enum.
+    ServicesContainer,
+    /// On a `ThingServices` variant (a service).
+    Service,
+    /// On a field of an event, a service input, or a struct.
+    Param,
+    /// On a `ThingStruct` struct or `ThingEnum` enum.
+    TypeContainer,
+    /// On a `ThingEnum` variant.
+    EnumVariant,
+}
+
+const SPEC_KEYS: &[&str] = &[
+    "identifier",
+    "name",
+    "desc",
+    "min",
+    "max",
+    "step",
+    "unit",
+    "unit_name",
+    "length",
+    "size",
+];
+
+impl Place {
+    fn keys(self) -> Vec<&'static str> {
+        let mut keys: Vec<&str> = match self {
+            Place::ModelContainer => vec!["model", "crate"],
+            Place::Property => [SPEC_KEYS, &["access", "required", "rename"]].concat(),
+            Place::EventContainer => vec!["identifier", "name", "desc", "kind", "model", "crate"],
+            Place::ServicesContainer => vec!["model", "crate"],
+            Place::Service => vec!["identifier", "name", "desc", "call", "output"],
+            Place::Param => [SPEC_KEYS, &["rename"]].concat(),
+            Place::TypeContainer => vec!["crate"],
+            Place::EnumVariant => vec!["key", "label"],
+        };
+        keys.sort_unstable();
+        keys
+    }
+}
+
+/// Parses every `#[thing(...)]` among `attrs` for an item at `place`.
+pub fn parse(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Attrs {
+    let mut out = Attrs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("thing")) {
+        let result = attr.parse_nested_meta(|meta| {
+            let key = meta
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| meta.path.to_token_stream().to_string());
+            let allowed = place.keys();
+            let canonical = if key == "rename" {
+                "identifier"
+            } else {
+                key.as_str()
+            };
+            if !allowed.contains(&key.as_str()) {
+                // Consume the value so parsing can go on to the next key.
+                if meta.input.peek(Token![=]) {
+                    let _: proc_macro2::TokenStream = meta.value()?.parse()?;
+                } else if meta.input.peek(syn::token::Paren) {
+                    let _ = meta.parse_nested_meta(|_| Ok(()));
+                }
+                let hint = if is_known(&key) {
+                    "is not allowed here".to_owned()
+                } else {
+                    "is not a thing attribute".to_owned()
+                };
+                cx.error(
+                    meta.path.span(),
+                    format!("`{key}` {hint}; expected one of: {}", allowed.join(", ")),
+                );
+                return Ok(());
+            }
+            let span = meta.path.span();
+            let dup = |present: bool| {
+                if present {
+                    cx.error(span, format!("duplicate thing attribute `{canonical}`"));
+                }
+            };
+            match canonical {
+                "identifier" => {
+                    dup(out.identifier.is_some());
+                    out.identifier = Some(string(&meta, span)?);
+                }
+                "name" => {
+                    dup(out.name.is_some());
+                    out.name = Some(string(&meta, span)?);
+                }
+                "desc" => {
+                    dup(out.desc.is_some());
+                    out.desc = Some(string(&meta, span)?);
+                }
+                "label" => {
+                    dup(out.label.is_some());
+                    out.label = Some(string(&meta, span)?);
+                }
+                "unit" => {
+                    dup(out.unit.is_some());
+                    out.unit = Some(string(&meta, span)?);
+                }
+                "unit_name" => {
+                    dup(out.unit_name.is_some());
+                    out.unit_name = Some(string(&meta, span)?);
+                }
+                "model" => {
+                    dup(out.model.is_some());
+                    out.model = Some(string(&meta, span)?);
+                }
+                "access" => {
+                    dup(out.access.is_some());
+                    let s = string(&meta, span)?;
+                    out.access = match s.value.as_str() {
+                        "r" => Some(Spanned {
+                            value: Access::ReadOnly,
+                            span,
+                        }),
+                        "rw" => Some(Spanned {
+                            value: Access::ReadWrite,
+                            span,
+                        }),
+                        other => {
+                            cx.error(
+                                s.span,
+                                format!("access must be \"r\" or \"rw\", not {other:?}"),
+                            );
+                            None
+                        }
+                    };
+                }
+                "kind" => {
+                    dup(out.kind.is_some());
+                    let s = string(&meta, span)?;
+                    out.kind = match s.value.as_str() {
+                        "info" => Some(Spanned {
+                            value: EventKind::Info,
+                            span,
+                        }),
+                        "alert" => Some(Spanned {
+                            value: EventKind::Alert,
+                            span,
+                        }),
+                        "error" => Some(Spanned {
+                            value: EventKind::Error,
+                            span,
+                        }),
+                        other => {
+                            cx.error(
+                                s.span,
+                                format!(
+                                    "kind must be \"info\", \"alert\" or \"error\", not {other:?}"
+                                ),
+                            );
+                            None
+                        }
+                    };
+                }
+                "call" => {
+                    dup(out.call.is_some());
+                    let s = string(&meta, span)?;
+                    out.call = match s.value.as_str() {
+                        "sync" => Some(Spanned {
+                            value: CallType::Sync,
+                            span,
+                        }),
+                        "async" => Some(Spanned {
+                            value: CallType::Async,
+                            span,
+                        }),
+                        other => {
+                            cx.error(
+                                s.span,
+                                format!("call must be \"sync\" or \"async\", not {other:?}"),
+                            );
+                            None
+                        }
+                    };
+                }
+                "required" => {
+                    dup(out.required.is_some());
+                    let value = if meta.input.peek(Token![=]) {
+                        meta.value()?.parse::<syn::LitBool>()?.value
+                    } else {
+                        true
+                    };
+                    out.required = Some(Spanned { value, span });
+                }
+                "min" | "max" | "step" => {
+                    let n = number(&meta, span)?;
+                    let slot = match canonical {
+                        "min" => &mut out.min,
+                        "max" => &mut out.max,
+                        _ => &mut out.step,
+                    };
+                    dup(slot.is_some());
+                    *slot = Some(n);
+                }
+                "length" | "size" => {
+                    let n = number(&meta, span)?;
+                    if n.value.fract() != 0.0 || n.value < 1.0 || n.value > f64::from(u32::MAX) {
+                        cx.error(
+                            n.span,
+                            format!("`{canonical}` must be a positive whole number"),
+                        );
+                        return Ok(());
+                    }
+                    let v = Spanned {
+                        value: n.value as u32,
+                        span,
+                    };
+                    let slot = if canonical == "length" {
+                        &mut out.length
+                    } else {
+                        &mut out.size
+                    };
+                    dup(slot.is_some());
+                    *slot = Some(v);
+                }
+                "key" => {
+                    dup(out.key.is_some());
+                    let n = number(&meta, span)?;
+                    if n.value.fract() != 0.0 || i32::try_from(n.value as i64).is_err() {
+                        cx.error(n.span, "`key` must be a 32-bit integer");
+                        return Ok(());
+                    }
+                    out.key = Some(Spanned {
+                        value: n.value as i64,
+                        span,
+                    });
+                }
+                "output" => {
+                    dup(out.output.is_some());
+                    let ty: syn::Type = meta.value()?.parse()?;
+                    out.output = Some(Spanned { value: ty, span });
+                }
+                "crate" => {
+                    dup(out.krate.is_some());
+                    let s: LitStr = meta.value()?.parse()?;
+                    match s.parse::<syn::Path>() {
+                        Ok(p) => out.krate = Some(Spanned { value: p, span }),
+                        Err(e) => cx.syn_error(e),
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+    out
+}
+
+fn is_known(key: &str) -> bool {
+    [
+        "identifier",
+        "rename",
+        "name",
+        "desc",
+        "access",
+        "required",
+        "min",
+        "max",
+        "step",
+        "unit",
+        "unit_name",
+        "length",
+        "size",
+        "kind",
+        "call",
+        "output",
+        "key",
+        "label",
+        "model",
+        "crate",
+    ]
+    .contains(&key)
+}
+
+fn string(meta: &ParseNestedMeta, span: Span) -> syn::Result<Spanned<String>> {
+    let s: LitStr = meta.value()?.parse()?;
+    Ok(Spanned {
+        value: s.value(),
+        span,
+    })
+}
+
+/// A number literal: `5`, `-40`, `0.5`, or a string holding one.
+fn number(meta: &ParseNestedMeta, span: Span) -> syn::Result<Spanned<f64>> {
+    let input = meta.value()?;
+    let negative = input.parse::<Option<Token![-]>>()?.is_some();
+    let lit: syn::Lit = input.parse()?;
+    let value = match &lit {
+        syn::Lit::Int(i) => i.base10_parse::<f64>()?,
+        syn::Lit::Float(f) => f.base10_parse::<f64>()?,
+        syn::Lit::Str(s) => s
+            .value()
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| syn::Error::new(s.span(), "expected a number"))?,
+        other => return Err(syn::Error::new(other.span(), "expected a number")),
+    };
+    Ok(Spanned {
+        value: if negative { -value } else { value },
+        span,
+    })
+}

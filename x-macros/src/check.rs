@@ -1,0 +1,311 @@
+//! `#[thing(model = "models/x.json")]`: compares a derived item with an exported model file.
+//! Every mismatch is reported at the offending field; specs the Rust side leaves out are
+//! inherited from the model, so the file stays the one source of truth. User enum and struct
+//! types are compared by `const` assertions the compiler evaluates.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use x_codegen::Model;
+use x_codegen::ir::{DataType, Field, Numeric};
+
+use crate::attr::{Ctxt, Spanned};
+
+/// Reads and validates the model file named by `path` (relative to the crate's manifest).
+pub fn load_model(cx: &Ctxt, path: &Spanned<String>) -> Option<Model> {
+    let base = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    let file = base.join(&path.value);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            cx.error(
+                path.span,
+                format!("cannot read model file {:?}: {e}", path.value),
+            );
+            return None;
+        }
+    };
+    match x_codegen::load(&text, "Model") {
+        Ok(m) => Some(m),
+        Err(diags) => {
+            let list = diags.iter().map(|d| format!("\n  {d}")).collect::<String>();
+            cx.error(
+                path.span,
+                format!("model file {:?} is invalid:{list}", path.value),
+            );
+            None
+        }
+    }
+}
+
+/// Compares derived fields with the model's (`what` says what they are, e.g. "property"),
+/// inheriting specs the derive leaves out. Returns `const` checks for user types.
+pub fn fields(
+    cx: &Ctxt,
+    derived: &mut [Field],
+    model: &[Field],
+    file: &str,
+    owner_span: Span,
+    what: &str,
+    krate: &TokenStream,
+) -> TokenStream {
+    let mut consts = TokenStream::new();
+    for d in derived.iter_mut() {
+        match model.iter().find(|m| m.identifier == d.identifier) {
+            None => {
+                let known = model
+                    .iter()
+                    .map(|m| format!("`{}`", m.identifier))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                cx.error(
+                    d.span,
+                    format!(
+                        "`{}` is not a {what} in {file} (it has {})",
+                        d.identifier,
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known
+                        }
+                    ),
+                );
+            }
+            Some(m) => {
+                let rust_ty = d
+                    .rust_type
+                    .clone()
+                    .and_then(|ts| syn::parse2::<syn::Type>(ts).ok());
+                let span = d.span;
+                let id = d.identifier.clone();
+                compare(
+                    cx,
+                    &mut d.ty,
+                    &m.ty,
+                    rust_ty.as_ref(),
+                    &Ctx {
+                        id: &id,
+                        file,
+                        span,
+                        krate,
+                    },
+                    &mut consts,
+                );
+                if d.desc.is_none() {
+                    d.desc = m.desc.clone();
+                }
+                if d.name == d.identifier {
+                    d.name = m.name.clone();
+                }
+            }
+        }
+    }
+    for m in model {
+        if !derived.iter().any(|d| d.identifier == m.identifier) {
+            cx.error(
+                owner_span,
+                format!(
+                    "{what} `{}` ({}) of {file} has no field here; add `{}: {}`",
+                    m.identifier,
+                    m.ty.model_name(),
+                    x_codegen::names::field_name(&m.identifier),
+                    suggested_type(&m.ty)
+                ),
+            );
+        }
+    }
+    consts
+}
+
+struct Ctx<'a> {
+    id: &'a str,
+    file: &'a str,
+    span: Span,
+    krate: &'a TokenStream,
+}
+
+fn compare(
+    cx: &Ctxt,
+    derived: &mut DataType,
+    model: &DataType,
+    rust_ty: Option<&syn::Type>,
+    c: &Ctx,
+    consts: &mut TokenStream,
+) {
+    let m = {
+        let krate = c.krate;
+        quote!(#krate::model)
+    };
+    match (derived, model) {
+        (DataType::Int(d), DataType::Int(n))
+        | (DataType::Float(d), DataType::Float(n))
+        | (DataType::Double(d), DataType::Double(n)) => numeric(cx, d, n, c),
+        (DataType::Bool(d), DataType::Bool(n)) => *d = n.clone(),
+        (DataType::Text(d), DataType::Text(n)) => inherit(cx, d, n, "length", c),
+        (DataType::Date, DataType::Date) => {}
+        (DataType::Array { size: ds, item: di }, DataType::Array { size: ms, item: mi }) => {
+            inherit(cx, ds, ms, "size", c);
+            let item_ty = rust_ty.and_then(vec_item);
+            compare(cx, di, mi, item_ty, c, consts);
+        }
+        (DataType::External(ts), DataType::Enum(e)) => {
+            let keys = e.variants.iter().map(|v| {
+                let key = proc_macro2::Literal::i64_unsuffixed(v.key);
+                let label = &v.label;
+                quote!((#key, #label))
+            });
+            let listing = e
+                .variants
+                .iter()
+                .map(|v| format!("{} = {}", v.key, v.label))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let msg = format!(
+                "`{}`: the enum's keys differ from {} (expected {listing})",
+                c.id, c.file
+            );
+            consts.extend(quote_spanned! {c.span=>
+                const _: () = if !#m::check::variants_eq(
+                    <#ts as #m::ThingEnum>::VARIANTS,
+                    &[#(#keys),*],
+                ) {
+                    ::core::panic!(#msg)
+                };
+            });
+        }
+        (DataType::External(ts), DataType::Struct(s)) => {
+            let fields = s.fields.iter().map(|f| {
+                let id = &f.identifier;
+                let kind = kind_tokens(&f.ty, &m);
+                quote!((#id, #kind))
+            });
+            let listing = s
+                .fields
+                .iter()
+                .map(|f| format!("{}: {}", f.identifier, f.ty.model_name()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let msg = format!(
+                "`{}`: the struct's fields differ from {} (expected {listing})",
+                c.id, c.file
+            );
+            consts.extend(quote_spanned! {c.span=>
+                const _: () = if !#m::check::fields_eq(
+                    <#ts as #m::ThingStruct>::FIELDS,
+                    &[#(#fields),*],
+                ) {
+                    ::core::panic!(#msg)
+                };
+            });
+        }
+        (d, n) => {
+            let here = match d {
+                DataType::External(ts) => format!("`{}`", ts.to_string().replace(' ', "")),
+                other => format!("{} (`{}`)", other.model_name(), suggested_type(other)),
+            };
+            cx.error(
+                c.span,
+                format!(
+                    "`{}` is {} in {}, but this field is {here}; use `{}`",
+                    c.id,
+                    n.model_name(),
+                    c.file,
+                    suggested_type(n)
+                ),
+            );
+        }
+    }
+}
+
+fn numeric(cx: &Ctxt, d: &mut Numeric, n: &Numeric, c: &Ctx) {
+    inherit_f64(cx, &mut d.min, n.min, "min", c);
+    inherit_f64(cx, &mut d.max, n.max, "max", c);
+    inherit_f64(cx, &mut d.step, n.step, "step", c);
+    inherit(cx, &mut d.unit, &n.unit, "unit", c);
+    inherit(cx, &mut d.unit_name, &n.unit_name, "unit_name", c);
+}
+
+fn inherit_f64(cx: &Ctxt, d: &mut Option<f64>, n: Option<f64>, key: &str, c: &Ctx) {
+    match (*d, n) {
+        (Some(a), Some(b)) if (a - b).abs() > 1e-12 * a.abs().max(1.0) => cx.error(
+            c.span,
+            format!("`{}`: `{key}` is {a} here but {b} in {}", c.id, c.file),
+        ),
+        (Some(a), None) => cx.error(
+            c.span,
+            format!(
+                "`{}`: `{key}` is {a} here but {} declares none",
+                c.id, c.file
+            ),
+        ),
+        (None, b) => *d = b,
+        _ => {}
+    }
+}
+
+fn inherit<T: Clone + PartialEq + std::fmt::Debug>(
+    cx: &Ctxt,
+    d: &mut Option<T>,
+    n: &Option<T>,
+    key: &str,
+    c: &Ctx,
+) {
+    match (d.as_ref(), n) {
+        (Some(a), Some(b)) if a != b => cx.error(
+            c.span,
+            format!("`{}`: `{key}` is {a:?} here but {b:?} in {}", c.id, c.file),
+        ),
+        (Some(a), None) => cx.error(
+            c.span,
+            format!(
+                "`{}`: `{key}` is {a:?} here but {} declares none",
+                c.id, c.file
+            ),
+        ),
+        (None, b) => *d = b.clone(),
+        _ => {}
+    }
+}
+
+fn vec_item(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    }
+}
+
+fn kind_tokens(ty: &DataType, m: &TokenStream) -> TokenStream {
+    match ty {
+        DataType::Int(_) => quote!(#m::ValueKind::Int),
+        DataType::Float(_) => quote!(#m::ValueKind::Float),
+        DataType::Double(_) => quote!(#m::ValueKind::Double),
+        DataType::Bool(_) => quote!(#m::ValueKind::Bool),
+        DataType::Enum(_) => quote!(#m::ValueKind::Enum),
+        DataType::Text(_) => quote!(#m::ValueKind::Text),
+        DataType::Date => quote!(#m::ValueKind::Date),
+        DataType::Struct(_) => quote!(#m::ValueKind::Struct),
+        DataType::Array { .. } | DataType::External(_) => quote!(#m::ValueKind::Array),
+    }
+}
+
+/// The Rust type a model data type takes in a derive.
+fn suggested_type(ty: &DataType) -> String {
+    match ty {
+        DataType::Int(_) => "i32".into(),
+        DataType::Float(_) => "f32".into(),
+        DataType::Double(_) => "f64".into(),
+        DataType::Bool(_) => "bool".into(),
+        DataType::Text(_) => "String".into(),
+        DataType::Date => "Date".into(),
+        DataType::Enum(e) => format!("{} (a #[derive(ThingEnum)] type)", e.rust_name),
+        DataType::Struct(s) => format!("{} (a #[derive(ThingStruct)] type)", s.rust_name),
+        DataType::Array { item, .. } => format!("Vec<{}>", suggested_type(item)),
+        DataType::External(ts) => ts.to_string(),
+    }
+}

@@ -1,0 +1,542 @@
+//! Expansion: each derive parses its item into the IR, validates it, checks it against a
+//! model file when asked, and emits through `x_codegen::rust`, the emitter generated code
+//! uses too.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::spanned::Spanned as _;
+use syn::{Data, DeriveInput, Fields};
+use x_codegen::ir::{
+    Access, CallType, EnumType, Event, EventKind, Field, Property, Service, Variant,
+};
+use x_codegen::names;
+
+use crate::ast;
+use crate::attr::{self, Attrs, Ctxt, Place};
+use crate::check;
+
+/// Runs a derive body with a fresh error context: its tokens, or every error it recorded.
+fn run(input: &DeriveInput, body: impl FnOnce(&Ctxt, &DeriveInput) -> TokenStream) -> TokenStream {
+    let cx = Ctxt::default();
+    let out = body(&cx, input);
+    match cx.finish() {
+        Ok(()) => out,
+        Err(e) => e.to_compile_error(),
+    }
+}
+
+fn krate(attrs: &Attrs) -> TokenStream {
+    match &attrs.krate {
+        Some(p) => {
+            let path = &p.value;
+            quote!(#path)
+        }
+        None => quote!(::x_sdk),
+    }
+}
+
+/// Reports validation diagnostics (duplicates, empty ranges, ...) at their spans.
+fn validate(cx: &Ctxt, fields: &[Field], what: &str) {
+    let refs: Vec<&Field> = fields.iter().collect();
+    let mut diags = Vec::new();
+    x_codegen::validate::fields(&refs, what, &mut diags);
+    for d in diags {
+        cx.error(d.span, d.message);
+    }
+}
+
+/// `#[derive(ThingModel)]`.
+pub fn model(input: DeriveInput) -> TokenStream {
+    run(&input, |cx, input| {
+        let attrs = attr::parse(cx, &input.attrs, Place::ModelContainer);
+        let krate = krate(&attrs);
+        let Some(named) = ast::named_fields(cx, input, "ThingModel") else {
+            if !cx.has_errors() {
+                cx.error(
+                    input.ident.span(),
+                    "ThingModel needs at least one property field",
+                );
+            }
+            return TokenStream::new();
+        };
+        let mut props = ast::properties(cx, named);
+        let mut consts = TokenStream::new();
+        if let Some(path) = &attrs.model
+            && let Some(model) = check::load_model(cx, path)
+        {
+            for p in &mut props {
+                let Some(mp) = model
+                    .properties
+                    .iter()
+                    .find(|m| m.field.identifier == p.field.identifier)
+                else {
+                    continue;
+                };
+                match &p.access {
+                    Some(a) if a.value != mp.access => cx.error(
+                        a.span,
+                        format!(
+                            "`{}` is {:?} in {}, but access = {:?} here",
+                            p.field.identifier,
+                            mp.access.model_name(),
+                            path.value,
+                            a.value.model_name()
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        p.access = Some(attr::Spanned {
+                            value: mp.access,
+                            span: p.field.span,
+                        });
+                    }
+                }
+            }
+            let mut fields: Vec<Field> = props.iter().map(|p| p.field.clone()).collect();
+            let model_fields: Vec<Field> =
+                model.properties.iter().map(|p| p.field.clone()).collect();
+            consts = check::fields(
+                cx,
+                &mut fields,
+                &model_fields,
+                &path.value,
+                input.ident.span(),
+                "property",
+                &krate,
+            );
+            for (p, f) in props.iter_mut().zip(fields) {
+                p.field = f;
+            }
+        }
+        let fields: Vec<Field> = props.iter().map(|p| p.field.clone()).collect();
+        validate(cx, &fields, "property");
+        if cx.has_errors() {
+            return TokenStream::new();
+        }
+        let properties: Vec<Property> = props
+            .into_iter()
+            .map(|p| Property {
+                field: p.field,
+                access: p.access.map_or(Access::ReadOnly, |a| a.value),
+                required: p.required,
+            })
+            .collect();
+        let vis = input.vis.to_token_stream_owned();
+        let impls = x_codegen::rust::model_impls(&input.ident, &vis, &properties, &krate);
+        quote!(#impls #consts)
+    })
+}
+
+/// `#[derive(ThingEvent)]`.
+pub fn event(input: DeriveInput) -> TokenStream {
+    run(&input, |cx, input| {
+        let attrs = attr::parse(cx, &input.attrs, Place::EventContainer);
+        let krate = krate(&attrs);
+        let mut outputs = match ast::named_fields(cx, input, "ThingEvent") {
+            Some(named) => ast::params(cx, &named.named),
+            None => Vec::new(),
+        };
+        let identifier = attrs.identifier.as_ref().map_or_else(
+            || names::identifier_for(&input.ident.to_string()),
+            |i| i.value.clone(),
+        );
+        if !ast::valid_identifier(&identifier) {
+            cx.error(
+                attrs.identifier.as_ref().map_or(input.ident.span(), |i| i.span),
+                format!("{identifier:?} is not a valid event identifier; set one with #[thing(identifier = \"..\")]"),
+            );
+        }
+        let mut kind = attrs.kind.as_ref().map(|k| k.value);
+        let mut name = attrs.name.as_ref().map(|n| n.value.clone());
+        let mut consts = TokenStream::new();
+        if let Some(path) = &attrs.model
+            && let Some(model) = check::load_model(cx, path)
+        {
+            match model.events.iter().find(|e| e.identifier == identifier) {
+                None => cx.error(
+                    input.ident.span(),
+                    format!(
+                        "event `{identifier}` is not in {} (it has {})",
+                        path.value,
+                        listing(model.events.iter().map(|e| &e.identifier))
+                    ),
+                ),
+                Some(me) => {
+                    match (&attrs.kind, kind) {
+                        (Some(k), Some(given)) if given != me.kind => cx.error(
+                            k.span,
+                            format!(
+                                "event `{identifier}` is {:?} in {}, but kind = {:?} here",
+                                me.kind.model_name(),
+                                path.value,
+                                given.model_name()
+                            ),
+                        ),
+                        _ => kind = Some(me.kind),
+                    }
+                    name.get_or_insert_with(|| me.name.clone());
+                    consts = check::fields(
+                        cx,
+                        &mut outputs,
+                        &me.outputs,
+                        &path.value,
+                        input.ident.span(),
+                        &format!("output of event `{identifier}`"),
+                        &krate,
+                    );
+                }
+            }
+        }
+        validate(cx, &outputs, "output");
+        if cx.has_errors() {
+            return TokenStream::new();
+        }
+        let event = Event {
+            name: name.unwrap_or_else(|| identifier.clone()),
+            identifier,
+            desc: attrs.desc.as_ref().map(|d| d.value.clone()),
+            kind: kind.unwrap_or(EventKind::Info),
+            outputs,
+            rust_name: input.ident.to_string(),
+            path: format!("event `{}`", input.ident),
+            span: input.ident.span(),
+        };
+        let impls = x_codegen::rust::event_impls(&input.ident, &event, &krate);
+        quote!(#impls #consts)
+    })
+}
+
+/// `#[derive(ThingStruct)]`.
+pub fn structure(input: DeriveInput) -> TokenStream {
+    run(&input, |cx, input| {
+        let attrs = attr::parse(cx, &input.attrs, Place::TypeContainer);
+        let krate = krate(&attrs);
+        let fields = match ast::named_fields(cx, input, "ThingStruct") {
+            Some(named) => ast::params(cx, &named.named),
+            None => Vec::new(),
+        };
+        validate(cx, &fields, "struct field");
+        if cx.has_errors() {
+            return TokenStream::new();
+        }
+        x_codegen::rust::struct_impls(&input.ident, &fields, &krate)
+    })
+}
+
+/// `#[derive(ThingEnum)]`.
+pub fn enumeration(input: DeriveInput) -> TokenStream {
+    run(&input, |cx, input| {
+        let attrs = attr::parse(cx, &input.attrs, Place::TypeContainer);
+        let krate = krate(&attrs);
+        let Data::Enum(data) = &input.data else {
+            cx.error(input.ident.span(), "ThingEnum derives only on enums");
+            return TokenStream::new();
+        };
+        if !input.generics.params.is_empty() {
+            cx.error(
+                input.generics.span(),
+                "ThingEnum does not support generic types",
+            );
+        }
+        if data.variants.is_empty() {
+            cx.error(input.ident.span(), "a ThingEnum needs at least one variant");
+        }
+        let mut variants: Vec<(Variant, proc_macro2::Span)> = Vec::new();
+        for (i, v) in data.variants.iter().enumerate() {
+            let va = attr::parse(cx, &v.attrs, Place::EnumVariant);
+            if !matches!(v.fields, Fields::Unit) {
+                cx.error(v.ident.span(), "ThingEnum variants cannot carry data");
+                continue;
+            }
+            let key = match (&va.key, &v.discriminant) {
+                (Some(k), _) => k.value,
+                (None, Some((_, expr))) => {
+                    match discriminant(expr) {
+                        Some(k) => k,
+                        None => {
+                            cx.error(expr.span(), "the discriminant must be an integer literal; or set #[thing(key = N)]");
+                            continue;
+                        }
+                    }
+                }
+                (None, None) => i as i64,
+            };
+            let label = va
+                .label
+                .as_ref()
+                .map_or_else(|| v.ident.to_string(), |l| l.value.clone());
+            if let Some((first, _)) = variants.iter().find(|(x, _)| x.key == key) {
+                cx.error(
+                    v.ident.span(),
+                    format!("enum key {key} is also the key of `{}`", first.rust_name),
+                );
+            }
+            variants.push((
+                Variant {
+                    key,
+                    label,
+                    rust_name: v.ident.to_string(),
+                },
+                v.ident.span(),
+            ));
+        }
+        if cx.has_errors() {
+            return TokenStream::new();
+        }
+        let e = EnumType {
+            rust_name: input.ident.to_string(),
+            variants: variants.into_iter().map(|(v, _)| v).collect(),
+        };
+        x_codegen::rust::enum_impls(&input.ident, &e, &krate)
+    })
+}
+
+fn discriminant(expr: &syn::Expr) -> Option<i64> {
+    match expr {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(i),
+            ..
+        }) => i.base10_parse().ok(),
+        syn::Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            expr,
+            ..
+        }) => discriminant(expr).map(|v| -v),
+        _ => None,
+    }
+}
+
+/// `#[derive(ThingServices)]`.
+pub fn services(input: DeriveInput) -> TokenStream {
+    run(&input, |cx, input| {
+        let attrs = attr::parse(cx, &input.attrs, Place::ServicesContainer);
+        let krate = krate(&attrs);
+        let Data::Enum(data) = &input.data else {
+            cx.error(
+                input.ident.span(),
+                "ThingServices derives only on enums, one variant per service",
+            );
+            return TokenStream::new();
+        };
+        if !input.generics.params.is_empty() {
+            cx.error(
+                input.generics.span(),
+                "ThingServices does not support generic types",
+            );
+        }
+        let model = attrs
+            .model
+            .as_ref()
+            .and_then(|path| Some((path, check::load_model(cx, path)?)));
+        let mut services = Vec::new();
+        let mut consts = TokenStream::new();
+        for v in &data.variants {
+            let va = attr::parse(cx, &v.attrs, Place::Service);
+            let mut inputs = match &v.fields {
+                Fields::Named(named) => ast::params(cx, &named.named),
+                Fields::Unit => Vec::new(),
+                Fields::Unnamed(_) => {
+                    cx.error(
+                        v.ident.span(),
+                        "service variants name their inputs: use `Variant { input: Type }` or a unit variant",
+                    );
+                    continue;
+                }
+            };
+            let identifier = va.identifier.as_ref().map_or_else(
+                || names::identifier_for(&v.ident.to_string()),
+                |i| i.value.clone(),
+            );
+            if !ast::valid_identifier(&identifier) {
+                cx.error(
+                    va.identifier.as_ref().map_or(v.ident.span(), |i| i.span),
+                    format!("{identifier:?} is not a valid service identifier"),
+                );
+            }
+            let mut call = va.call.as_ref().map(|c| c.value);
+            let mut name = va.name.as_ref().map(|n| n.value.clone());
+            let output = va.output.as_ref().map(|o| {
+                let ty = &o.value;
+                quote!(#ty)
+            });
+            if let Some((path, model)) = &model {
+                match model.services.iter().find(|s| s.identifier == identifier) {
+                    None => cx.error(
+                        v.ident.span(),
+                        format!(
+                            "service `{identifier}` is not in {} (it has {})",
+                            path.value,
+                            listing(model.services.iter().map(|s| &s.identifier))
+                        ),
+                    ),
+                    Some(ms) => {
+                        match (&va.call, call) {
+                            (Some(c), Some(given)) if given != ms.call => cx.error(
+                                c.span,
+                                format!(
+                                    "service `{identifier}` is {:?} in {}, but call = {:?} here",
+                                    ms.call.model_name(),
+                                    path.value,
+                                    given.model_name()
+                                ),
+                            ),
+                            _ => call = Some(ms.call),
+                        }
+                        name.get_or_insert_with(|| ms.name.clone());
+                        consts.extend(check::fields(
+                            cx,
+                            &mut inputs,
+                            &ms.inputs,
+                            &path.value,
+                            v.ident.span(),
+                            &format!("input of service `{identifier}`"),
+                            &krate,
+                        ));
+                        consts.extend(output_check(
+                            cx,
+                            &va,
+                            &identifier,
+                            ms,
+                            &path.value,
+                            &krate,
+                            v,
+                        ));
+                    }
+                }
+            }
+            validate(cx, &inputs, "input");
+            services.push(Service {
+                name: name.unwrap_or_else(|| identifier.clone()),
+                identifier,
+                desc: va.desc.as_ref().map(|d| d.value.clone()),
+                call: call.unwrap_or(CallType::Sync),
+                inputs,
+                outputs: Vec::new(),
+                rust_variant: v.ident.to_string(),
+                rust_method: names::field_name(&v.ident.to_string()),
+                output_type: output,
+                path: format!("variant `{}`", v.ident),
+                span: v.ident.span(),
+            });
+        }
+        if let Some((path, model)) = &model {
+            for ms in &model.services {
+                if !services.iter().any(|s| s.identifier == ms.identifier) {
+                    cx.error(
+                        input.ident.span(),
+                        format!(
+                            "service `{}` of {} has no variant here; add `{} {{ .. }}`",
+                            ms.identifier, path.value, ms.rust_variant
+                        ),
+                    );
+                }
+            }
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for s in &services {
+            if seen.contains(&s.identifier.as_str()) {
+                cx.error(
+                    s.span,
+                    format!("duplicate service identifier {:?}", s.identifier),
+                );
+            }
+            seen.push(&s.identifier);
+        }
+        if cx.has_errors() {
+            return TokenStream::new();
+        }
+        let vis = input.vis.to_token_stream_owned();
+        let impls = x_codegen::rust::services_impls(&input.ident, &vis, &services, &krate);
+        quote!(#impls #consts)
+    })
+}
+
+/// Checks a variant's `output = Type` against the model service's outputs.
+fn output_check(
+    cx: &Ctxt,
+    va: &Attrs,
+    identifier: &str,
+    ms: &Service,
+    file: &str,
+    krate: &TokenStream,
+    v: &syn::Variant,
+) -> TokenStream {
+    match (&va.output, ms.outputs.is_empty()) {
+        (None, true) => TokenStream::new(),
+        (None, false) => {
+            cx.error(
+                v.ident.span(),
+                format!(
+                    "service `{identifier}` has outputs in {file} ({}); add #[thing(output = Type)] with a #[derive(ThingStruct)] type",
+                    ms.outputs
+                        .iter()
+                        .map(|f| format!("{}: {}", f.identifier, f.ty.model_name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            TokenStream::new()
+        }
+        (Some(o), true) => {
+            cx.error(
+                o.span,
+                format!("service `{identifier}` has no outputs in {file}; remove `output`"),
+            );
+            TokenStream::new()
+        }
+        (Some(o), false) => {
+            let ty = &o.value;
+            let m = quote!(#krate::model);
+            let fields = ms.outputs.iter().map(|f| {
+                let id = &f.identifier;
+                let kind = kind_of(&f.ty, &m);
+                quote!((#id, #kind))
+            });
+            let msg =
+                format!("service `{identifier}`: the output type's fields differ from {file}");
+            quote::quote_spanned! {o.span=>
+                const _: () = if !#m::check::fields_eq(
+                    <#ty as #m::ThingStruct>::FIELDS,
+                    &[#(#fields),*],
+                ) {
+                    ::core::panic!(#msg)
+                };
+            }
+        }
+    }
+}
+
+fn kind_of(ty: &x_codegen::ir::DataType, m: &TokenStream) -> TokenStream {
+    use x_codegen::ir::DataType as D;
+    match ty {
+        D::Int(_) => quote!(#m::ValueKind::Int),
+        D::Float(_) => quote!(#m::ValueKind::Float),
+        D::Double(_) => quote!(#m::ValueKind::Double),
+        D::Bool(_) => quote!(#m::ValueKind::Bool),
+        D::Enum(_) => quote!(#m::ValueKind::Enum),
+        D::Text(_) => quote!(#m::ValueKind::Text),
+        D::Date => quote!(#m::ValueKind::Date),
+        D::Struct(_) => quote!(#m::ValueKind::Struct),
+        D::Array { .. } | D::External(_) => quote!(#m::ValueKind::Array),
+    }
+}
+
+fn listing<'a>(ids: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<String> = ids.map(|i| format!("`{i}`")).collect();
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// `Visibility` to tokens without importing `ToTokens` everywhere.
+trait VisTokens {
+    fn to_token_stream_owned(&self) -> TokenStream;
+}
+
+impl VisTokens for syn::Visibility {
+    fn to_token_stream_owned(&self) -> TokenStream {
+        quote::ToTokens::to_token_stream(self)
+    }
+}
