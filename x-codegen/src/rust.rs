@@ -162,7 +162,7 @@ pub fn model_impls(
             let f = &p.field;
             let fname = ident(&f.rust_name);
             let id = &f.identifier;
-            quote! {
+            quote_spanned! {f.span=>
                 if let ::core::option::Option::Some(v) = &self.#fname {
                     map.insert(#id.into(), #m::ThingValue::to_json(v));
                 }
@@ -215,7 +215,7 @@ pub fn model_impls(
             Access::ReadOnly => quote!(#m::Access::ReadOnly),
             Access::ReadWrite => quote!(#m::Access::ReadWrite),
         };
-        quote! {
+        quote_spanned! {f.span=>
             #m::PropertyDesc {
                 identifier: #id,
                 name: #display,
@@ -248,7 +248,7 @@ pub fn model_impls(
         let f = &p.field;
         let fname = ident(&f.rust_name);
         let id = &f.identifier;
-        quote!(#id => { map.insert(#id.into(), #m::ThingValue::to_json(&self.#fname)); })
+        quote_spanned!(f.span=> #id => { map.insert(#id.into(), #m::ThingValue::to_json(&self.#fname)); })
     });
     let report_doc = format!(
         "A full or partial property report of `{name}` (HeaderCtrl 16): only the fields that are set go on the wire."
@@ -383,7 +383,7 @@ pub fn struct_impls(name: &Ident, fields: &[Field], krate: &TokenStream) -> Toke
     let field_kinds = fields.iter().map(|f| {
         let id = &f.identifier;
         let ty = field_type(f, krate);
-        quote!((#id, <#ty as #m::ThingValue>::KIND),)
+        quote_spanned!(f.span=> (#id, <#ty as #m::ThingValue>::KIND),)
     });
     quote! {
         #params
@@ -619,7 +619,7 @@ fn to_params_body(
         let fname = ident(&f.rust_name);
         let id = &f.identifier;
         let value = access(&fname);
-        quote!(map.insert(#id.into(), #m::ThingValue::to_json(#value));)
+        quote_spanned!(f.span=> map.insert(#id.into(), #m::ThingValue::to_json(#value));)
     });
     let mutability = if fields.is_empty() {
         quote!()

@@ -126,8 +126,8 @@ pub fn valid_identifier(id: &str) -> bool {
 /// The model data type a Rust field type stands for.
 fn map_type(cx: &Ctxt, ty: &syn::Type) -> Option<DataType> {
     let unsupported = |why: &str| {
-        cx.error(
-            ty.span(),
+        cx.error_spanned(
+            ty,
             format!(
                 "unsupported field type `{}`: {why}",
                 ty.to_token_stream().to_string().replace(' ', "")

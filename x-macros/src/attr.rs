@@ -24,6 +24,13 @@ impl Ctxt {
             .push(syn::Error::new(span, message));
     }
 
+    /// Records an error covering all of `tokens` (first to last token).
+    pub fn error_spanned(&self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.errors
+            .borrow_mut()
+            .push(syn::Error::new_spanned(tokens, message));
+    }
+
     /// Records a parse error.
     pub fn syn_error(&self, error: syn::Error) {
         self.errors.borrow_mut().push(error);

@@ -10,12 +10,18 @@ use x_codegen::ir::{DataType, Field, Numeric};
 
 use crate::attr::{Ctxt, Spanned};
 
-/// Reads and validates the model file named by `path` (relative to the crate's manifest).
+/// Reads and validates the model file named by `path`: relative to the crate's manifest
+/// directory, or else to the nearest ancestor directory that has it (so a workspace member
+/// can name `models/x.json` at the workspace root).
 pub fn load_model(cx: &Ctxt, path: &Spanned<String>) -> Option<Model> {
     let base = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_default();
-    let file = base.join(&path.value);
+    let file = base
+        .ancestors()
+        .map(|dir| dir.join(&path.value))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| base.join(&path.value));
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) => {
@@ -39,18 +45,26 @@ pub fn load_model(cx: &Ctxt, path: &Spanned<String>) -> Option<Model> {
     }
 }
 
-/// Compares derived fields with the model's (`what` says what they are, e.g. "property"),
-/// inheriting specs the derive leaves out. Returns `const` checks for user types.
+/// Compares derived fields with the model's, inheriting specs the derive leaves out.
+/// `noun` says what the fields are ("property", "input", "output"), `owner` whose they are
+/// (empty, or e.g. " of event `overheat`"). Returns `const` checks for user types.
+#[allow(clippy::too_many_arguments)]
 pub fn fields(
     cx: &Ctxt,
     derived: &mut [Field],
     model: &[Field],
     file: &str,
     owner_span: Span,
-    what: &str,
+    noun: &str,
+    owner: &str,
     krate: &TokenStream,
 ) -> TokenStream {
     let mut consts = TokenStream::new();
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     for d in derived.iter_mut() {
         match model.iter().find(|m| m.identifier == d.identifier) {
             None => {
@@ -62,7 +76,7 @@ pub fn fields(
                 cx.error(
                     d.span,
                     format!(
-                        "`{}` is not a {what} in {file} (it has {})",
+                        "`{}` is not {article} {noun}{owner} in {file} (it has {})",
                         d.identifier,
                         if known.is_empty() {
                             "none".to_owned()
@@ -106,11 +120,10 @@ pub fn fields(
             cx.error(
                 owner_span,
                 format!(
-                    "{what} `{}` ({}) of {file} has no field here; add `{}: {}`",
+                    "{noun} `{}`{owner} in {file} has no field here; add a field `{}` of {}",
                     m.identifier,
-                    m.ty.model_name(),
                     x_codegen::names::field_name(&m.identifier),
-                    suggested_type(&m.ty)
+                    suggestion(&m.ty)
                 ),
             );
         }
@@ -202,16 +215,16 @@ fn compare(
         (d, n) => {
             let here = match d {
                 DataType::External(ts) => format!("`{}`", ts.to_string().replace(' ', "")),
-                other => format!("{} (`{}`)", other.model_name(), suggested_type(other)),
+                other => other.model_name().to_owned(),
             };
             cx.error(
                 c.span,
                 format!(
-                    "`{}` is {} in {}, but this field is {here}; use `{}`",
+                    "`{}` is {} in {}, but this field is {here}; use {}",
                     c.id,
                     n.model_name(),
                     c.file,
-                    suggested_type(n)
+                    suggestion(n)
                 ),
             );
         }
@@ -294,18 +307,32 @@ fn kind_tokens(ty: &DataType, m: &TokenStream) -> TokenStream {
     }
 }
 
-/// The Rust type a model data type takes in a derive.
-fn suggested_type(ty: &DataType) -> String {
+/// The Rust type a model data type takes in a derive, as advice.
+fn suggestion(ty: &DataType) -> String {
     match ty {
-        DataType::Int(_) => "i32".into(),
-        DataType::Float(_) => "f32".into(),
-        DataType::Double(_) => "f64".into(),
-        DataType::Bool(_) => "bool".into(),
-        DataType::Text(_) => "String".into(),
-        DataType::Date => "Date".into(),
-        DataType::Enum(e) => format!("{} (a #[derive(ThingEnum)] type)", e.rust_name),
-        DataType::Struct(s) => format!("{} (a #[derive(ThingStruct)] type)", s.rust_name),
-        DataType::Array { item, .. } => format!("Vec<{}>", suggested_type(item)),
-        DataType::External(ts) => ts.to_string(),
+        DataType::Int(_) => "type `i32`".into(),
+        DataType::Float(_) => "type `f32`".into(),
+        DataType::Double(_) => "type `f64`".into(),
+        DataType::Bool(_) => "type `bool`".into(),
+        DataType::Text(_) => "type `String`".into(),
+        DataType::Date => "type `Date`".into(),
+        DataType::Enum(e) => format!(
+            "a #[derive(ThingEnum)] type with keys {}",
+            e.variants
+                .iter()
+                .map(|v| format!("{} = {}", v.key, v.label))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        DataType::Struct(s) => format!(
+            "a #[derive(ThingStruct)] type with fields {}",
+            s.fields
+                .iter()
+                .map(|f| format!("{}: {}", f.identifier, f.ty.model_name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        DataType::Array { item, .. } => format!("`Vec<T>`, T being {}", suggestion(item)),
+        DataType::External(ts) => format!("type `{ts}`"),
     }
 }

@@ -102,6 +102,7 @@ pub fn model(input: DeriveInput) -> TokenStream {
                 &path.value,
                 input.ident.span(),
                 "property",
+                "",
                 &krate,
             );
             for (p, f) in props.iter_mut().zip(fields) {
@@ -181,7 +182,8 @@ pub fn event(input: DeriveInput) -> TokenStream {
                         &me.outputs,
                         &path.value,
                         input.ident.span(),
-                        &format!("output of event `{identifier}`"),
+                        "output",
+                        &format!(" of event `{identifier}`"),
                         &krate,
                     );
                 }
@@ -389,7 +391,8 @@ pub fn services(input: DeriveInput) -> TokenStream {
                             &ms.inputs,
                             &path.value,
                             v.ident.span(),
-                            &format!("input of service `{identifier}`"),
+                            "input",
+                            &format!(" of service `{identifier}`"),
                             &krate,
                         ));
                         consts.extend(output_check(
