@@ -15,14 +15,30 @@ use crate::names;
 /// # Errors
 /// Every structural problem found, each naming its JSON path.
 pub fn parse(text: &str, name: &str) -> Result<Model, Vec<Diagnostic>> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| vec![Diagnostic::new("", format!("not valid JSON: {e}"))])?;
+    match parse_partial(text, name) {
+        (Some(m), diags) if diags.is_empty() => Ok(m),
+        (_, diags) => Err(diags),
+    }
+}
+
+/// Parses as much of the model as can be read, for reporting every problem at once: the
+/// model with the unreadable parts left out (`None` if the text is not a JSON object), and
+/// every structural problem. A value that is present but wrong (an unknown access mode, an
+/// event type, a malformed identifier) is reported and replaced by a default, so the rest of
+/// the item is still checked.
+pub fn parse_partial(text: &str, name: &str) -> (Option<Model>, Vec<Diagnostic>) {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                None,
+                vec![Diagnostic::new("", format!("not valid JSON: {e}"))],
+            );
+        }
+    };
     let mut p = Parser::default();
     let model = p.model(&value, name);
-    match model {
-        Some(m) if p.diags.is_empty() => Ok(m),
-        _ => Err(p.diags),
-    }
+    (model, p.diags)
 }
 
 /// Where a data type sits, which decides what it may contain and how its types are named.
@@ -104,17 +120,16 @@ impl Parser {
         let valid = id.len() <= 50
             && id.starts_with(|c: char| c.is_ascii_alphabetic())
             && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if valid {
-            Some(id)
-        } else {
+        if !valid {
             self.error(
                 &join(path, "identifier"),
                 format!(
                     "{id:?} is not a valid identifier (ASCII letters, digits and '_', starting with a letter, at most 50 characters)"
                 ),
             );
-            None
         }
+        // Kept even when invalid, so the rest of the item is still checked.
+        Some(id)
     }
 
     fn model(&mut self, v: &Value, name: &str) -> Option<Model> {
@@ -152,14 +167,14 @@ impl Parser {
             Some(Value::String(s)) if s == "rw" => Some(Access::ReadWrite),
             None => {
                 self.error(&join(path, "accessMode"), "is required (\"r\" or \"rw\")");
-                None
+                Some(Access::ReadOnly)
             }
             Some(other) => {
                 self.error(
                     &join(path, "accessMode"),
                     format!("expected \"r\" or \"rw\", got {other}"),
                 );
-                None
+                Some(Access::ReadOnly)
             }
         };
         let required = match obj.get("required") {
@@ -205,8 +220,8 @@ impl Parser {
         };
         Some(Field {
             rust_name: names::field_name(&identifier),
+            name: name.unwrap_or_else(|| identifier.clone()),
             identifier,
-            name: name?,
             desc,
             ty: ty?,
             rust_type: None,
@@ -262,8 +277,8 @@ impl Parser {
         let outputs = self.params(obj, "outputData", path, &identifier);
         Some(Event {
             rust_name: names::type_name(&[&identifier, "event"]),
+            name: name.unwrap_or_else(|| identifier.clone()),
             identifier,
-            name: name?,
             desc,
             kind: kind?,
             outputs,
@@ -305,8 +320,8 @@ impl Parser {
         Some(Service {
             rust_variant: names::type_name(&[&identifier]),
             rust_method: names::field_name(&identifier),
+            name: name.unwrap_or_else(|| identifier.clone()),
             identifier,
-            name: name?,
             desc,
             call: call?,
             inputs,

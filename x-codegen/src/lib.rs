@@ -25,13 +25,39 @@ pub use ir::{Diagnostic, Model};
 /// # Errors
 /// Every problem found, each naming its JSON path.
 pub fn load(text: &str, name: &str) -> Result<Model, Vec<Diagnostic>> {
-    let model = json::parse(text, name)?;
-    let diags = validate::validate(&model);
-    if diags.is_empty() {
-        Ok(model)
-    } else {
-        Err(diags)
+    let (model, mut diags) = json::parse_partial(text, name);
+    if let Some(m) = &model {
+        diags.extend(validate::validate(m));
     }
+    match model {
+        Some(m) if diags.is_empty() => Ok(m),
+        _ => {
+            // In document order: `properties[2]` before `properties[10]`.
+            diags.sort_by_cached_key(|d| path_key(&d.path));
+            Err(diags)
+        }
+    }
+}
+
+/// A sort key for JSON paths: properties, events, services in that order, list indices
+/// numerically.
+fn path_key(path: &str) -> Vec<(String, u64)> {
+    path.split(['.', '['])
+        .enumerate()
+        .map(
+            |(i, seg)| match seg.strip_suffix(']').and_then(|n| n.parse().ok()) {
+                Some(n) => (String::new(), n),
+                None if i == 0 => {
+                    let rank = ["", "properties", "events", "services"]
+                        .iter()
+                        .position(|top| *top == seg)
+                        .unwrap_or(4);
+                    (String::new(), rank as u64)
+                }
+                None => (seg.to_owned(), 0),
+            },
+        )
+        .collect()
 }
 
 /// The Rust type name for a model file: its file stem in UpperCamelCase

@@ -10,7 +10,7 @@ use crate::ir::{DataType, Diagnostic, Field, Model, Numeric};
 pub fn validate(model: &Model) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     let props: Vec<&Field> = model.properties.iter().map(|p| &p.field).collect();
-    fields(&props, "properties", &mut diags);
+    fields(&props, "property", &mut diags);
     unique(
         model
             .events
