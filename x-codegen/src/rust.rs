@@ -74,7 +74,7 @@ pub fn module(model: &Model, opts: &Options) -> TokenStream {
         let variants = model.services.iter().map(|s| {
             let doc = service_doc(s);
             let v = ident(&s.rust_variant);
-            let fields = model_fields_no_vis(&s.inputs, krate);
+            let fields = fields_with_vis(&s.inputs, krate, &quote!());
             quote!(#[doc = #doc] #v { #fields },)
         });
         let doc = format!(
@@ -844,26 +844,20 @@ fn struct_def(s: &StructType, krate: &TokenStream) -> TokenStream {
     }
 }
 
+/// Documented `pub` struct fields.
 fn struct_fields(fields: &[Field], krate: &TokenStream) -> TokenStream {
-    fields
-        .iter()
-        .map(|f| {
-            let doc = field_doc(f, None);
-            let fname = ident(&f.rust_name);
-            let ty = field_type(f, krate);
-            quote!(#[doc = #doc] pub #fname: #ty,)
-        })
-        .collect()
+    fields_with_vis(fields, krate, &quote!(pub))
 }
 
-fn model_fields_no_vis(fields: &[Field], krate: &TokenStream) -> TokenStream {
+/// Documented fields with visibility `vis` (none inside enum variants).
+fn fields_with_vis(fields: &[Field], krate: &TokenStream, vis: &TokenStream) -> TokenStream {
     fields
         .iter()
         .map(|f| {
             let doc = field_doc(f, None);
             let fname = ident(&f.rust_name);
             let ty = field_type(f, krate);
-            quote!(#[doc = #doc] #fname: #ty,)
+            quote!(#[doc = #doc] #vis #fname: #ty,)
         })
         .collect()
 }

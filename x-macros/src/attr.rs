@@ -178,35 +178,22 @@ pub fn parse(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Attrs {
                     cx.error(span, format!("duplicate thing attribute `{canonical}`"));
                 }
             };
+            let string_slot = match canonical {
+                "identifier" => Some(&mut out.identifier),
+                "name" => Some(&mut out.name),
+                "desc" => Some(&mut out.desc),
+                "label" => Some(&mut out.label),
+                "unit" => Some(&mut out.unit),
+                "unit_name" => Some(&mut out.unit_name),
+                "model" => Some(&mut out.model),
+                _ => None,
+            };
+            if let Some(slot) = string_slot {
+                dup(slot.is_some());
+                *slot = Some(string(&meta, span)?);
+                return Ok(());
+            }
             match canonical {
-                "identifier" => {
-                    dup(out.identifier.is_some());
-                    out.identifier = Some(string(&meta, span)?);
-                }
-                "name" => {
-                    dup(out.name.is_some());
-                    out.name = Some(string(&meta, span)?);
-                }
-                "desc" => {
-                    dup(out.desc.is_some());
-                    out.desc = Some(string(&meta, span)?);
-                }
-                "label" => {
-                    dup(out.label.is_some());
-                    out.label = Some(string(&meta, span)?);
-                }
-                "unit" => {
-                    dup(out.unit.is_some());
-                    out.unit = Some(string(&meta, span)?);
-                }
-                "unit_name" => {
-                    dup(out.unit_name.is_some());
-                    out.unit_name = Some(string(&meta, span)?);
-                }
-                "model" => {
-                    dup(out.model.is_some());
-                    out.model = Some(string(&meta, span)?);
-                }
                 "access" => {
                     dup(out.access.is_some());
                     let s = string(&meta, span)?;

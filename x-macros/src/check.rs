@@ -293,7 +293,8 @@ fn vec_item(ty: &syn::Type) -> Option<&syn::Type> {
     }
 }
 
-fn kind_tokens(ty: &DataType, m: &TokenStream) -> TokenStream {
+/// The `ValueKind` of a model data type, as tokens.
+pub fn kind_tokens(ty: &DataType, m: &TokenStream) -> TokenStream {
     match ty {
         DataType::Int(_) => quote!(#m::ValueKind::Int),
         DataType::Float(_) => quote!(#m::ValueKind::Float),

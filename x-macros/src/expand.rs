@@ -492,7 +492,7 @@ fn output_check(
             let m = quote!(#krate::model);
             let fields = ms.outputs.iter().map(|f| {
                 let id = &f.identifier;
-                let kind = kind_of(&f.ty, &m);
+                let kind = check::kind_tokens(&f.ty, &m);
                 quote!((#id, #kind))
             });
             let msg =
@@ -506,21 +506,6 @@ fn output_check(
                 };
             }
         }
-    }
-}
-
-fn kind_of(ty: &x_codegen::ir::DataType, m: &TokenStream) -> TokenStream {
-    use x_codegen::ir::DataType as D;
-    match ty {
-        D::Int(_) => quote!(#m::ValueKind::Int),
-        D::Float(_) => quote!(#m::ValueKind::Float),
-        D::Double(_) => quote!(#m::ValueKind::Double),
-        D::Bool(_) => quote!(#m::ValueKind::Bool),
-        D::Enum(_) => quote!(#m::ValueKind::Enum),
-        D::Text(_) => quote!(#m::ValueKind::Text),
-        D::Date => quote!(#m::ValueKind::Date),
-        D::Struct(_) => quote!(#m::ValueKind::Struct),
-        D::Array { .. } | D::External(_) => quote!(#m::ValueKind::Array),
     }
 }
 
