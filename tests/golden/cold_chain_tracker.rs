@@ -559,6 +559,604 @@ impl ::x_sdk::model::ThingModel for ColdChainTracker {
         rejections.into_result(|| map)
     }
 }
+impl ::x_sdk::model::hex::HexModel for ColdChainTracker {
+    const BYTE_ORDER: ::x_sdk::model::hex::ByteOrder = ::x_sdk::model::hex::ByteOrder::Big;
+    fn encode_report(
+        report: &ColdChainTrackerReport,
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_PROPERTY_REPORT)?;
+        if let ::core::option::Option::Some(v) = &report.position {
+            w.u8(1)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                "position",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &report.probes {
+            w.u8(2)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                "probes",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &report.route {
+            w.u8(3)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                "route",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &report.door_open {
+            w.u8(4)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                "doorOpen",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &report.setpoint {
+            w.u8(5)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                "setpoint",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &report.shipment_id {
+            w.u8(6)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                "shipmentId",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &report.alarm_levels {
+            w.u8(7)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::I32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                "alarmLevels",
+            )?;
+        }
+        ::core::result::Result::Ok(w.len())
+    }
+    fn decode_report(
+        bytes: &[u8],
+    ) -> ::core::result::Result<ColdChainTrackerReport, ::x_sdk::model::hex::HexError> {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let r = &mut reader;
+        r.frame_type(
+            ::x_sdk::model::hex::FRAME_PROPERTY_REPORT,
+            "a property report (0x01)",
+        )?;
+        let mut out = ColdChainTrackerReport::default();
+        while !r.at_end() {
+            let (at, id) = r.id("property id")?;
+            match id {
+                1 => {
+                    if out.position.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "position".into(),
+                        });
+                    }
+                    out.position = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            Position,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec::DEFAULT,
+                            &::x_sdk::model::Spec::NONE,
+                            "position",
+                        )?,
+                    );
+                }
+                2 => {
+                    if out.probes.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "probes".into(),
+                        });
+                    }
+                    out.probes = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            ::std::vec::Vec<f32>,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::F32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::None,
+                                max: ::core::option::Option::None,
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::Some(4),
+                                item: ::core::option::Option::Some(
+                                    &::x_sdk::model::Spec {
+                                        min: ::core::option::Option::Some(-50.0),
+                                        max: ::core::option::Option::Some(50.0),
+                                        step: ::core::option::Option::Some(0.1),
+                                        length: ::core::option::Option::None,
+                                        size: ::core::option::Option::None,
+                                        item: ::core::option::Option::None,
+                                    },
+                                ),
+                            },
+                            "probes",
+                        )?,
+                    );
+                }
+                3 => {
+                    if out.route.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "route".into(),
+                        });
+                    }
+                    out.route = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            ::std::vec::Vec<RouteItem>,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec::DEFAULT,
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::None,
+                                max: ::core::option::Option::None,
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::Some(10),
+                                item: ::core::option::Option::None,
+                            },
+                            "route",
+                        )?,
+                    );
+                }
+                4 => {
+                    if out.door_open.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "doorOpen".into(),
+                        });
+                    }
+                    out.door_open = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            bool,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec::DEFAULT,
+                            &::x_sdk::model::Spec::NONE,
+                            "doorOpen",
+                        )?,
+                    );
+                }
+                5 => {
+                    if out.setpoint.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "setpoint".into(),
+                        });
+                    }
+                    out.setpoint = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::F32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(-30.0),
+                                max: ::core::option::Option::Some(10.0),
+                                step: ::core::option::Option::Some(0.5),
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "setpoint",
+                        )?,
+                    );
+                }
+                6 => {
+                    if out.shipment_id.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "shipmentId".into(),
+                        });
+                    }
+                    out.shipment_id = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            ::std::string::String,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec::DEFAULT,
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::None,
+                                max: ::core::option::Option::None,
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::Some(32),
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "shipmentId",
+                        )?,
+                    );
+                }
+                7 => {
+                    if out.alarm_levels.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "alarmLevels".into(),
+                        });
+                    }
+                    out.alarm_levels = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            ::std::vec::Vec<i32>,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::I32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::None,
+                                max: ::core::option::Option::None,
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::Some(3),
+                                item: ::core::option::Option::Some(
+                                    &::x_sdk::model::Spec {
+                                        min: ::core::option::Option::Some(0.0),
+                                        max: ::core::option::Option::Some(100.0),
+                                        step: ::core::option::Option::None,
+                                        length: ::core::option::Option::None,
+                                        size: ::core::option::Option::None,
+                                        item: ::core::option::Option::None,
+                                    },
+                                ),
+                            },
+                            "alarmLevels",
+                        )?,
+                    );
+                }
+                _ => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                        at,
+                        id,
+                        what: "property",
+                    });
+                }
+            }
+        }
+        ::core::result::Result::Ok(out)
+    }
+    fn decode_set_hex(
+        bytes: &[u8],
+    ) -> ::core::result::Result<ColdChainTrackerSet, ::x_sdk::model::hex::HexError> {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let r = &mut reader;
+        r.frame_type(::x_sdk::model::hex::FRAME_PROPERTY_SET, "a property set (0x81)")?;
+        let mut set = ColdChainTrackerSet::default();
+        while !r.at_end() {
+            let (at, id) = r.id("property id")?;
+            match id {
+                5 => {
+                    if set.setpoint.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "setpoint".into(),
+                        });
+                    }
+                    set.setpoint = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::F32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(-30.0),
+                                max: ::core::option::Option::Some(10.0),
+                                step: ::core::option::Option::Some(0.5),
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "setpoint",
+                        )?,
+                    );
+                }
+                6 => {
+                    if set.shipment_id.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "shipmentId".into(),
+                        });
+                    }
+                    set.shipment_id = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            ::std::string::String,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec::DEFAULT,
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::None,
+                                max: ::core::option::Option::None,
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::Some(32),
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "shipmentId",
+                        )?,
+                    );
+                }
+                7 => {
+                    if set.alarm_levels.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "alarmLevels".into(),
+                        });
+                    }
+                    set.alarm_levels = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            ::std::vec::Vec<i32>,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::I32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::None,
+                                max: ::core::option::Option::None,
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::Some(3),
+                                item: ::core::option::Option::Some(
+                                    &::x_sdk::model::Spec {
+                                        min: ::core::option::Option::Some(0.0),
+                                        max: ::core::option::Option::Some(100.0),
+                                        step: ::core::option::Option::None,
+                                        length: ::core::option::Option::None,
+                                        size: ::core::option::Option::None,
+                                        item: ::core::option::Option::None,
+                                    },
+                                ),
+                            },
+                            "alarmLevels",
+                        )?,
+                    );
+                }
+                1 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "position".into(),
+                    });
+                }
+                2 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "probes".into(),
+                    });
+                }
+                3 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "route".into(),
+                    });
+                }
+                4 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "doorOpen".into(),
+                    });
+                }
+                _ => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                        at,
+                        id,
+                        what: "property",
+                    });
+                }
+            }
+        }
+        ::core::result::Result::Ok(set)
+    }
+    fn encode_set(
+        set: &ColdChainTrackerSet,
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_PROPERTY_SET)?;
+        if let ::core::option::Option::Some(v) = &set.setpoint {
+            w.u8(5)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                "setpoint",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &set.shipment_id {
+            w.u8(6)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                "shipmentId",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &set.alarm_levels {
+            w.u8(7)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::I32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                "alarmLevels",
+            )?;
+        }
+        ::core::result::Result::Ok(w.len())
+    }
+    fn decode_ask(
+        bytes: &[u8],
+    ) -> ::core::result::Result<
+        ::std::vec::Vec<&'static str>,
+        ::x_sdk::model::hex::HexError,
+    > {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let r = &mut reader;
+        r.frame_type(::x_sdk::model::hex::FRAME_PROPERTY_ASK, "a property ask (0x83)")?;
+        let mut ids = ::std::vec::Vec::new();
+        while !r.at_end() {
+            let (at, id) = r.id("property id")?;
+            match id {
+                1 => ids.push("position"),
+                2 => ids.push("probes"),
+                3 => ids.push("route"),
+                4 => ids.push("doorOpen"),
+                5 => ids.push("setpoint"),
+                6 => ids.push("shipmentId"),
+                7 => ids.push("alarmLevels"),
+                _ => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                        at,
+                        id,
+                        what: "property",
+                    });
+                }
+            }
+        }
+        ::core::result::Result::Ok(ids)
+    }
+    fn encode_ask(
+        identifiers: &[&str],
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_PROPERTY_ASK)?;
+        for identifier in identifiers {
+            match *identifier {
+                "position" => w.u8(1)?,
+                "probes" => w.u8(2)?,
+                "route" => w.u8(3)?,
+                "doorOpen" => w.u8(4)?,
+                "setpoint" => w.u8(5)?,
+                "shipmentId" => w.u8(6)?,
+                "alarmLevels" => w.u8(7)?,
+                other => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownIdentifier {
+                        identifier: other.into(),
+                        what: "property",
+                    });
+                }
+            }
+        }
+        ::core::result::Result::Ok(w.len())
+    }
+}
 /// A struct of the model with fields `lat`, `lng`, `alt`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Position {
@@ -705,6 +1303,129 @@ impl ::x_sdk::model::ThingStruct for Position {
         ("alt", <f32 as ::x_sdk::model::ThingValue>::KIND),
     ];
 }
+impl ::x_sdk::model::hex::HexValue for Position {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.lat,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "lat",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.lng,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "lng",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.alt,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F32),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "alt",
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::core::result::Result::Ok(Self {
+            lat: ::x_sdk::model::hex::read_checked::<
+                f64,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(-90.0),
+                    max: ::core::option::Option::Some(90.0),
+                    step: ::core::option::Option::Some(0.000001),
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "lat",
+            )?,
+            lng: ::x_sdk::model::hex::read_checked::<
+                f64,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(-180.0),
+                    max: ::core::option::Option::Some(180.0),
+                    step: ::core::option::Option::Some(0.000001),
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "lng",
+            )?,
+            alt: ::x_sdk::model::hex::read_checked::<
+                f32,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(-500.0),
+                    max: ::core::option::Option::Some(9000.0),
+                    step: ::core::option::Option::None,
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "alt",
+            )?,
+        })
+    }
+}
 /// A struct of the model with fields `lat`, `lng`, `ts`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RouteItem {
@@ -841,6 +1562,122 @@ impl ::x_sdk::model::ThingStruct for RouteItem {
         ("ts", <::x_sdk::model::Date as ::x_sdk::model::ThingValue>::KIND),
     ];
 }
+impl ::x_sdk::model::hex::HexValue for RouteItem {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.lat,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "lat",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.lng,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "lng",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.ts,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "ts",
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::core::result::Result::Ok(Self {
+            lat: ::x_sdk::model::hex::read_checked::<
+                f64,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(-90.0),
+                    max: ::core::option::Option::Some(90.0),
+                    step: ::core::option::Option::None,
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "lat",
+            )?,
+            lng: ::x_sdk::model::hex::read_checked::<
+                f64,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(-180.0),
+                    max: ::core::option::Option::Some(180.0),
+                    step: ::core::option::Option::None,
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "lng",
+            )?,
+            ts: ::x_sdk::model::hex::read_checked::<
+                ::x_sdk::model::Date,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec::NONE,
+                "ts",
+            )?,
+        })
+    }
+}
 /// A struct of the model with fields `start`, `end`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ExcursionWindow {
@@ -936,6 +1773,80 @@ impl ::x_sdk::model::ThingStruct for ExcursionWindow {
         ("start", <::x_sdk::model::Date as ::x_sdk::model::ThingValue>::KIND),
         ("end", <::x_sdk::model::Date as ::x_sdk::model::ThingValue>::KIND),
     ];
+}
+impl ::x_sdk::model::hex::HexValue for ExcursionWindow {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.start,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "start",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.end,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "end",
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::core::result::Result::Ok(Self {
+            start: ::x_sdk::model::hex::read_checked::<
+                ::x_sdk::model::Date,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec::NONE,
+                "start",
+            )?,
+            end: ::x_sdk::model::hex::read_checked::<
+                ::x_sdk::model::Date,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec::NONE,
+                "end",
+            )?,
+        })
+    }
 }
 /// Event 温度超限 (`excursion`, alert), reported on `model/event/excursion/report`. A probe stayed outside the thresholds for the whole window.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -1051,6 +1962,128 @@ impl ::x_sdk::model::FromPayload for ExcursionEvent {
 impl ::x_sdk::model::ThingEvent for ExcursionEvent {
     const IDENTIFIER: &'static str = "excursion";
     const KIND: ::x_sdk::model::EventKind = ::x_sdk::model::EventKind::Alert;
+}
+impl ::x_sdk::model::hex::HexEvent for ExcursionEvent {
+    const HEX_ID: u8 = 1;
+    fn encode_hex(
+        &self,
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_EVENT_REPORT)?;
+        w.u8(1)?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.probe,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "probe",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.temperature,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F32),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "temperature",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.window,
+            w,
+            &::x_sdk::model::hex::HexSpec::DEFAULT,
+            "window",
+        )?;
+        ::core::result::Result::Ok(w.len())
+    }
+    fn decode_hex(
+        bytes: &[u8],
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let r = &mut reader;
+        r.frame_type(::x_sdk::model::hex::FRAME_EVENT_REPORT, "an event report (0x02)")?;
+        let (at, id) = r.id("event id")?;
+        if id != 1 {
+            return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                at,
+                id,
+                what: "event",
+            });
+        }
+        let event = Self {
+            probe: ::x_sdk::model::hex::read_checked::<
+                i32,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::I32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(0.0),
+                    max: ::core::option::Option::Some(3.0),
+                    step: ::core::option::Option::Some(1.0),
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "probe",
+            )?,
+            temperature: ::x_sdk::model::hex::read_checked::<
+                f32,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(-50.0),
+                    max: ::core::option::Option::Some(50.0),
+                    step: ::core::option::Option::None,
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "temperature",
+            )?,
+            window: ::x_sdk::model::hex::read_checked::<
+                ExcursionWindow,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                &::x_sdk::model::Spec::NONE,
+                "window",
+            )?,
+        };
+        r.finish()?;
+        ::core::result::Result::Ok(event)
+    }
 }
 /// A service call of the `ColdChainTracker` thing model, with its typed inputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -1177,6 +2210,94 @@ impl ::x_sdk::model::ThingStruct for SetThresholdsLimits {
         ("high", <f32 as ::x_sdk::model::ThingValue>::KIND),
     ];
 }
+impl ::x_sdk::model::hex::HexValue for SetThresholdsLimits {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.low,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F32),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "low",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.high,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F32),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "high",
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::core::result::Result::Ok(Self {
+            low: ::x_sdk::model::hex::read_checked::<
+                f32,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(-50.0),
+                    max: ::core::option::Option::Some(50.0),
+                    step: ::core::option::Option::Some(0.5),
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "low",
+            )?,
+            high: ::x_sdk::model::hex::read_checked::<
+                f32,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(-50.0),
+                    max: ::core::option::Option::Some(50.0),
+                    step: ::core::option::Option::Some(0.5),
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "high",
+            )?,
+        })
+    }
+}
 /// The outputs of service `setThresholds` (设置温度阈值).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SetThresholdsOutput {
@@ -1258,6 +2379,38 @@ impl ::x_sdk::model::ThingStruct for SetThresholdsOutput {
     const FIELDS: &'static [(&'static str, ::x_sdk::model::ValueKind)] = &[
         ("accepted", <bool as ::x_sdk::model::ThingValue>::KIND),
     ];
+}
+impl ::x_sdk::model::hex::HexValue for SetThresholdsOutput {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.accepted,
+            w,
+            &::x_sdk::model::hex::HexSpec::DEFAULT,
+            "accepted",
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::core::result::Result::Ok(Self {
+            accepted: ::x_sdk::model::hex::read_checked::<
+                bool,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                &::x_sdk::model::Spec::NONE,
+                "accepted",
+            )?,
+        })
+    }
 }
 impl ::x_sdk::model::ThingServices for ColdChainTrackerService {
     const SERVICES: &'static [(&'static str, ::x_sdk::model::CallType)] = &[
@@ -1361,5 +2514,171 @@ impl ColdChainTrackerService {
                     .map(|out| ::x_sdk::model::ToPayload::to_payload(&out))
             }
         }
+    }
+}
+impl ::x_sdk::model::hex::HexServices for ColdChainTrackerService {
+    const BYTE_ORDER: ::x_sdk::model::hex::ByteOrder = ::x_sdk::model::hex::ByteOrder::Big;
+    fn decode_call_hex(
+        bytes: &[u8],
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let r = &mut reader;
+        r.frame_type(::x_sdk::model::hex::FRAME_SERVICE_CALL, "a service call (0x82)")?;
+        let (at, id) = r.id("service id")?;
+        let call = match id {
+            1 => {
+                Self::SetThresholds {
+                    limits: ::x_sdk::model::hex::read_checked::<
+                        SetThresholdsLimits,
+                    >(
+                        r,
+                        &::x_sdk::model::hex::HexSpec::DEFAULT,
+                        &::x_sdk::model::Spec::NONE,
+                        "limits",
+                    )?,
+                }
+            }
+            _ => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                    at,
+                    id,
+                    what: "service",
+                });
+            }
+        };
+        r.finish()?;
+        ::core::result::Result::Ok(call)
+    }
+    fn encode_call_hex(
+        &self,
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_SERVICE_CALL)?;
+        match self {
+            Self::SetThresholds { limits } => {
+                w.u8(1)?;
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    limits,
+                    w,
+                    &::x_sdk::model::hex::HexSpec::DEFAULT,
+                    "limits",
+                )?;
+            }
+        }
+        ::core::result::Result::Ok(w.len())
+    }
+    fn decode_reply_hex(
+        bytes: &[u8],
+    ) -> ::core::result::Result<
+        ::x_sdk::model::hex::DecodedReply,
+        ::x_sdk::model::hex::HexError,
+    > {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let r = &mut reader;
+        r.frame_type(
+            ::x_sdk::model::hex::FRAME_SERVICE_REPLY,
+            "a service reply (0x03)",
+        )?;
+        let (at, id) = r.id("service id")?;
+        match id {
+            1 => {
+                let at = r.pos();
+                match r.u8("service result")? {
+                    0 => {
+                        let outputs = {
+                            let out = <SetThresholdsOutput as ::x_sdk::model::hex::HexValue>::read_hex(
+                                r,
+                                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                                "setThresholds",
+                            )?;
+                            ::x_sdk::model::ToPayload::to_payload(&out)
+                        };
+                        r.finish()?;
+                        ::core::result::Result::Ok((
+                            "setThresholds",
+                            ::core::option::Option::Some(outputs),
+                        ))
+                    }
+                    1 => {
+                        r.finish()?;
+                        ::core::result::Result::Ok((
+                            "setThresholds",
+                            ::core::option::Option::None,
+                        ))
+                    }
+                    value => {
+                        ::core::result::Result::Err(::x_sdk::model::hex::HexError::BadResult {
+                            at,
+                            value,
+                        })
+                    }
+                }
+            }
+            _ => {
+                ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                    at,
+                    id,
+                    what: "service",
+                })
+            }
+        }
+    }
+}
+impl ColdChainTrackerService {
+    /// Runs the called service on `handler` and writes the HEX service reply
+    /// (frame type 0x03: id, result, outputs when it succeeded) into `out`.
+    ///
+    /// # Errors
+    /// An output that does not fit its wire type, or a full buffer.
+    pub fn dispatch_hex<H: ColdChainTrackerServiceHandler + ?::core::marker::Sized>(
+        self,
+        handler: &mut H,
+        out: &mut [u8],
+    ) -> ::core::result::Result<
+        ::x_sdk::model::hex::HexReply,
+        ::x_sdk::model::hex::HexError,
+    > {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_SERVICE_REPLY)?;
+        let failure = match self {
+            Self::SetThresholds { limits } => {
+                w.u8(1)?;
+                match handler.set_thresholds(limits) {
+                    ::core::result::Result::Ok(out) => {
+                        w.u8(0)?;
+                        ::x_sdk::model::hex::HexValue::write_hex(
+                            &out,
+                            w,
+                            &::x_sdk::model::hex::HexSpec::DEFAULT,
+                            "setThresholds",
+                        )?;
+                        ::core::option::Option::None
+                    }
+                    ::core::result::Result::Err(failure) => {
+                        w.u8(1)?;
+                        ::core::option::Option::Some(failure)
+                    }
+                }
+            }
+        };
+        ::core::result::Result::Ok(::x_sdk::model::hex::HexReply {
+            len: w.len(),
+            failure,
+        })
     }
 }

@@ -676,6 +676,23 @@ impl ::x_sdk::model::ThingEnum for AirQuality {
         (3, "poor"),
     ];
 }
+impl ::x_sdk::model::hex::HexValue for AirQuality {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::write_key(self.key(), w, spec, field)
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::read_key(r, spec, field, Self::from_key)
+    }
+}
 /// An enum of the model: 0 = normal, 1 = eco, 2 = boost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
@@ -738,6 +755,23 @@ impl ::x_sdk::model::ThingEnum for Mode {
         (1, "eco"),
         (2, "boost"),
     ];
+}
+impl ::x_sdk::model::hex::HexValue for Mode {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::write_key(self.key(), w, spec, field)
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::read_key(r, spec, field, Self::from_key)
+    }
 }
 /// Event 阈值告警 (`threshold`, alert), reported on `model/event/threshold/report`. A measured value crossed its configured threshold.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -1051,6 +1085,87 @@ impl ::x_sdk::model::ThingStruct for CalibrateOutput {
         ("offset", <i32 as ::x_sdk::model::ThingValue>::KIND),
         ("calibratedAt", <::x_sdk::model::Date as ::x_sdk::model::ThingValue>::KIND),
     ];
+}
+impl ::x_sdk::model::hex::HexValue for CalibrateOutput {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.offset,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "offset",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.calibrated_at,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "calibratedAt",
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::core::result::Result::Ok(Self {
+            offset: ::x_sdk::model::hex::read_checked::<
+                i32,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::I32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(-1000.0),
+                    max: ::core::option::Option::Some(1000.0),
+                    step: ::core::option::Option::None,
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "offset",
+            )?,
+            calibrated_at: ::x_sdk::model::hex::read_checked::<
+                ::x_sdk::model::Date,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec::NONE,
+                "calibratedAt",
+            )?,
+        })
+    }
 }
 impl ::x_sdk::model::ThingServices for EnvSensorService {
     const SERVICES: &'static [(&'static str, ::x_sdk::model::CallType)] = &[

@@ -613,6 +613,695 @@ impl ::x_sdk::model::ThingModel for MeterHex {
         rejections.into_result(|| map)
     }
 }
+impl ::x_sdk::model::hex::HexModel for MeterHex {
+    const BYTE_ORDER: ::x_sdk::model::hex::ByteOrder = ::x_sdk::model::hex::ByteOrder::Little;
+    fn encode_report(
+        report: &MeterHexReport,
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_PROPERTY_REPORT)?;
+        match &report.voltage {
+            ::core::option::Option::Some(v) => {
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    v,
+                    w,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U16,
+                        ),
+                        scale: 0.1,
+                        offset: 0.0,
+                        decimals: 1,
+                        fixed: ::core::option::Option::None,
+                    },
+                    "voltage",
+                )?;
+            }
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Incomplete {
+                    field: "voltage".into(),
+                });
+            }
+        }
+        match &report.current {
+            ::core::option::Option::Some(v) => {
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    v,
+                    w,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U16,
+                        ),
+                        scale: 0.01,
+                        offset: 0.0,
+                        decimals: 2,
+                        fixed: ::core::option::Option::None,
+                    },
+                    "current",
+                )?;
+            }
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Incomplete {
+                    field: "current".into(),
+                });
+            }
+        }
+        match &report.active_power {
+            ::core::option::Option::Some(v) => {
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    v,
+                    w,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U16,
+                        ),
+                        scale: 0.001,
+                        offset: 0.0,
+                        decimals: 3,
+                        fixed: ::core::option::Option::None,
+                    },
+                    "activePower",
+                )?;
+            }
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Incomplete {
+                    field: "activePower".into(),
+                });
+            }
+        }
+        match &report.energy_total {
+            ::core::option::Option::Some(v) => {
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    v,
+                    w,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U32,
+                        ),
+                        scale: 0.01,
+                        offset: 0.0,
+                        decimals: 2,
+                        fixed: ::core::option::Option::None,
+                    },
+                    "energyTotal",
+                )?;
+            }
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Incomplete {
+                    field: "energyTotal".into(),
+                });
+            }
+        }
+        match &report.frequency {
+            ::core::option::Option::Some(v) => {
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    v,
+                    w,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U16,
+                        ),
+                        scale: 0.01,
+                        offset: 40.0,
+                        decimals: 2,
+                        fixed: ::core::option::Option::None,
+                    },
+                    "frequency",
+                )?;
+            }
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Incomplete {
+                    field: "frequency".into(),
+                });
+            }
+        }
+        match &report.relay {
+            ::core::option::Option::Some(v) => {
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    v,
+                    w,
+                    &::x_sdk::model::hex::HexSpec::DEFAULT,
+                    "relay",
+                )?;
+            }
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Incomplete {
+                    field: "relay".into(),
+                });
+            }
+        }
+        match &report.tariff {
+            ::core::option::Option::Some(v) => {
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    v,
+                    w,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U8,
+                        ),
+                        scale: 1.0,
+                        offset: 0.0,
+                        decimals: 0,
+                        fixed: ::core::option::Option::None,
+                    },
+                    "tariff",
+                )?;
+            }
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Incomplete {
+                    field: "tariff".into(),
+                });
+            }
+        }
+        match &report.meter_no {
+            ::core::option::Option::Some(v) => {
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    v,
+                    w,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::None,
+                        scale: 1.0,
+                        offset: 0.0,
+                        decimals: 0,
+                        fixed: ::core::option::Option::Some(12),
+                    },
+                    "meterNo",
+                )?;
+            }
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Incomplete {
+                    field: "meterNo".into(),
+                });
+            }
+        }
+        match &report.report_period {
+            ::core::option::Option::Some(v) => {
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    v,
+                    w,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U32,
+                        ),
+                        scale: 1.0,
+                        offset: 0.0,
+                        decimals: 0,
+                        fixed: ::core::option::Option::None,
+                    },
+                    "reportPeriod",
+                )?;
+            }
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Incomplete {
+                    field: "reportPeriod".into(),
+                });
+            }
+        }
+        ::core::result::Result::Ok(w.len())
+    }
+    fn decode_report(
+        bytes: &[u8],
+    ) -> ::core::result::Result<MeterHexReport, ::x_sdk::model::hex::HexError> {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let r = &mut reader;
+        r.frame_type(
+            ::x_sdk::model::hex::FRAME_PROPERTY_REPORT,
+            "a property report (0x01)",
+        )?;
+        let out = MeterHexReport {
+            voltage: ::core::option::Option::Some(
+                ::x_sdk::model::hex::read_checked::<
+                    f32,
+                >(
+                    r,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U16,
+                        ),
+                        scale: 0.1,
+                        offset: 0.0,
+                        decimals: 1,
+                        fixed: ::core::option::Option::None,
+                    },
+                    &::x_sdk::model::Spec {
+                        min: ::core::option::Option::Some(0.0),
+                        max: ::core::option::Option::Some(300.0),
+                        step: ::core::option::Option::Some(0.1),
+                        length: ::core::option::Option::None,
+                        size: ::core::option::Option::None,
+                        item: ::core::option::Option::None,
+                    },
+                    "voltage",
+                )?,
+            ),
+            current: ::core::option::Option::Some(
+                ::x_sdk::model::hex::read_checked::<
+                    f32,
+                >(
+                    r,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U16,
+                        ),
+                        scale: 0.01,
+                        offset: 0.0,
+                        decimals: 2,
+                        fixed: ::core::option::Option::None,
+                    },
+                    &::x_sdk::model::Spec {
+                        min: ::core::option::Option::Some(0.0),
+                        max: ::core::option::Option::Some(100.0),
+                        step: ::core::option::Option::Some(0.01),
+                        length: ::core::option::Option::None,
+                        size: ::core::option::Option::None,
+                        item: ::core::option::Option::None,
+                    },
+                    "current",
+                )?,
+            ),
+            active_power: ::core::option::Option::Some(
+                ::x_sdk::model::hex::read_checked::<
+                    f32,
+                >(
+                    r,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U16,
+                        ),
+                        scale: 0.001,
+                        offset: 0.0,
+                        decimals: 3,
+                        fixed: ::core::option::Option::None,
+                    },
+                    &::x_sdk::model::Spec {
+                        min: ::core::option::Option::Some(0.0),
+                        max: ::core::option::Option::Some(30.0),
+                        step: ::core::option::Option::Some(0.001),
+                        length: ::core::option::Option::None,
+                        size: ::core::option::Option::None,
+                        item: ::core::option::Option::None,
+                    },
+                    "activePower",
+                )?,
+            ),
+            energy_total: ::core::option::Option::Some(
+                ::x_sdk::model::hex::read_checked::<
+                    f64,
+                >(
+                    r,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U32,
+                        ),
+                        scale: 0.01,
+                        offset: 0.0,
+                        decimals: 2,
+                        fixed: ::core::option::Option::None,
+                    },
+                    &::x_sdk::model::Spec {
+                        min: ::core::option::Option::Some(0.0),
+                        max: ::core::option::Option::Some(999999.99),
+                        step: ::core::option::Option::Some(0.01),
+                        length: ::core::option::Option::None,
+                        size: ::core::option::Option::None,
+                        item: ::core::option::Option::None,
+                    },
+                    "energyTotal",
+                )?,
+            ),
+            frequency: ::core::option::Option::Some(
+                ::x_sdk::model::hex::read_checked::<
+                    f32,
+                >(
+                    r,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U16,
+                        ),
+                        scale: 0.01,
+                        offset: 40.0,
+                        decimals: 2,
+                        fixed: ::core::option::Option::None,
+                    },
+                    &::x_sdk::model::Spec {
+                        min: ::core::option::Option::Some(45.0),
+                        max: ::core::option::Option::Some(55.0),
+                        step: ::core::option::Option::Some(0.01),
+                        length: ::core::option::Option::None,
+                        size: ::core::option::Option::None,
+                        item: ::core::option::Option::None,
+                    },
+                    "frequency",
+                )?,
+            ),
+            relay: ::core::option::Option::Some(
+                ::x_sdk::model::hex::read_checked::<
+                    bool,
+                >(
+                    r,
+                    &::x_sdk::model::hex::HexSpec::DEFAULT,
+                    &::x_sdk::model::Spec::NONE,
+                    "relay",
+                )?,
+            ),
+            tariff: ::core::option::Option::Some(
+                ::x_sdk::model::hex::read_checked::<
+                    Tariff,
+                >(
+                    r,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U8,
+                        ),
+                        scale: 1.0,
+                        offset: 0.0,
+                        decimals: 0,
+                        fixed: ::core::option::Option::None,
+                    },
+                    &::x_sdk::model::Spec::NONE,
+                    "tariff",
+                )?,
+            ),
+            meter_no: ::core::option::Option::Some(
+                ::x_sdk::model::hex::read_checked::<
+                    ::std::string::String,
+                >(
+                    r,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::None,
+                        scale: 1.0,
+                        offset: 0.0,
+                        decimals: 0,
+                        fixed: ::core::option::Option::Some(12),
+                    },
+                    &::x_sdk::model::Spec {
+                        min: ::core::option::Option::None,
+                        max: ::core::option::Option::None,
+                        step: ::core::option::Option::None,
+                        length: ::core::option::Option::Some(12),
+                        size: ::core::option::Option::None,
+                        item: ::core::option::Option::None,
+                    },
+                    "meterNo",
+                )?,
+            ),
+            report_period: ::core::option::Option::Some(
+                ::x_sdk::model::hex::read_checked::<
+                    i32,
+                >(
+                    r,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U32,
+                        ),
+                        scale: 1.0,
+                        offset: 0.0,
+                        decimals: 0,
+                        fixed: ::core::option::Option::None,
+                    },
+                    &::x_sdk::model::Spec {
+                        min: ::core::option::Option::Some(60.0),
+                        max: ::core::option::Option::Some(86400.0),
+                        step: ::core::option::Option::Some(1.0),
+                        length: ::core::option::Option::None,
+                        size: ::core::option::Option::None,
+                        item: ::core::option::Option::None,
+                    },
+                    "reportPeriod",
+                )?,
+            ),
+        };
+        r.finish()?;
+        ::core::result::Result::Ok(out)
+    }
+    fn decode_set_hex(
+        bytes: &[u8],
+    ) -> ::core::result::Result<MeterHexSet, ::x_sdk::model::hex::HexError> {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let r = &mut reader;
+        r.frame_type(::x_sdk::model::hex::FRAME_PROPERTY_SET, "a property set (0x81)")?;
+        let mut set = MeterHexSet::default();
+        while !r.at_end() {
+            let (at, id) = r.id("property id")?;
+            match id {
+                6 => {
+                    if set.relay.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "relay".into(),
+                        });
+                    }
+                    set.relay = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            bool,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec::DEFAULT,
+                            &::x_sdk::model::Spec::NONE,
+                            "relay",
+                        )?,
+                    );
+                }
+                7 => {
+                    if set.tariff.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "tariff".into(),
+                        });
+                    }
+                    set.tariff = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            Tariff,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U8,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec::NONE,
+                            "tariff",
+                        )?,
+                    );
+                }
+                9 => {
+                    if set.report_period.is_some() {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "reportPeriod".into(),
+                        });
+                    }
+                    set.report_period = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            i32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(60.0),
+                                max: ::core::option::Option::Some(86400.0),
+                                step: ::core::option::Option::Some(1.0),
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "reportPeriod",
+                        )?,
+                    );
+                }
+                1 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "voltage".into(),
+                    });
+                }
+                2 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "current".into(),
+                    });
+                }
+                3 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "activePower".into(),
+                    });
+                }
+                4 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "energyTotal".into(),
+                    });
+                }
+                5 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "frequency".into(),
+                    });
+                }
+                8 => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                        at,
+                        field: "meterNo".into(),
+                    });
+                }
+                _ => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                        at,
+                        id,
+                        what: "property",
+                    });
+                }
+            }
+        }
+        ::core::result::Result::Ok(set)
+    }
+    fn encode_set(
+        set: &MeterHexSet,
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_PROPERTY_SET)?;
+        if let ::core::option::Option::Some(v) = &set.relay {
+            w.u8(6)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                "relay",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &set.tariff {
+            w.u8(7)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U8,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                "tariff",
+            )?;
+        }
+        if let ::core::option::Option::Some(v) = &set.report_period {
+            w.u8(9)?;
+            ::x_sdk::model::hex::HexValue::write_hex(
+                v,
+                w,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                "reportPeriod",
+            )?;
+        }
+        ::core::result::Result::Ok(w.len())
+    }
+    fn decode_ask(
+        bytes: &[u8],
+    ) -> ::core::result::Result<
+        ::std::vec::Vec<&'static str>,
+        ::x_sdk::model::hex::HexError,
+    > {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let r = &mut reader;
+        r.frame_type(::x_sdk::model::hex::FRAME_PROPERTY_ASK, "a property ask (0x83)")?;
+        let mut ids = ::std::vec::Vec::new();
+        while !r.at_end() {
+            let (at, id) = r.id("property id")?;
+            match id {
+                1 => ids.push("voltage"),
+                2 => ids.push("current"),
+                3 => ids.push("activePower"),
+                4 => ids.push("energyTotal"),
+                5 => ids.push("frequency"),
+                6 => ids.push("relay"),
+                7 => ids.push("tariff"),
+                8 => ids.push("meterNo"),
+                9 => ids.push("reportPeriod"),
+                _ => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                        at,
+                        id,
+                        what: "property",
+                    });
+                }
+            }
+        }
+        ::core::result::Result::Ok(ids)
+    }
+    fn encode_ask(
+        identifiers: &[&str],
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_PROPERTY_ASK)?;
+        for identifier in identifiers {
+            match *identifier {
+                "voltage" => w.u8(1)?,
+                "current" => w.u8(2)?,
+                "activePower" => w.u8(3)?,
+                "energyTotal" => w.u8(4)?,
+                "frequency" => w.u8(5)?,
+                "relay" => w.u8(6)?,
+                "tariff" => w.u8(7)?,
+                "meterNo" => w.u8(8)?,
+                "reportPeriod" => w.u8(9)?,
+                other => {
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownIdentifier {
+                        identifier: other.into(),
+                        what: "property",
+                    });
+                }
+            }
+        }
+        ::core::result::Result::Ok(w.len())
+    }
+}
 /// An enum of the model: 0 = flat, 1 = peak, 2 = valley.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Tariff {
@@ -676,6 +1365,23 @@ impl ::x_sdk::model::ThingEnum for Tariff {
         (2, "valley"),
     ];
 }
+impl ::x_sdk::model::hex::HexValue for Tariff {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::write_key(self.key(), w, spec, field)
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::read_key(r, spec, field, Self::from_key)
+    }
+}
 /// An enum of the model: 0 = 开盖, 1 = 强磁干扰.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TamperKind {
@@ -732,6 +1438,23 @@ impl ::x_sdk::model::ThingEnum for TamperKind {
         (0, "开盖"),
         (1, "强磁干扰"),
     ];
+}
+impl ::x_sdk::model::hex::HexValue for TamperKind {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::write_key(self.key(), w, spec, field)
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::read_key(r, spec, field, Self::from_key)
+    }
 }
 /// Event 防窃电告警 (`tamper`, alert), reported on `model/event/tamper/report`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -805,6 +1528,100 @@ impl ::x_sdk::model::FromPayload for TamperEvent {
 impl ::x_sdk::model::ThingEvent for TamperEvent {
     const IDENTIFIER: &'static str = "tamper";
     const KIND: ::x_sdk::model::EventKind = ::x_sdk::model::EventKind::Alert;
+}
+impl ::x_sdk::model::hex::HexEvent for TamperEvent {
+    const HEX_ID: u8 = 1;
+    fn encode_hex(
+        &self,
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_EVENT_REPORT)?;
+        w.u8(1)?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.kind,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U8),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "kind",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.at,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "at",
+        )?;
+        ::core::result::Result::Ok(w.len())
+    }
+    fn decode_hex(
+        bytes: &[u8],
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let r = &mut reader;
+        r.frame_type(::x_sdk::model::hex::FRAME_EVENT_REPORT, "an event report (0x02)")?;
+        let (at, id) = r.id("event id")?;
+        if id != 1 {
+            return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                at,
+                id,
+                what: "event",
+            });
+        }
+        let event = Self {
+            kind: ::x_sdk::model::hex::read_checked::<
+                TamperKind,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U8,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec::NONE,
+                "kind",
+            )?,
+            at: ::x_sdk::model::hex::read_checked::<
+                ::x_sdk::model::Date,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec::NONE,
+                "at",
+            )?,
+        };
+        r.finish()?;
+        ::core::result::Result::Ok(event)
+    }
 }
 /// Event 过载 (`overload`, error), reported on `model/event/overload/report`. Active power exceeded the contracted limit; the relay may open.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -902,6 +1719,114 @@ impl ::x_sdk::model::ThingEvent for OverloadEvent {
     const IDENTIFIER: &'static str = "overload";
     const KIND: ::x_sdk::model::EventKind = ::x_sdk::model::EventKind::Error;
 }
+impl ::x_sdk::model::hex::HexEvent for OverloadEvent {
+    const HEX_ID: u8 = 2;
+    fn encode_hex(
+        &self,
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_EVENT_REPORT)?;
+        w.u8(2)?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.power,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
+                scale: 0.001,
+                offset: 0.0,
+                decimals: 3,
+                fixed: ::core::option::Option::None,
+            },
+            "power",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.limit,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F32),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "limit",
+        )?;
+        ::core::result::Result::Ok(w.len())
+    }
+    fn decode_hex(
+        bytes: &[u8],
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let r = &mut reader;
+        r.frame_type(::x_sdk::model::hex::FRAME_EVENT_REPORT, "an event report (0x02)")?;
+        let (at, id) = r.id("event id")?;
+        if id != 2 {
+            return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                at,
+                id,
+                what: "event",
+            });
+        }
+        let event = Self {
+            power: ::x_sdk::model::hex::read_checked::<
+                f32,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U16,
+                    ),
+                    scale: 0.001,
+                    offset: 0.0,
+                    decimals: 3,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(0.0),
+                    max: ::core::option::Option::Some(30.0),
+                    step: ::core::option::Option::None,
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "power",
+            )?,
+            limit: ::x_sdk::model::hex::read_checked::<
+                f32,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(0.0),
+                    max: ::core::option::Option::Some(30.0),
+                    step: ::core::option::Option::None,
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "limit",
+            )?,
+        };
+        r.finish()?;
+        ::core::result::Result::Ok(event)
+    }
+}
 /// A service call of the `MeterHex` thing model, with its typed inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MeterHexService {
@@ -995,6 +1920,38 @@ impl ::x_sdk::model::ThingStruct for RelayControlOutput {
         ("state", <bool as ::x_sdk::model::ThingValue>::KIND),
     ];
 }
+impl ::x_sdk::model::hex::HexValue for RelayControlOutput {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.state,
+            w,
+            &::x_sdk::model::hex::HexSpec::DEFAULT,
+            "state",
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::core::result::Result::Ok(Self {
+            state: ::x_sdk::model::hex::read_checked::<
+                bool,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                &::x_sdk::model::Spec::NONE,
+                "state",
+            )?,
+        })
+    }
+}
 /// The outputs of service `readRegister` (读寄存器).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReadRegisterOutput {
@@ -1083,6 +2040,59 @@ impl ::x_sdk::model::ThingStruct for ReadRegisterOutput {
     const FIELDS: &'static [(&'static str, ::x_sdk::model::ValueKind)] = &[
         ("value", <i32 as ::x_sdk::model::ThingValue>::KIND),
     ];
+}
+impl ::x_sdk::model::hex::HexValue for ReadRegisterOutput {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.value,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "value",
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::core::result::Result::Ok(Self {
+            value: ::x_sdk::model::hex::read_checked::<
+                i32,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U16,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec {
+                    min: ::core::option::Option::Some(0.0),
+                    max: ::core::option::Option::Some(65535.0),
+                    step: ::core::option::Option::None,
+                    length: ::core::option::Option::None,
+                    size: ::core::option::Option::None,
+                    item: ::core::option::Option::None,
+                },
+                "value",
+            )?,
+        })
+    }
 }
 impl ::x_sdk::model::ThingServices for MeterHexService {
     const SERVICES: &'static [(&'static str, ::x_sdk::model::CallType)] = &[
@@ -1247,5 +2257,267 @@ impl MeterHexService {
                     .map(|out| ::x_sdk::model::ToPayload::to_payload(&out))
             }
         }
+    }
+}
+impl ::x_sdk::model::hex::HexServices for MeterHexService {
+    const BYTE_ORDER: ::x_sdk::model::hex::ByteOrder = ::x_sdk::model::hex::ByteOrder::Little;
+    fn decode_call_hex(
+        bytes: &[u8],
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let r = &mut reader;
+        r.frame_type(::x_sdk::model::hex::FRAME_SERVICE_CALL, "a service call (0x82)")?;
+        let (at, id) = r.id("service id")?;
+        let call = match id {
+            16 => {
+                Self::RelayControl {
+                    on: ::x_sdk::model::hex::read_checked::<
+                        bool,
+                    >(
+                        r,
+                        &::x_sdk::model::hex::HexSpec::DEFAULT,
+                        &::x_sdk::model::Spec::NONE,
+                        "on",
+                    )?,
+                }
+            }
+            17 => {
+                Self::ReadRegister {
+                    address: ::x_sdk::model::hex::read_checked::<
+                        i32,
+                    >(
+                        r,
+                        &::x_sdk::model::hex::HexSpec {
+                            wire: ::core::option::Option::Some(
+                                ::x_sdk::model::hex::WireType::U16,
+                            ),
+                            scale: 1.0,
+                            offset: 0.0,
+                            decimals: 0,
+                            fixed: ::core::option::Option::None,
+                        },
+                        &::x_sdk::model::Spec {
+                            min: ::core::option::Option::Some(0.0),
+                            max: ::core::option::Option::Some(65535.0),
+                            step: ::core::option::Option::None,
+                            length: ::core::option::Option::None,
+                            size: ::core::option::Option::None,
+                            item: ::core::option::Option::None,
+                        },
+                        "address",
+                    )?,
+                }
+            }
+            _ => {
+                return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                    at,
+                    id,
+                    what: "service",
+                });
+            }
+        };
+        r.finish()?;
+        ::core::result::Result::Ok(call)
+    }
+    fn encode_call_hex(
+        &self,
+        out: &mut [u8],
+    ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_SERVICE_CALL)?;
+        match self {
+            Self::RelayControl { on } => {
+                w.u8(16)?;
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    on,
+                    w,
+                    &::x_sdk::model::hex::HexSpec::DEFAULT,
+                    "on",
+                )?;
+            }
+            Self::ReadRegister { address } => {
+                w.u8(17)?;
+                ::x_sdk::model::hex::HexValue::write_hex(
+                    address,
+                    w,
+                    &::x_sdk::model::hex::HexSpec {
+                        wire: ::core::option::Option::Some(
+                            ::x_sdk::model::hex::WireType::U16,
+                        ),
+                        scale: 1.0,
+                        offset: 0.0,
+                        decimals: 0,
+                        fixed: ::core::option::Option::None,
+                    },
+                    "address",
+                )?;
+            }
+        }
+        ::core::result::Result::Ok(w.len())
+    }
+    fn decode_reply_hex(
+        bytes: &[u8],
+    ) -> ::core::result::Result<
+        ::x_sdk::model::hex::DecodedReply,
+        ::x_sdk::model::hex::HexError,
+    > {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let r = &mut reader;
+        r.frame_type(
+            ::x_sdk::model::hex::FRAME_SERVICE_REPLY,
+            "a service reply (0x03)",
+        )?;
+        let (at, id) = r.id("service id")?;
+        match id {
+            16 => {
+                let at = r.pos();
+                match r.u8("service result")? {
+                    0 => {
+                        let outputs = {
+                            let out = <RelayControlOutput as ::x_sdk::model::hex::HexValue>::read_hex(
+                                r,
+                                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                                "relayControl",
+                            )?;
+                            ::x_sdk::model::ToPayload::to_payload(&out)
+                        };
+                        r.finish()?;
+                        ::core::result::Result::Ok((
+                            "relayControl",
+                            ::core::option::Option::Some(outputs),
+                        ))
+                    }
+                    1 => {
+                        r.finish()?;
+                        ::core::result::Result::Ok((
+                            "relayControl",
+                            ::core::option::Option::None,
+                        ))
+                    }
+                    value => {
+                        ::core::result::Result::Err(::x_sdk::model::hex::HexError::BadResult {
+                            at,
+                            value,
+                        })
+                    }
+                }
+            }
+            17 => {
+                let at = r.pos();
+                match r.u8("service result")? {
+                    0 => {
+                        let outputs = {
+                            let out = <ReadRegisterOutput as ::x_sdk::model::hex::HexValue>::read_hex(
+                                r,
+                                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                                "readRegister",
+                            )?;
+                            ::x_sdk::model::ToPayload::to_payload(&out)
+                        };
+                        r.finish()?;
+                        ::core::result::Result::Ok((
+                            "readRegister",
+                            ::core::option::Option::Some(outputs),
+                        ))
+                    }
+                    1 => {
+                        r.finish()?;
+                        ::core::result::Result::Ok((
+                            "readRegister",
+                            ::core::option::Option::None,
+                        ))
+                    }
+                    value => {
+                        ::core::result::Result::Err(::x_sdk::model::hex::HexError::BadResult {
+                            at,
+                            value,
+                        })
+                    }
+                }
+            }
+            _ => {
+                ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
+                    at,
+                    id,
+                    what: "service",
+                })
+            }
+        }
+    }
+}
+impl MeterHexService {
+    /// Runs the called service on `handler` and writes the HEX service reply
+    /// (frame type 0x03: id, result, outputs when it succeeded) into `out`.
+    ///
+    /// # Errors
+    /// An output that does not fit its wire type, or a full buffer.
+    pub fn dispatch_hex<H: MeterHexServiceHandler + ?::core::marker::Sized>(
+        self,
+        handler: &mut H,
+        out: &mut [u8],
+    ) -> ::core::result::Result<
+        ::x_sdk::model::hex::HexReply,
+        ::x_sdk::model::hex::HexError,
+    > {
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Little,
+        );
+        let w = &mut writer;
+        w.u8(::x_sdk::model::hex::FRAME_SERVICE_REPLY)?;
+        let failure = match self {
+            Self::RelayControl { on } => {
+                w.u8(16)?;
+                match handler.relay_control(on) {
+                    ::core::result::Result::Ok(out) => {
+                        w.u8(0)?;
+                        ::x_sdk::model::hex::HexValue::write_hex(
+                            &out,
+                            w,
+                            &::x_sdk::model::hex::HexSpec::DEFAULT,
+                            "relayControl",
+                        )?;
+                        ::core::option::Option::None
+                    }
+                    ::core::result::Result::Err(failure) => {
+                        w.u8(1)?;
+                        ::core::option::Option::Some(failure)
+                    }
+                }
+            }
+            Self::ReadRegister { address } => {
+                w.u8(17)?;
+                match handler.read_register(address) {
+                    ::core::result::Result::Ok(out) => {
+                        w.u8(0)?;
+                        ::x_sdk::model::hex::HexValue::write_hex(
+                            &out,
+                            w,
+                            &::x_sdk::model::hex::HexSpec::DEFAULT,
+                            "readRegister",
+                        )?;
+                        ::core::option::Option::None
+                    }
+                    ::core::result::Result::Err(failure) => {
+                        w.u8(1)?;
+                        ::core::option::Option::Some(failure)
+                    }
+                }
+            }
+        };
+        ::core::result::Result::Ok(::x_sdk::model::hex::HexReply {
+            len: w.len(),
+            failure,
+        })
     }
 }

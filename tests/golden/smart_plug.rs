@@ -566,6 +566,23 @@ impl ::x_sdk::model::ThingValue for OverheatAction {
 impl ::x_sdk::model::ThingEnum for OverheatAction {
     const VARIANTS: &'static [(i64, &'static str)] = &[(0, "none"), (1, "powerCut")];
 }
+impl ::x_sdk::model::hex::HexValue for OverheatAction {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::write_key(self.key(), w, spec, field)
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::read_key(r, spec, field, Self::from_key)
+    }
+}
 /// Event 过温告警 (`overheat`, alert), reported on `model/event/overheat/report`. Internal temperature exceeded the safe limit.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OverheatEvent {
@@ -724,6 +741,23 @@ impl ::x_sdk::model::ThingEnum for PowerOnlineBootReason {
         (3, "userReset"),
     ];
 }
+impl ::x_sdk::model::hex::HexValue for PowerOnlineBootReason {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::write_key(self.key(), w, spec, field)
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::read_key(r, spec, field, Self::from_key)
+    }
+}
 /// Event 上电通知 (`powerOnline`, info), reported on `model/event/powerOnline/report`. Sent once after power-up and reconnection.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PowerOnlineEvent {
@@ -878,6 +912,23 @@ impl ::x_sdk::model::ThingEnum for ResetScope {
         (1, "恢复出厂设置"),
     ];
 }
+impl ::x_sdk::model::hex::HexValue for ResetScope {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::write_key(self.key(), w, spec, field)
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        spec: &::x_sdk::model::hex::HexSpec,
+        field: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::read_key(r, spec, field, Self::from_key)
+    }
+}
 /// The outputs of service `reset` (重置).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResetOutput {
@@ -979,6 +1030,66 @@ impl ::x_sdk::model::ThingStruct for ResetOutput {
         ("result", <bool as ::x_sdk::model::ThingValue>::KIND),
         ("resetAt", <::x_sdk::model::Date as ::x_sdk::model::ThingValue>::KIND),
     ];
+}
+impl ::x_sdk::model::hex::HexValue for ResetOutput {
+    fn write_hex(
+        &self,
+        w: &mut ::x_sdk::model::hex::HexWriter<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<(), ::x_sdk::model::hex::HexError> {
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.result,
+            w,
+            &::x_sdk::model::hex::HexSpec::DEFAULT,
+            "result",
+        )?;
+        ::x_sdk::model::hex::HexValue::write_hex(
+            &self.reset_at,
+            w,
+            &::x_sdk::model::hex::HexSpec {
+                wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U64),
+                scale: 1.0,
+                offset: 0.0,
+                decimals: 0,
+                fixed: ::core::option::Option::None,
+            },
+            "resetAt",
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn read_hex(
+        r: &mut ::x_sdk::model::hex::HexReader<'_>,
+        _: &::x_sdk::model::hex::HexSpec,
+        _: &str,
+    ) -> ::core::result::Result<Self, ::x_sdk::model::hex::HexError> {
+        ::core::result::Result::Ok(Self {
+            result: ::x_sdk::model::hex::read_checked::<
+                bool,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec::DEFAULT,
+                &::x_sdk::model::Spec::NONE,
+                "result",
+            )?,
+            reset_at: ::x_sdk::model::hex::read_checked::<
+                ::x_sdk::model::Date,
+            >(
+                r,
+                &::x_sdk::model::hex::HexSpec {
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U64,
+                    ),
+                    scale: 1.0,
+                    offset: 0.0,
+                    decimals: 0,
+                    fixed: ::core::option::Option::None,
+                },
+                &::x_sdk::model::Spec::NONE,
+                "resetAt",
+            )?,
+        })
+    }
 }
 impl ::x_sdk::model::ThingServices for SmartPlugService {
     const SERVICES: &'static [(&'static str, ::x_sdk::model::CallType)] = &[

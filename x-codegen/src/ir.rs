@@ -14,6 +14,133 @@ pub struct Model {
     pub events: Vec<Event>,
     /// Services, in model order.
     pub services: Vec<Service>,
+    /// The HEX layout, for HEX products (a top-level `"hex"` object); `None` for JSON-only
+    /// products.
+    pub hex: Option<HexLayout>,
+}
+
+/// How a HEX product lays out its frames (docs/hex-format.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HexLayout {
+    /// Tagged (ids before values) or positional (property reports without ids).
+    pub mode: HexMode,
+    /// Byte order of multi-byte values.
+    pub byte_order: ByteOrder,
+}
+
+/// Tagged or positional property reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HexMode {
+    /// `"tagged"`: every value follows its id (the default).
+    #[default]
+    Tagged,
+    /// `"positional"`: a property report carries every property in id order, without ids.
+    Positional,
+}
+
+/// Byte order of multi-byte values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ByteOrder {
+    /// `"big"` (the default).
+    #[default]
+    Big,
+    /// `"little"`.
+    Little,
+}
+
+/// A number's wire type in a HEX frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// u8.
+    U8,
+    /// i8.
+    I8,
+    /// u16.
+    U16,
+    /// i16.
+    I16,
+    /// u32.
+    U32,
+    /// i32.
+    I32,
+    /// u64.
+    U64,
+    /// i64.
+    I64,
+    /// f32.
+    F32,
+    /// f64.
+    F64,
+}
+
+impl Wire {
+    /// Every wire type with its model name.
+    pub const ALL: [(Wire, &'static str); 10] = [
+        (Wire::U8, "u8"),
+        (Wire::I8, "i8"),
+        (Wire::U16, "u16"),
+        (Wire::I16, "i16"),
+        (Wire::U32, "u32"),
+        (Wire::I32, "i32"),
+        (Wire::U64, "u64"),
+        (Wire::I64, "i64"),
+        (Wire::F32, "f32"),
+        (Wire::F64, "f64"),
+    ];
+
+    /// The model's name (`u16`, ...).
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(w, _)| *w == self)
+            .map_or("?", |(_, n)| n)
+    }
+
+    /// The wire type for a model name.
+    pub fn from_name(name: &str) -> Option<Wire> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(w, _)| *w)
+    }
+
+    /// The raw integer range, `None` for floats.
+    pub fn int_range(self) -> Option<(f64, f64)> {
+        Some(match self {
+            Wire::U8 => (0.0, 255.0),
+            Wire::I8 => (-128.0, 127.0),
+            Wire::U16 => (0.0, 65535.0),
+            Wire::I16 => (-32768.0, 32767.0),
+            Wire::U32 => (0.0, 4294967295.0),
+            Wire::I32 => (-2147483648.0, 2147483647.0),
+            Wire::U64 => (0.0, 18446744073709551615.0),
+            Wire::I64 => (-9223372036854775808.0, 9223372036854775807.0),
+            Wire::F32 | Wire::F64 => return None,
+        })
+    }
+}
+
+/// A field's `"hex"` settings as declared (resolved against defaults by the emitters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HexField {
+    /// The id of a property (parameters have none: they travel in order).
+    pub id: Option<u32>,
+    /// The declared wire type.
+    pub ty: Option<HexType>,
+    /// Scale of numbers on integer wire types.
+    pub scale: Option<f64>,
+    /// Offset of numbers on integer wire types.
+    pub offset: Option<f64>,
+}
+
+/// A declared HEX wire type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HexType {
+    /// A number type.
+    Number(Wire),
+    /// `bool`: one byte, 0 or 1.
+    Bool,
+    /// `text`: u8 length prefix, then UTF-8.
+    Text,
+    /// `text:N`: exactly N bytes, zero-padded.
+    TextFixed(u32),
 }
 
 /// Whether the platform may write a property.
@@ -67,6 +194,8 @@ pub struct Field {
     pub path: String,
     /// The span of the Rust field in a derive; `Span::call_site()` for model files.
     pub span: Span,
+    /// HEX settings (only used by HEX products).
+    pub hex: HexField,
 }
 
 /// Numeric constraints and unit.
@@ -211,6 +340,8 @@ pub struct Event {
     pub path: String,
     /// The derive's span.
     pub span: Span,
+    /// The declared HEX id (default: position + 1).
+    pub hex_id: Option<u32>,
 }
 
 /// A service's `callType`.
@@ -258,6 +389,8 @@ pub struct Service {
     pub path: String,
     /// The derive's span.
     pub span: Span,
+    /// The declared HEX id (default: position + 1).
+    pub hex_id: Option<u32>,
 }
 
 /// One problem found in a model: where (JSON path, or a Rust item with its span) and what.

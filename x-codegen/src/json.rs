@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use crate::ir::{
-    Access, CallType, DataType, Diagnostic, EnumType, Event, EventKind, Field, Model, Numeric,
-    Property, Service, StructType, Variant,
+    Access, ByteOrder, CallType, DataType, Diagnostic, EnumType, Event, EventKind, Field, HexField,
+    HexLayout, HexMode, HexType, Model, Numeric, Property, Service, StructType, Variant, Wire,
 };
 use crate::names;
 
@@ -152,11 +152,16 @@ impl Parser {
             .enumerate()
             .filter_map(|(i, s)| self.service(s, &format!("services[{i}]")))
             .collect();
+        let hex = match obj.get("hex") {
+            None | Some(Value::Null) => None,
+            Some(v) => self.hex_layout(v, "hex"),
+        };
         Some(Model {
             name: name.to_owned(),
             properties,
             events,
             services,
+            hex,
         })
     }
 
@@ -188,7 +193,7 @@ impl Parser {
                 false
             }
         };
-        let field = self.field(obj, path, &[], Place::Top);
+        let field = self.field(obj, path, &[], Place::Top, true);
         Some(Property {
             field: field?,
             access: access?,
@@ -204,6 +209,7 @@ impl Parser {
         path: &str,
         owner: &[&str],
         place: Place,
+        allow_id: bool,
     ) -> Option<Field> {
         let identifier = self.identifier(obj, path);
         let name = self.string(obj, "name", path, true);
@@ -218,6 +224,10 @@ impl Parser {
                 None
             }
         };
+        let hex = match obj.get("hex") {
+            None | Some(Value::Null) => HexField::default(),
+            Some(v) => self.hex_field(v, &join(path, "hex"), allow_id),
+        };
         Some(Field {
             rust_name: names::field_name(&identifier),
             name: name.unwrap_or_else(|| identifier.clone()),
@@ -227,6 +237,7 @@ impl Parser {
             rust_type: None,
             path: path.to_owned(),
             span: proc_macro2::Span::call_site(),
+            hex,
         })
     }
 
@@ -244,7 +255,7 @@ impl Parser {
             .filter_map(|(i, item)| {
                 let item_path = format!("{}[{i}]", join(path, key));
                 let o = self.object(item, &item_path)?;
-                self.field(o, &item_path, &[owner], Place::Top)
+                self.field(o, &item_path, &[owner], Place::Top, false)
             })
             .collect()
     }
@@ -275,7 +286,9 @@ impl Parser {
         };
         let identifier = identifier?;
         let outputs = self.params(obj, "outputData", path, &identifier);
+        let hex_id = self.hex_id(obj, path);
         Some(Event {
+            hex_id,
             rust_name: names::type_name(&[&identifier, "event"]),
             name: name.unwrap_or_else(|| identifier.clone()),
             identifier,
@@ -317,7 +330,9 @@ impl Parser {
             let ident = quote::format_ident!("{}", names::type_name(&[&identifier, "output"]));
             quote::quote!(#ident)
         });
+        let hex_id = self.hex_id(obj, path);
         Some(Service {
+            hex_id,
             rust_variant: names::type_name(&[&identifier]),
             rust_method: names::field_name(&identifier),
             name: name.unwrap_or_else(|| identifier.clone()),
@@ -405,7 +420,7 @@ impl Parser {
                     .filter_map(|(i, f)| {
                         let fpath = format!("{specs_path}[{i}]");
                         let o = self.object(f, &fpath)?;
-                        self.field(o, &fpath, &type_parts, Place::InStruct)
+                        self.field(o, &fpath, &type_parts, Place::InStruct, false)
                     })
                     .collect();
                 Some(DataType::Struct(StructType { rust_name, fields }))
@@ -457,6 +472,95 @@ impl Parser {
                 None
             }
         }
+    }
+
+    /// The top-level `"hex"` layout.
+    fn hex_layout(&mut self, v: &Value, path: &str) -> Option<HexLayout> {
+        let map = self.spec_map(Some(v), path, "the hex layout", &["mode", "byteOrder"])?;
+        let mut layout = HexLayout::default();
+        match map.get("mode") {
+            None => {}
+            Some(Value::String(m)) if m == "tagged" => layout.mode = HexMode::Tagged,
+            Some(Value::String(m)) if m == "positional" => layout.mode = HexMode::Positional,
+            Some(other) => self.error(
+                &join(path, "mode"),
+                format!("expected \"tagged\" or \"positional\", got {other}"),
+            ),
+        }
+        match map.get("byteOrder") {
+            None => {}
+            Some(Value::String(o)) if o == "big" => layout.byte_order = ByteOrder::Big,
+            Some(Value::String(o)) if o == "little" => layout.byte_order = ByteOrder::Little,
+            Some(other) => self.error(
+                &join(path, "byteOrder"),
+                format!("expected \"big\" or \"little\", got {other}"),
+            ),
+        }
+        Some(layout)
+    }
+
+    /// A field's `"hex"` settings: `id` (properties only), `type`, `scale`, `offset`.
+    fn hex_field(&mut self, v: &Value, path: &str, allow_id: bool) -> HexField {
+        let allowed: &[&str] = if allow_id {
+            &["id", "type", "scale", "offset"]
+        } else {
+            &["type", "scale", "offset"]
+        };
+        let what = if allow_id {
+            "a property's hex settings"
+        } else {
+            "a parameter's hex settings (parameters travel in declared order, without ids)"
+        };
+        let Some(map) = self.spec_map(Some(v), path, what, allowed) else {
+            return HexField::default();
+        };
+        let mut hex = HexField::default();
+        if let Some(id) = map.get("id") {
+            hex.id = self.count(id, &join(path, "id"));
+        }
+        if let Some(ty) = map.get("type") {
+            hex.ty = match ty {
+                Value::String(t) => match parse_hex_type(t) {
+                    Some(t) => Some(t),
+                    None => {
+                        self.error(
+                            &join(path, "type"),
+                            format!(
+                                "unknown hex type {t:?} (expected u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool, text or text:N)"
+                            ),
+                        );
+                        None
+                    }
+                },
+                other => {
+                    self.error(
+                        &join(path, "type"),
+                        format!("expected a string, got {}", kind(other)),
+                    );
+                    None
+                }
+            };
+        }
+        for (key, slot) in [("scale", &mut hex.scale), ("offset", &mut hex.offset)] {
+            if let Some(x) = map.get(key) {
+                *slot = self.number(x, &join(path, key));
+            }
+        }
+        hex
+    }
+
+    /// The `"hex": {"id": N}` of an event or service.
+    fn hex_id(&mut self, obj: &Map<String, Value>, path: &str) -> Option<u32> {
+        let v = obj.get("hex").filter(|v| !v.is_null())?;
+        let hpath = join(path, "hex");
+        let map = self.spec_map(
+            Some(v),
+            &hpath,
+            "an event's or service's hex settings",
+            &["id"],
+        )?;
+        let id = map.get("id")?;
+        self.count(id, &join(&hpath, "id"))
     }
 
     /// The specs object of a type, checking that it has only `allowed` keys.
@@ -650,6 +754,18 @@ impl Parser {
             return None;
         }
         Some(n as u32)
+    }
+}
+
+/// `u8` ... `f64`, `bool`, `text`, `text:N`.
+fn parse_hex_type(t: &str) -> Option<HexType> {
+    match t {
+        "bool" => Some(HexType::Bool),
+        "text" => Some(HexType::Text),
+        _ => match t.strip_prefix("text:") {
+            Some(n) => n.parse().ok().filter(|n| *n > 0).map(HexType::TextFixed),
+            None => Wire::from_name(t).map(HexType::Number),
+        },
     }
 }
 

@@ -6,6 +6,7 @@
 //! derive macros. Like prost-build, the IR comes first and every emitter reads only the IR.
 
 pub mod doc;
+pub mod hex;
 pub mod ir;
 pub mod json;
 pub mod names;
@@ -28,6 +29,7 @@ pub fn load(text: &str, name: &str) -> Result<Model, Vec<Diagnostic>> {
     let (model, mut diags) = json::parse_partial(text, name);
     if let Some(m) = &model {
         diags.extend(validate::validate(m));
+        hex::validate(m, &mut diags);
     }
     match model {
         Some(m) if diags.is_empty() => Ok(m),

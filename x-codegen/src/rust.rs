@@ -50,6 +50,16 @@ pub fn module(model: &Model, opts: &Options) -> TokenStream {
         pub struct #name { #(#state_fields)* }
     };
     items.extend(model_impls(&name, &vis, &model.properties, krate));
+    if let Some(layout) = model.hex {
+        let ids = hexlayout::property_ids(model);
+        items.extend(model_hex_impls(
+            &name,
+            &model.properties,
+            &ids,
+            layout,
+            krate,
+        ));
+    }
 
     let mut types = TokenStream::new();
     for f in &props {
@@ -68,6 +78,14 @@ pub fn module(model: &Model, opts: &Options) -> TokenStream {
             pub struct #ename { #fields }
         });
         types.extend(event_impls(&ename, e, krate));
+        if let Some(layout) = model.hex {
+            let id = hexlayout::event_ids(model)[model
+                .events
+                .iter()
+                .position(|x| x.identifier == e.identifier)
+                .unwrap_or(0)];
+            types.extend(event_hex_impls(&ename, e, id, layout.byte_order, krate));
+        }
     }
     if !model.services.is_empty() {
         let enum_name = format_ident!("{}Service", model.name);
@@ -102,6 +120,16 @@ pub fn module(model: &Model, opts: &Options) -> TokenStream {
             }
         }
         types.extend(services_impls(&enum_name, &vis, &model.services, krate));
+        if let Some(layout) = model.hex {
+            let ids = hexlayout::service_ids(model);
+            types.extend(services_hex_impls(
+                &enum_name,
+                &model.services,
+                &ids,
+                layout.byte_order,
+                krate,
+            ));
+        }
     }
     items.extend(types);
     items
@@ -379,6 +407,7 @@ pub fn params_impls(name: &Ident, fields: &[Field], krate: &TokenStream) -> Toke
 /// outputs).
 pub fn struct_impls(name: &Ident, fields: &[Field], krate: &TokenStream) -> TokenStream {
     let m = quote!(#krate::model);
+    let hex = struct_hex_impls(name, fields, krate);
     let params = params_impls(name, fields, krate);
     let field_kinds = fields.iter().map(|f| {
         let id = &f.identifier;
@@ -407,6 +436,8 @@ pub fn struct_impls(name: &Ident, fields: &[Field], krate: &TokenStream) -> Toke
         impl #m::ThingStruct for #name {
             const FIELDS: &'static [(&'static str, #m::ValueKind)] = &[#(#field_kinds)*];
         }
+
+        #hex
     }
 }
 
@@ -433,6 +464,7 @@ pub fn event_impls(name: &Ident, event: &Event, krate: &TokenStream) -> TokenStr
 /// `key`, `label`, `from_key`, `ThingValue` and `ThingEnum` for an enum type.
 pub fn enum_impls(name: &Ident, e: &EnumType, krate: &TokenStream) -> TokenStream {
     let m = quote!(#krate::model);
+    let hex = enum_hex_impls(name, krate);
     let keys = e.variants.iter().map(|v| {
         let vn = ident(&v.rust_name);
         let key = Literal::i64_unsuffixed(v.key);
@@ -492,6 +524,8 @@ pub fn enum_impls(name: &Ident, e: &EnumType, krate: &TokenStream) -> TokenStrea
         impl #m::ThingEnum for #name {
             const VARIANTS: &'static [(i64, &'static str)] = &[#(#table)*];
         }
+
+        #hex
     }
 }
 
@@ -977,5 +1011,562 @@ pub fn ident(name: &str) -> Ident {
     match name.strip_prefix("r#") {
         Some(raw) => Ident::new_raw(raw, Span::call_site()),
         None => Ident::new(name, Span::call_site()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// HEX codec (docs/hex-format.md). Values go through `HexValue` with a `HexSpec` per field,
+// so user enum and struct types in derives encode the same way as generated ones.
+
+use crate::hex::{self as hexlayout, WireForm};
+use crate::ir::{ByteOrder, HexLayout, HexMode};
+
+/// A `&HexSpec` literal for a field's resolved encoding.
+fn hex_spec_expr(f: &Field, krate: &TokenStream) -> TokenStream {
+    let h = quote!(#krate::model::hex);
+    let Ok(enc) = hexlayout::resolve(&f.ty, &f.hex) else {
+        return quote!(&#h::HexSpec::DEFAULT);
+    };
+    let (wire, fixed) = match enc.wire {
+        WireForm::Number(w) => {
+            let v = ident(&w.name().to_uppercase());
+            (
+                quote!(::core::option::Option::Some(#h::WireType::#v)),
+                quote!(::core::option::Option::None),
+            )
+        }
+        WireForm::TextFixed(n) => {
+            let n = Literal::usize_unsuffixed(n as usize);
+            (
+                quote!(::core::option::Option::None),
+                quote!(::core::option::Option::Some(#n)),
+            )
+        }
+        _ => (
+            quote!(::core::option::Option::None),
+            quote!(::core::option::Option::None),
+        ),
+    };
+    if !enc.scaled()
+        && matches!(
+            enc.wire,
+            WireForm::Bool | WireForm::Text | WireForm::Struct | WireForm::External
+        )
+    {
+        return quote!(&#h::HexSpec::DEFAULT);
+    }
+    let scale = Literal::f64_unsuffixed(enc.scale);
+    let offset = Literal::f64_unsuffixed(enc.offset);
+    let decimals = Literal::u32_unsuffixed(enc.decimals);
+    quote! {
+        &#h::HexSpec {
+            wire: #wire,
+            scale: #scale,
+            offset: #offset,
+            decimals: #decimals,
+            fixed: #fixed,
+        }
+    }
+}
+
+fn order_tokens(order: ByteOrder, krate: &TokenStream) -> TokenStream {
+    match order {
+        ByteOrder::Big => quote!(#krate::model::hex::ByteOrder::Big),
+        ByteOrder::Little => quote!(#krate::model::hex::ByteOrder::Little),
+    }
+}
+
+/// Writes one field's value (`value` is a reference expression) to `w`.
+fn hex_write(f: &Field, value: TokenStream, label: &str, krate: &TokenStream) -> TokenStream {
+    let spec = hex_spec_expr(f, krate);
+    quote_spanned! {f.span=>
+        #krate::model::hex::HexValue::write_hex(#value, w, #spec, #label)?;
+    }
+}
+
+/// Reads one field's value from `r`, checked against the model.
+fn hex_read(f: &Field, label: &str, krate: &TokenStream) -> TokenStream {
+    let spec = hex_spec_expr(f, krate);
+    let model_spec = spec_expr(&f.ty, krate);
+    let ty = field_type(f, krate);
+    quote_spanned! {f.span=>
+        #krate::model::hex::read_checked::<#ty>(r, #spec, #model_spec, #label)?
+    }
+}
+
+/// `HexValue` for a struct type: its fields in declared order.
+pub fn struct_hex_impls(name: &Ident, fields: &[Field], krate: &TokenStream) -> TokenStream {
+    let h = quote!(#krate::model::hex);
+    let writes = fields.iter().map(|f| {
+        let fname = ident(&f.rust_name);
+        hex_write(f, quote!(&self.#fname), &f.identifier, krate)
+    });
+    let reads = fields.iter().map(|f| {
+        let fname = ident(&f.rust_name);
+        let read = hex_read(f, &f.identifier, krate);
+        quote!(#fname: #read,)
+    });
+    let (w, r) = if fields.is_empty() {
+        (quote!(_w), quote!(_r))
+    } else {
+        (quote!(w), quote!(r))
+    };
+    quote! {
+        impl #h::HexValue for #name {
+            fn write_hex(
+                &self,
+                #w: &mut #h::HexWriter<'_>,
+                _: &#h::HexSpec,
+                _: &str,
+            ) -> ::core::result::Result<(), #h::HexError> {
+                #(#writes)*
+                ::core::result::Result::Ok(())
+            }
+
+            fn read_hex(
+                #r: &mut #h::HexReader<'_>,
+                _: &#h::HexSpec,
+                _: &str,
+            ) -> ::core::result::Result<Self, #h::HexError> {
+                ::core::result::Result::Ok(Self { #(#reads)* })
+            }
+        }
+    }
+}
+
+/// `HexValue` for an enum type: its key.
+pub fn enum_hex_impls(name: &Ident, krate: &TokenStream) -> TokenStream {
+    let h = quote!(#krate::model::hex);
+    quote! {
+        impl #h::HexValue for #name {
+            fn write_hex(
+                &self,
+                w: &mut #h::HexWriter<'_>,
+                spec: &#h::HexSpec,
+                field: &str,
+            ) -> ::core::result::Result<(), #h::HexError> {
+                #h::write_key(self.key(), w, spec, field)
+            }
+
+            fn read_hex(
+                r: &mut #h::HexReader<'_>,
+                spec: &#h::HexSpec,
+                field: &str,
+            ) -> ::core::result::Result<Self, #h::HexError> {
+                #h::read_key(r, spec, field, Self::from_key)
+            }
+        }
+    }
+}
+
+/// `HexModel` for a HEX product's state type.
+pub fn model_hex_impls(
+    name: &Ident,
+    properties: &[Property],
+    ids: &[u32],
+    layout: HexLayout,
+    krate: &TokenStream,
+) -> TokenStream {
+    let h = quote!(#krate::model::hex);
+    let report = format_ident!("{}Report", name);
+    let set = format_ident!("{}Set", name);
+    let order = order_tokens(layout.byte_order, krate);
+    let mut by_id: Vec<(u32, &Property)> = ids.iter().copied().zip(properties).collect();
+    by_id.sort_by_key(|(id, _)| *id);
+    let id_lit = |id: u32| Literal::u8_unsuffixed(id as u8);
+
+    let report_writes = by_id.iter().map(|(id, p)| {
+        let f = &p.field;
+        let fname = ident(&f.rust_name);
+        let label = &f.identifier;
+        let write = hex_write(f, quote!(v), label, krate);
+        let idl = id_lit(*id);
+        match layout.mode {
+            HexMode::Tagged => quote! {
+                if let ::core::option::Option::Some(v) = &report.#fname {
+                    w.u8(#idl)?;
+                    #write
+                }
+            },
+            HexMode::Positional => quote! {
+                match &report.#fname {
+                    ::core::option::Option::Some(v) => { #write }
+                    ::core::option::Option::None => {
+                        return ::core::result::Result::Err(#h::HexError::Incomplete { field: #label.into() });
+                    }
+                }
+            },
+        }
+    });
+    let tagged_arms = |list: &[&(u32, &Property)], target: TokenStream| -> Vec<TokenStream> {
+        list.iter()
+            .map(|(id, p)| {
+                let f = &p.field;
+                let fname = ident(&f.rust_name);
+                let label = &f.identifier;
+                let read = hex_read(f, label, krate);
+                let idl = id_lit(*id);
+                quote! {
+                    #idl => {
+                        if #target.#fname.is_some() {
+                            return ::core::result::Result::Err(#h::HexError::Duplicate { at, field: #label.into() });
+                        }
+                        #target.#fname = ::core::option::Option::Some(#read);
+                    }
+                }
+            })
+            .collect()
+    };
+    let all: Vec<&(u32, &Property)> = by_id.iter().collect();
+    let writable: Vec<&(u32, &Property)> = by_id
+        .iter()
+        .filter(|(_, p)| p.access == Access::ReadWrite)
+        .collect();
+    let decode_report_body = match layout.mode {
+        HexMode::Tagged => {
+            let arms = tagged_arms(&all, quote!(out));
+            quote! {
+                let mut out = #report::default();
+                while !r.at_end() {
+                    let (at, id) = r.id("property id")?;
+                    match id {
+                        #(#arms)*
+                        _ => return ::core::result::Result::Err(#h::HexError::UnknownId { at, id, what: "property" }),
+                    }
+                }
+            }
+        }
+        HexMode::Positional => {
+            let reads = all.iter().map(|(_, p)| {
+                let f = &p.field;
+                let fname = ident(&f.rust_name);
+                let read = hex_read(f, &f.identifier, krate);
+                quote!(#fname: ::core::option::Option::Some(#read),)
+            });
+            // Struct fields are evaluated in the order written: id order, the wire order.
+            quote! {
+                let out = #report { #(#reads)* };
+                r.finish()?;
+            }
+        }
+    };
+    let set_arms = tagged_arms(&writable, quote!(set));
+    let readonly_arms = by_id.iter().filter(|(_, p)| p.access == Access::ReadOnly).map(|(id, p)| {
+        let idl = id_lit(*id);
+        let label = &p.field.identifier;
+        quote!(#idl => return ::core::result::Result::Err(#h::HexError::ReadOnly { at, field: #label.into() }),)
+    });
+    let set_writes = writable.iter().map(|(id, p)| {
+        let f = &p.field;
+        let fname = ident(&f.rust_name);
+        let write = hex_write(f, quote!(v), &f.identifier, krate);
+        let idl = id_lit(*id);
+        quote! {
+            if let ::core::option::Option::Some(v) = &set.#fname {
+                w.u8(#idl)?;
+                #write
+            }
+        }
+    });
+    let ask_arms = by_id.iter().map(|(id, p)| {
+        let idl = id_lit(*id);
+        let label = &p.field.identifier;
+        quote!(#idl => ids.push(#label),)
+    });
+    let encode_ask_arms = by_id.iter().map(|(id, p)| {
+        let idl = id_lit(*id);
+        let label = &p.field.identifier;
+        quote!(#label => w.u8(#idl)?,)
+    });
+    let mut_set = if writable.is_empty() {
+        quote!()
+    } else {
+        quote!(mut)
+    };
+    let unused_set = if writable.is_empty() {
+        quote!(let _ = set;)
+    } else {
+        quote!()
+    };
+    quote! {
+        impl #h::HexModel for #name {
+            const BYTE_ORDER: #h::ByteOrder = #order;
+
+            fn encode_report(report: &#report, out: &mut [u8]) -> ::core::result::Result<usize, #h::HexError> {
+                let mut writer = #h::HexWriter::new(out, #order);
+                let w = &mut writer;
+                w.u8(#h::FRAME_PROPERTY_REPORT)?;
+                #(#report_writes)*
+                ::core::result::Result::Ok(w.len())
+            }
+
+            fn decode_report(bytes: &[u8]) -> ::core::result::Result<#report, #h::HexError> {
+                let mut reader = #h::HexReader::new(bytes, #order);
+                let r = &mut reader;
+                r.frame_type(#h::FRAME_PROPERTY_REPORT, "a property report (0x01)")?;
+                #decode_report_body
+                ::core::result::Result::Ok(out)
+            }
+
+            fn decode_set_hex(bytes: &[u8]) -> ::core::result::Result<#set, #h::HexError> {
+                let mut reader = #h::HexReader::new(bytes, #order);
+                let r = &mut reader;
+                r.frame_type(#h::FRAME_PROPERTY_SET, "a property set (0x81)")?;
+                let #mut_set set = #set::default();
+                while !r.at_end() {
+                    let (at, id) = r.id("property id")?;
+                    match id {
+                        #(#set_arms)*
+                        #(#readonly_arms)*
+                        _ => return ::core::result::Result::Err(#h::HexError::UnknownId { at, id, what: "property" }),
+                    }
+                }
+                ::core::result::Result::Ok(set)
+            }
+
+            fn encode_set(set: &#set, out: &mut [u8]) -> ::core::result::Result<usize, #h::HexError> {
+                #unused_set
+                let mut writer = #h::HexWriter::new(out, #order);
+                let w = &mut writer;
+                w.u8(#h::FRAME_PROPERTY_SET)?;
+                #(#set_writes)*
+                ::core::result::Result::Ok(w.len())
+            }
+
+            fn decode_ask(bytes: &[u8]) -> ::core::result::Result<::std::vec::Vec<&'static str>, #h::HexError> {
+                let mut reader = #h::HexReader::new(bytes, #order);
+                let r = &mut reader;
+                r.frame_type(#h::FRAME_PROPERTY_ASK, "a property ask (0x83)")?;
+                let mut ids = ::std::vec::Vec::new();
+                while !r.at_end() {
+                    let (at, id) = r.id("property id")?;
+                    match id {
+                        #(#ask_arms)*
+                        _ => return ::core::result::Result::Err(#h::HexError::UnknownId { at, id, what: "property" }),
+                    }
+                }
+                ::core::result::Result::Ok(ids)
+            }
+
+            fn encode_ask(identifiers: &[&str], out: &mut [u8]) -> ::core::result::Result<usize, #h::HexError> {
+                let mut writer = #h::HexWriter::new(out, #order);
+                let w = &mut writer;
+                w.u8(#h::FRAME_PROPERTY_ASK)?;
+                for identifier in identifiers {
+                    match *identifier {
+                        #(#encode_ask_arms)*
+                        other => return ::core::result::Result::Err(#h::HexError::UnknownIdentifier {
+                            identifier: other.into(),
+                            what: "property",
+                        }),
+                    }
+                }
+                ::core::result::Result::Ok(w.len())
+            }
+        }
+    }
+}
+
+/// `HexEvent` for an event type.
+pub fn event_hex_impls(
+    name: &Ident,
+    event: &Event,
+    id: u32,
+    order: ByteOrder,
+    krate: &TokenStream,
+) -> TokenStream {
+    let h = quote!(#krate::model::hex);
+    let order = order_tokens(order, krate);
+    let idl = Literal::u8_unsuffixed(id as u8);
+    let writes = event.outputs.iter().map(|f| {
+        let fname = ident(&f.rust_name);
+        hex_write(f, quote!(&self.#fname), &f.identifier, krate)
+    });
+    let reads = event.outputs.iter().map(|f| {
+        let fname = ident(&f.rust_name);
+        let read = hex_read(f, &f.identifier, krate);
+        quote!(#fname: #read,)
+    });
+    quote! {
+        impl #h::HexEvent for #name {
+            const HEX_ID: u8 = #idl;
+
+            fn encode_hex(&self, out: &mut [u8]) -> ::core::result::Result<usize, #h::HexError> {
+                let mut writer = #h::HexWriter::new(out, #order);
+                let w = &mut writer;
+                w.u8(#h::FRAME_EVENT_REPORT)?;
+                w.u8(#idl)?;
+                #(#writes)*
+                ::core::result::Result::Ok(w.len())
+            }
+
+            fn decode_hex(bytes: &[u8]) -> ::core::result::Result<Self, #h::HexError> {
+                let mut reader = #h::HexReader::new(bytes, #order);
+                let r = &mut reader;
+                r.frame_type(#h::FRAME_EVENT_REPORT, "an event report (0x02)")?;
+                let (at, id) = r.id("event id")?;
+                if id != #idl {
+                    return ::core::result::Result::Err(#h::HexError::UnknownId { at, id, what: "event" });
+                }
+                let event = Self { #(#reads)* };
+                r.finish()?;
+                ::core::result::Result::Ok(event)
+            }
+        }
+    }
+}
+
+/// `HexServices` and `dispatch_hex` for a service enum.
+pub fn services_hex_impls(
+    name: &Ident,
+    services: &[Service],
+    ids: &[u32],
+    order: ByteOrder,
+    krate: &TokenStream,
+) -> TokenStream {
+    let m = quote!(#krate::model);
+    let h = quote!(#krate::model::hex);
+    let handler = format_ident!("{}Handler", name);
+    let order = order_tokens(order, krate);
+    let decode_arms = services.iter().zip(ids).map(|(s, id)| {
+        let v = ident(&s.rust_variant);
+        let idl = Literal::u8_unsuffixed(*id as u8);
+        let reads = s.inputs.iter().map(|f| {
+            let fname = ident(&f.rust_name);
+            let read = hex_read(f, &f.identifier, krate);
+            quote!(#fname: #read,)
+        });
+        quote!(#idl => Self::#v { #(#reads)* },)
+    });
+    let encode_arms = services.iter().zip(ids).map(|(s, id)| {
+        let v = ident(&s.rust_variant);
+        let idl = Literal::u8_unsuffixed(*id as u8);
+        let names: Vec<Ident> = s.inputs.iter().map(|f| ident(&f.rust_name)).collect();
+        let writes = s.inputs.iter().map(|f| {
+            let fname = ident(&f.rust_name);
+            hex_write(f, quote!(#fname), &f.identifier, krate)
+        });
+        quote!(Self::#v { #(#names),* } => { w.u8(#idl)?; #(#writes)* })
+    });
+    let reply_arms = services.iter().zip(ids).map(|(s, id)| {
+        let idl = Literal::u8_unsuffixed(*id as u8);
+        let sid = &s.identifier;
+        let outputs = match &s.output_type {
+            Some(out) => quote! {
+                let out = <#out as #h::HexValue>::read_hex(r, &#h::HexSpec::DEFAULT, #sid)?;
+                #m::ToPayload::to_payload(&out)
+            },
+            None => quote!(#m::json::Map::new()),
+        };
+        quote! {
+            #idl => {
+                let at = r.pos();
+                match r.u8("service result")? {
+                    0 => {
+                        let outputs = { #outputs };
+                        r.finish()?;
+                        ::core::result::Result::Ok((#sid, ::core::option::Option::Some(outputs)))
+                    }
+                    1 => {
+                        r.finish()?;
+                        ::core::result::Result::Ok((#sid, ::core::option::Option::None))
+                    }
+                    value => ::core::result::Result::Err(#h::HexError::BadResult { at, value }),
+                }
+            }
+        }
+    });
+    let dispatch_arms = services.iter().zip(ids).map(|(s, id)| {
+        let v = ident(&s.rust_variant);
+        let method = ident(&s.rust_method);
+        let idl = Literal::u8_unsuffixed(*id as u8);
+        let sid = &s.identifier;
+        let names: Vec<Ident> = s.inputs.iter().map(|f| ident(&f.rust_name)).collect();
+        let on_ok = if s.output_type.is_some() {
+            quote! {
+                ::core::result::Result::Ok(out) => {
+                    w.u8(0)?;
+                    #h::HexValue::write_hex(&out, w, &#h::HexSpec::DEFAULT, #sid)?;
+                    ::core::option::Option::None
+                }
+            }
+        } else {
+            quote! {
+                ::core::result::Result::Ok(()) => {
+                    w.u8(0)?;
+                    ::core::option::Option::None
+                }
+            }
+        };
+        quote! {
+            Self::#v { #(#names),* } => {
+                w.u8(#idl)?;
+                match handler.#method(#(#names),*) {
+                    #on_ok
+                    ::core::result::Result::Err(failure) => {
+                        w.u8(1)?;
+                        ::core::option::Option::Some(failure)
+                    }
+                }
+            }
+        }
+    });
+    quote! {
+        impl #h::HexServices for #name {
+            const BYTE_ORDER: #h::ByteOrder = #order;
+
+            fn decode_call_hex(bytes: &[u8]) -> ::core::result::Result<Self, #h::HexError> {
+                let mut reader = #h::HexReader::new(bytes, #order);
+                let r = &mut reader;
+                r.frame_type(#h::FRAME_SERVICE_CALL, "a service call (0x82)")?;
+                let (at, id) = r.id("service id")?;
+                let call = match id {
+                    #(#decode_arms)*
+                    _ => return ::core::result::Result::Err(#h::HexError::UnknownId { at, id, what: "service" }),
+                };
+                r.finish()?;
+                ::core::result::Result::Ok(call)
+            }
+
+            fn encode_call_hex(&self, out: &mut [u8]) -> ::core::result::Result<usize, #h::HexError> {
+                let mut writer = #h::HexWriter::new(out, #order);
+                let w = &mut writer;
+                w.u8(#h::FRAME_SERVICE_CALL)?;
+                match self { #(#encode_arms)* }
+                ::core::result::Result::Ok(w.len())
+            }
+
+            fn decode_reply_hex(
+                bytes: &[u8],
+            ) -> ::core::result::Result<#h::DecodedReply, #h::HexError> {
+                let mut reader = #h::HexReader::new(bytes, #order);
+                let r = &mut reader;
+                r.frame_type(#h::FRAME_SERVICE_REPLY, "a service reply (0x03)")?;
+                let (at, id) = r.id("service id")?;
+                match id {
+                    #(#reply_arms)*
+                    _ => ::core::result::Result::Err(#h::HexError::UnknownId { at, id, what: "service" }),
+                }
+            }
+        }
+
+        impl #name {
+            /// Runs the called service on `handler` and writes the HEX service reply
+            /// (frame type 0x03: id, result, outputs when it succeeded) into `out`.
+            ///
+            /// # Errors
+            /// An output that does not fit its wire type, or a full buffer.
+            pub fn dispatch_hex<H: #handler + ?::core::marker::Sized>(
+                self,
+                handler: &mut H,
+                out: &mut [u8],
+            ) -> ::core::result::Result<#h::HexReply, #h::HexError> {
+                let mut writer = #h::HexWriter::new(out, #order);
+                let w = &mut writer;
+                w.u8(#h::FRAME_SERVICE_REPLY)?;
+                let failure = match self { #(#dispatch_arms)* };
+                ::core::result::Result::Ok(#h::HexReply { len: w.len(), failure })
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 use quote::ToTokens;
 use syn::spanned::Spanned as _;
 use syn::{Data, DeriveInput, Fields, FieldsNamed};
-use x_codegen::ir::{Access, DataType, Field, Numeric};
+use x_codegen::ir::{Access, DataType, Field, HexField, Numeric};
 use x_codegen::names;
 
 use crate::attr::{self, Attrs, Ctxt, Place, Spanned};
@@ -113,7 +113,22 @@ fn field(cx: &Ctxt, f: &syn::Field, attrs: &Attrs) -> Option<Field> {
         rust_type: Some(f.ty.to_token_stream()),
         path: format!("field `{ident}`"),
         span: ident.span(),
+        hex: hex_field(attrs),
     })
+}
+
+/// A field's `hex(...)` settings.
+pub fn hex_field(attrs: &Attrs) -> HexField {
+    let Some(h) = &attrs.hex else {
+        return HexField::default();
+    };
+    let h = &h.value;
+    HexField {
+        id: h.id.as_ref().map(|s| s.value),
+        ty: h.ty.as_ref().map(|s| s.value),
+        scale: h.scale.as_ref().map(|s| s.value),
+        offset: h.offset.as_ref().map(|s| s.value),
+    }
 }
 
 /// The same rule model files follow.

@@ -8,7 +8,7 @@ use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned as _;
 use syn::{Attribute, LitStr, Token};
-use x_codegen::ir::{Access, CallType, EventKind};
+use x_codegen::ir::{Access, ByteOrder, CallType, EventKind, HexMode, HexType, Wire};
 
 /// Collects errors across a whole derive, serde-style.
 #[derive(Default)]
@@ -85,6 +85,18 @@ pub struct Attrs {
     pub label: Option<Spanned<String>>,
     pub model: Option<Spanned<String>>,
     pub krate: Option<Spanned<syn::Path>>,
+    pub hex: Option<Spanned<HexAttrs>>,
+}
+
+/// The keys of `hex(...)`.
+#[derive(Default)]
+pub struct HexAttrs {
+    pub mode: Option<Spanned<HexMode>>,
+    pub byte_order: Option<Spanned<ByteOrder>>,
+    pub id: Option<Spanned<u32>>,
+    pub ty: Option<Spanned<HexType>>,
+    pub scale: Option<Spanned<f64>>,
+    pub offset: Option<Spanned<f64>>,
 }
 
 /// Where an attribute sits, which decides the keys it accepts.
@@ -122,6 +134,19 @@ const SPEC_KEYS: &[&str] = &[
 ];
 
 impl Place {
+    /// The keys `hex(...)` takes here.
+    fn hex_keys(self) -> &'static [&'static str] {
+        match self {
+            Place::ModelContainer => &["mode", "byte_order"],
+            Place::Property => &["id", "type", "scale", "offset"],
+            Place::Param => &["type", "scale", "offset"],
+            Place::EventContainer => &["id", "byte_order"],
+            Place::ServicesContainer => &["byte_order"],
+            Place::Service => &["id"],
+            Place::TypeContainer | Place::EnumVariant => &[],
+        }
+    }
+
     fn keys(self) -> Vec<&'static str> {
         let mut keys: Vec<&str> = match self {
             Place::ModelContainer => vec!["model", "crate"],
@@ -133,6 +158,9 @@ impl Place {
             Place::TypeContainer => vec!["crate"],
             Place::EnumVariant => vec!["key", "label"],
         };
+        if !self.hex_keys().is_empty() {
+            keys.push("hex");
+        }
         keys.sort_unstable();
         keys
     }
@@ -303,6 +331,14 @@ pub fn parse(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Attrs {
                     dup(slot.is_some());
                     *slot = Some(v);
                 }
+                "hex" => {
+                    dup(out.hex.is_some());
+                    let mut hex = HexAttrs::default();
+                    if meta.input.peek(syn::token::Paren) {
+                        meta.parse_nested_meta(|inner| parse_hex_key(cx, &inner, place, &mut hex))?;
+                    }
+                    out.hex = Some(Spanned { value: hex, span });
+                }
                 "key" => {
                     dup(out.key.is_some());
                     let n = number(&meta, span)?;
@@ -337,6 +373,110 @@ pub fn parse(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Attrs {
         }
     }
     out
+}
+
+fn parse_hex_key(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta,
+    place: Place,
+    hex: &mut HexAttrs,
+) -> syn::Result<()> {
+    let key = meta
+        .path
+        .get_ident()
+        .map(|i| i.to_string().trim_start_matches("r#").to_owned())
+        .unwrap_or_default();
+    let span = meta.path.span();
+    let allowed = place.hex_keys();
+    if !allowed.contains(&key.as_str()) {
+        if meta.input.peek(Token![=]) {
+            let _: proc_macro2::TokenStream = meta.value()?.parse()?;
+        }
+        cx.error(
+            span,
+            format!(
+                "`hex({key})` is not allowed here; expected one of: {}",
+                allowed.join(", ")
+            ),
+        );
+        return Ok(());
+    }
+    match key.as_str() {
+        "mode" => {
+            let s = string(meta, span)?;
+            hex.mode = match s.value.as_str() {
+                "tagged" => Some(Spanned {
+                    value: HexMode::Tagged,
+                    span,
+                }),
+                "positional" => Some(Spanned {
+                    value: HexMode::Positional,
+                    span,
+                }),
+                other => {
+                    cx.error(
+                        span,
+                        format!("hex mode must be \"tagged\" or \"positional\", not {other:?}"),
+                    );
+                    None
+                }
+            };
+        }
+        "byte_order" => {
+            let s = string(meta, span)?;
+            hex.byte_order = match s.value.as_str() {
+                "big" => Some(Spanned {
+                    value: ByteOrder::Big,
+                    span,
+                }),
+                "little" => Some(Spanned {
+                    value: ByteOrder::Little,
+                    span,
+                }),
+                other => {
+                    cx.error(
+                        span,
+                        format!("byte_order must be \"big\" or \"little\", not {other:?}"),
+                    );
+                    None
+                }
+            };
+        }
+        "id" => {
+            let n = number(meta, span)?;
+            if n.value.fract() != 0.0 || !(1.0..=255.0).contains(&n.value) {
+                cx.error(span, "a hex id is 1..=255");
+            } else {
+                hex.id = Some(Spanned {
+                    value: n.value as u32,
+                    span,
+                });
+            }
+        }
+        "type" => {
+            let s = string(meta, span)?;
+            let t = s.value.as_str();
+            let parsed = match t {
+                "bool" => Some(HexType::Bool),
+                "text" => Some(HexType::Text),
+                _ => match t.strip_prefix("text:") {
+                    Some(n) => n.parse().ok().filter(|n| *n > 0).map(HexType::TextFixed),
+                    None => Wire::from_name(t).map(HexType::Number),
+                },
+            };
+            match parsed {
+                Some(value) => hex.ty = Some(Spanned { value, span }),
+                None => cx.error(
+                    span,
+                    format!("unknown hex type {t:?} (expected u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool, text or text:N)"),
+                ),
+            }
+        }
+        "scale" => hex.scale = Some(number(meta, span)?),
+        "offset" => hex.offset = Some(number(meta, span)?),
+        _ => {}
+    }
+    Ok(())
 }
 
 fn is_known(key: &str) -> bool {

@@ -106,6 +106,16 @@ pub fn fields(
                     },
                     &mut consts,
                 );
+                let c = Ctx {
+                    id: &id,
+                    file,
+                    span,
+                    krate,
+                };
+                inherit(cx, &mut d.hex.id, &m.hex.id, "hex id", &c);
+                inherit(cx, &mut d.hex.ty, &m.hex.ty, "hex type", &c);
+                inherit_f64(cx, &mut d.hex.scale, m.hex.scale, "hex scale", &c);
+                inherit_f64(cx, &mut d.hex.offset, m.hex.offset, "hex offset", &c);
                 if d.desc.is_none() {
                     d.desc = m.desc.clone();
                 }

@@ -7,7 +7,8 @@ use quote::quote;
 use syn::spanned::Spanned as _;
 use syn::{Data, DeriveInput, Fields};
 use x_codegen::ir::{
-    Access, CallType, EnumType, Event, EventKind, Field, Property, Service, Variant,
+    Access, ByteOrder, CallType, EnumType, Event, EventKind, Field, HexLayout, Property, Service,
+    Variant,
 };
 use x_codegen::names;
 
@@ -61,9 +62,11 @@ pub fn model(input: DeriveInput) -> TokenStream {
         };
         let mut props = ast::properties(cx, named);
         let mut consts = TokenStream::new();
+        let mut file_layout = None;
         if let Some(path) = &attrs.model
             && let Some(model) = check::load_model(cx, path)
         {
+            file_layout = model.hex;
             for p in &mut props {
                 let Some(mp) = model
                     .properties
@@ -124,8 +127,56 @@ pub fn model(input: DeriveInput) -> TokenStream {
             .collect();
         let vis = input.vis.to_token_stream_owned();
         let impls = x_codegen::rust::model_impls(&input.ident, &vis, &properties, &krate);
-        quote!(#impls #consts)
+        let hex = match layout(cx, &attrs, file_layout) {
+            Some(layout) => {
+                let ids: Vec<u32> = properties
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| p.field.hex.id.unwrap_or(i as u32 + 1))
+                    .collect();
+                let mut diags = Vec::new();
+                for (i, p) in properties.iter().enumerate() {
+                    x_codegen::hex::field(&p.field, &mut diags);
+                    if let Some(first) = ids[..i].iter().position(|x| *x == ids[i]) {
+                        cx.error(
+                            p.field.span,
+                            format!(
+                                "hex id {} is also the id of `{}`",
+                                ids[i], properties[first].field.rust_name
+                            ),
+                        );
+                    }
+                }
+                for d in diags {
+                    cx.error(d.span, d.message);
+                }
+                x_codegen::rust::model_hex_impls(&input.ident, &properties, &ids, layout, &krate)
+            }
+            None => TokenStream::new(),
+        };
+        quote!(#impls #hex #consts)
     })
+}
+
+/// The HEX layout of a derive: `hex(..)` on the container, else the model file's.
+fn layout(cx: &Ctxt, attrs: &Attrs, file: Option<HexLayout>) -> Option<HexLayout> {
+    let Some(h) = &attrs.hex else {
+        return file;
+    };
+    let mut layout = file.unwrap_or_default();
+    if let Some(m) = &h.value.mode {
+        if file.is_some_and(|f| f.mode != m.value) {
+            cx.error(m.span, "hex mode differs from the model file's");
+        }
+        layout.mode = m.value;
+    }
+    if let Some(o) = &h.value.byte_order {
+        if file.is_some_and(|f| f.byte_order != o.value) {
+            cx.error(o.span, "byte_order differs from the model file's");
+        }
+        layout.byte_order = o.value;
+    }
+    Some(layout)
 }
 
 /// `#[derive(ThingEvent)]`.
@@ -150,9 +201,15 @@ pub fn event(input: DeriveInput) -> TokenStream {
         let mut kind = attrs.kind.as_ref().map(|k| k.value);
         let mut name = attrs.name.as_ref().map(|n| n.value.clone());
         let mut consts = TokenStream::new();
+        let mut file_layout = None;
+        let mut file_id = None;
         if let Some(path) = &attrs.model
             && let Some(model) = check::load_model(cx, path)
         {
+            file_layout = model.hex;
+            if let Some(i) = model.events.iter().position(|e| e.identifier == identifier) {
+                file_id = Some(x_codegen::hex::event_ids(&model)[i]);
+            }
             match model.events.iter().find(|e| e.identifier == identifier) {
                 None => cx.error(
                     input.ident.span(),
@@ -193,7 +250,35 @@ pub fn event(input: DeriveInput) -> TokenStream {
         if cx.has_errors() {
             return TokenStream::new();
         }
+        let hex_attr_id = attrs.hex.as_ref().and_then(|h| h.value.id.as_ref());
+        if let (Some(given), Some(file)) = (hex_attr_id, file_id)
+            && given.value != file
+        {
+            cx.error(
+                given.span,
+                format!("hex id {} here but {file} in the model file", given.value),
+            );
+        }
+        let hex_id = hex_attr_id.map(|i| i.value).or(file_id);
+        let hex_order = hex_byte_order(&attrs, file_layout);
+        if hex_order.is_some() && hex_id.is_none() {
+            cx.error(
+                input.ident.span(),
+                "a HEX event needs its id: #[thing(hex(id = N))] or a model file that has it",
+            );
+        }
+        for f in &outputs {
+            if hex_order.is_some() {
+                let mut diags = Vec::new();
+                x_codegen::hex::field(f, &mut diags);
+                diags.into_iter().for_each(|d| cx.error(d.span, d.message));
+            }
+        }
+        if cx.has_errors() {
+            return TokenStream::new();
+        }
         let event = Event {
+            hex_id,
             name: name.unwrap_or_else(|| identifier.clone()),
             identifier,
             desc: attrs.desc.as_ref().map(|d| d.value.clone()),
@@ -204,7 +289,13 @@ pub fn event(input: DeriveInput) -> TokenStream {
             span: input.ident.span(),
         };
         let impls = x_codegen::rust::event_impls(&input.ident, &event, &krate);
-        quote!(#impls #consts)
+        let hex = match (hex_order, hex_id) {
+            (Some(order), Some(id)) => {
+                x_codegen::rust::event_hex_impls(&input.ident, &event, id, order, &krate)
+            }
+            _ => TokenStream::new(),
+        };
+        quote!(#impls #hex #consts)
     })
 }
 
@@ -332,7 +423,8 @@ pub fn services(input: DeriveInput) -> TokenStream {
             .and_then(|path| Some((path, check::load_model(cx, path)?)));
         let mut services = Vec::new();
         let mut consts = TokenStream::new();
-        for v in &data.variants {
+        let mut hex_ids = Vec::new();
+        for (position, v) in data.variants.iter().enumerate() {
             let va = attr::parse(cx, &v.attrs, Place::Service);
             let mut inputs = match &v.fields {
                 Fields::Named(named) => ast::params(cx, &named.named),
@@ -408,7 +500,23 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 }
             }
             validate(cx, &inputs, "input");
+            let file_id = model.as_ref().and_then(|(_, m)| {
+                let i = m.services.iter().position(|s| s.identifier == identifier)?;
+                Some(x_codegen::hex::service_ids(m)[i])
+            });
+            let given = va.hex.as_ref().and_then(|h| h.value.id.as_ref());
+            if let (Some(given), Some(file)) = (given, file_id)
+                && given.value != file
+            {
+                cx.error(
+                    given.span,
+                    format!("hex id {} here but {file} in the model file", given.value),
+                );
+            }
+            let hex_id = given.map(|g| g.value).or(file_id);
+            hex_ids.push(hex_id.unwrap_or(position as u32 + 1));
             services.push(Service {
+                hex_id,
                 name: name.unwrap_or_else(|| identifier.clone()),
                 identifier,
                 desc: va.desc.as_ref().map(|d| d.value.clone()),
@@ -448,10 +556,58 @@ pub fn services(input: DeriveInput) -> TokenStream {
         if cx.has_errors() {
             return TokenStream::new();
         }
+        let order = hex_byte_order(&attrs, model.as_ref().and_then(|(_, m)| m.hex));
+        if order.is_some() {
+            let mut diags = Vec::new();
+            for s in &services {
+                s.inputs
+                    .iter()
+                    .for_each(|f| x_codegen::hex::field(f, &mut diags));
+            }
+            for (i, s) in services.iter().enumerate() {
+                if hex_ids[..i].contains(&hex_ids[i]) {
+                    cx.error(
+                        s.span,
+                        format!("hex id {} is used by another service", hex_ids[i]),
+                    );
+                }
+            }
+            diags.into_iter().for_each(|d| cx.error(d.span, d.message));
+            if cx.has_errors() {
+                return TokenStream::new();
+            }
+        }
         let vis = input.vis.to_token_stream_owned();
         let impls = x_codegen::rust::services_impls(&input.ident, &vis, &services, &krate);
-        quote!(#impls #consts)
+        let hex = match order {
+            Some(order) => x_codegen::rust::services_hex_impls(
+                &input.ident,
+                &services,
+                &hex_ids,
+                order,
+                &krate,
+            ),
+            None => TokenStream::new(),
+        };
+        quote!(#impls #hex #consts)
     })
+}
+
+/// The byte order of a HEX event or service enum: `hex(byte_order = ..)`, else the model
+/// file's, else big-endian when `hex` is given; `None` when the item is not HEX at all.
+fn hex_byte_order(attrs: &Attrs, file: Option<HexLayout>) -> Option<ByteOrder> {
+    match (&attrs.hex, file) {
+        (None, None) => None,
+        (Some(h), file) => Some(
+            h.value
+                .byte_order
+                .as_ref()
+                .map(|o| o.value)
+                .or(file.map(|f| f.byte_order))
+                .unwrap_or_default(),
+        ),
+        (None, Some(f)) => Some(f.byte_order),
+    }
 }
 
 /// Checks a variant's `output = Type` against the model service's outputs.

@@ -6,6 +6,7 @@
 //! implementations of these traits through one emitter, and neither needs an async runtime.
 
 mod error;
+pub mod hex;
 mod spec;
 mod traits;
 mod value;
