@@ -11,6 +11,7 @@ pub mod ir;
 pub mod json;
 pub mod names;
 pub mod rust;
+pub mod script;
 pub mod validate;
 
 #[cfg(feature = "format")]

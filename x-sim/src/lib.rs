@@ -1,4 +1,6 @@
 //! The local X platform (`x-sim`): for now the platform's parameter generation tool
-//! (`x-sim creds`) and a payload crypt tool (`x-sim crypt`); the simulator itself follows.
+//! (`x-sim creds`), a payload crypt tool (`x-sim crypt`) and the runner of HEX parsing scripts;
+//! the simulator itself follows.
 
 pub mod cli;
+pub mod script;

@@ -35,6 +35,14 @@ enum Command {
         /// The model JSON file.
         model: PathBuf,
     },
+    /// Print the platform parsing script (plain ES5) of a HEX product.
+    Script {
+        /// The model JSON file (with a top-level "hex" layout).
+        model: PathBuf,
+        /// Write to FILE instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print a Markdown description of the model for product documentation.
     Doc {
         /// The model JSON file.
@@ -108,6 +116,16 @@ fn run(command: Command) -> Result<(), Vec<String>> {
                 m.services.len()
             );
             Ok(())
+        }
+        Command::Script { model, output } => {
+            let m = load(&model, None)?;
+            let source = model
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let script = x_codegen::script::script(&m, &source)
+                .map_err(|e| vec![format!("{}: {e}", model.display())])?;
+            write(output.as_deref(), &script)
         }
         Command::Doc { model, output } => {
             let m = load(&model, None)?;
