@@ -7,6 +7,10 @@
 #[rustfmt::skip]
 #[path = "golden/smart_plug.rs"]
 pub mod generated;
+/// Generated from models/meter-hex.json, to compare against.
+#[rustfmt::skip]
+#[path = "golden/meter_hex.rs"]
+pub mod generated_meter;
 
 use serde_json::{Value, json};
 use x_sdk::model::{
@@ -322,4 +326,200 @@ fn attribute_only_model() {
     }
     let err = ThermostatReport::from_payload(&map(json!({"history":[1, 2, 99]}))).unwrap_err();
     assert_eq!(err.to_string(), "history: [2]: 99 is above the maximum 80");
+}
+
+/// HEX: a hand-written meter takes its layout from the model file and encodes exactly like
+/// the generated bindings.
+mod hex {
+    use super::*;
+    use x_sdk::model::hex::{HexEvent, HexModel, HexServices};
+
+    use super::generated_meter;
+
+    /// Tariff.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ThingEnum)]
+    pub enum Tariff {
+        /// Flat.
+        #[default]
+        Flat,
+        /// Peak.
+        Peak,
+        /// Valley.
+        Valley,
+    }
+
+    /// The meter, by hand; its HEX layout comes from the model file.
+    #[derive(Debug, Clone, PartialEq, Default, ThingModel)]
+    #[thing(model = "models/meter-hex.json")]
+    pub struct Meter {
+        /// V.
+        pub voltage: f32,
+        /// A.
+        pub current: f32,
+        /// kW.
+        #[thing(identifier = "activePower")]
+        pub active_power: f32,
+        /// kWh.
+        #[thing(identifier = "energyTotal")]
+        pub energy_total: f64,
+        /// Hz.
+        pub frequency: f32,
+        /// Relay.
+        pub relay: bool,
+        /// Tariff.
+        pub tariff: Tariff,
+        /// Meter number.
+        #[thing(identifier = "meterNo")]
+        pub meter_no: String,
+        /// Seconds.
+        #[thing(identifier = "reportPeriod")]
+        pub report_period: i32,
+    }
+
+    /// Tamper kind.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, ThingEnum)]
+    pub enum Kind {
+        /// Cover opened.
+        Cover,
+        /// Magnet.
+        Magnet,
+    }
+
+    /// Tamper alarm (HEX id from the model file).
+    #[derive(Debug, Clone, PartialEq, ThingEvent)]
+    #[thing(model = "models/meter-hex.json")]
+    pub struct Tamper {
+        /// Kind.
+        pub kind: Kind,
+        /// When.
+        pub at: Date,
+    }
+
+    /// Relay state.
+    #[derive(Debug, Clone, PartialEq, ThingStruct)]
+    pub struct RelayState {
+        /// On or off.
+        pub state: bool,
+    }
+
+    /// Register value.
+    #[derive(Debug, Clone, PartialEq, ThingStruct)]
+    pub struct Register {
+        /// The value.
+        #[thing(hex(type = "u16"))]
+        pub value: i32,
+    }
+
+    /// Services, ids 16 and 17 from the model file.
+    #[derive(Debug, Clone, PartialEq, ThingServices)]
+    #[thing(model = "models/meter-hex.json")]
+    pub enum MeterService {
+        /// Relay.
+        #[thing(output = RelayState)]
+        RelayControl {
+            /// On.
+            on: bool,
+        },
+        /// Register read.
+        #[thing(output = Register)]
+        ReadRegister {
+            /// Address.
+            address: i32,
+        },
+    }
+
+    struct Device;
+
+    impl MeterServiceHandler for Device {
+        fn relay_control(&mut self, on: bool) -> Result<RelayState, ServiceFailure> {
+            Ok(RelayState { state: on })
+        }
+
+        fn read_register(&mut self, address: i32) -> Result<Register, ServiceFailure> {
+            Ok(Register { value: address * 2 })
+        }
+    }
+
+    #[test]
+    fn derived_hex_encodes_like_generated() {
+        let derived = Meter {
+            voltage: 220.5,
+            current: 1.25,
+            active_power: 0.275,
+            energy_total: 1234.56,
+            frequency: 50.01,
+            relay: true,
+            tariff: Tariff::Peak,
+            meter_no: "000123456789".into(),
+            report_period: 900,
+        };
+        let generated = generated_meter::MeterHex {
+            voltage: 220.5,
+            current: 1.25,
+            active_power: 0.275,
+            energy_total: 1234.56,
+            frequency: 50.01,
+            relay: true,
+            tariff: generated_meter::Tariff::Peak,
+            meter_no: "000123456789".into(),
+            report_period: 900,
+        };
+        let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+        let n = Meter::encode_report(&derived.report(), &mut a).unwrap();
+        let m = generated_meter::MeterHex::encode_report(&generated.report(), &mut b).unwrap();
+        assert_eq!(a[..n], b[..m]);
+        assert_eq!(
+            x_sdk::model::hex::to_hex(&a[..n]),
+            "019d087d00130140e20100e903010130303031323334353637383984030000"
+        );
+        assert_eq!(Meter::decode_report(&a[..n]).unwrap(), derived.report());
+
+        let tamper = Tamper {
+            kind: Kind::Magnet,
+            at: Date::from_millis(1_717_401_600_000),
+        };
+        assert_eq!(Tamper::HEX_ID, 1);
+        let n = tamper.encode_hex(&mut a).unwrap();
+        assert_eq!(x_sdk::model::hex::to_hex(&a[..n]), "02010100c01cdd8f010000");
+
+        let call = MeterService::decode_call_hex(&[0x82, 0x11, 0x02, 0x01]).unwrap();
+        assert_eq!(call, MeterService::ReadRegister { address: 258 });
+        let reply = call.dispatch_hex(&mut Device, &mut a).unwrap();
+        assert_eq!(x_sdk::model::hex::to_hex(&a[..reply.len]), "0311000402");
+    }
+
+    /// A HEX layout from attributes alone.
+    #[derive(Debug, Default, ThingModel)]
+    #[thing(hex(mode = "positional", byte_order = "little"))]
+    pub struct Probe {
+        /// °C, on i16 with scale 0.1.
+        #[thing(min = -40, max = 125, hex(type = "i16", scale = 0.1))]
+        pub temperature: f32,
+        /// Label, 4 bytes.
+        #[thing(hex(type = "text:4"))]
+        pub label: String,
+        /// Counter.
+        #[thing(access = "rw", min = 0, max = 255, hex(id = 9, type = "u8"))]
+        pub counter: i32,
+    }
+
+    #[test]
+    fn attribute_only_hex_layout() {
+        let p = Probe {
+            temperature: -12.5,
+            label: "ab".into(),
+            counter: 7,
+        };
+        let mut buf = [0u8; 16];
+        let n = Probe::encode_report(&p.report(), &mut buf).unwrap();
+        // -125 as i16 little-endian, "ab\0\0", 7.
+        assert_eq!(buf[..n], [0x01, 0x83, 0xff, b'a', b'b', 0, 0, 7]);
+        let set = Probe::decode_set_hex(&[0x81, 9, 200]).unwrap();
+        assert_eq!(set.counter, Some(200));
+        let err = Probe::decode_set_hex(&[0x81, 1, 0, 0]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "property temperature (id at byte 1) is read-only"
+        );
+    }
 }

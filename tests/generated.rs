@@ -68,6 +68,23 @@ fn golden_files_are_current() {
         checked += 1;
     }
     assert_eq!(checked, 4, "one golden file per model");
+
+    // The benchmark's model (benches/hex_report.rs) is generated code too.
+    let bench = x_codegen::generate_file(
+        std::path::Path::new("benches/models/hex-bench-20.json"),
+        Some("Bench"),
+        &x_codegen::rust::Options::default(),
+    )
+    .unwrap();
+    let bench_path = root.join("benches/support/hex_bench_model.rs");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&bench_path, &bench).unwrap();
+    }
+    assert!(
+        std::fs::read_to_string(&bench_path).unwrap_or_default() == bench,
+        "{} is stale: regenerate with UPDATE_GOLDEN=1 cargo test --test generated",
+        bench_path.display()
+    );
 }
 
 mod plug {

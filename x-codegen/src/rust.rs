@@ -186,6 +186,13 @@ pub fn model_impls(
         }
     });
     let to_payload_of = |list: &[&Property]| -> TokenStream {
+        if list.is_empty() {
+            return quote! {
+                fn to_payload(&self) -> #m::json::Map<::std::string::String, #m::json::Value> {
+                    #m::json::Map::new()
+                }
+            };
+        }
         let inserts = list.iter().map(|p| {
             let f = &p.field;
             let fname = ident(&f.rust_name);
@@ -289,6 +296,11 @@ pub fn model_impls(
     } else {
         quote!()
     };
+    let mut_json_set = if writable.is_empty() {
+        quote!()
+    } else {
+        quote!(mut)
+    };
     quote! {
         #[doc = #report_doc]
         #[derive(Debug, Clone, PartialEq, Default)]
@@ -340,7 +352,7 @@ pub fn model_impls(
                 params: &[#m::PropertyValue],
             ) -> ::core::result::Result<#set, #m::Rejections> {
                 let mut rejections = #m::Rejections::default();
-                let mut set = #set::default();
+                let #mut_json_set set = #set::default();
                 for param in params {
                     match param.identify.as_str() {
                         #(#set_arms)*
@@ -1278,16 +1290,39 @@ pub fn model_hex_impls(
         let label = &p.field.identifier;
         quote!(#label => w.u8(#idl)?,)
     });
-    let mut_set = if writable.is_empty() {
-        quote!()
+    let readonly_arms: Vec<TokenStream> = readonly_arms.collect();
+    let decode_set_body = if writable.is_empty() {
+        // Nothing is writable: any id is an error.
+        quote! {
+            if !r.at_end() {
+                let (at, id) = r.id("property id")?;
+                return ::core::result::Result::Err(match id {
+                    #(#readonly_arms)*
+                    _ => #h::HexError::UnknownId { at, id, what: "property" },
+                });
+            }
+            ::core::result::Result::Ok(#set::default())
+        }
     } else {
-        quote!(mut)
+        quote! {
+            let mut set = #set::default();
+            while !r.at_end() {
+                let (at, id) = r.id("property id")?;
+                match id {
+                    #(#set_arms)*
+                    #(#readonly_arms)*
+                    _ => return ::core::result::Result::Err(#h::HexError::UnknownId { at, id, what: "property" }),
+                }
+            }
+            ::core::result::Result::Ok(set)
+        }
     };
     let unused_set = if writable.is_empty() {
         quote!(let _ = set;)
     } else {
         quote!()
     };
+
     quote! {
         impl #h::HexModel for #name {
             const BYTE_ORDER: #h::ByteOrder = #order;
@@ -1312,16 +1347,7 @@ pub fn model_hex_impls(
                 let mut reader = #h::HexReader::new(bytes, #order);
                 let r = &mut reader;
                 r.frame_type(#h::FRAME_PROPERTY_SET, "a property set (0x81)")?;
-                let #mut_set set = #set::default();
-                while !r.at_end() {
-                    let (at, id) = r.id("property id")?;
-                    match id {
-                        #(#set_arms)*
-                        #(#readonly_arms)*
-                        _ => return ::core::result::Result::Err(#h::HexError::UnknownId { at, id, what: "property" }),
-                    }
-                }
-                ::core::result::Result::Ok(set)
+                #decode_set_body
             }
 
             fn encode_set(set: &#set, out: &mut [u8]) -> ::core::result::Result<usize, #h::HexError> {

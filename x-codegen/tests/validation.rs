@@ -278,3 +278,131 @@ fn shipped_models_are_valid() {
         x_codegen::load(&text, "M").unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
     }
 }
+
+/// A HEX product with one property of `data_type` and `hex` settings.
+fn hex_prop(data_type: Value, hex: Value) -> Value {
+    json!({"hex": {}, "properties":[{"identifier":"p","name":"P","accessMode":"rw","dataType":data_type,"hex":hex}]})
+}
+
+#[test]
+fn hex_layouts() {
+    assert_error(
+        json!({"hex": {"mode": "packed"}}),
+        "hex.mode",
+        "expected \"tagged\" or \"positional\"",
+    );
+    assert_error(
+        json!({"hex": {"byteOrder": "middle"}}),
+        "hex.byteOrder",
+        "expected \"big\" or \"little\"",
+    );
+    assert_error(
+        json!({"hex": {"order": "big"}}),
+        "hex.order",
+        "\"order\" is not a spec of the hex layout",
+    );
+    assert_error(
+        hex_prop(
+            json!({"type":"int","specs":{"min":0,"max":1000}}),
+            json!({"type":"u8"}),
+        ),
+        "properties[0].hex",
+        "the range 0 ..= 1000 needs raw values 0 ..= 1000, which do not fit u8 (0 ..= 255)",
+    );
+    assert_error(
+        hex_prop(
+            json!({"type":"float","specs":{"min":0,"max":300}}),
+            json!({"type":"u16","scale":0.001}),
+        ),
+        "properties[0].hex",
+        "with scale 0.001 and offset 0 needs raw values 0 ..= 300000, which do not fit u16",
+    );
+    assert_error(
+        hex_prop(json!({"type":"float"}), json!({"type":"i16","scale":0.1})),
+        "properties[0].hex",
+        "a float on i16 needs min and max in its specs",
+    );
+    assert_error(
+        hex_prop(json!({"type":"text","specs":{"length":300}}), json!({})),
+        "properties[0].hex",
+        "text of up to 300 bytes does not fit its u8 length prefix",
+    );
+    assert_error(
+        hex_prop(
+            json!({"type":"text","specs":{"length":20}}),
+            json!({"type":"text:12"}),
+        ),
+        "properties[0].hex",
+        "text of up to 20 bytes does not fit text:12",
+    );
+    assert_error(
+        hex_prop(
+            json!({"type":"enum","specs":{"0":"a","300":"b"}}),
+            json!({}),
+        ),
+        "properties[0].hex",
+        "enum key 300 does not fit u8",
+    );
+    assert_error(
+        hex_prop(json!({"type":"bool"}), json!({"type":"u16"})),
+        "properties[0].hex",
+        "bool travels as one byte (bool or u8), not u16",
+    );
+    assert_error(
+        hex_prop(json!({"type":"int"}), json!({"type":"f32"})),
+        "properties[0].hex",
+        "an int travels as an integer wire type, not f32",
+    );
+    assert_error(
+        hex_prop(
+            json!({"type":"int","specs":{"min":0,"max":10}}),
+            json!({"type":"u8","scale":0.5}),
+        ),
+        "properties[0].hex",
+        "an int's scale and offset must be whole numbers",
+    );
+    assert_error(
+        hex_prop(json!({"type":"date"}), json!({"type":"u32"})),
+        "properties[0].hex",
+        "a date (milliseconds) travels as u64 or i64, not u32",
+    );
+    assert_error(
+        hex_prop(
+            json!({"type":"double","specs":{"min":0,"max":1}}),
+            json!({"type":"f32"}),
+        ),
+        "properties[0].hex",
+        "a double would lose precision as f32",
+    );
+    assert_error(
+        hex_prop(json!({"type":"int"}), json!({"type":"u12"})),
+        "properties[0].hex.type",
+        "unknown hex type \"u12\"",
+    );
+    assert_error(
+        json!({"hex": {}, "properties":[
+            {"identifier":"a","name":"A","accessMode":"r","dataType":{"type":"bool"},"hex":{"id":2}},
+            {"identifier":"b","name":"B","accessMode":"r","dataType":{"type":"bool"}}
+        ]}),
+        "properties[1].hex.id",
+        "property id 2 is already used by properties[0]",
+    );
+    assert_error(
+        json!({"hex": {}, "events":[{"identifier":"e","name":"E","type":"info","hex":{"id":300}}]}),
+        "events[0].hex.id",
+        "event id 300 does not fit in one byte",
+    );
+    assert_error(
+        json!({"hex": {}, "services":[{"identifier":"s","name":"S","callType":"sync","inputData":[
+            {"identifier":"x","name":"X","dataType":{"type":"int"},"hex":{"id":1}}
+        ]}]}),
+        "services[0].inputData[0].hex.id",
+        "parameters travel in declared order, without ids",
+    );
+}
+
+#[test]
+fn a_model_without_hex_layout_has_no_script() {
+    let model = x_codegen::load(r#"{"properties":[]}"#, "M").unwrap();
+    assert!(x_codegen::script::script(&model, "m.json").is_err());
+}

@@ -114,9 +114,6 @@ pub fn model(input: DeriveInput) -> TokenStream {
         }
         let fields: Vec<Field> = props.iter().map(|p| p.field.clone()).collect();
         validate(cx, &fields, "property");
-        if cx.has_errors() {
-            return TokenStream::new();
-        }
         let properties: Vec<Property> = props
             .into_iter()
             .map(|p| Property {
@@ -125,31 +122,37 @@ pub fn model(input: DeriveInput) -> TokenStream {
                 required: p.required,
             })
             .collect();
+        let layout = layout(cx, &attrs, file_layout);
+        let ids: Vec<u32> = properties
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.field.hex.id.unwrap_or(i as u32 + 1))
+            .collect();
+        if layout.is_some() {
+            let mut diags = Vec::new();
+            for (i, p) in properties.iter().enumerate() {
+                x_codegen::hex::field(&p.field, &mut diags);
+                if let Some(first) = ids[..i].iter().position(|x| *x == ids[i]) {
+                    cx.error(
+                        p.field.span,
+                        format!(
+                            "hex id {} is also the id of `{}`",
+                            ids[i], properties[first].field.rust_name
+                        ),
+                    );
+                }
+            }
+            for d in diags {
+                cx.error(d.span, d.message);
+            }
+        }
+        if cx.has_errors() {
+            return TokenStream::new();
+        }
         let vis = input.vis.to_token_stream_owned();
         let impls = x_codegen::rust::model_impls(&input.ident, &vis, &properties, &krate);
-        let hex = match layout(cx, &attrs, file_layout) {
+        let hex = match layout {
             Some(layout) => {
-                let ids: Vec<u32> = properties
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| p.field.hex.id.unwrap_or(i as u32 + 1))
-                    .collect();
-                let mut diags = Vec::new();
-                for (i, p) in properties.iter().enumerate() {
-                    x_codegen::hex::field(&p.field, &mut diags);
-                    if let Some(first) = ids[..i].iter().position(|x| *x == ids[i]) {
-                        cx.error(
-                            p.field.span,
-                            format!(
-                                "hex id {} is also the id of `{}`",
-                                ids[i], properties[first].field.rust_name
-                            ),
-                        );
-                    }
-                }
-                for d in diags {
-                    cx.error(d.span, d.message);
-                }
                 x_codegen::rust::model_hex_impls(&input.ident, &properties, &ids, layout, &krate)
             }
             None => TokenStream::new(),
@@ -247,9 +250,6 @@ pub fn event(input: DeriveInput) -> TokenStream {
             }
         }
         validate(cx, &outputs, "output");
-        if cx.has_errors() {
-            return TokenStream::new();
-        }
         let hex_attr_id = attrs.hex.as_ref().and_then(|h| h.value.id.as_ref());
         if let (Some(given), Some(file)) = (hex_attr_id, file_id)
             && given.value != file
@@ -553,9 +553,6 @@ pub fn services(input: DeriveInput) -> TokenStream {
             }
             seen.push(&s.identifier);
         }
-        if cx.has_errors() {
-            return TokenStream::new();
-        }
         let order = hex_byte_order(&attrs, model.as_ref().and_then(|(_, m)| m.hex));
         if order.is_some() {
             let mut diags = Vec::new();
@@ -573,9 +570,9 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 }
             }
             diags.into_iter().for_each(|d| cx.error(d.span, d.message));
-            if cx.has_errors() {
-                return TokenStream::new();
-            }
+        }
+        if cx.has_errors() {
+            return TokenStream::new();
         }
         let vis = input.vis.to_token_stream_owned();
         let impls = x_codegen::rust::services_impls(&input.ident, &vis, &services, &krate);

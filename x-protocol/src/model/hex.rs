@@ -269,6 +269,7 @@ impl<'a> HexWriter<'a> {
         &self.buf[..self.len]
     }
 
+    #[inline(always)]
     fn put(&mut self, bytes: &[u8]) -> Result<(), HexError> {
         let end = self.len + bytes.len();
         let Some(slot) = self.buf.get_mut(self.len..end) else {
@@ -285,6 +286,7 @@ impl<'a> HexWriter<'a> {
     ///
     /// # Errors
     /// [`HexError::BufferFull`].
+    #[inline(always)]
     pub fn u8(&mut self, v: u8) -> Result<(), HexError> {
         self.put(&[v])
     }
@@ -293,25 +295,25 @@ impl<'a> HexWriter<'a> {
     ///
     /// # Errors
     /// [`HexError::OutOfRange`] naming `field`, or [`HexError::BufferFull`].
+    #[inline(always)]
     pub fn int(&mut self, v: i64, wire: WireType, field: &str) -> Result<(), HexError> {
-        if let Some((lo, hi)) = wire.int_range()
-            && (i128::from(v) < lo || i128::from(v) > hi)
-        {
-            return Err(HexError::OutOfRange {
-                field: field.to_owned(),
-                value: v.to_string(),
-                why: format!("does not fit {}", wire.name()),
-            });
-        }
         let order = self.order;
+        macro_rules! put {
+            ($t:ty) => {
+                match <$t>::try_from(v) {
+                    Ok(x) => self.put(&endian(x.to_be_bytes(), order)),
+                    Err(_) => Err(does_not_fit(v, wire, field)),
+                }
+            };
+        }
         match wire {
-            WireType::U8 => self.put(&[v as u8]),
-            WireType::I8 => self.put(&(v as i8).to_be_bytes()),
-            WireType::U16 => self.put(&endian((v as u16).to_be_bytes(), order)),
-            WireType::I16 => self.put(&endian((v as i16).to_be_bytes(), order)),
-            WireType::U32 => self.put(&endian((v as u32).to_be_bytes(), order)),
-            WireType::I32 => self.put(&endian((v as i32).to_be_bytes(), order)),
-            WireType::U64 => self.put(&endian((v as u64).to_be_bytes(), order)),
+            WireType::U8 => put!(u8),
+            WireType::I8 => put!(i8),
+            WireType::U16 => put!(u16),
+            WireType::I16 => put!(i16),
+            WireType::U32 => put!(u32),
+            WireType::I32 => put!(i32),
+            WireType::U64 => put!(u64),
             WireType::I64 => self.put(&endian(v.to_be_bytes(), order)),
             WireType::F32 => self.put(&endian((v as f32).to_be_bytes(), order)),
             WireType::F64 => self.put(&endian((v as f64).to_be_bytes(), order)),
@@ -323,6 +325,7 @@ impl<'a> HexWriter<'a> {
     ///
     /// # Errors
     /// [`HexError::OutOfRange`] naming `field`, or [`HexError::BufferFull`].
+    #[inline(always)]
     pub fn number(
         &mut self,
         v: f64,
@@ -335,17 +338,49 @@ impl<'a> HexWriter<'a> {
         match wire {
             WireType::F32 => self.put(&endian((v as f32).to_be_bytes(), order)),
             WireType::F64 => self.put(&endian(v.to_be_bytes(), order)),
-            _ => {
-                let raw = ((v - offset) / scale).round();
-                if !raw.is_finite() || raw.abs() > 9.2e18 {
-                    return Err(HexError::OutOfRange {
-                        field: field.to_owned(),
-                        value: v.to_string(),
-                        why: format!("does not fit {}", wire.name()),
-                    });
+            _ => self.raw(((v - offset) / scale).round(), wire, v, field),
+        }
+    }
+
+    /// An already scaled and rounded raw value as integer `wire`; `value` is what the error
+    /// reports.
+    #[inline(always)]
+    fn raw(
+        &mut self,
+        raw: f64,
+        wire: WireType,
+        value: impl fmt::Display,
+        field: &str,
+    ) -> Result<(), HexError> {
+        let order = self.order;
+        macro_rules! put {
+            ($t:ty) => {
+                if raw >= <$t>::MIN as f64 && raw <= <$t>::MAX as f64 {
+                    self.put(&endian((raw as $t).to_be_bytes(), order))
+                } else {
+                    Err(does_not_fit(value, wire, field))
                 }
-                self.int(raw as i64, wire, field)
+            };
+        }
+        match wire {
+            WireType::U8 => put!(u8),
+            WireType::I8 => put!(i8),
+            WireType::U16 => put!(u16),
+            WireType::I16 => put!(i16),
+            WireType::U32 => put!(u32),
+            WireType::I32 => put!(i32),
+            // 2^63 and 2^64 are not exact in f64: stay below them.
+            WireType::U64 if (0.0..1.844_674_407_370_955e19).contains(&raw) => {
+                self.put(&endian((raw as u64).to_be_bytes(), order))
             }
+            WireType::I64
+                if (-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&raw) =>
+            {
+                self.put(&endian((raw as i64).to_be_bytes(), order))
+            }
+            WireType::F32 => self.put(&endian((raw as f32).to_be_bytes(), order)),
+            WireType::F64 => self.put(&endian(raw.to_be_bytes(), order)),
+            _ => Err(does_not_fit(value, wire, field)),
         }
     }
 
@@ -399,6 +434,17 @@ impl<'a> HexWriter<'a> {
     }
 }
 
+/// The error for a value outside its wire type (kept out of the hot path).
+#[cold]
+fn does_not_fit(v: impl fmt::Display, wire: WireType, field: &str) -> HexError {
+    HexError::OutOfRange {
+        field: field.to_owned(),
+        value: v.to_string(),
+        why: format!("does not fit {}", wire.name()),
+    }
+}
+
+#[inline(always)]
 fn endian<const N: usize>(mut be: [u8; N], order: ByteOrder) -> [u8; N] {
     if order == ByteOrder::Little {
         be.reverse();
@@ -430,6 +476,7 @@ impl<'a> HexReader<'a> {
     }
 
     /// Whether every byte was read.
+    #[inline(always)]
     pub fn at_end(&self) -> bool {
         self.pos >= self.bytes.len()
     }
@@ -467,6 +514,7 @@ impl<'a> HexReader<'a> {
         }
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], HexError> {
         let start = self.pos;
         match self.bytes.get(start..start + n) {
@@ -482,6 +530,7 @@ impl<'a> HexReader<'a> {
         }
     }
 
+    #[inline(always)]
     fn array<const N: usize>(&mut self, field: &str) -> Result<[u8; N], HexError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, field)?);
@@ -495,6 +544,7 @@ impl<'a> HexReader<'a> {
     ///
     /// # Errors
     /// [`HexError::Truncated`].
+    #[inline(always)]
     pub fn u8(&mut self, field: &str) -> Result<u8, HexError> {
         Ok(self.take(1, field)?[0])
     }
@@ -503,6 +553,7 @@ impl<'a> HexReader<'a> {
     ///
     /// # Errors
     /// [`HexError::Truncated`].
+    #[inline(always)]
     pub fn id(&mut self, field: &str) -> Result<(usize, u8), HexError> {
         let at = self.pos;
         Ok((at, self.u8(field)?))
@@ -512,6 +563,7 @@ impl<'a> HexReader<'a> {
     ///
     /// # Errors
     /// [`HexError::Truncated`].
+    #[inline(always)]
     pub fn int(&mut self, wire: WireType, field: &str) -> Result<i64, HexError> {
         Ok(match wire {
             WireType::U8 => i64::from(self.u8(field)?),
@@ -541,6 +593,7 @@ impl<'a> HexReader<'a> {
     ///
     /// # Errors
     /// [`HexError::Truncated`].
+    #[inline(always)]
     pub fn number(
         &mut self,
         wire: WireType,
@@ -566,6 +619,7 @@ impl<'a> HexReader<'a> {
     ///
     /// # Errors
     /// [`HexError::Truncated`] or [`HexError::BadBool`].
+    #[inline(always)]
     pub fn bool(&mut self, field: &str) -> Result<bool, HexError> {
         let at = self.pos;
         match self.u8(field)? {
@@ -605,6 +659,7 @@ impl<'a> HexReader<'a> {
     ///
     /// # Errors
     /// [`HexError::Truncated`].
+    #[inline(always)]
     pub fn key(&mut self, wire: WireType, field: &str) -> Result<(usize, i64), HexError> {
         let at = self.pos;
         Ok((at, self.int(wire, field)?))
@@ -620,30 +675,45 @@ fn utf8(bytes: &[u8], at: usize, field: &str) -> Result<String, HexError> {
         })
 }
 
-/// `raw * scale + offset`, rounded to `decimals` places through decimal text so that the
-/// result is the double nearest the decimal value (21.5, never 21.500000000000004).
+/// `raw * scale + offset`, rounded to `decimals` places, so that raw 215 with scale 0.1 is
+/// exactly 21.5 (never 21.500000000000004).
+///
+/// The result is `n / 10^decimals` with `n = round((raw * scale + offset) * 10^decimals)`: one
+/// correctly rounded division, which is the same double as parsing the decimal text of the
+/// value (and the same as the parsing script's `parseFloat(v.toFixed(decimals))`), without
+/// formatting anything.
+#[inline(always)]
 pub fn unscale(raw: i64, scale: f64, offset: f64, decimals: u32) -> f64 {
     let v = raw as f64 * scale + offset;
     if scale == 1.0 && offset == 0.0 {
         return v;
     }
-    format!("{v:.prec$}", prec = decimals as usize)
-        .parse()
-        .unwrap_or(v)
+    let p = 10f64.powi(decimals.min(22) as i32);
+    let n = (v * p).round();
+    if n.abs() >= 9_007_199_254_740_992.0 {
+        return v;
+    }
+    n / p
 }
 
-/// Checks a decoded number against the model's range, for decoders.
-///
-/// # Errors
-/// [`HexError::OutOfRange`] naming the field.
-pub fn check_range(v: f64, spec: &super::Spec, field: &str) -> Result<(), HexError> {
-    spec.check_number(v).map_err(|e| HexError::OutOfRange {
-        field: field.to_owned(),
-        value: super::spec::number_text(v),
-        why: e.problem.to_string(),
-    })
+/// `round((v - offset) / scale)` for an `f32` value, rounding (half away from zero) as if
+/// the value were its shortest decimal (what JSON carries and the parsing script computes
+/// with). Exact and cheap: the f32 value is widened directly, and only when the decimal
+/// could round differently (within half an f32 ulp of a .5 boundary) is the decimal formed.
+#[inline(always)]
+pub fn scale_f32(v: f32, scale: f64, offset: f64) -> f64 {
+    let wide = f64::from(v);
+    let x = (wide - offset) / scale;
+    let r = x.round();
+    // The decimal lies within half an f32 ulp of v (at most |v| * 2^-24, or 2^-150 for
+    // subnormals); it rounds the same way unless that reaches the .5 boundary next to x.
+    let half_ulp = (wide.abs() * 5.960_464_477_539_063e-8).max(7.1e-46);
+    if 0.5 - (x - r).abs() > 2.0 * half_ulp / scale {
+        r
+    } else {
+        ((super::value::f32_to_f64(v) - offset) / scale).round()
+    }
 }
-
 /// Lowercase hex text of bytes (full-HEX payloads).
 pub fn to_hex(bytes: &[u8]) -> String {
     ::hex::encode(bytes)
@@ -683,6 +753,42 @@ mod tests {
         assert_eq!(w.written(), [0x00, 0xd7]);
         let mut r = HexReader::new(&buf[..2], ByteOrder::Big);
         assert_eq!(r.number(WireType::I16, 0.1, 0.0, 1, "t").unwrap(), 21.5);
+    }
+
+    #[test]
+    fn fast_scaling_equals_the_decimal_definition() {
+        // scale_f32 must round exactly as the shortest decimal would; unscale must equal
+        // parsing the formatted decimal.
+        let mut x: u32 = 0x1234_5678;
+        for i in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let (scale, offset, decimals) = [
+                (0.1, 0.0, 1),
+                (0.01, 40.0, 2),
+                (0.001, 0.0, 3),
+                (0.5, -30.0, 1),
+                (0.25, 0.0, 2),
+            ][(i % 5) as usize];
+            // Values on and off the grid, including exact .5 boundaries.
+            let v = if i % 3 == 0 {
+                (((x % 200_000) as f64 - 100_000.0) * scale / 2.0 + offset) as f32
+            } else {
+                f32::from_bits(x % 0x4b00_0000)
+            };
+            let decimal = ((super::super::value::f32_to_f64(v) - offset) / scale).round();
+            assert_eq!(scale_f32(v, scale, offset), decimal, "{v} / {scale}");
+            let raw = i64::from(x % 2_000_000) - 1_000_000;
+            let text: f64 = format!("{:.*}", decimals as usize, raw as f64 * scale + offset)
+                .parse()
+                .unwrap();
+            assert_eq!(
+                unscale(raw, scale, offset, decimals),
+                text,
+                "{raw} * {scale} + {offset}"
+            );
+        }
     }
 
     #[test]
@@ -758,6 +864,7 @@ pub trait HexValue: Sized {
 }
 
 impl HexValue for i32 {
+    #[inline(always)]
     fn write_hex(
         &self,
         w: &mut HexWriter<'_>,
@@ -772,9 +879,18 @@ impl HexValue for i32 {
         }
     }
 
+    #[inline(always)]
     fn read_hex(r: &mut HexReader<'_>, spec: &HexSpec, field: &str) -> Result<Self, HexError> {
         let wire = spec.wire.unwrap_or(WireType::I32);
         let at = r.pos();
+        if !spec.scaled() {
+            let v = r.int(wire, field)?;
+            return i32::try_from(v).map_err(|_| HexError::OutOfRange {
+                field: field.to_owned(),
+                value: v.to_string(),
+                why: format!("at byte {at}, not a 32-bit integer"),
+            });
+        }
         let v = if spec.scaled() {
             r.number(wire, spec.scale, spec.offset, spec.decimals, field)?
         } else {
@@ -792,24 +908,44 @@ impl HexValue for i32 {
 }
 
 impl HexValue for f32 {
+    #[inline(always)]
     fn write_hex(
         &self,
         w: &mut HexWriter<'_>,
         spec: &HexSpec,
         field: &str,
     ) -> Result<(), HexError> {
-        let wire = spec.wire.unwrap_or(WireType::F32);
-        let v = super::value::f32_to_f64(*self);
-        w.number(v, wire, spec.scale, spec.offset, field)
+        match spec.wire.unwrap_or(WireType::F32) {
+            WireType::F32 => {
+                let order = w.order;
+                w.put(&endian(self.to_be_bytes(), order))
+            }
+            // An f32 on f64 travels as its shortest decimal, as JSON would carry it.
+            WireType::F64 => w.number(
+                super::value::f32_to_f64(*self),
+                WireType::F64,
+                1.0,
+                0.0,
+                field,
+            ),
+            wire => {
+                let raw = scale_f32(*self, spec.scale, spec.offset);
+                w.raw(raw, wire, *self, field)
+            }
+        }
     }
 
+    #[inline(always)]
     fn read_hex(r: &mut HexReader<'_>, spec: &HexSpec, field: &str) -> Result<Self, HexError> {
-        let wire = spec.wire.unwrap_or(WireType::F32);
-        Ok(r.number(wire, spec.scale, spec.offset, spec.decimals, field)? as f32)
+        match spec.wire.unwrap_or(WireType::F32) {
+            WireType::F32 => Ok(f32::from_be_bytes(r.array(field)?)),
+            wire => Ok(r.number(wire, spec.scale, spec.offset, spec.decimals, field)? as f32),
+        }
     }
 }
 
 impl HexValue for f64 {
+    #[inline(always)]
     fn write_hex(
         &self,
         w: &mut HexWriter<'_>,
@@ -820,6 +956,7 @@ impl HexValue for f64 {
         w.number(*self, wire, spec.scale, spec.offset, field)
     }
 
+    #[inline(always)]
     fn read_hex(r: &mut HexReader<'_>, spec: &HexSpec, field: &str) -> Result<Self, HexError> {
         let wire = spec.wire.unwrap_or(WireType::F64);
         r.number(wire, spec.scale, spec.offset, spec.decimals, field)
@@ -827,16 +964,19 @@ impl HexValue for f64 {
 }
 
 impl HexValue for bool {
+    #[inline(always)]
     fn write_hex(&self, w: &mut HexWriter<'_>, _: &HexSpec, _: &str) -> Result<(), HexError> {
         w.u8(u8::from(*self))
     }
 
+    #[inline(always)]
     fn read_hex(r: &mut HexReader<'_>, _: &HexSpec, field: &str) -> Result<Self, HexError> {
         r.bool(field)
     }
 }
 
 impl HexValue for String {
+    #[inline(always)]
     fn write_hex(
         &self,
         w: &mut HexWriter<'_>,
@@ -849,6 +989,7 @@ impl HexValue for String {
         }
     }
 
+    #[inline(always)]
     fn read_hex(r: &mut HexReader<'_>, spec: &HexSpec, field: &str) -> Result<Self, HexError> {
         match spec.fixed {
             Some(n) => r.text_fixed(n, field),
@@ -858,6 +999,7 @@ impl HexValue for String {
 }
 
 impl HexValue for super::Date {
+    #[inline(always)]
     fn write_hex(
         &self,
         w: &mut HexWriter<'_>,
@@ -867,6 +1009,7 @@ impl HexValue for super::Date {
         w.int(self.millis(), spec.wire.unwrap_or(WireType::U64), field)
     }
 
+    #[inline(always)]
     fn read_hex(r: &mut HexReader<'_>, spec: &HexSpec, field: &str) -> Result<Self, HexError> {
         Ok(Self::from_millis(
             r.int(spec.wire.unwrap_or(WireType::U64), field)?,
@@ -886,6 +1029,7 @@ impl<T: HexValue> HexValue for Vec<T> {
             .try_for_each(|item| item.write_hex(w, spec, field))
     }
 
+    #[inline]
     fn read_hex(r: &mut HexReader<'_>, spec: &HexSpec, field: &str) -> Result<Self, HexError> {
         let n = r.u8(field)?;
         (0..n).map(|_| T::read_hex(r, spec, field)).collect()
@@ -896,6 +1040,7 @@ impl<T: HexValue> HexValue for Vec<T> {
 ///
 /// # Errors
 /// A key that does not fit the wire type, or a full buffer.
+#[inline(always)]
 pub fn write_key(
     key: i64,
     w: &mut HexWriter<'_>,
@@ -909,6 +1054,7 @@ pub fn write_key(
 ///
 /// # Errors
 /// Truncated input, or [`HexError::UnknownEnumKey`].
+#[inline(always)]
 pub fn read_key<T>(
     r: &mut HexReader<'_>,
     spec: &HexSpec,
@@ -928,6 +1074,7 @@ pub fn read_key<T>(
 ///
 /// # Errors
 /// The read error, or [`HexError::OutOfRange`] for a value the model does not allow.
+#[inline(always)]
 pub fn read_checked<T: HexValue + super::ThingValue>(
     r: &mut HexReader<'_>,
     hex: &HexSpec,

@@ -36,22 +36,17 @@ impl Spec {
     ///
     /// # Errors
     /// [`ValueProblem::BelowMin`], [`ValueProblem::AboveMax`] or [`ValueProblem::OffStep`].
+    #[inline(always)]
     pub fn check_number(&self, value: f64) -> Result<(), ValueError> {
         if let Some(min) = self.min
             && value < min
         {
-            return Err(ValueError::new(ValueProblem::BelowMin {
-                value: number_text(value),
-                min: number_text(min),
-            }));
+            return Err(below_min(value, min));
         }
         if let Some(max) = self.max
             && value > max
         {
-            return Err(ValueError::new(ValueProblem::AboveMax {
-                value: number_text(value),
-                max: number_text(max),
-            }));
+            return Err(above_max(value, max));
         }
         if let Some(step) = self.step
             && step > 0.0
@@ -59,11 +54,7 @@ impl Spec {
             let base = self.min.unwrap_or(0.0);
             let steps = (value - base) / step;
             if (steps - steps.round()).abs() > 1e-9 * steps.abs().max(1.0) {
-                return Err(ValueError::new(ValueProblem::OffStep {
-                    value: number_text(value),
-                    step: number_text(step),
-                    base: number_text(base),
-                }));
+                return Err(off_step(value, step, base));
             }
         }
         Ok(())
@@ -100,6 +91,31 @@ impl Spec {
     pub fn item(&self) -> &Spec {
         self.item.unwrap_or(&Spec::NONE)
     }
+}
+
+#[cold]
+fn below_min(value: f64, min: f64) -> ValueError {
+    ValueError::new(ValueProblem::BelowMin {
+        value: number_text(value),
+        min: number_text(min),
+    })
+}
+
+#[cold]
+fn above_max(value: f64, max: f64) -> ValueError {
+    ValueError::new(ValueProblem::AboveMax {
+        value: number_text(value),
+        max: number_text(max),
+    })
+}
+
+#[cold]
+fn off_step(value: f64, step: f64, base: f64) -> ValueError {
+    ValueError::new(ValueProblem::OffStep {
+        value: number_text(value),
+        step: number_text(step),
+        base: number_text(base),
+    })
 }
 
 /// A number as people write it: `2500`, not `2500.0`; `0.1`, not `0.1000000000000000055`.
