@@ -844,3 +844,45 @@ fn malformed_commands_are_rejected_by_the_script() {
         assert!(script.raw_data_to_protocol_js(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn hex_frames_and_the_full_hex_report_carry_the_same_bytes() {
+    use cold_chain_tracker::*;
+    use x_sdk::protocol::{Frame, HeaderCtrl};
+    let (_, mut script, _) = load("cold-chain-tracker.json");
+    let mut buf = [0u8; 64];
+    let n = ColdChainTracker::encode_report(
+        &ColdChainTrackerReport::default().with_door_open(false),
+        &mut buf,
+    )
+    .unwrap();
+    // HeaderCtrl 18 on model/hex/report: a frame with the hex string as its payload.
+    let frame = Frame::hex(7u32, HeaderCtrl::HexPropertyReport, &buf[..n]);
+    assert_eq!(
+        String::from_utf8(frame.encode()).unwrap(),
+        r#"{"MessageId":7,"HeaderCtrl":18,"Payload":"010400","Version":"2.0"}"#
+    );
+    let bytes = Frame::decode(&frame.encode()).unwrap().hex_bytes().unwrap();
+    assert_eq!(bytes, buf[..n]);
+    // HeaderCtrl 28 on model/hex: the bare hex string, the same bytes.
+    let full = x_sdk::model::hex::to_hex(&buf[..n]);
+    assert_eq!(full, "010400");
+    assert_eq!(
+        script
+            .raw_data_to_protocol(&x_sdk::model::hex::from_hex(&full).unwrap())
+            .unwrap(),
+        json!({"HeaderCtrl":16,"Payload":{"doorOpen":0}})
+    );
+    // The vendor document's HEX examples are not frames of this layout: both decoders say why.
+    let err = Frame::decode(
+        br#"{"MessageId":1,"HeaderCtrl":19,"Payload":"00f0ff013FA00000","Version":"2.0"}"#,
+    )
+    .unwrap()
+    .hex_bytes()
+    .map(|b| ColdChainTracker::decode_report(&b).unwrap_err().to_string())
+    .unwrap();
+    assert_eq!(
+        err,
+        "frame type 0x00 at byte 0 is not a property report (0x01)"
+    );
+}

@@ -277,6 +277,34 @@ impl Frame {
         Ok(Self::new(message_id, header_ctrl, value))
     }
 
+    /// A HEX frame (HeaderCtrl 18, 19, 26 from the device; 22, 24, 25 from the platform)
+    /// whose payload is `bytes` as lowercase hex text. The full-HEX report (28) is not a
+    /// frame: its MQTT payload is [`crate::model::hex::to_hex`] of the bytes alone.
+    pub fn hex(message_id: impl Into<MessageId>, header_ctrl: HeaderCtrl, bytes: &[u8]) -> Self {
+        Self::new(
+            message_id,
+            header_ctrl,
+            Value::String(crate::model::hex::to_hex(bytes)),
+        )
+    }
+
+    /// The bytes of a HEX frame's payload (hex text, either case).
+    ///
+    /// # Errors
+    /// [`FrameError::Payload`] if the payload is not a string of hex digits.
+    pub fn hex_bytes(&self) -> Result<Vec<u8>, FrameError> {
+        let Value::String(text) = &self.payload else {
+            return Err(FrameError::Payload {
+                header_ctrl: self.header_ctrl,
+                reason: format!("expected a hex string, got {}", self.payload),
+            });
+        };
+        crate::model::hex::from_hex(text).map_err(|e| FrameError::Payload {
+            header_ctrl: self.header_ctrl,
+            reason: e.to_string(),
+        })
+    }
+
     /// The ack of `request`: same MessageId (in the same form) and HeaderCtrl.
     pub fn ack_of(request: &Frame, ack: &AckPayload) -> Self {
         Self::new(
