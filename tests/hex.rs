@@ -886,3 +886,21 @@ fn hex_frames_and_the_full_hex_report_carry_the_same_bytes() {
         "frame type 0x00 at byte 0 is not a property report (0x01)"
     );
 }
+
+/// The property tests above cover every HEX model in models/: adding one means adding its
+/// tests (the generated types differ per model, so they are written out per model).
+#[test]
+fn every_hex_model_is_covered() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut hex_models: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            x_codegen::load(&text, "M").unwrap().hex.is_some()
+        })
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    hex_models.sort();
+    assert_eq!(hex_models, ["cold-chain-tracker.json", "meter-hex.json"]);
+}
