@@ -225,71 +225,36 @@ pub fn parse(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Attrs {
                 "access" => {
                     dup(out.access.is_some());
                     let s = string(&meta, span)?;
-                    out.access = match s.value.as_str() {
-                        "r" => Some(Spanned {
-                            value: Access::ReadOnly,
-                            span,
-                        }),
-                        "rw" => Some(Spanned {
-                            value: Access::ReadWrite,
-                            span,
-                        }),
-                        other => {
-                            cx.error(
-                                s.span,
-                                format!("access must be \"r\" or \"rw\", not {other:?}"),
-                            );
-                            None
-                        }
-                    };
+                    out.access = choice(
+                        cx,
+                        &s,
+                        "access",
+                        &[("r", Access::ReadOnly), ("rw", Access::ReadWrite)],
+                    );
                 }
                 "kind" => {
                     dup(out.kind.is_some());
                     let s = string(&meta, span)?;
-                    out.kind = match s.value.as_str() {
-                        "info" => Some(Spanned {
-                            value: EventKind::Info,
-                            span,
-                        }),
-                        "alert" => Some(Spanned {
-                            value: EventKind::Alert,
-                            span,
-                        }),
-                        "error" => Some(Spanned {
-                            value: EventKind::Error,
-                            span,
-                        }),
-                        other => {
-                            cx.error(
-                                s.span,
-                                format!(
-                                    "kind must be \"info\", \"alert\" or \"error\", not {other:?}"
-                                ),
-                            );
-                            None
-                        }
-                    };
+                    out.kind = choice(
+                        cx,
+                        &s,
+                        "kind",
+                        &[
+                            ("info", EventKind::Info),
+                            ("alert", EventKind::Alert),
+                            ("error", EventKind::Error),
+                        ],
+                    );
                 }
                 "call" => {
                     dup(out.call.is_some());
                     let s = string(&meta, span)?;
-                    out.call = match s.value.as_str() {
-                        "sync" => Some(Spanned {
-                            value: CallType::Sync,
-                            span,
-                        }),
-                        "async" => Some(Spanned {
-                            value: CallType::Async,
-                            span,
-                        }),
-                        other => {
-                            cx.error(
-                                s.span,
-                                format!("call must be \"sync\" or \"async\", not {other:?}"),
-                            );
-                            None
-                        }
-                    };
+                    out.call = choice(
+                        cx,
+                        &s,
+                        "call",
+                        &[("sync", CallType::Sync), ("async", CallType::Async)],
+                    );
                 }
                 "required" => {
                     dup(out.required.is_some());
@@ -375,6 +340,31 @@ pub fn parse(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Attrs {
     out
 }
 
+/// One of a fixed set of string values, or an error listing them.
+fn choice<T: Copy>(
+    cx: &Ctxt,
+    s: &Spanned<String>,
+    key: &str,
+    options: &[(&str, T)],
+) -> Option<Spanned<T>> {
+    if let Some((_, value)) = options.iter().find(|(name, _)| *name == s.value) {
+        return Some(Spanned {
+            value: *value,
+            span: s.span,
+        });
+    }
+    let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+    let listing = match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    };
+    cx.error(
+        s.span,
+        format!("{key} must be {listing}, not {:?}", s.value),
+    );
+    None
+}
+
 fn parse_hex_key(
     cx: &Ctxt,
     meta: &ParseNestedMeta,
@@ -404,43 +394,24 @@ fn parse_hex_key(
     match key.as_str() {
         "mode" => {
             let s = string(meta, span)?;
-            hex.mode = match s.value.as_str() {
-                "tagged" => Some(Spanned {
-                    value: HexMode::Tagged,
-                    span,
-                }),
-                "positional" => Some(Spanned {
-                    value: HexMode::Positional,
-                    span,
-                }),
-                other => {
-                    cx.error(
-                        span,
-                        format!("hex mode must be \"tagged\" or \"positional\", not {other:?}"),
-                    );
-                    None
-                }
-            };
+            hex.mode = choice(
+                cx,
+                &s,
+                "hex mode",
+                &[
+                    ("tagged", HexMode::Tagged),
+                    ("positional", HexMode::Positional),
+                ],
+            );
         }
         "byte_order" => {
             let s = string(meta, span)?;
-            hex.byte_order = match s.value.as_str() {
-                "big" => Some(Spanned {
-                    value: ByteOrder::Big,
-                    span,
-                }),
-                "little" => Some(Spanned {
-                    value: ByteOrder::Little,
-                    span,
-                }),
-                other => {
-                    cx.error(
-                        span,
-                        format!("byte_order must be \"big\" or \"little\", not {other:?}"),
-                    );
-                    None
-                }
-            };
+            hex.byte_order = choice(
+                cx,
+                &s,
+                "byte_order",
+                &[("big", ByteOrder::Big), ("little", ByteOrder::Little)],
+            );
         }
         "id" => {
             let n = number(meta, span)?;
