@@ -10,6 +10,7 @@ use std::hint::black_box;
 use x_sdk::model::hex::HexModel;
 
 #[allow(dead_code, missing_docs, clippy::all)]
+#[rustfmt::skip]
 #[path = "support/hex_bench_model.rs"]
 mod generated;
 

@@ -281,274 +281,341 @@ impl ::x_sdk::model::ToPayload for BenchReport {
 }
 impl ::x_sdk::model::FromPayload for BenchReport {
     fn from_payload(
-        payload: &::x_sdk::model::json::Map<::std::string::String, ::x_sdk::model::json::Value>,
+        payload: &::x_sdk::model::json::Map<
+            ::std::string::String,
+            ::x_sdk::model::json::Value,
+        >,
     ) -> ::core::result::Result<Self, ::x_sdk::model::Rejections> {
         let mut rejections = ::x_sdk::model::Rejections::default();
         let mut out = Self::default();
         for (key, value) in payload {
             match key.as_str() {
                 "temp1" => {
-                    out.temp1 = rejections.take(
-                        "temp1",
-                        ::x_sdk::model::decode_field::<f32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(0.0),
-                                max: ::core::option::Option::Some(6553.5),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.temp1 = rejections
+                        .take(
+                            "temp1",
+                            ::x_sdk::model::decode_field::<
+                                f32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(0.0),
+                                    max: ::core::option::Option::Some(6553.5),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "temp2" => {
-                    out.temp2 = rejections.take(
-                        "temp2",
-                        ::x_sdk::model::decode_field::<f32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(0.0),
-                                max: ::core::option::Option::Some(6553.5),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.temp2 = rejections
+                        .take(
+                            "temp2",
+                            ::x_sdk::model::decode_field::<
+                                f32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(0.0),
+                                    max: ::core::option::Option::Some(6553.5),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "temp3" => {
-                    out.temp3 = rejections.take(
-                        "temp3",
-                        ::x_sdk::model::decode_field::<f32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(0.0),
-                                max: ::core::option::Option::Some(6553.5),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.temp3 = rejections
+                        .take(
+                            "temp3",
+                            ::x_sdk::model::decode_field::<
+                                f32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(0.0),
+                                    max: ::core::option::Option::Some(6553.5),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "temp4" => {
-                    out.temp4 = rejections.take(
-                        "temp4",
-                        ::x_sdk::model::decode_field::<f32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(0.0),
-                                max: ::core::option::Option::Some(6553.5),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.temp4 = rejections
+                        .take(
+                            "temp4",
+                            ::x_sdk::model::decode_field::<
+                                f32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(0.0),
+                                    max: ::core::option::Option::Some(6553.5),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "count5" => {
-                    out.count5 = rejections.take(
-                        "count5",
-                        ::x_sdk::model::decode_field::<i32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(-100000.0),
-                                max: ::core::option::Option::Some(100000.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.count5 = rejections
+                        .take(
+                            "count5",
+                            ::x_sdk::model::decode_field::<
+                                i32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(-100000.0),
+                                    max: ::core::option::Option::Some(100000.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "count6" => {
-                    out.count6 = rejections.take(
-                        "count6",
-                        ::x_sdk::model::decode_field::<i32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(-100000.0),
-                                max: ::core::option::Option::Some(100000.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.count6 = rejections
+                        .take(
+                            "count6",
+                            ::x_sdk::model::decode_field::<
+                                i32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(-100000.0),
+                                    max: ::core::option::Option::Some(100000.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "count7" => {
-                    out.count7 = rejections.take(
-                        "count7",
-                        ::x_sdk::model::decode_field::<i32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(-100000.0),
-                                max: ::core::option::Option::Some(100000.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.count7 = rejections
+                        .take(
+                            "count7",
+                            ::x_sdk::model::decode_field::<
+                                i32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(-100000.0),
+                                    max: ::core::option::Option::Some(100000.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "count8" => {
-                    out.count8 = rejections.take(
-                        "count8",
-                        ::x_sdk::model::decode_field::<i32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(-100000.0),
-                                max: ::core::option::Option::Some(100000.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.count8 = rejections
+                        .take(
+                            "count8",
+                            ::x_sdk::model::decode_field::<
+                                i32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(-100000.0),
+                                    max: ::core::option::Option::Some(100000.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "flag9" => {
-                    out.flag9 = rejections.take(
-                        "flag9",
-                        ::x_sdk::model::decode_field::<bool>(value, &::x_sdk::model::Spec::NONE),
-                    );
+                    out.flag9 = rejections
+                        .take(
+                            "flag9",
+                            ::x_sdk::model::decode_field::<
+                                bool,
+                            >(value, &::x_sdk::model::Spec::NONE),
+                        );
                 }
                 "flag10" => {
-                    out.flag10 = rejections.take(
-                        "flag10",
-                        ::x_sdk::model::decode_field::<bool>(value, &::x_sdk::model::Spec::NONE),
-                    );
+                    out.flag10 = rejections
+                        .take(
+                            "flag10",
+                            ::x_sdk::model::decode_field::<
+                                bool,
+                            >(value, &::x_sdk::model::Spec::NONE),
+                        );
                 }
                 "flag11" => {
-                    out.flag11 = rejections.take(
-                        "flag11",
-                        ::x_sdk::model::decode_field::<bool>(value, &::x_sdk::model::Spec::NONE),
-                    );
+                    out.flag11 = rejections
+                        .take(
+                            "flag11",
+                            ::x_sdk::model::decode_field::<
+                                bool,
+                            >(value, &::x_sdk::model::Spec::NONE),
+                        );
                 }
                 "flag12" => {
-                    out.flag12 = rejections.take(
-                        "flag12",
-                        ::x_sdk::model::decode_field::<bool>(value, &::x_sdk::model::Spec::NONE),
-                    );
+                    out.flag12 = rejections
+                        .take(
+                            "flag12",
+                            ::x_sdk::model::decode_field::<
+                                bool,
+                            >(value, &::x_sdk::model::Spec::NONE),
+                        );
                 }
                 "mode13" => {
-                    out.mode13 = rejections.take(
-                        "mode13",
-                        ::x_sdk::model::decode_field::<Mode13>(value, &::x_sdk::model::Spec::NONE),
-                    );
+                    out.mode13 = rejections
+                        .take(
+                            "mode13",
+                            ::x_sdk::model::decode_field::<
+                                Mode13,
+                            >(value, &::x_sdk::model::Spec::NONE),
+                        );
                 }
                 "mode14" => {
-                    out.mode14 = rejections.take(
-                        "mode14",
-                        ::x_sdk::model::decode_field::<Mode14>(value, &::x_sdk::model::Spec::NONE),
-                    );
+                    out.mode14 = rejections
+                        .take(
+                            "mode14",
+                            ::x_sdk::model::decode_field::<
+                                Mode14,
+                            >(value, &::x_sdk::model::Spec::NONE),
+                        );
                 }
                 "level15" => {
-                    out.level15 = rejections.take(
-                        "level15",
-                        ::x_sdk::model::decode_field::<f32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(-1000.0),
-                                max: ::core::option::Option::Some(1000.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.level15 = rejections
+                        .take(
+                            "level15",
+                            ::x_sdk::model::decode_field::<
+                                f32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(-1000.0),
+                                    max: ::core::option::Option::Some(1000.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "level16" => {
-                    out.level16 = rejections.take(
-                        "level16",
-                        ::x_sdk::model::decode_field::<f32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(-1000.0),
-                                max: ::core::option::Option::Some(1000.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.level16 = rejections
+                        .take(
+                            "level16",
+                            ::x_sdk::model::decode_field::<
+                                f32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(-1000.0),
+                                    max: ::core::option::Option::Some(1000.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "energy17" => {
-                    out.energy17 = rejections.take(
-                        "energy17",
-                        ::x_sdk::model::decode_field::<f64>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(0.0),
-                                max: ::core::option::Option::Some(40000000.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.energy17 = rejections
+                        .take(
+                            "energy17",
+                            ::x_sdk::model::decode_field::<
+                                f64,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(0.0),
+                                    max: ::core::option::Option::Some(40000000.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "energy18" => {
-                    out.energy18 = rejections.take(
-                        "energy18",
-                        ::x_sdk::model::decode_field::<f64>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(0.0),
-                                max: ::core::option::Option::Some(40000000.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.energy18 = rejections
+                        .take(
+                            "energy18",
+                            ::x_sdk::model::decode_field::<
+                                f64,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(0.0),
+                                    max: ::core::option::Option::Some(40000000.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "reg19" => {
-                    out.reg19 = rejections.take(
-                        "reg19",
-                        ::x_sdk::model::decode_field::<i32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(0.0),
-                                max: ::core::option::Option::Some(65535.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.reg19 = rejections
+                        .take(
+                            "reg19",
+                            ::x_sdk::model::decode_field::<
+                                i32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(0.0),
+                                    max: ::core::option::Option::Some(65535.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 "reg20" => {
-                    out.reg20 = rejections.take(
-                        "reg20",
-                        ::x_sdk::model::decode_field::<i32>(
-                            value,
-                            &::x_sdk::model::Spec {
-                                min: ::core::option::Option::Some(0.0),
-                                max: ::core::option::Option::Some(65535.0),
-                                step: ::core::option::Option::None,
-                                length: ::core::option::Option::None,
-                                size: ::core::option::Option::None,
-                                item: ::core::option::Option::None,
-                            },
-                        ),
-                    );
+                    out.reg20 = rejections
+                        .take(
+                            "reg20",
+                            ::x_sdk::model::decode_field::<
+                                i32,
+                            >(
+                                value,
+                                &::x_sdk::model::Spec {
+                                    min: ::core::option::Option::Some(0.0),
+                                    max: ::core::option::Option::Some(65535.0),
+                                    step: ::core::option::Option::None,
+                                    length: ::core::option::Option::None,
+                                    size: ::core::option::Option::None,
+                                    item: ::core::option::Option::None,
+                                },
+                            ),
+                        );
                 }
                 other => {
-                    rejections.push(other, ::x_sdk::model::RejectionReason::Unknown("property"))
+                    rejections
+                        .push(
+                            other,
+                            ::x_sdk::model::RejectionReason::Unknown("property"),
+                        )
                 }
             }
         }
@@ -692,25 +759,63 @@ impl ::x_sdk::model::ThingModel for Bench {
     ];
     fn report(&self) -> BenchReport {
         BenchReport {
-            temp1: ::core::option::Option::Some(::core::clone::Clone::clone(&self.temp1)),
-            temp2: ::core::option::Option::Some(::core::clone::Clone::clone(&self.temp2)),
-            temp3: ::core::option::Option::Some(::core::clone::Clone::clone(&self.temp3)),
-            temp4: ::core::option::Option::Some(::core::clone::Clone::clone(&self.temp4)),
-            count5: ::core::option::Option::Some(::core::clone::Clone::clone(&self.count5)),
-            count6: ::core::option::Option::Some(::core::clone::Clone::clone(&self.count6)),
-            count7: ::core::option::Option::Some(::core::clone::Clone::clone(&self.count7)),
-            count8: ::core::option::Option::Some(::core::clone::Clone::clone(&self.count8)),
-            flag9: ::core::option::Option::Some(::core::clone::Clone::clone(&self.flag9)),
-            flag10: ::core::option::Option::Some(::core::clone::Clone::clone(&self.flag10)),
-            flag11: ::core::option::Option::Some(::core::clone::Clone::clone(&self.flag11)),
-            flag12: ::core::option::Option::Some(::core::clone::Clone::clone(&self.flag12)),
-            mode13: ::core::option::Option::Some(::core::clone::Clone::clone(&self.mode13)),
-            mode14: ::core::option::Option::Some(::core::clone::Clone::clone(&self.mode14)),
-            level15: ::core::option::Option::Some(::core::clone::Clone::clone(&self.level15)),
-            level16: ::core::option::Option::Some(::core::clone::Clone::clone(&self.level16)),
-            energy17: ::core::option::Option::Some(::core::clone::Clone::clone(&self.energy17)),
-            energy18: ::core::option::Option::Some(::core::clone::Clone::clone(&self.energy18)),
-            reg19: ::core::option::Option::Some(::core::clone::Clone::clone(&self.reg19)),
+            temp1: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.temp1),
+            ),
+            temp2: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.temp2),
+            ),
+            temp3: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.temp3),
+            ),
+            temp4: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.temp4),
+            ),
+            count5: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.count5),
+            ),
+            count6: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.count6),
+            ),
+            count7: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.count7),
+            ),
+            count8: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.count8),
+            ),
+            flag9: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.flag9),
+            ),
+            flag10: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.flag10),
+            ),
+            flag11: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.flag11),
+            ),
+            flag12: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.flag12),
+            ),
+            mode13: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.mode13),
+            ),
+            mode14: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.mode14),
+            ),
+            level15: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.level15),
+            ),
+            level16: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.level16),
+            ),
+            energy17: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.energy17),
+            ),
+            energy18: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.energy18),
+            ),
+            reg19: ::core::option::Option::Some(
+                ::core::clone::Clone::clone(&self.reg19),
+            ),
             reg20: ::core::option::Option::Some(::core::clone::Clone::clone(&self.reg20)),
         }
     }
@@ -722,14 +827,21 @@ impl ::x_sdk::model::ThingModel for Bench {
         for param in params {
             match param.identify.as_str() {
                 "temp1" | "temp2" | "temp3" | "temp4" | "count5" | "count6" | "count7"
-                | "count8" | "flag9" | "flag10" | "flag11" | "flag12" | "mode13" | "mode14"
-                | "level15" | "level16" | "energy17" | "energy18" | "reg19" | "reg20" => rejections
-                    .push(
-                        param.identify.as_str(),
-                        ::x_sdk::model::RejectionReason::ReadOnly,
-                    ),
+                | "count8" | "flag9" | "flag10" | "flag11" | "flag12" | "mode13"
+                | "mode14" | "level15" | "level16" | "energy17" | "energy18" | "reg19"
+                | "reg20" => {
+                    rejections
+                        .push(
+                            param.identify.as_str(),
+                            ::x_sdk::model::RejectionReason::ReadOnly,
+                        )
+                }
                 other => {
-                    rejections.push(other, ::x_sdk::model::RejectionReason::Unknown("property"))
+                    rejections
+                        .push(
+                            other,
+                            ::x_sdk::model::RejectionReason::Unknown("property"),
+                        )
                 }
             }
         }
@@ -932,7 +1044,11 @@ impl ::x_sdk::model::ThingModel for Bench {
                     );
                 }
                 other => {
-                    rejections.push(other, ::x_sdk::model::RejectionReason::Unknown("property"))
+                    rejections
+                        .push(
+                            other,
+                            ::x_sdk::model::RejectionReason::Unknown("property"),
+                        )
                 }
             }
         }
@@ -945,8 +1061,10 @@ impl ::x_sdk::model::hex::HexModel for Bench {
         report: &BenchReport,
         out: &mut [u8],
     ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
-        let mut writer =
-            ::x_sdk::model::hex::HexWriter::new(out, ::x_sdk::model::hex::ByteOrder::Big);
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
         let w = &mut writer;
         w.u8(::x_sdk::model::hex::FRAME_PROPERTY_REPORT)?;
         if let ::core::option::Option::Some(v) = &report.temp1 {
@@ -955,7 +1073,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U16,
+                    ),
                     scale: 0.1,
                     offset: 0.0,
                     decimals: 1,
@@ -970,7 +1090,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U16,
+                    ),
                     scale: 0.1,
                     offset: 0.0,
                     decimals: 1,
@@ -985,7 +1107,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U16,
+                    ),
                     scale: 0.1,
                     offset: 0.0,
                     decimals: 1,
@@ -1000,7 +1124,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U16,
+                    ),
                     scale: 0.1,
                     offset: 0.0,
                     decimals: 1,
@@ -1015,7 +1141,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::I32,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1030,7 +1158,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::I32,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1045,7 +1175,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::I32,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1060,7 +1192,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::I32,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1111,7 +1245,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U8),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U8,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1126,7 +1262,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U8),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U8,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1141,7 +1279,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F32),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1156,7 +1296,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::F32),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::F32,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1171,7 +1313,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U32),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U32,
+                    ),
                     scale: 0.01,
                     offset: 0.0,
                     decimals: 2,
@@ -1186,7 +1330,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U32),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U32,
+                    ),
                     scale: 0.01,
                     offset: 0.0,
                     decimals: 2,
@@ -1201,7 +1347,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U16,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1216,7 +1364,9 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 v,
                 w,
                 &::x_sdk::model::hex::HexSpec {
-                    wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
+                    wire: ::core::option::Option::Some(
+                        ::x_sdk::model::hex::WireType::U16,
+                    ),
                     scale: 1.0,
                     offset: 0.0,
                     decimals: 0,
@@ -1230,8 +1380,10 @@ impl ::x_sdk::model::hex::HexModel for Bench {
     fn decode_report(
         bytes: &[u8],
     ) -> ::core::result::Result<BenchReport, ::x_sdk::model::hex::HexError> {
-        let mut reader =
-            ::x_sdk::model::hex::HexReader::new(bytes, ::x_sdk::model::hex::ByteOrder::Big);
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
         let r = &mut reader;
         r.frame_type(
             ::x_sdk::model::hex::FRAME_PROPERTY_REPORT,
@@ -1243,379 +1395,403 @@ impl ::x_sdk::model::hex::HexModel for Bench {
             match id {
                 1 => {
                     if out.temp1.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "temp1".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "temp1".into(),
+                        });
                     }
-                    out.temp1 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        f32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
-                            scale: 0.1,
-                            offset: 0.0,
-                            decimals: 1,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(0.0),
-                            max: ::core::option::Option::Some(6553.5),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "temp1",
-                    )?);
+                    out.temp1 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U16,
+                                ),
+                                scale: 0.1,
+                                offset: 0.0,
+                                decimals: 1,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(0.0),
+                                max: ::core::option::Option::Some(6553.5),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "temp1",
+                        )?,
+                    );
                 }
                 2 => {
                     if out.temp2.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "temp2".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "temp2".into(),
+                        });
                     }
-                    out.temp2 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        f32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
-                            scale: 0.1,
-                            offset: 0.0,
-                            decimals: 1,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(0.0),
-                            max: ::core::option::Option::Some(6553.5),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "temp2",
-                    )?);
+                    out.temp2 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U16,
+                                ),
+                                scale: 0.1,
+                                offset: 0.0,
+                                decimals: 1,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(0.0),
+                                max: ::core::option::Option::Some(6553.5),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "temp2",
+                        )?,
+                    );
                 }
                 3 => {
                     if out.temp3.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "temp3".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "temp3".into(),
+                        });
                     }
-                    out.temp3 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        f32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
-                            scale: 0.1,
-                            offset: 0.0,
-                            decimals: 1,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(0.0),
-                            max: ::core::option::Option::Some(6553.5),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "temp3",
-                    )?);
+                    out.temp3 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U16,
+                                ),
+                                scale: 0.1,
+                                offset: 0.0,
+                                decimals: 1,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(0.0),
+                                max: ::core::option::Option::Some(6553.5),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "temp3",
+                        )?,
+                    );
                 }
                 4 => {
                     if out.temp4.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "temp4".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "temp4".into(),
+                        });
                     }
-                    out.temp4 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        f32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
-                            scale: 0.1,
-                            offset: 0.0,
-                            decimals: 1,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(0.0),
-                            max: ::core::option::Option::Some(6553.5),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "temp4",
-                    )?);
+                    out.temp4 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U16,
+                                ),
+                                scale: 0.1,
+                                offset: 0.0,
+                                decimals: 1,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(0.0),
+                                max: ::core::option::Option::Some(6553.5),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "temp4",
+                        )?,
+                    );
                 }
                 5 => {
                     if out.count5.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "count5".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "count5".into(),
+                        });
                     }
-                    out.count5 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        i32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
-                            scale: 1.0,
-                            offset: 0.0,
-                            decimals: 0,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(-100000.0),
-                            max: ::core::option::Option::Some(100000.0),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "count5",
-                    )?);
+                    out.count5 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            i32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::I32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(-100000.0),
+                                max: ::core::option::Option::Some(100000.0),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "count5",
+                        )?,
+                    );
                 }
                 6 => {
                     if out.count6.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "count6".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "count6".into(),
+                        });
                     }
-                    out.count6 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        i32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
-                            scale: 1.0,
-                            offset: 0.0,
-                            decimals: 0,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(-100000.0),
-                            max: ::core::option::Option::Some(100000.0),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "count6",
-                    )?);
+                    out.count6 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            i32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::I32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(-100000.0),
+                                max: ::core::option::Option::Some(100000.0),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "count6",
+                        )?,
+                    );
                 }
                 7 => {
                     if out.count7.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "count7".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "count7".into(),
+                        });
                     }
-                    out.count7 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        i32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
-                            scale: 1.0,
-                            offset: 0.0,
-                            decimals: 0,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(-100000.0),
-                            max: ::core::option::Option::Some(100000.0),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "count7",
-                    )?);
+                    out.count7 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            i32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::I32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(-100000.0),
+                                max: ::core::option::Option::Some(100000.0),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "count7",
+                        )?,
+                    );
                 }
                 8 => {
                     if out.count8.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "count8".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "count8".into(),
+                        });
                     }
-                    out.count8 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        i32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::I32),
-                            scale: 1.0,
-                            offset: 0.0,
-                            decimals: 0,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(-100000.0),
-                            max: ::core::option::Option::Some(100000.0),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "count8",
-                    )?);
+                    out.count8 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            i32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::I32,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(-100000.0),
+                                max: ::core::option::Option::Some(100000.0),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "count8",
+                        )?,
+                    );
                 }
                 9 => {
                     if out.flag9.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "flag9".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "flag9".into(),
+                        });
                     }
-                    out.flag9 =
-                        ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<bool>(
+                    out.flag9 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            bool,
+                        >(
                             r,
                             &::x_sdk::model::hex::HexSpec::DEFAULT,
                             &::x_sdk::model::Spec::NONE,
                             "flag9",
-                        )?);
+                        )?,
+                    );
                 }
                 10 => {
                     if out.flag10.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "flag10".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "flag10".into(),
+                        });
                     }
-                    out.flag10 =
-                        ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<bool>(
+                    out.flag10 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            bool,
+                        >(
                             r,
                             &::x_sdk::model::hex::HexSpec::DEFAULT,
                             &::x_sdk::model::Spec::NONE,
                             "flag10",
-                        )?);
+                        )?,
+                    );
                 }
                 11 => {
                     if out.flag11.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "flag11".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "flag11".into(),
+                        });
                     }
-                    out.flag11 =
-                        ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<bool>(
+                    out.flag11 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            bool,
+                        >(
                             r,
                             &::x_sdk::model::hex::HexSpec::DEFAULT,
                             &::x_sdk::model::Spec::NONE,
                             "flag11",
-                        )?);
+                        )?,
+                    );
                 }
                 12 => {
                     if out.flag12.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "flag12".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "flag12".into(),
+                        });
                     }
-                    out.flag12 =
-                        ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<bool>(
+                    out.flag12 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            bool,
+                        >(
                             r,
                             &::x_sdk::model::hex::HexSpec::DEFAULT,
                             &::x_sdk::model::Spec::NONE,
                             "flag12",
-                        )?);
+                        )?,
+                    );
                 }
                 13 => {
                     if out.mode13.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "mode13".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "mode13".into(),
+                        });
                     }
-                    out.mode13 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        Mode13,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U8),
-                            scale: 1.0,
-                            offset: 0.0,
-                            decimals: 0,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec::NONE,
-                        "mode13",
-                    )?);
+                    out.mode13 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            Mode13,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U8,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec::NONE,
+                            "mode13",
+                        )?,
+                    );
                 }
                 14 => {
                     if out.mode14.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "mode14".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "mode14".into(),
+                        });
                     }
-                    out.mode14 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        Mode14,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U8),
-                            scale: 1.0,
-                            offset: 0.0,
-                            decimals: 0,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec::NONE,
-                        "mode14",
-                    )?);
+                    out.mode14 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            Mode14,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U8,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec::NONE,
+                            "mode14",
+                        )?,
+                    );
                 }
                 15 => {
                     if out.level15.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "level15".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "level15".into(),
+                        });
                     }
-                    out.level15 =
-                        ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<f32>(
+                    out.level15 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f32,
+                        >(
                             r,
                             &::x_sdk::model::hex::HexSpec {
                                 wire: ::core::option::Option::Some(
@@ -1635,19 +1811,20 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                                 item: ::core::option::Option::None,
                             },
                             "level15",
-                        )?);
+                        )?,
+                    );
                 }
                 16 => {
                     if out.level16.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "level16".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "level16".into(),
+                        });
                     }
-                    out.level16 =
-                        ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<f32>(
+                    out.level16 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f32,
+                        >(
                             r,
                             &::x_sdk::model::hex::HexSpec {
                                 wire: ::core::option::Option::Some(
@@ -1667,19 +1844,20 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                                 item: ::core::option::Option::None,
                             },
                             "level16",
-                        )?);
+                        )?,
+                    );
                 }
                 17 => {
                     if out.energy17.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "energy17".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "energy17".into(),
+                        });
                     }
-                    out.energy17 =
-                        ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<f64>(
+                    out.energy17 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f64,
+                        >(
                             r,
                             &::x_sdk::model::hex::HexSpec {
                                 wire: ::core::option::Option::Some(
@@ -1699,19 +1877,20 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                                 item: ::core::option::Option::None,
                             },
                             "energy17",
-                        )?);
+                        )?,
+                    );
                 }
                 18 => {
                     if out.energy18.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "energy18".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "energy18".into(),
+                        });
                     }
-                    out.energy18 =
-                        ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<f64>(
+                    out.energy18 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            f64,
+                        >(
                             r,
                             &::x_sdk::model::hex::HexSpec {
                                 wire: ::core::option::Option::Some(
@@ -1731,69 +1910,74 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                                 item: ::core::option::Option::None,
                             },
                             "energy18",
-                        )?);
+                        )?,
+                    );
                 }
                 19 => {
                     if out.reg19.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "reg19".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "reg19".into(),
+                        });
                     }
-                    out.reg19 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        i32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
-                            scale: 1.0,
-                            offset: 0.0,
-                            decimals: 0,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(0.0),
-                            max: ::core::option::Option::Some(65535.0),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "reg19",
-                    )?);
+                    out.reg19 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            i32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U16,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(0.0),
+                                max: ::core::option::Option::Some(65535.0),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "reg19",
+                        )?,
+                    );
                 }
                 20 => {
                     if out.reg20.is_some() {
-                        return ::core::result::Result::Err(
-                            ::x_sdk::model::hex::HexError::Duplicate {
-                                at,
-                                field: "reg20".into(),
-                            },
-                        );
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::Duplicate {
+                            at,
+                            field: "reg20".into(),
+                        });
                     }
-                    out.reg20 = ::core::option::Option::Some(::x_sdk::model::hex::read_checked::<
-                        i32,
-                    >(
-                        r,
-                        &::x_sdk::model::hex::HexSpec {
-                            wire: ::core::option::Option::Some(::x_sdk::model::hex::WireType::U16),
-                            scale: 1.0,
-                            offset: 0.0,
-                            decimals: 0,
-                            fixed: ::core::option::Option::None,
-                        },
-                        &::x_sdk::model::Spec {
-                            min: ::core::option::Option::Some(0.0),
-                            max: ::core::option::Option::Some(65535.0),
-                            step: ::core::option::Option::None,
-                            length: ::core::option::Option::None,
-                            size: ::core::option::Option::None,
-                            item: ::core::option::Option::None,
-                        },
-                        "reg20",
-                    )?);
+                    out.reg20 = ::core::option::Option::Some(
+                        ::x_sdk::model::hex::read_checked::<
+                            i32,
+                        >(
+                            r,
+                            &::x_sdk::model::hex::HexSpec {
+                                wire: ::core::option::Option::Some(
+                                    ::x_sdk::model::hex::WireType::U16,
+                                ),
+                                scale: 1.0,
+                                offset: 0.0,
+                                decimals: 0,
+                                fixed: ::core::option::Option::None,
+                            },
+                            &::x_sdk::model::Spec {
+                                min: ::core::option::Option::Some(0.0),
+                                max: ::core::option::Option::Some(65535.0),
+                                step: ::core::option::Option::None,
+                                length: ::core::option::Option::None,
+                                size: ::core::option::Option::None,
+                                item: ::core::option::Option::None,
+                            },
+                            "reg20",
+                        )?,
+                    );
                 }
                 _ => {
                     return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownId {
@@ -1809,142 +1993,145 @@ impl ::x_sdk::model::hex::HexModel for Bench {
     fn decode_set_hex(
         bytes: &[u8],
     ) -> ::core::result::Result<BenchSet, ::x_sdk::model::hex::HexError> {
-        let mut reader =
-            ::x_sdk::model::hex::HexReader::new(bytes, ::x_sdk::model::hex::ByteOrder::Big);
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
         let r = &mut reader;
-        r.frame_type(
-            ::x_sdk::model::hex::FRAME_PROPERTY_SET,
-            "a property set (0x81)",
-        )?;
+        r.frame_type(::x_sdk::model::hex::FRAME_PROPERTY_SET, "a property set (0x81)")?;
         if !r.at_end() {
             let (at, id) = r.id("property id")?;
-            return ::core::result::Result::Err(match id {
-                1 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "temp1".into(),
-                    });
-                }
-                2 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "temp2".into(),
-                    });
-                }
-                3 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "temp3".into(),
-                    });
-                }
-                4 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "temp4".into(),
-                    });
-                }
-                5 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "count5".into(),
-                    });
-                }
-                6 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "count6".into(),
-                    });
-                }
-                7 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "count7".into(),
-                    });
-                }
-                8 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "count8".into(),
-                    });
-                }
-                9 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "flag9".into(),
-                    });
-                }
-                10 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "flag10".into(),
-                    });
-                }
-                11 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "flag11".into(),
-                    });
-                }
-                12 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "flag12".into(),
-                    });
-                }
-                13 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "mode13".into(),
-                    });
-                }
-                14 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "mode14".into(),
-                    });
-                }
-                15 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "level15".into(),
-                    });
-                }
-                16 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "level16".into(),
-                    });
-                }
-                17 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "energy17".into(),
-                    });
-                }
-                18 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "energy18".into(),
-                    });
-                }
-                19 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "reg19".into(),
-                    });
-                }
-                20 => {
-                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
-                        at,
-                        field: "reg20".into(),
-                    });
-                }
-                _ => ::x_sdk::model::hex::HexError::UnknownId {
-                    at,
-                    id,
-                    what: "property",
+            return ::core::result::Result::Err(
+                match id {
+                    1 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "temp1".into(),
+                        });
+                    }
+                    2 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "temp2".into(),
+                        });
+                    }
+                    3 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "temp3".into(),
+                        });
+                    }
+                    4 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "temp4".into(),
+                        });
+                    }
+                    5 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "count5".into(),
+                        });
+                    }
+                    6 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "count6".into(),
+                        });
+                    }
+                    7 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "count7".into(),
+                        });
+                    }
+                    8 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "count8".into(),
+                        });
+                    }
+                    9 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "flag9".into(),
+                        });
+                    }
+                    10 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "flag10".into(),
+                        });
+                    }
+                    11 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "flag11".into(),
+                        });
+                    }
+                    12 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "flag12".into(),
+                        });
+                    }
+                    13 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "mode13".into(),
+                        });
+                    }
+                    14 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "mode14".into(),
+                        });
+                    }
+                    15 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "level15".into(),
+                        });
+                    }
+                    16 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "level16".into(),
+                        });
+                    }
+                    17 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "energy17".into(),
+                        });
+                    }
+                    18 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "energy18".into(),
+                        });
+                    }
+                    19 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "reg19".into(),
+                        });
+                    }
+                    20 => {
+                        return ::core::result::Result::Err(::x_sdk::model::hex::HexError::ReadOnly {
+                            at,
+                            field: "reg20".into(),
+                        });
+                    }
+                    _ => {
+                        ::x_sdk::model::hex::HexError::UnknownId {
+                            at,
+                            id,
+                            what: "property",
+                        }
+                    }
                 },
-            });
+            );
         }
         ::core::result::Result::Ok(BenchSet::default())
     }
@@ -1953,22 +2140,26 @@ impl ::x_sdk::model::hex::HexModel for Bench {
         out: &mut [u8],
     ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
         let _ = set;
-        let mut writer =
-            ::x_sdk::model::hex::HexWriter::new(out, ::x_sdk::model::hex::ByteOrder::Big);
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
         let w = &mut writer;
         w.u8(::x_sdk::model::hex::FRAME_PROPERTY_SET)?;
         ::core::result::Result::Ok(w.len())
     }
     fn decode_ask(
         bytes: &[u8],
-    ) -> ::core::result::Result<::std::vec::Vec<&'static str>, ::x_sdk::model::hex::HexError> {
-        let mut reader =
-            ::x_sdk::model::hex::HexReader::new(bytes, ::x_sdk::model::hex::ByteOrder::Big);
+    ) -> ::core::result::Result<
+        ::std::vec::Vec<&'static str>,
+        ::x_sdk::model::hex::HexError,
+    > {
+        let mut reader = ::x_sdk::model::hex::HexReader::new(
+            bytes,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
         let r = &mut reader;
-        r.frame_type(
-            ::x_sdk::model::hex::FRAME_PROPERTY_ASK,
-            "a property ask (0x83)",
-        )?;
+        r.frame_type(::x_sdk::model::hex::FRAME_PROPERTY_ASK, "a property ask (0x83)")?;
         let mut ids = ::std::vec::Vec::new();
         while !r.at_end() {
             let (at, id) = r.id("property id")?;
@@ -2008,8 +2199,10 @@ impl ::x_sdk::model::hex::HexModel for Bench {
         identifiers: &[&str],
         out: &mut [u8],
     ) -> ::core::result::Result<usize, ::x_sdk::model::hex::HexError> {
-        let mut writer =
-            ::x_sdk::model::hex::HexWriter::new(out, ::x_sdk::model::hex::ByteOrder::Big);
+        let mut writer = ::x_sdk::model::hex::HexWriter::new(
+            out,
+            ::x_sdk::model::hex::ByteOrder::Big,
+        );
         let w = &mut writer;
         w.u8(::x_sdk::model::hex::FRAME_PROPERTY_ASK)?;
         for identifier in identifiers {
@@ -2035,12 +2228,10 @@ impl ::x_sdk::model::hex::HexModel for Bench {
                 "reg19" => w.u8(19)?,
                 "reg20" => w.u8(20)?,
                 other => {
-                    return ::core::result::Result::Err(
-                        ::x_sdk::model::hex::HexError::UnknownIdentifier {
-                            identifier: other.into(),
-                            what: "property",
-                        },
-                    );
+                    return ::core::result::Result::Err(::x_sdk::model::hex::HexError::UnknownIdentifier {
+                        identifier: other.into(),
+                        what: "property",
+                    });
                 }
             }
         }
@@ -2099,13 +2290,22 @@ impl ::x_sdk::model::ThingValue for Mode13 {
         value: &::x_sdk::model::json::Value,
     ) -> ::core::result::Result<Self, ::x_sdk::model::ValueError> {
         let key = ::x_sdk::model::decode_enum_key(value)?;
-        Self::from_key(key).ok_or_else(|| {
-            ::x_sdk::model::unknown_enum_key(key, <Self as ::x_sdk::model::ThingEnum>::VARIANTS)
-        })
+        Self::from_key(key)
+            .ok_or_else(|| {
+                ::x_sdk::model::unknown_enum_key(
+                    key,
+                    <Self as ::x_sdk::model::ThingEnum>::VARIANTS,
+                )
+            })
     }
 }
 impl ::x_sdk::model::ThingEnum for Mode13 {
-    const VARIANTS: &'static [(i64, &'static str)] = &[(0, "a"), (1, "b"), (2, "c"), (3, "d")];
+    const VARIANTS: &'static [(i64, &'static str)] = &[
+        (0, "a"),
+        (1, "b"),
+        (2, "c"),
+        (3, "d"),
+    ];
 }
 impl ::x_sdk::model::hex::HexValue for Mode13 {
     fn write_hex(
@@ -2176,13 +2376,22 @@ impl ::x_sdk::model::ThingValue for Mode14 {
         value: &::x_sdk::model::json::Value,
     ) -> ::core::result::Result<Self, ::x_sdk::model::ValueError> {
         let key = ::x_sdk::model::decode_enum_key(value)?;
-        Self::from_key(key).ok_or_else(|| {
-            ::x_sdk::model::unknown_enum_key(key, <Self as ::x_sdk::model::ThingEnum>::VARIANTS)
-        })
+        Self::from_key(key)
+            .ok_or_else(|| {
+                ::x_sdk::model::unknown_enum_key(
+                    key,
+                    <Self as ::x_sdk::model::ThingEnum>::VARIANTS,
+                )
+            })
     }
 }
 impl ::x_sdk::model::ThingEnum for Mode14 {
-    const VARIANTS: &'static [(i64, &'static str)] = &[(0, "a"), (1, "b"), (2, "c"), (3, "d")];
+    const VARIANTS: &'static [(i64, &'static str)] = &[
+        (0, "a"),
+        (1, "b"),
+        (2, "c"),
+        (3, "d"),
+    ];
 }
 impl ::x_sdk::model::hex::HexValue for Mode14 {
     fn write_hex(
