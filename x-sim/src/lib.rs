@@ -1,6 +1,8 @@
-//! The local X platform (`x-sim`): for now the platform's parameter generation tool
-//! (`x-sim creds`), a payload crypt tool (`x-sim crypt`) and the runner of HEX parsing scripts;
-//! the simulator itself follows.
+//! The local X platform (`x-sim`): the platform's parameter generation tool (`x-sim creds`),
+//! a payload crypt tool (`x-sim crypt`), the runner of HEX parsing scripts, and the
+//! platform's registry and login rules. The broker and platform behaviour build on these.
 
 pub mod cli;
+pub mod login;
+pub mod registry;
 pub mod script;
