@@ -2,6 +2,8 @@
 //! a payload crypt tool (`x-sim crypt`), the runner of HEX parsing scripts, and the
 //! platform's registry and login rules. The broker and platform behaviour build on these.
 
+pub mod access;
+pub mod broker;
 pub mod cli;
 pub mod login;
 pub mod registry;

@@ -71,10 +71,31 @@ pub struct Product {
     pub encrypted: bool,
     /// Message format.
     pub format: Format,
-    /// The thing model (JSON and HEX products).
-    pub model: Option<x_codegen::Model>,
+    /// The thing model (JSON and HEX products), validated when the registry was loaded.
+    pub model: Option<ModelSource>,
     /// The HEX parsing script's source: a supplied file, or generated from the model.
     pub script: Option<String>,
+}
+
+/// A product's thing model: its JSON text, checked at load time. The IR is built on demand
+/// ([`ModelSource::model`]) because it is not `Send` (it carries proc-macro spans for the
+/// derive path).
+#[derive(Debug, Clone)]
+pub struct ModelSource {
+    /// The Rust name x-codegen gives the model (from the file name).
+    pub name: String,
+    /// The model JSON.
+    pub text: String,
+}
+
+impl ModelSource {
+    /// The validated model IR.
+    ///
+    /// # Errors
+    /// Never for a registry-loaded model (it was validated); the diagnostics otherwise.
+    pub fn model(&self) -> Result<x_codegen::Model, Vec<x_codegen::Diagnostic>> {
+        x_codegen::load(&self.text, &self.name)
+    }
 }
 
 /// A registered device.
@@ -162,11 +183,14 @@ impl Registry {
         let mut registry = Registry::default();
         for (i, p) in file.product.into_iter().enumerate() {
             let at = |field: &str| format!("product[{i}].{field}");
-            let model = match &p.model {
-                Some(m) => Some(load_model(&base.join(m), &at("model"))?),
-                None => None,
+            let (model, ir) = match &p.model {
+                Some(m) => {
+                    let (source, ir) = load_model(&base.join(m), &at("model"))?;
+                    (Some(source), Some(ir))
+                }
+                None => (None, None),
             };
-            let script = match (&p.script, p.format, &model) {
+            let script = match (&p.script, p.format, &ir) {
                 (Some(s), _, _) => Some(std::fs::read_to_string(base.join(s)).map_err(|e| {
                     RegistryError::new(at("script"), format!("cannot read {}: {e}", s.display()))
                 })?),
@@ -335,11 +359,11 @@ pub fn issued_secret(product_key: &ProductKey, node_eui: &NodeEui) -> DeviceSecr
     DeviceSecret::from_bytes(bytes)
 }
 
-fn load_model(path: &Path, at: &str) -> Result<x_codegen::Model, RegistryError> {
+fn load_model(path: &Path, at: &str) -> Result<(ModelSource, x_codegen::Model), RegistryError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| RegistryError::new(at, format!("cannot read {}: {e}", path.display())))?;
     let name = x_codegen::model_name_for(path);
-    x_codegen::load(&text, &name).map_err(|diags| {
+    let ir = x_codegen::load(&text, &name).map_err(|diags| {
         RegistryError::new(
             at,
             format!(
@@ -352,5 +376,6 @@ fn load_model(path: &Path, at: &str) -> Result<x_codegen::Model, RegistryError> 
                     .join("; ")
             ),
         )
-    })
+    })?;
+    Ok((ModelSource { name, text }, ir))
 }

@@ -1,0 +1,112 @@
+//! The platform's access rules on the broker: who may connect (the login rules over the
+//! registry), and which topics each client may publish and subscribe. Also keeps each
+//! device's last offline time, which type-1 logins are checked against.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use x_protocol::topic::AUTH_TOPIC;
+use x_protocol::{DeviceIdentity, Publisher, Topic};
+
+use crate::broker::Authorizer;
+use crate::login::{Login, check_connect};
+use crate::registry::Registry;
+
+/// The platform's [`Authorizer`].
+#[derive(Debug, Clone)]
+pub struct PlatformAccess {
+    registry: Arc<RwLock<Registry>>,
+    logins: Arc<Mutex<HashMap<String, Login>>>,
+    last_offline: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl PlatformAccess {
+    /// Access rules over a shared registry.
+    pub fn new(registry: Arc<RwLock<Registry>>) -> Self {
+        Self {
+            registry,
+            logins: Arc::default(),
+            last_offline: Arc::default(),
+        }
+    }
+
+    /// Who a connected client is.
+    pub fn login(&self, client_id: &str) -> Option<Login> {
+        lock(&self.logins).get(client_id).cloned()
+    }
+
+    /// A device's last offline time (Unix seconds), if it has been online.
+    pub fn last_offline(&self, device: &DeviceIdentity) -> Option<u64> {
+        lock(&self.last_offline).get(&device.to_string()).copied()
+    }
+
+    /// Sets a device's last offline time (restored from storage).
+    pub fn set_last_offline(&self, device: &DeviceIdentity, secs: u64) {
+        lock(&self.last_offline).insert(device.to_string(), secs);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The device a V2 client id names (`V2_{ProductID}.{NodeEui}_...`), to find its last
+/// offline time before the login is decided.
+fn last_offline_key(client_id: &str, username: &str) -> Option<String> {
+    let ids = client_id.strip_prefix("V2_")?;
+    let (product, rest) = ids.split_once('.')?;
+    let node = rest.split('_').next()?;
+    let open_id = username.split('-').next()?;
+    Some(format!("{open_id}/{product}/{node}"))
+}
+
+impl Authorizer for PlatformAccess {
+    fn connect(&self, client_id: &str, username: &str, password: &str) -> Result<(), u8> {
+        let last = last_offline_key(client_id, username)
+            .and_then(|key| lock(&self.last_offline).get(&key).copied());
+        let registry = self
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match check_connect(&registry, client_id, username, password, now(), last) {
+            Ok(login) => {
+                lock(&self.logins).insert(client_id.to_owned(), login);
+                Ok(())
+            }
+            Err(refusal) => Err(refusal.connack_code()),
+        }
+    }
+
+    fn can_publish(&self, client_id: &str, topic: &str) -> bool {
+        match lock(&self.logins).get(client_id) {
+            Some(Login::Auth { .. }) => topic == AUTH_TOPIC,
+            Some(Login::Device { device, .. }) => Topic::parse_for(topic, device).is_ok_and(|t| {
+                t.device().is_some() && t.kind().spec().publisher == Publisher::Device
+            }),
+            None => false,
+        }
+    }
+
+    fn can_subscribe(&self, client_id: &str, filter: &str) -> bool {
+        match lock(&self.logins).get(client_id) {
+            Some(Login::Auth { device }) => filter == format!("{}/downlink", device.topic_prefix()),
+            Some(Login::Device { device, .. }) => {
+                filter.starts_with(&format!("{}/", device.topic_prefix()))
+            }
+            None => false,
+        }
+    }
+
+    fn disconnected(&self, client_id: &str) {
+        if let Some(Login::Device { device, .. }) = lock(&self.logins).remove(client_id) {
+            lock(&self.last_offline).insert(device.to_string(), now());
+        }
+    }
+}

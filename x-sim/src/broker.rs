@@ -1,0 +1,391 @@
+//! The simulator's MQTT 3.1.1 broker: strict where the platform is strict.
+//!
+//! Why not rumqttd: its auth handler can only accept or drop a client (no CONNACK return
+//! code, so a device cannot tell a refused login from a network fault) and it has no
+//! per-client topic permissions. This broker is small and does what the platform needs,
+//! on rumqttc's maintained MQTT codec (`rumqttc::mqttbytes::v4`):
+//!
+//! - CONNECT is decided by an [`Authorizer`]; refusals get CONNACK 4 (bad user name or
+//!   password) or 5 (not authorized) and the connection is closed;
+//! - SUBSCRIBE filters the authorizer does not allow get return code 0x80 (failure);
+//! - a PUBLISH to a topic the client may not publish closes the connection (MQTT 3.1.1 has
+//!   no negative PUBACK);
+//! - QoS 0 and 1 (PUBACK); messages are delivered at the lower of the two QoS levels, without
+//!   retransmission; no retained messages, no persistent sessions (a local simulator).
+//!
+//! In-process parties (the platform logic, tests) publish and subscribe through
+//! [`BrokerHandle`] without a socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
+};
+use rumqttc::mqttbytes::{self, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest packet accepted, in bytes.
+const MAX_PACKET: usize = 1024 * 1024;
+
+/// Decides who may connect and what each client may do. Implemented by the platform.
+pub trait Authorizer: Send + Sync + 'static {
+    /// Decides a CONNECT; `Err` carries the CONNACK return code (4 or 5).
+    ///
+    /// # Errors
+    /// The return code of the refusal.
+    fn connect(&self, client_id: &str, username: &str, password: &str) -> Result<(), u8>;
+
+    /// Whether `client_id` may publish on `topic`.
+    fn can_publish(&self, client_id: &str, topic: &str) -> bool;
+
+    /// Whether `client_id` may subscribe to `filter`.
+    fn can_subscribe(&self, client_id: &str, filter: &str) -> bool;
+
+    /// `client_id` went away (closed, refused a publish, or lost).
+    fn disconnected(&self, client_id: &str) {
+        let _ = client_id;
+    }
+}
+
+/// A message routed by the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The topic.
+    pub topic: String,
+    /// The payload.
+    pub payload: Bytes,
+    /// Who published it (`None` for in-process publishers).
+    pub from: Option<String>,
+}
+
+struct Subscriber {
+    filter: String,
+    qos: QoS,
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+#[derive(Default)]
+struct Routes {
+    subscribers: Vec<Subscriber>,
+    /// Connected clients by id: a connection number and the sender whose drop closes the
+    /// connection (when the id connects again, or on [`BrokerHandle::drop_client`]).
+    clients: HashMap<String, (u64, oneshot::Sender<()>)>,
+    /// Connections so far, to number them.
+    connections: u64,
+}
+
+impl Routes {
+    fn route(&mut self, message: &Message) {
+        self.subscribers.retain(|s| !s.tx.is_closed());
+        for s in &self.subscribers {
+            if topic_matches(&s.filter, &message.topic) {
+                let _ = s.tx.send(message.clone());
+            }
+        }
+    }
+}
+
+/// A running broker: its address, and in-process publish/subscribe.
+#[derive(Clone)]
+pub struct BrokerHandle {
+    addr: SocketAddr,
+    routes: Arc<Mutex<Routes>>,
+}
+
+impl std::fmt::Debug for BrokerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerHandle")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl BrokerHandle {
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Publishes in-process (QoS 0 to every matching subscriber).
+    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) {
+        let message = Message {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+            from: None,
+        };
+        lock(&self.routes).route(&message);
+    }
+
+    /// Subscribes in-process to `filter` (`+` and `#` wildcards).
+    pub fn subscribe(&self, filter: &str) -> mpsc::UnboundedReceiver<Message> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.routes).subscribers.push(Subscriber {
+            filter: filter.to_owned(),
+            qos: QoS::AtMostOnce,
+            tx,
+        });
+        rx
+    }
+
+    /// Closes the connection of `client_id`, as a network fault would. Returns whether it was
+    /// connected.
+    pub fn drop_client(&self, client_id: &str) -> bool {
+        lock(&self.routes).clients.remove(client_id).is_some()
+    }
+}
+
+fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
+    routes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts a broker on `addr` (port 0 for a free port) and returns its handle.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn start(addr: SocketAddr, auth: Arc<dyn Authorizer>) -> std::io::Result<BrokerHandle> {
+    let listener = TcpListener::bind(addr).await?;
+    let handle = BrokerHandle {
+        addr: listener.local_addr()?,
+        routes: Arc::default(),
+    };
+    let routes = handle.routes.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let routes = routes.clone();
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                let _ = Connection::serve(stream, routes, auth).await;
+            });
+        }
+    });
+    Ok(handle)
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum End {
+    Io,
+    Protocol,
+    Refused,
+    Closed,
+}
+
+struct Connection {
+    stream: TcpStream,
+    read: BytesMut,
+    client_id: String,
+}
+
+impl Connection {
+    async fn serve(
+        stream: TcpStream,
+        routes: Arc<Mutex<Routes>>,
+        auth: Arc<dyn Authorizer>,
+    ) -> Result<(), End> {
+        let mut conn = Connection {
+            stream,
+            read: BytesMut::with_capacity(4096),
+            client_id: String::new(),
+        };
+        let Packet::Connect(connect) = conn.next_packet().await? else {
+            return Err(End::Protocol);
+        };
+        let (username, password) = connect
+            .login
+            .as_ref()
+            .map_or(("", ""), |l| (l.username.as_str(), l.password.as_str()));
+        if let Err(code) = auth.connect(&connect.client_id, username, password) {
+            let code = if code == 4 {
+                ConnectReturnCode::BadUserNamePassword
+            } else {
+                ConnectReturnCode::NotAuthorized
+            };
+            conn.send(&Packet::ConnAck(ConnAck::new(code, false)))
+                .await?;
+            return Err(End::Refused);
+        }
+        conn.client_id = connect.client_id.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+        let (kill_tx, mut kill) = oneshot::channel::<()>();
+        let number = {
+            let mut r = lock(&routes);
+            r.connections += 1;
+            let number = r.connections;
+            // The same client id again: the older connection is taken over (MQTT 3.1.1).
+            r.clients.insert(conn.client_id.clone(), (number, kill_tx));
+            number
+        };
+        conn.send(&Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            false,
+        )))
+        .await?;
+        let result = conn
+            .run(&routes, auth.as_ref(), &tx, &mut rx, &mut kill)
+            .await;
+        let still_ours = {
+            let mut r = lock(&routes);
+            r.subscribers.retain(|s| !s.tx.same_channel(&tx));
+            // Ours unless a newer connection with the same id took the entry over.
+            let ours = r
+                .clients
+                .get(&conn.client_id)
+                .is_none_or(|(n, _)| *n == number);
+            if ours {
+                r.clients.remove(&conn.client_id);
+            }
+            ours
+        };
+        // A connection taken over by a newer one with the same id is not a disconnect.
+        if still_ours {
+            auth.disconnected(&conn.client_id);
+        }
+        result
+    }
+
+    async fn run(
+        &mut self,
+        routes: &Mutex<Routes>,
+        auth: &dyn Authorizer,
+        tx: &mpsc::UnboundedSender<Message>,
+        rx: &mut mpsc::UnboundedReceiver<Message>,
+        kill: &mut oneshot::Receiver<()>,
+    ) -> Result<(), End> {
+        let mut next_pkid: u16 = 0;
+        loop {
+            tokio::select! {
+                _ = &mut *kill => return Err(End::Closed),
+                packet = self.next_packet() => match packet? {
+                    Packet::Publish(p) => {
+                        if !auth.can_publish(&self.client_id, &p.topic) {
+                            return Err(End::Refused);
+                        }
+                        if p.qos == QoS::AtLeastOnce {
+                            self.send(&Packet::PubAck(PubAck::new(p.pkid))).await?;
+                        }
+                        lock(routes).route(&Message {
+                            topic: p.topic,
+                            payload: p.payload,
+                            from: Some(self.client_id.clone()),
+                        });
+                    }
+                    Packet::Subscribe(s) => {
+                        let mut codes = Vec::with_capacity(s.filters.len());
+                        for f in s.filters {
+                            if auth.can_subscribe(&self.client_id, &f.path) {
+                                let qos = if f.qos == QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                                lock(routes).subscribers.push(Subscriber { filter: f.path, qos, tx: tx.clone() });
+                                codes.push(SubscribeReasonCode::Success(qos));
+                            } else {
+                                codes.push(SubscribeReasonCode::Failure);
+                            }
+                        }
+                        self.send(&Packet::SubAck(SubAck::new(s.pkid, codes))).await?;
+                    }
+                    Packet::Unsubscribe(u) => {
+                        lock(routes).subscribers.retain(|s| !(s.tx.same_channel(tx) && u.topics.contains(&s.filter)));
+                        self.send(&Packet::UnsubAck(UnsubAck::new(u.pkid))).await?;
+                    }
+                    Packet::PingReq => self.send(&Packet::PingResp).await?,
+                    Packet::PubAck(_) => {}
+                    Packet::Disconnect => return Ok(()),
+                    _ => return Err(End::Protocol),
+                },
+                message = rx.recv() => {
+                    let Some(message) = message else {
+                        return Err(End::Closed);
+                    };
+                    let qos = lock(routes)
+                        .subscribers
+                        .iter()
+                        .filter(|s| s.tx.same_channel(tx) && topic_matches(&s.filter, &message.topic))
+                        .map(|s| s.qos)
+                        .max_by_key(|q| *q as u8)
+                        .unwrap_or(QoS::AtMostOnce);
+                    let mut publish = Publish::new(message.topic, qos, message.payload.to_vec());
+                    if qos == QoS::AtLeastOnce {
+                        next_pkid = next_pkid.checked_add(1).unwrap_or(1).max(1);
+                        publish.pkid = next_pkid;
+                    }
+                    self.send(&Packet::Publish(publish)).await?;
+                }
+            }
+        }
+    }
+
+    async fn next_packet(&mut self) -> Result<Packet, End> {
+        loop {
+            match Packet::read(&mut self.read, MAX_PACKET) {
+                Ok(packet) => return Ok(packet),
+                Err(mqttbytes::Error::InsufficientBytes(_)) => {
+                    let n = self
+                        .stream
+                        .read_buf(&mut self.read)
+                        .await
+                        .map_err(|_| End::Io)?;
+                    if n == 0 {
+                        return Err(End::Io);
+                    }
+                }
+                Err(_) => return Err(End::Protocol),
+            }
+        }
+    }
+
+    async fn send(&mut self, packet: &Packet) -> Result<(), End> {
+        let mut out = BytesMut::new();
+        packet
+            .write(&mut out, MAX_PACKET)
+            .map_err(|_| End::Protocol)?;
+        self.stream.write_all(&out).await.map_err(|_| End::Io)
+    }
+}
+
+/// MQTT topic filter matching with `+` (one level) and `#` (the rest).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_matches;
+
+    #[test]
+    fn filters() {
+        let p = "/sys/7ED01E2A/AA30C505/D1";
+        assert!(topic_matches(&format!("{p}/+"), &format!("{p}/downlink")));
+        assert!(!topic_matches(
+            &format!("{p}/+"),
+            &format!("{p}/model/property/set")
+        ));
+        assert!(topic_matches(
+            &format!("{p}/model/service/+"),
+            &format!("{p}/model/service/reset")
+        ));
+        assert!(topic_matches(
+            &format!("{p}/#"),
+            &format!("{p}/model/hex/downlink")
+        ));
+        assert!(!topic_matches(
+            &format!("{p}/downlink"),
+            &format!("{p}/downlink_ack")
+        ));
+    }
+}
