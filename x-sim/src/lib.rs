@@ -6,5 +6,6 @@ pub mod access;
 pub mod broker;
 pub mod cli;
 pub mod login;
+pub mod platform;
 pub mod registry;
 pub mod script;

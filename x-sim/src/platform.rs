@@ -1,0 +1,285 @@
+//! The platform's side of the protocol, on the simulator broker: the auth phase (HeaderCtrl
+//! 1 with DeviceSecret, and SessionID/Nonce for encrypted products), acks of device messages
+//! on the right topic with the request's MessageId and HeaderCtrl, decryption of encrypted
+//! payloads, time sync, and a record of everything received.
+//!
+//! Not yet here (the x-sim issue goes on): validation of reports against the thing model,
+//! HEX decoding through the parsing script, downlinks with awaited acks, key rotation,
+//! config, OTA, persistence and the HTTP API.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use x_protocol::payload::{AuthRequest, SessionGrant};
+use x_protocol::topic::AUTH_TOPIC;
+use x_protocol::{
+    AckPayload, DeviceIdentity, Frame, HeaderCtrl, SessionKey, Topic, TopicKind, derive_session_key,
+};
+
+use crate::access::PlatformAccess;
+use crate::broker::{BrokerHandle, Message};
+use crate::login::{Login, auth_reply};
+use crate::registry::Registry;
+
+/// One message the platform received from a device, as it was understood.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// The device.
+    pub device: DeviceIdentity,
+    /// Which topic it came on.
+    pub kind: TopicKind,
+    /// The frame's command.
+    pub header_ctrl: HeaderCtrl,
+    /// The plain payload (decrypted for encrypted products).
+    pub payload: Value,
+    /// When, in Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// What the platform did with a message, for logs and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The topic it published on.
+    pub topic: String,
+    /// The frame it published.
+    pub frame: Frame,
+}
+
+/// The platform logic.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    registry: Arc<RwLock<Registry>>,
+    access: PlatformAccess,
+    sessions: Arc<Mutex<HashMap<String, SessionKey>>>,
+    received: Arc<Mutex<Vec<Received>>>,
+    next_session: Arc<Mutex<u32>>,
+    ids: Arc<x_protocol::MessageIdSource>,
+    timezone: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Platform {
+    /// Platform logic over the registry and the broker's access rules.
+    pub fn new(registry: Arc<RwLock<Registry>>, access: PlatformAccess) -> Self {
+        Self {
+            registry,
+            access,
+            sessions: Arc::default(),
+            received: Arc::default(),
+            next_session: Arc::default(),
+            ids: Arc::default(),
+            timezone: "Asia/Shanghai".to_owned(),
+        }
+    }
+
+    /// Serves the broker: every message on `/sys/#` is handled and its replies published.
+    pub fn serve(&self, broker: &BrokerHandle) -> tokio::task::JoinHandle<()> {
+        let mut inbox = broker.subscribe("/sys/#");
+        let platform = self.clone();
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            while let Some(message) = inbox.recv().await {
+                for reply in platform.handle(&message) {
+                    broker.publish(&reply.topic, reply.frame.encode());
+                }
+            }
+        })
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.received).clone()
+    }
+
+    /// The SessionKey of a device of an encrypted product, once it has authenticated.
+    pub fn session_key(&self, device: &DeviceIdentity) -> Option<SessionKey> {
+        lock(&self.sessions).get(&device.to_string()).cloned()
+    }
+
+    /// Handles one message from a client; returns the replies to publish. Messages the
+    /// platform publishes itself, and frames it cannot read, get no reply (they are logged).
+    pub fn handle(&self, message: &Message) -> Vec<Reply> {
+        let Some(client) = &message.from else {
+            return Vec::new();
+        };
+        let Ok(frame) = Frame::decode(&message.payload) else {
+            // Full-HEX reports (28) are bare hex strings, not frames.
+            return self.full_hex(client, message);
+        };
+        match self.access.login(client) {
+            Some(Login::Auth { device }) if message.topic == AUTH_TOPIC => {
+                self.auth(&device, &frame).into_iter().collect()
+            }
+            Some(Login::Device { device, .. }) => self.device_frame(&device, &message.topic, frame),
+            _ => Vec::new(),
+        }
+    }
+
+    fn auth(&self, device: &DeviceIdentity, frame: &Frame) -> Option<Reply> {
+        if frame.header_ctrl != HeaderCtrl::Auth {
+            return None;
+        }
+        let request: AuthRequest = frame.payload_as().ok()?;
+        let mut grant = None;
+        let reply = {
+            let mut registry = self
+                .registry
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            auth_reply(&mut registry, device, &request, || {
+                let g = self.new_session();
+                grant = Some(g.clone());
+                g
+            })
+        };
+        if let Some(g) = grant {
+            let registry = self
+                .registry
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(product) = registry.product(device.product_id.as_str())
+                && let Ok(key) = derive_session_key(&product.product_key, &g.session_id, g.nonce)
+            {
+                lock(&self.sessions).insert(device.to_string(), key);
+            }
+        }
+        let topic = Topic::new(device.clone(), TopicKind::Downlink).ok()?;
+        let frame = Frame::with_payload(frame.message_id.clone(), HeaderCtrl::Auth, &reply).ok()?;
+        Some(Reply {
+            topic: topic.to_string(),
+            frame,
+        })
+    }
+
+    fn new_session(&self) -> SessionGrant {
+        let mut next = lock(&self.next_session);
+        *next = next.wrapping_add(1);
+        // Short enough that SessionID + hex(Nonce) stays one AES block.
+        SessionGrant {
+            session_id: format!("{:08X}", 0x3700_0000u32.wrapping_add(*next)),
+            nonce: i32::try_from(*next % 0x7fff).unwrap_or(1),
+        }
+    }
+
+    fn device_frame(&self, device: &DeviceIdentity, topic: &str, frame: Frame) -> Vec<Reply> {
+        let Ok(parsed) = Topic::parse_for(topic, device) else {
+            return Vec::new();
+        };
+        let kind = parsed.kind();
+        let ack_kind = match kind {
+            TopicKind::Uplink => TopicKind::UplinkAck,
+            TopicKind::FirmwareReport => TopicKind::FirmwareReportAck,
+            TopicKind::PropertyReport => TopicKind::PropertyReportAck,
+            TopicKind::EventReport => TopicKind::EventReportAck,
+            TopicKind::HistoryReport => TopicKind::HistoryReportAck,
+            TopicKind::HexReport => TopicKind::HexReportAck,
+            TopicKind::UpdateTime => TopicKind::UpdateTimeAck,
+            // Acks of platform commands, and config reports: recorded, not acked.
+            _ => {
+                self.record(device, kind, &frame);
+                return Vec::new();
+            }
+        };
+        let ack = match self.plain_payload(device, &frame) {
+            Ok(payload) => {
+                let frame = Frame {
+                    payload,
+                    ..frame.clone()
+                };
+                self.record(device, kind, &frame);
+                if kind == TopicKind::UpdateTime {
+                    AckPayload::success(Some(
+                        json!({"timestamp": now_ms(), "timezone": self.timezone}),
+                    ))
+                } else {
+                    AckPayload::success(None)
+                }
+            }
+            Err(reason) => AckPayload::failure(reason),
+        };
+        let ack_topic = match parsed.identifier() {
+            Some(id) => Topic::with_identifier(device.clone(), ack_kind, id.clone()),
+            None => Topic::new(device.clone(), ack_kind),
+        };
+        match ack_topic {
+            Ok(t) => vec![Reply {
+                topic: t.to_string(),
+                frame: Frame::ack_of(&frame, &ack),
+            }],
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The frame's payload in plain JSON: decrypted for encrypted products, except the
+    /// commands that are never encrypted.
+    fn plain_payload(&self, device: &DeviceIdentity, frame: &Frame) -> Result<Value, String> {
+        let encrypted = self
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .product(device.product_id.as_str())
+            .is_some_and(|p| p.encrypted);
+        if !encrypted || !frame.header_ctrl.is_encrypted_uplink() {
+            return Ok(frame.payload.clone());
+        }
+        let Some(key) = self.session_key(device) else {
+            return Err("no SessionKey: run the auth phase first".to_owned());
+        };
+        frame.decrypted_payload(&key).map_err(|e| e.to_string())
+    }
+
+    fn record(&self, device: &DeviceIdentity, kind: TopicKind, frame: &Frame) {
+        lock(&self.received).push(Received {
+            device: device.clone(),
+            kind,
+            header_ctrl: frame.header_ctrl,
+            payload: frame.payload.clone(),
+            at_ms: now_ms(),
+        });
+    }
+
+    fn full_hex(&self, client: &str, message: &Message) -> Vec<Reply> {
+        let Some(Login::Device { device, .. }) = self.access.login(client) else {
+            return Vec::new();
+        };
+        let Ok(topic) = Topic::parse_for(&message.topic, &device) else {
+            return Vec::new();
+        };
+        if topic.kind() != TopicKind::FullHex {
+            return Vec::new();
+        }
+        let text = String::from_utf8_lossy(&message.payload).into_owned();
+        // A full-HEX report has no MessageId of its own; the ack gets a fresh one.
+        let frame = Frame::new(
+            self.ids.next_id(),
+            HeaderCtrl::FullHexReport,
+            Value::String(text),
+        );
+        let ack = match x_protocol::model::hex::from_hex(frame.payload.as_str().unwrap_or_default())
+        {
+            Ok(_) => {
+                self.record(&device, TopicKind::FullHex, &frame);
+                AckPayload::success(None)
+            }
+            Err(e) => AckPayload::failure(e.to_string()),
+        };
+        match Topic::new(device, TopicKind::FullHexAck) {
+            Ok(t) => vec![Reply {
+                topic: t.to_string(),
+                frame: Frame::ack_of(&frame, &ack),
+            }],
+            Err(_) => Vec::new(),
+        }
+    }
+}
