@@ -9,3 +9,4 @@ pub mod login;
 pub mod platform;
 pub mod registry;
 pub mod script;
+pub mod validate;

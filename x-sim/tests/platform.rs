@@ -226,6 +226,48 @@ async fn two_phase_login_and_encrypted_reports() {
     assert_eq!(topic, format!("{p}/model/event/overheat/report_ack"));
     assert_eq!(ack.message_id, 79u32.into());
 
+    // Reports and events are checked against the thing model: 4001 with the reasons.
+    for (topic, payload, reason) in [
+        (
+            "model/property/report",
+            json!({"colour": 1, "power": 9999}),
+            "colour: unknown property; power: 9999 is above the maximum 3500",
+        ),
+        (
+            "model/property/report",
+            json!({"switch": "on"}),
+            "switch: expected 0 or 1, got \"on\"",
+        ),
+        (
+            "model/event/overheat/report",
+            json!({"temperature": 96.5}),
+            "action: missing input",
+        ),
+        (
+            "model/event/meltdown/report",
+            json!({"level": 1}),
+            "meltdown: unknown event",
+        ),
+    ] {
+        let mut frame = Frame::new(81u32, HeaderCtrl::PropertyReport, payload);
+        frame.encrypt_payload(&key);
+        c.publish(
+            format!("{p}/{topic}"),
+            QoS::AtLeastOnce,
+            false,
+            frame.encode(),
+        )
+        .await
+        .unwrap();
+        let (_, ack) = next_publish(&mut events).await;
+        let ack = ack.ack().unwrap();
+        assert_eq!(
+            (ack.code.as_str(), ack.msg.as_str()),
+            ("4001", reason),
+            "{topic}"
+        );
+    }
+
     // Time sync: never encrypted; the ack carries the platform's time.
     let sync = Frame::new(80u32, HeaderCtrl::TimeSync, Value::String(String::new()));
     c.publish(

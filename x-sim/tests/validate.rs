@@ -1,0 +1,60 @@
+//! The simulator's model checks give the same reasons as the generated bindings (see
+//! tests/generated.rs in the root crate), so a device and the platform agree.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::json;
+use x_sim::validate::{event_report, property_report};
+
+fn model(file: &str) -> x_codegen::Model {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(file);
+    x_codegen::load(&std::fs::read_to_string(path).unwrap(), "M").unwrap()
+}
+
+#[test]
+fn nested_values_and_the_same_messages() {
+    let m = model("cold-chain-tracker.json");
+    assert!(property_report(&m, &json!({"position":{"lat":30.27,"lng":120.15,"alt":12.5},"probes":[4.5,-18.2],"doorOpen":"1"})).is_ok());
+    for (payload, reason) in [
+        (
+            json!({"route":[{"lat":1,"lng":2,"ts":3},{"lat":1,"ts":3}]}),
+            "route: [1]: missing field \"lng\"",
+        ),
+        (
+            json!({"position":{"lat":1,"lng":2,"alt":3,"speed":4}}),
+            "position: unknown field \"speed\"",
+        ),
+        (
+            json!({"alarmLevels":[1,"200"]}),
+            "alarmLevels: [1]: 200 is above the maximum 100",
+        ),
+        (
+            json!({"alarmLevels":[1,2,3,4]}),
+            "alarmLevels: 4 elements, at most 3 allowed",
+        ),
+        (
+            json!({"setpoint":-18.3}),
+            "setpoint: -18.3 is not a multiple of the step 0.5 from -30",
+        ),
+        (
+            json!({"shipmentId":7}),
+            "shipmentId: expected a string, got 7",
+        ),
+        (json!([1]), "Payload: expected an object, got [1]"),
+    ] {
+        assert_eq!(
+            property_report(&m, &payload).unwrap_err().to_string(),
+            reason,
+            "{payload}"
+        );
+    }
+    let plug = model("smart-plug.json");
+    assert_eq!(
+        event_report(&plug, "overheat", &json!({"temperature":95.3,"action":7}))
+            .unwrap_err()
+            .to_string(),
+        "action: unknown enum key 7 (allowed: 0=none, 1=powerCut)"
+    );
+    assert!(event_report(&plug, "powerOnline", &json!({"bootReason":"2","bootAt":1})).is_ok());
+}
