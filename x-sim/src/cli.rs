@@ -57,6 +57,16 @@ enum Command {
         #[command(subcommand)]
         direction: CryptDirection,
     },
+    /// Run the local platform: the broker with the platform's login rules, and the platform
+    /// logic, until interrupted.
+    Serve {
+        /// The registry file (TOML; see docs/x-sim.md).
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+        /// The broker's address (port 0 for a free port; printed at start).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1883")]
+        listen: String,
+    },
 }
 
 /// Flags of `x-sim creds`. Values are taken as text and validated here, so that errors name
@@ -126,6 +136,7 @@ pub fn run(
             let text = creds(&args)?;
             stdout.write_all(text.as_bytes())?;
         }
+        Command::Serve { config, listen } => serve(&config, &listen, &mut stdout)?,
         Command::Crypt { direction } => match direction {
             CryptDirection::Encrypt(KeyArg { key }) => {
                 let key: SessionKey = parse_key("--key", &key)?;
@@ -151,6 +162,33 @@ pub fn run(
     Ok(())
 }
 
+/// `x-sim serve`: loads the registry, starts broker and platform, prints the address, and
+/// runs until Ctrl-C.
+fn serve(config: &std::path::Path, listen: &str, stdout: &mut impl Write) -> Result<(), CliError> {
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        CliError::flag(
+            "--listen",
+            format!("expected an address like 127.0.0.1:1883, got {listen:?}"),
+        )
+    })?;
+    let registry =
+        crate::registry::Registry::load(config).map_err(|e| CliError::flag("--config", e))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let registry = std::sync::Arc::new(std::sync::RwLock::new(registry));
+        let access = crate::access::PlatformAccess::new(registry.clone());
+        let broker = crate::broker::start(addr, std::sync::Arc::new(access.clone()))
+            .await
+            .map_err(|e| CliError::flag("--listen", format!("cannot listen on {addr}: {e}")))?;
+        let platform = crate::platform::Platform::new(registry, access);
+        platform.serve(&broker);
+        writeln!(stdout, "x-sim: broker listening on {}", broker.addr())?;
+        stdout.flush()?;
+        let _ = tokio::signal::ctrl_c().await;
+        Ok(())
+    })
+}
+
 /// Turns clap's multi-line error into one line; help and version go to stdout.
 fn clap_error(e: clap::Error, stdout: &mut impl Write) -> Result<(), CliError> {
     use clap::error::ErrorKind;
@@ -161,7 +199,7 @@ fn clap_error(e: clap::Error, stdout: &mut impl Write) -> Result<(), CliError> {
     }
     if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         return Err(CliError::Usage(
-            "missing subcommand: expected one of creds, crypt (see x-sim --help)".to_owned(),
+            "missing subcommand: expected one of creds, crypt, serve (see x-sim --help)".to_owned(),
         ));
     }
     let line = rendered
