@@ -6,8 +6,9 @@
 //! JSON property reports and events of thing-model products are checked against the model
 //! (unknown identifiers, wrong types, out-of-range values: "4001" with the reason).
 //!
-//! Not yet here (the x-sim issue goes on): checks of history uploads, HEX decoding through
-//! the parsing script, downlinks with awaited acks, key rotation,
+//! History uploads are checked entry by entry.
+//!
+//! Not yet here (the x-sim issue goes on): HEX decoding through the parsing script, downlinks with awaited acks, key rotation,
 //! config, OTA, persistence and the HTTP API.
 
 use std::collections::HashMap;
@@ -259,7 +260,10 @@ impl Platform {
         identifier: Option<&str>,
         payload: &Value,
     ) -> Result<(), String> {
-        if !matches!(kind, TopicKind::PropertyReport | TopicKind::EventReport) {
+        if !matches!(
+            kind,
+            TopicKind::PropertyReport | TopicKind::EventReport | TopicKind::HistoryReport
+        ) {
             return Ok(());
         }
         let source = {
@@ -280,6 +284,7 @@ impl Platform {
             .map_err(|_| "the product's thing model does not load".to_owned())?;
         let result = match kind {
             TopicKind::PropertyReport => crate::validate::property_report(&model, payload),
+            TopicKind::HistoryReport => crate::validate::history(&model, payload),
             _ => crate::validate::event_report(&model, identifier.unwrap_or_default(), payload),
         };
         result.map_err(|rejections| rejections.to_string())

@@ -40,6 +40,73 @@ pub fn event_report(model: &Model, identifier: &str, payload: &Value) -> Result<
     params(&fields, map, "output", true)
 }
 
+/// Checks a history upload (HeaderCtrl 27): every property entry against its property and
+/// every event entry against its event, each with an integer millisecond `time`.
+///
+/// # Errors
+/// Every bad entry, named by batch, list position and identifier.
+pub fn history(model: &Model, payload: &Value) -> Result<(), Rejections> {
+    let upload: x_protocol::payload::HistoryUpload = serde_json::from_value(payload.clone())
+        .map_err(|e| {
+            let mut r = Rejections::default();
+            r.push(
+                "Payload",
+                RejectionReason::Value(ValueError::new(ValueProblem::Type {
+                    expected: "a history upload {params: [{properties, events}]}",
+                    got: e.to_string(),
+                })),
+            );
+            r
+        })?;
+    let mut rejections = Rejections::default();
+    for (b, batch) in upload.params.iter().enumerate() {
+        match batch.property_entries() {
+            Ok(entries) => {
+                for (id, timed) in entries {
+                    let at = format!("params[{b}].properties.{id}");
+                    match model.properties.iter().find(|p| p.field.identifier == id) {
+                        Some(p) => {
+                            if let Err(e) = value_of(&p.field.ty, &timed.value) {
+                                rejections.push(at, RejectionReason::Value(e));
+                            }
+                        }
+                        None => rejections.push(at, RejectionReason::Unknown("property")),
+                    }
+                }
+            }
+            Err((id, why)) => rejections.push(
+                format!("params[{b}].properties.{id}"),
+                RejectionReason::Value(ValueError::new(ValueProblem::Type {
+                    expected: "{value, time}",
+                    got: why,
+                })),
+            ),
+        }
+        match batch.event_entries() {
+            Ok(entries) => {
+                for (id, timed) in entries {
+                    if let Err(r) = event_report(model, id, &timed.value) {
+                        for one in r.0 {
+                            rejections.push(
+                                format!("params[{b}].events.{id}.{}", one.identifier),
+                                one.reason,
+                            );
+                        }
+                    }
+                }
+            }
+            Err((id, why)) => rejections.push(
+                format!("params[{b}].events.{id}"),
+                RejectionReason::Value(ValueError::new(ValueProblem::Type {
+                    expected: "{value, time}",
+                    got: why,
+                })),
+            ),
+        }
+    }
+    rejections.into_result(|| ())
+}
+
 fn not_an_object(payload: &Value) -> Rejections {
     let mut r = Rejections::default();
     r.push(

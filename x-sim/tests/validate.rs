@@ -58,3 +58,22 @@ fn nested_values_and_the_same_messages() {
     );
     assert!(event_report(&plug, "powerOnline", &json!({"bootReason":"2","bootAt":1})).is_ok());
 }
+
+#[test]
+fn history_uploads_are_checked_entry_by_entry() {
+    let plug = model("smart-plug.json");
+    let ok = json!({"params":[{"properties":[{"power":{"value":12.5,"time":1524448722000i64},"switch":{"value":1,"time":1524448722000i64}}],
+        "events":[{"overheat":{"value":{"temperature":95.0,"action":1},"time":1524448722000i64}}]}]});
+    assert!(x_sim::validate::history(&plug, &ok).is_ok());
+    let bad = json!({"params":[
+        {"properties":[{"power":{"value":99999,"time":1}},{"colour":{"value":1,"time":1}}]},
+        {"properties":[{"switch":{"value":1}}],"events":[{"overheat":{"value":{"temperature":95.0},"time":1}}]}
+    ]});
+    assert_eq!(
+        x_sim::validate::history(&plug, &bad)
+            .unwrap_err()
+            .to_string(),
+        "params[0].properties.power: 99999 is above the maximum 3500; params[0].properties.colour: unknown property; \
+         params[1].properties.switch: expected {value, time}, got missing field `time`; params[1].events.overheat.action: missing input"
+    );
+}
