@@ -13,13 +13,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
 
 use serde_json::{Value, json};
 use x_protocol::payload::{AuthRequest, SessionGrant};
 use x_protocol::topic::AUTH_TOPIC;
 use x_protocol::{
-    AckPayload, DeviceIdentity, Frame, HeaderCtrl, SessionKey, Topic, TopicKind, derive_session_key,
+    AckPayload, DeviceIdentity, Frame, HeaderCtrl, MessageId, SessionKey, Topic, TopicKind,
+    derive_session_key,
 };
 
 use crate::access::PlatformAccess;
@@ -60,7 +63,27 @@ pub struct Platform {
     received: Arc<Mutex<Vec<Received>>>,
     next_session: Arc<Mutex<u32>>,
     ids: Arc<x_protocol::MessageIdSource>,
+    pending: Arc<Mutex<Pending>>,
     timezone: String,
+}
+
+/// Commands waiting for their answer, by device and MessageId.
+type Pending = HashMap<(String, MessageId), oneshot::Sender<Frame>>;
+
+/// Why a platform command got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No answer within the timeout.
+    #[error("no answer from {device} within {timeout:?}")]
+    Timeout {
+        /// The device.
+        device: String,
+        /// How long the platform waited.
+        timeout: Duration,
+    },
+    /// The command could not be built.
+    #[error("{0}")]
+    Build(String),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -83,6 +106,7 @@ impl Platform {
             received: Arc::default(),
             next_session: Arc::default(),
             ids: Arc::default(),
+            pending: Arc::default(),
             timezone: "Asia/Shanghai".to_owned(),
         }
     }
@@ -191,7 +215,12 @@ impl Platform {
             TopicKind::UpdateTime => TopicKind::UpdateTimeAck,
             // Acks of platform commands, and config reports: recorded, not acked.
             _ => {
+                let frame = match self.plain_payload(device, &frame) {
+                    Ok(payload) => Frame { payload, ..frame },
+                    Err(_) => frame,
+                };
                 self.record(device, kind, &frame);
+                self.answer(device, &frame);
                 return Vec::new();
             }
         };
@@ -211,6 +240,10 @@ impl Platform {
                     ..frame.clone()
                 };
                 self.record(device, kind, &frame);
+                if matches!(kind, TopicKind::PropertyReport | TopicKind::FirmwareReport) {
+                    // The answer to a property ask (23) or a firmware ask (13).
+                    self.answer(device, &frame);
+                }
                 if kind == TopicKind::UpdateTime {
                     AckPayload::success(Some(
                         json!({"timestamp": now_ms(), "timezone": self.timezone}),
@@ -250,6 +283,68 @@ impl Platform {
             return Err("no SessionKey: run the auth phase first".to_owned());
         };
         frame.decrypted_payload(&key).map_err(|e| e.to_string())
+    }
+
+    /// Hands a device's answer to the command waiting for it (same MessageId).
+    fn answer(&self, device: &DeviceIdentity, frame: &Frame) {
+        let waiting = lock(&self.pending).remove(&(device.to_string(), frame.message_id.clone()));
+        if let Some(tx) = waiting {
+            let _ = tx.send(frame.clone());
+        }
+    }
+
+    /// Sends a platform command to a device and waits for its answer: the ack on the
+    /// command's ack topic (property set, service call, passthrough downlink, OTA notify), or
+    /// the report that answers it (property ask, config ask or set, firmware ask), matched by
+    /// MessageId. Payloads of encrypted products are encrypted; the answer's payload comes back
+    /// decrypted.
+    ///
+    /// # Errors
+    /// [`CommandError::Timeout`] when the device does not answer in time.
+    pub async fn command(
+        &self,
+        broker: &BrokerHandle,
+        topic: &Topic,
+        header_ctrl: HeaderCtrl,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<Frame, CommandError> {
+        let Some(device) = topic.device().cloned() else {
+            return Err(CommandError::Build(
+                "the auth topic takes no commands".into(),
+            ));
+        };
+        let id = self.ids.next_id();
+        let mut frame = Frame::new(id.clone(), header_ctrl, payload);
+        let encrypted = self
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .product(device.product_id.as_str())
+            .is_some_and(|p| p.encrypted);
+        if encrypted {
+            match self.session_key(&device) {
+                Some(key) => frame.encrypt_payload(&key),
+                None => {
+                    return Err(CommandError::Build(format!(
+                        "{device} has no SessionKey yet"
+                    )));
+                }
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert((device.to_string(), id.clone()), tx);
+        broker.publish(&topic.to_string(), frame.encode());
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                lock(&self.pending).remove(&(device.to_string(), id));
+                Err(CommandError::Timeout {
+                    device: device.to_string(),
+                    timeout,
+                })
+            }
+        }
     }
 
     /// Checks JSON reports and events of thing-model products against the model.

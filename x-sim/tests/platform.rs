@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use x_protocol::payload::{AuthCode, AuthReply, AuthRequest, TimeSyncData};
 use x_protocol::{
     ConnectType, DeviceIdentity, Frame, HeaderCtrl, MqttLogin, ProductKey, RegistrationType,
-    SessionKey, derive_session_key,
+    SessionKey, Topic, TopicKind, derive_session_key,
 };
 use x_sim::access::PlatformAccess;
 use x_sim::broker::{self, BrokerHandle};
@@ -283,4 +283,102 @@ async fn two_phase_login_and_encrypted_reports() {
     let data: TimeSyncData = serde_json::from_value(ack.ack().unwrap().data.unwrap()).unwrap();
     assert!(data.timestamp > 1_700_000_000_000);
     assert_eq!(data.timezone, "Asia/Shanghai");
+
+    // Platform commands, answered by the device with the same MessageId.
+    c.subscribe(format!("{p}/model/property/set"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    c.subscribe(format!("{p}/model/property/ask"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        subscribed(&mut events).await;
+    }
+    let device_side = async {
+        for _ in 0..2 {
+            let (topic, frame) = next_publish(&mut events).await;
+            let request = frame.decrypted_payload(&key).unwrap();
+            let mut answer = if topic.ends_with("/model/property/set") {
+                assert_eq!(
+                    request,
+                    json!({"params": [{"identify": "switch", "value": "1"}]})
+                );
+                Frame::ack_of(
+                    &frame,
+                    &x_protocol::AckPayload::success(Some(json!({"switch": 1}))),
+                )
+            } else {
+                assert_eq!(request, json!({"params": ["power"]}));
+                Frame::new(
+                    frame.message_id.clone(),
+                    HeaderCtrl::PropertyReport,
+                    json!({"power": 3.5}),
+                )
+            };
+            answer.encrypt_payload(&key);
+            let reply_topic = if topic.ends_with("/set") {
+                format!("{p}/model/property/set_ack")
+            } else {
+                format!("{p}/model/property/report")
+            };
+            c.publish(reply_topic, QoS::AtLeastOnce, false, answer.encode())
+                .await
+                .unwrap();
+        }
+        // rumqttc sends queued publishes while its event loop is polled.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                let _ = events.poll().await;
+            }
+        })
+        .await;
+        events
+    };
+    let platform_side = async {
+        let set = platform
+            .command(
+                &broker,
+                &Topic::new(device(), TopicKind::PropertySet).unwrap(),
+                HeaderCtrl::PropertySet,
+                json!({"params": [{"identify": "switch", "value": "1"}]}),
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap();
+        let ack = set.ack().unwrap();
+        assert!(ack.code.is_success());
+        assert_eq!(ack.data, Some(json!({"switch": 1})));
+        let asked = platform
+            .command(
+                &broker,
+                &Topic::new(device(), TopicKind::PropertyAsk).unwrap(),
+                HeaderCtrl::PropertyAsk,
+                json!({"params": ["power"]}),
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (asked.header_ctrl, asked.payload),
+            (HeaderCtrl::PropertyReport, json!({"power": 3.5}))
+        );
+    };
+    let (mut events, ()) = tokio::join!(device_side, platform_side);
+    // A command nobody answers times out.
+    let reset =
+        Topic::with_identifier(device(), TopicKind::ServiceCall, "reset".parse().unwrap()).unwrap();
+    let silent = platform.command(
+        &broker,
+        &reset,
+        HeaderCtrl::ServiceCall,
+        json!({"serviceIdentify": "reset", "params": {"scope": 0}}),
+        Duration::from_millis(200),
+    );
+    let (result, _) = tokio::join!(silent, async {
+        let _ = tokio::time::timeout(Duration::from_millis(300), events.poll()).await;
+    });
+    assert!(matches!(
+        result,
+        Err(x_sim::platform::CommandError::Timeout { .. })
+    ));
 }
