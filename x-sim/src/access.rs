@@ -12,6 +12,7 @@ use x_protocol::{DeviceIdentity, Publisher, Topic};
 use crate::broker::Authorizer;
 use crate::login::{Login, check_connect};
 use crate::registry::Registry;
+use crate::sync::{lock, read};
 
 /// The platform's [`Authorizer`].
 #[derive(Debug, Clone)]
@@ -47,10 +48,6 @@ impl PlatformAccess {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -71,10 +68,7 @@ impl Authorizer for PlatformAccess {
     fn connect(&self, client_id: &str, username: &str, password: &str) -> Result<(), u8> {
         let last = last_offline_key(client_id, username)
             .and_then(|key| lock(&self.last_offline).get(&key).copied());
-        let registry = self
-            .registry
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let registry = read(&self.registry);
         match check_connect(&registry, client_id, username, password, now(), last) {
             Ok(login) => {
                 lock(&self.logins).insert(client_id.to_owned(), login);

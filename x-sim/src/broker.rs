@@ -29,6 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::sync::lock;
+
 /// Largest packet accepted, in bytes.
 const MAX_PACKET: usize = 1024 * 1024;
 
@@ -137,12 +139,6 @@ impl BrokerHandle {
     pub fn drop_client(&self, client_id: &str) -> bool {
         lock(&self.routes).clients.remove(client_id).is_some()
     }
-}
-
-fn lock(routes: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
-    routes
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Starts a broker on `addr` (port 0 for a free port) and returns its handle.

@@ -9,4 +9,5 @@ pub mod login;
 pub mod platform;
 pub mod registry;
 pub mod script;
+mod sync;
 pub mod validate;

@@ -29,6 +29,7 @@ use crate::access::PlatformAccess;
 use crate::broker::{BrokerHandle, Message};
 use crate::login::{Login, auth_reply};
 use crate::registry::Registry;
+use crate::sync::{lock, read, write};
 
 /// One message the platform received from a device, as it was understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,10 +87,6 @@ pub enum CommandError {
     Build(String),
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -123,6 +120,13 @@ impl Platform {
                 }
             }
         })
+    }
+
+    /// Whether the device's product encrypts its payloads.
+    fn is_encrypted(&self, device: &DeviceIdentity) -> bool {
+        read(&self.registry)
+            .product(device.product_id.as_str())
+            .is_some_and(|p| p.encrypted)
     }
 
     /// Everything received so far.
@@ -161,10 +165,7 @@ impl Platform {
         let request: AuthRequest = frame.payload_as().ok()?;
         let mut grant = None;
         let reply = {
-            let mut registry = self
-                .registry
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut registry = write(&self.registry);
             auth_reply(&mut registry, device, &request, || {
                 let g = self.new_session();
                 grant = Some(g.clone());
@@ -172,10 +173,7 @@ impl Platform {
             })
         };
         if let Some(g) = grant {
-            let registry = self
-                .registry
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let registry = read(&self.registry);
             if let Some(product) = registry.product(device.product_id.as_str())
                 && let Ok(key) = derive_session_key(&product.product_key, &g.session_id, g.nonce)
             {
@@ -270,12 +268,7 @@ impl Platform {
     /// The frame's payload in plain JSON: decrypted for encrypted products, except the
     /// commands that are never encrypted.
     fn plain_payload(&self, device: &DeviceIdentity, frame: &Frame) -> Result<Value, String> {
-        let encrypted = self
-            .registry
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .product(device.product_id.as_str())
-            .is_some_and(|p| p.encrypted);
+        let encrypted = self.is_encrypted(device);
         if !encrypted || !frame.header_ctrl.is_encrypted_uplink() {
             return Ok(frame.payload.clone());
         }
@@ -316,12 +309,7 @@ impl Platform {
         };
         let id = self.ids.next_id();
         let mut frame = Frame::new(id.clone(), header_ctrl, payload);
-        let encrypted = self
-            .registry
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .product(device.product_id.as_str())
-            .is_some_and(|p| p.encrypted);
+        let encrypted = self.is_encrypted(&device);
         if encrypted {
             match self.session_key(&device) {
                 Some(key) => frame.encrypt_payload(&key),
@@ -362,10 +350,7 @@ impl Platform {
             return Ok(());
         }
         let source = {
-            let registry = self
-                .registry
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let registry = read(&self.registry);
             match registry.product(device.product_id.as_str()) {
                 Some(p) if p.format == crate::registry::Format::Json => p.model.clone(),
                 _ => None,
