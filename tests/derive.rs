@@ -255,10 +255,7 @@ fn derived_services_dispatch() {
         gen_call.to_params()
     );
     let err = PlugService::decode("setSchedule", &map(json!({"onAt":1}))).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "offAt: missing input; repeat: missing input"
-    );
+    assert_eq!(err.to_string(), "offAt: missing; repeat: missing");
     assert_eq!(
         PlugService::Reset {
             scope: Scope::Factory

@@ -233,7 +233,7 @@ mod plug {
             "action: unknown enum key 7 (allowed: 0=none, 1=powerCut)"
         );
         let err = OverheatEvent::from_payload(&map(json!({"temperature":95.3}))).unwrap_err();
-        assert_eq!(err.to_string(), "action: missing input");
+        assert_eq!(err.to_string(), "action: missing");
     }
 
     struct Plug {
@@ -306,7 +306,7 @@ mod plug {
                 json!({"scope":5}),
                 "scope: unknown enum key 5 (allowed: 0=电量清零, 1=恢复出厂设置)",
             ),
-            ("reset", json!({}), "scope: missing input"),
+            ("reset", json!({}), "scope: missing"),
             (
                 "reset",
                 json!({"scope":0,"force":true}),

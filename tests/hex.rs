@@ -815,7 +815,7 @@ fn malformed_commands_are_rejected_by_the_script() {
         ),
         (
             json!({"HeaderCtrl":21,"Payload":{"serviceIdentify":"readRegister","params":{}}}),
-            "address: missing input",
+            "address: missing",
         ),
         (
             json!({"HeaderCtrl":21,"Payload":{"serviceIdentify":"reboot","params":{}}}),

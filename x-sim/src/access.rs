@@ -12,6 +12,7 @@ use x_protocol::{DeviceIdentity, Publisher, Topic};
 use crate::broker::Authorizer;
 use crate::login::{Login, check_connect};
 use crate::registry::Registry;
+use crate::store::{Store, StoreError};
 use crate::sync::{lock, read};
 
 /// The platform's [`Authorizer`].
@@ -20,6 +21,7 @@ pub struct PlatformAccess {
     registry: Arc<RwLock<Registry>>,
     logins: Arc<Mutex<HashMap<String, Login>>>,
     last_offline: Arc<Mutex<HashMap<String, u64>>>,
+    store: Option<Store>,
 }
 
 impl PlatformAccess {
@@ -29,7 +31,37 @@ impl PlatformAccess {
             registry,
             logins: Arc::default(),
             last_offline: Arc::default(),
+            store: None,
         }
+    }
+
+    /// Access rules that keep last offline times in `store` (and start from what it holds).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn with_store(registry: Arc<RwLock<Registry>>, store: Store) -> Result<Self, StoreError> {
+        let last_offline = store.last_offline()?.into_iter().collect();
+        Ok(Self {
+            registry,
+            logins: Arc::default(),
+            last_offline: Arc::new(Mutex::new(last_offline)),
+            store: Some(store),
+        })
+    }
+
+    /// Whether a device is connected after its V2 login.
+    pub fn online(&self, device: &DeviceIdentity) -> bool {
+        self.client_of(device).is_some()
+    }
+
+    /// The client id of a device's V2 connection.
+    pub fn client_of(&self, device: &DeviceIdentity) -> Option<String> {
+        lock(&self.logins)
+            .iter()
+            .find_map(|(client, login)| match login {
+                Login::Device { device: d, .. } if d == device => Some(client.clone()),
+                _ => None,
+            })
     }
 
     /// Who a connected client is.
@@ -71,10 +103,18 @@ impl Authorizer for PlatformAccess {
         let registry = read(&self.registry);
         match check_connect(&registry, client_id, username, password, now(), last) {
             Ok(login) => {
+                tracing::info!(target: "x_sim", "<- CONNECT {client_id}: accepted");
                 lock(&self.logins).insert(client_id.to_owned(), login);
                 Ok(())
             }
-            Err(refusal) => Err(refusal.connack_code()),
+            Err(refusal) => {
+                tracing::info!(
+                    target: "x_sim",
+                    "<- CONNECT {client_id}: refused with CONNACK {}: {refusal}",
+                    refusal.connack_code()
+                );
+                Err(refusal.connack_code())
+            }
         }
     }
 
@@ -99,8 +139,16 @@ impl Authorizer for PlatformAccess {
     }
 
     fn disconnected(&self, client_id: &str) {
-        if let Some(Login::Device { device, .. }) = lock(&self.logins).remove(client_id) {
-            lock(&self.last_offline).insert(device.to_string(), now());
+        let login = lock(&self.logins).remove(client_id);
+        if let Some(Login::Device { device, .. }) = login {
+            let at = now();
+            lock(&self.last_offline).insert(device.to_string(), at);
+            if let Some(store) = &self.store
+                && let Err(e) = store.set_last_offline(&device.to_string(), at)
+            {
+                tracing::error!(target: "x_sim", "cannot store the last offline time of {device}: {e}");
+            }
+            tracing::info!(target: "x_sim", "{device} offline ({client_id})");
         }
     }
 }

@@ -57,16 +57,36 @@ enum Command {
         #[command(subcommand)]
         direction: CryptDirection,
     },
-    /// Run the local platform: the broker with the platform's login rules, and the platform
-    /// logic, until interrupted.
-    Serve {
-        /// The registry file (TOML; see docs/x-sim.md).
-        #[arg(long, value_name = "FILE")]
-        config: std::path::PathBuf,
-        /// The broker's address (port 0 for a free port; printed at start).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1883")]
-        listen: String,
-    },
+    /// Run the local platform until interrupted: the broker with the platform's login rules
+    /// (or an existing broker), the platform logic, the HTTP API and the firmware server.
+    Serve(ServeArgs),
+}
+
+/// Flags of `x-sim serve`.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The registry file (TOML; see docs/x-sim.md).
+    #[arg(long, value_name = "FILE")]
+    config: std::path::PathBuf,
+    /// The embedded broker's address (port 0 for a free port; printed at start).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1883")]
+    listen: String,
+    /// Join an existing broker (mqtt://HOST:PORT) instead of running the embedded one; the
+    /// login rules are then the broker's.
+    #[arg(long, value_name = "URL", conflicts_with = "listen")]
+    broker: Option<String>,
+    /// The HTTP API and firmware server's address (port 0 for a free port; printed at
+    /// start), or "off".
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http: String,
+    /// Keep registrations, received data, sessions and firmware in this directory, so that a
+    /// restart loses nothing (without it, everything is in memory and there is no firmware
+    /// server).
+    #[arg(long, value_name = "DIR")]
+    data: Option<std::path::PathBuf>,
+    /// SessionKey lifetime in seconds before the platform rotates it (HeaderCtrl 3).
+    #[arg(long, value_name = "SECS", default_value_t = 48 * 3600)]
+    session_ttl: u64,
 }
 
 /// Flags of `x-sim creds`. Values are taken as text and validated here, so that errors name
@@ -136,7 +156,7 @@ pub fn run(
             let text = creds(&args)?;
             stdout.write_all(text.as_bytes())?;
         }
-        Command::Serve { config, listen } => serve(&config, &listen, &mut stdout)?,
+        Command::Serve(args) => serve(&args, &mut stdout)?,
         Command::Crypt { direction } => match direction {
             CryptDirection::Encrypt(KeyArg { key }) => {
                 let key: SessionKey = parse_key("--key", &key)?;
@@ -162,31 +182,83 @@ pub fn run(
     Ok(())
 }
 
-/// `x-sim serve`: loads the registry, starts broker and platform, prints the address, and
-/// runs until Ctrl-C.
-fn serve(config: &std::path::Path, listen: &str, stdout: &mut impl Write) -> Result<(), CliError> {
-    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
-        CliError::flag(
-            "--listen",
-            format!("expected an address like 127.0.0.1:1883, got {listen:?}"),
-        )
-    })?;
+/// `x-sim serve`: loads the registry, starts the platform, prints its addresses, and runs
+/// until Ctrl-C (or SIGTERM). Every message in and out is logged to stderr, one line each
+/// (`RUST_LOG` filters, default `info`).
+fn serve(args: &ServeArgs, stdout: &mut impl Write) -> Result<(), CliError> {
+    let addr = |flag: &str, text: &str| {
+        text.parse::<std::net::SocketAddr>().map_err(|_| {
+            CliError::flag(
+                flag,
+                format!("expected an address like 127.0.0.1:1883, got {text:?}"),
+            )
+        })
+    };
+    let mqtt = match &args.broker {
+        Some(url) => {
+            let (host, port) =
+                crate::link::parse_broker_url(url).map_err(|e| CliError::flag("--broker", e))?;
+            crate::sim::Mqtt::External { host, port }
+        }
+        None => crate::sim::Mqtt::Embedded(addr("--listen", &args.listen)?),
+    };
+    let http = match args.http.as_str() {
+        "off" => None,
+        text => Some(addr("--http", text)?),
+    };
     let registry =
-        crate::registry::Registry::load(config).map_err(|e| CliError::flag("--config", e))?;
+        crate::registry::Registry::load(&args.config).map_err(|e| CliError::flag("--config", e))?;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let registry = std::sync::Arc::new(std::sync::RwLock::new(registry));
-        let access = crate::access::PlatformAccess::new(registry.clone());
-        let broker = crate::broker::start(addr, std::sync::Arc::new(access.clone()))
-            .await
-            .map_err(|e| CliError::flag("--listen", format!("cannot listen on {addr}: {e}")))?;
-        let platform = crate::platform::Platform::new(registry, access);
-        platform.serve(&broker);
-        writeln!(stdout, "x-sim: broker listening on {}", broker.addr())?;
+        let mut config = crate::sim::SimConfig::local(registry);
+        config.mqtt = mqtt;
+        config.http = http;
+        config.data_dir.clone_from(&args.data);
+        config.platform.session_ttl = std::time::Duration::from_secs(args.session_ttl.max(1));
+        let sim = crate::sim::Sim::start(config).await.map_err(|e| {
+            let flag = match &e {
+                crate::sim::SimError::Broker(_) if args.broker.is_some() => "--broker",
+                crate::sim::SimError::Store(_) | crate::sim::SimError::Firmware(_) => "--data",
+                crate::sim::SimError::Listen { addr, .. } if Some(*addr) == http => "--http",
+                _ => "--listen",
+            };
+            CliError::flag(flag, e)
+        })?;
+        match (sim.mqtt_addr(), &args.broker) {
+            (Some(addr), _) => writeln!(stdout, "x-sim: broker listening on {addr}")?,
+            (None, Some(url)) => writeln!(stdout, "x-sim: platform joined the broker at {url}")?,
+            (None, None) => {}
+        }
+        if let Some(addr) = sim.http_addr() {
+            writeln!(stdout, "x-sim: HTTP API on http://{addr}")?;
+        }
         stdout.flush()?;
-        let _ = tokio::signal::ctrl_c().await;
+        shutdown_signal().await;
         Ok(())
     })
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Turns clap's multi-line error into one line; help and version go to stdout.

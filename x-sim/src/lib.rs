@@ -3,11 +3,16 @@
 //! platform's registry and login rules. The broker and platform behaviour build on these.
 
 pub mod access;
+pub mod api;
 pub mod broker;
 pub mod cli;
+pub mod firmware;
+pub mod link;
 pub mod login;
 pub mod platform;
 pub mod registry;
 pub mod script;
+pub mod sim;
+pub mod store;
 mod sync;
 pub mod validate;

@@ -56,6 +56,99 @@ pub enum Format {
     Hex,
 }
 
+/// Why a product cannot be built: the field and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductProblem {
+    /// `model` or `script`.
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl std::fmt::Display for ProductProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl Format {
+    /// The format's name in registry files and the HTTP API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Passthrough => "passthrough",
+            Self::Json => "json",
+            Self::Hex => "hex",
+        }
+    }
+
+    /// A format by name.
+    ///
+    /// # Errors
+    /// Names the accepted values.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        [Self::Passthrough, Self::Json, Self::Hex]
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| format!("expected \"passthrough\", \"json\" or \"hex\", got {name:?}"))
+    }
+}
+
+impl Product {
+    /// A product, checked: JSON and HEX products need a thing model, and a HEX product
+    /// without a supplied parsing script gets the one generated from its model.
+    ///
+    /// # Errors
+    /// A missing model, or a model the script generator refuses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        open_id: OpenId,
+        product_id: ProductId,
+        product_key: ProductKey,
+        registration: RegistrationType,
+        encrypted: bool,
+        format: Format,
+        model: Option<ModelSource>,
+        script: Option<String>,
+    ) -> Result<Self, ProductProblem> {
+        let problem = |field, problem: String| ProductProblem { field, problem };
+        if format != Format::Passthrough && model.is_none() {
+            return Err(problem(
+                "model",
+                "a json or hex product needs its thing model".into(),
+            ));
+        }
+        let script = match (script, format, &model) {
+            (Some(s), _, _) => Some(s),
+            (None, Format::Hex, Some(m)) => {
+                let ir = m.model().map_err(|d| {
+                    problem(
+                        "model",
+                        d.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                })?;
+                Some(
+                    x_codegen::script::script(&ir, &m.name)
+                        .map_err(|e| problem("model", e.to_string()))?,
+                )
+            }
+            (None, _, _) => None,
+        };
+        Ok(Self {
+            open_id,
+            product_id,
+            product_key,
+            registration,
+            encrypted,
+            format,
+            model,
+            script,
+        })
+    }
+}
+
 /// A registered product.
 #[derive(Debug, Clone)]
 pub struct Product {
@@ -183,53 +276,29 @@ impl Registry {
         let mut registry = Registry::default();
         for (i, p) in file.product.into_iter().enumerate() {
             let at = |field: &str| format!("product[{i}].{field}");
-            let (model, ir) = match &p.model {
-                Some(m) => {
-                    let (source, ir) = load_model(&base.join(m), &at("model"))?;
-                    (Some(source), Some(ir))
-                }
-                None => (None, None),
+            let model = match &p.model {
+                Some(m) => Some(load_model(&base.join(m), &at("model"))?),
+                None => None,
             };
-            let script = match (&p.script, p.format, &ir) {
-                (Some(s), _, _) => Some(std::fs::read_to_string(base.join(s)).map_err(|e| {
+            let script = match &p.script {
+                Some(s) => Some(std::fs::read_to_string(base.join(s)).map_err(|e| {
                     RegistryError::new(at("script"), format!("cannot read {}: {e}", s.display()))
                 })?),
-                (None, Format::Hex, Some(m)) => Some(
-                    x_codegen::script::script(
-                        m,
-                        &p.model
-                            .as_ref()
-                            .map(|m| m.display().to_string())
-                            .unwrap_or_default(),
-                    )
-                    .map_err(|e| RegistryError::new(at("model"), e.to_string()))?,
-                ),
-                (None, Format::Hex, None) => {
-                    return Err(RegistryError::new(
-                        at("model"),
-                        "a hex product needs a model or a script",
-                    ));
-                }
-                (None, _, _) => None,
+                None => None,
             };
-            if p.format != Format::Passthrough && model.is_none() {
-                return Err(RegistryError::new(
-                    at("model"),
-                    "a json or hex product needs its thing model",
-                ));
-            }
+            let product = Product::build(
+                p.open_id.parse().map_err(id_err(at("open_id")))?,
+                p.product_id.parse().map_err(id_err(at("product_id")))?,
+                p.product_key.parse().map_err(id_err(at("product_key")))?,
+                RegistrationType::from_code(p.registration).map_err(id_err(at("registration")))?,
+                p.encrypted,
+                p.format,
+                model,
+                script,
+            )
+            .map_err(|e| RegistryError::new(at(e.field), e.problem))?;
             registry
-                .add_product(Product {
-                    open_id: p.open_id.parse().map_err(id_err(at("open_id")))?,
-                    product_id: p.product_id.parse().map_err(id_err(at("product_id")))?,
-                    product_key: p.product_key.parse().map_err(id_err(at("product_key")))?,
-                    registration: RegistrationType::from_code(p.registration)
-                        .map_err(id_err(at("registration")))?,
-                    encrypted: p.encrypted,
-                    format: p.format,
-                    model,
-                    script,
-                })
+                .add_product(product)
                 .map_err(|e| RegistryError::new(format!("product[{i}]"), e.problem))?;
         }
         for (i, d) in file.device.into_iter().enumerate() {
@@ -299,6 +368,29 @@ impl Registry {
         Ok(self.devices.entry(key).or_insert(device))
     }
 
+    /// Adds or replaces a product (a registration restored from the store, or changed at
+    /// run time).
+    pub fn put_product(&mut self, product: Product) {
+        self.products
+            .insert(product.product_id.to_string(), product);
+    }
+
+    /// Adds or replaces a device (restored from the store, or changed at run time).
+    ///
+    /// # Errors
+    /// Its product is not registered.
+    pub fn put_device(&mut self, device: Device) -> Result<(), RegistryError> {
+        if !self.products.contains_key(device.product_id.as_str()) {
+            return Err(RegistryError::new(
+                "device",
+                format!("product {} is not registered", device.product_id),
+            ));
+        }
+        let key = (device.product_id.to_string(), device.node_eui.to_string());
+        self.devices.insert(key, device);
+        Ok(())
+    }
+
     /// A product by ProductID.
     pub fn product(&self, product_id: &str) -> Option<&Product> {
         self.products.get(product_id)
@@ -359,11 +451,11 @@ pub fn issued_secret(product_key: &ProductKey, node_eui: &NodeEui) -> DeviceSecr
     DeviceSecret::from_bytes(bytes)
 }
 
-fn load_model(path: &Path, at: &str) -> Result<(ModelSource, x_codegen::Model), RegistryError> {
+fn load_model(path: &Path, at: &str) -> Result<ModelSource, RegistryError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| RegistryError::new(at, format!("cannot read {}: {e}", path.display())))?;
     let name = x_codegen::model_name_for(path);
-    let ir = x_codegen::load(&text, &name).map_err(|diags| {
+    x_codegen::load(&text, &name).map_err(|diags| {
         RegistryError::new(
             at,
             format!(
@@ -377,5 +469,5 @@ fn load_model(path: &Path, at: &str) -> Result<(ModelSource, x_codegen::Model), 
             ),
         )
     })?;
-    Ok((ModelSource { name, text }, ir))
+    Ok(ModelSource { name, text })
 }

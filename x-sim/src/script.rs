@@ -138,3 +138,37 @@ fn message(e: &boa_engine::JsError, context: &mut Context) -> String {
         Err(_) => e.to_string(),
     }
 }
+
+thread_local! {
+    /// Loaded scripts of this thread, by source text: loading parses and runs the whole
+    /// script, so a product's script is loaded once per worker thread, not per message.
+    /// (A boa context is not `Send`, so it cannot be shared between threads.)
+    static LOADED: std::cell::RefCell<std::collections::HashMap<String, ParsingScript>> =
+        std::cell::RefCell::default();
+}
+
+/// Most scripts kept per thread; past this the cache starts again.
+const MAX_LOADED: usize = 32;
+
+/// Runs `f` on the script `source`, loaded once per thread and kept.
+///
+/// # Errors
+/// The script does not load.
+pub fn with_script<R>(
+    source: &str,
+    f: impl FnOnce(&mut ParsingScript) -> R,
+) -> Result<R, ScriptError> {
+    LOADED.with(|cell| {
+        let mut loaded = cell.borrow_mut();
+        if !loaded.contains_key(source) {
+            if loaded.len() >= MAX_LOADED {
+                loaded.clear();
+            }
+            loaded.insert(source.to_owned(), ParsingScript::load(source)?);
+        }
+        match loaded.get_mut(source) {
+            Some(script) => Ok(f(script)),
+            None => Err(ScriptError::Load("script cache".to_owned())),
+        }
+    })
+}

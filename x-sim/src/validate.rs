@@ -40,6 +40,25 @@ pub fn event_report(model: &Model, identifier: &str, payload: &Value) -> Result<
     params(&fields, map, "output", true)
 }
 
+/// Checks the outputs a device returns from service `service` (the `Data` of a successful
+/// service ack): every declared output present and valid, nothing undeclared.
+///
+/// # Errors
+/// An unknown service, and every unknown, missing or bad output.
+pub fn service_outputs(model: &Model, service: &str, data: &Value) -> Result<(), Rejections> {
+    let Some(service) = model.services.iter().find(|s| s.identifier == service) else {
+        return Err(Rejections::from(x_protocol::model::Rejection::new(
+            service,
+            RejectionReason::Unknown("service"),
+        )));
+    };
+    let Value::Object(map) = data else {
+        return Err(not_an_object(data));
+    };
+    let fields: Vec<&Field> = service.outputs.iter().collect();
+    params(&fields, map, "output", true)
+}
+
 /// Checks a history upload (HeaderCtrl 27): every property entry against its property and
 /// every event entry against its event, each with an integer millisecond `time`.
 ///

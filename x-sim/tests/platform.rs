@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
@@ -13,10 +12,10 @@ use x_protocol::{
     ConnectType, DeviceIdentity, Frame, HeaderCtrl, MqttLogin, ProductKey, RegistrationType,
     SessionKey, Topic, TopicKind, derive_session_key,
 };
-use x_sim::access::PlatformAccess;
-use x_sim::broker::{self, BrokerHandle};
+use x_sim::broker::BrokerHandle;
 use x_sim::platform::Platform;
 use x_sim::registry::Registry;
+use x_sim::sim::{Sim, SimConfig};
 
 const REGISTRY: &str = r#"
 [[product]]
@@ -29,20 +28,14 @@ format = "json"
 model = "models/smart-plug.json"
 "#;
 
-async fn start() -> (BrokerHandle, Platform) {
+async fn start() -> (BrokerHandle, Platform, Sim) {
     let registry = Registry::from_toml(
         REGISTRY,
         Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")),
     )
     .unwrap();
-    let registry = Arc::new(RwLock::new(registry));
-    let access = PlatformAccess::new(registry.clone());
-    let broker = broker::start("127.0.0.1:0".parse().unwrap(), Arc::new(access.clone()))
-        .await
-        .unwrap();
-    let platform = Platform::new(registry, access);
-    platform.serve(&broker);
-    (broker, platform)
+    let sim = Sim::start(SimConfig::local(registry)).await.unwrap();
+    (sim.broker().unwrap().clone(), sim.platform().clone(), sim)
 }
 
 fn device() -> DeviceIdentity {
@@ -122,9 +115,14 @@ async fn authenticate(broker: &BrokerHandle, ty: RegistrationType) -> AuthReply 
     reply.payload_as().unwrap()
 }
 
+/// An ack of an encrypted product's message: its payload is encrypted under the SessionKey.
+fn plain_ack(frame: &Frame, key: &SessionKey) -> x_protocol::AckPayload {
+    serde_json::from_value(frame.decrypted_payload(key).unwrap()).unwrap()
+}
+
 #[tokio::test]
 async fn two_phase_login_and_encrypted_reports() {
-    let (broker, platform) = start().await;
+    let (broker, platform, _sim) = start().await;
     // A type mismatch is refused with code 5.
     let refused = authenticate(&broker, RegistrationType::ProductSecretPreRegistered).await;
     assert_eq!(refused.code, AuthCode::TypeMismatch);
@@ -184,7 +182,7 @@ async fn two_phase_login_and_encrypted_reports() {
         (ack.message_id.clone(), ack.header_ctrl),
         (77u32.into(), HeaderCtrl::PropertyReport)
     );
-    assert!(ack.ack().unwrap().code.is_success());
+    assert!(plain_ack(&ack, &key).code.is_success());
     let got = platform.received();
     assert_eq!(
         got.last().unwrap().payload,
@@ -203,7 +201,7 @@ async fn two_phase_login_and_encrypted_reports() {
     .await
     .unwrap();
     let (_, ack) = next_publish(&mut events).await;
-    let ack = ack.ack().unwrap();
+    let ack = plain_ack(&ack, &key);
     assert_eq!(ack.code.as_str(), "4001");
     assert!(ack.msg.contains("padding"), "{}", ack.msg);
 
@@ -241,7 +239,7 @@ async fn two_phase_login_and_encrypted_reports() {
         (
             "model/event/overheat/report",
             json!({"temperature": 96.5}),
-            "action: missing input",
+            "action: missing",
         ),
         (
             "model/event/meltdown/report",
@@ -249,7 +247,12 @@ async fn two_phase_login_and_encrypted_reports() {
             "meltdown: unknown event",
         ),
     ] {
-        let mut frame = Frame::new(81u32, HeaderCtrl::PropertyReport, payload);
+        let ctrl = if topic.contains("event") {
+            HeaderCtrl::EventReport
+        } else {
+            HeaderCtrl::PropertyReport
+        };
+        let mut frame = Frame::new(81u32, ctrl, payload);
         frame.encrypt_payload(&key);
         c.publish(
             format!("{p}/{topic}"),
@@ -260,7 +263,7 @@ async fn two_phase_login_and_encrypted_reports() {
         .await
         .unwrap();
         let (_, ack) = next_publish(&mut events).await;
-        let ack = ack.ack().unwrap();
+        let ack = plain_ack(&ack, &key);
         assert_eq!(
             (ack.code.as_str(), ack.msg.as_str()),
             ("4001", reason),
@@ -337,7 +340,6 @@ async fn two_phase_login_and_encrypted_reports() {
     let platform_side = async {
         let set = platform
             .command(
-                &broker,
                 &Topic::new(device(), TopicKind::PropertySet).unwrap(),
                 HeaderCtrl::PropertySet,
                 json!({"params": [{"identify": "switch", "value": "1"}]}),
@@ -350,7 +352,6 @@ async fn two_phase_login_and_encrypted_reports() {
         assert_eq!(ack.data, Some(json!({"switch": 1})));
         let asked = platform
             .command(
-                &broker,
                 &Topic::new(device(), TopicKind::PropertyAsk).unwrap(),
                 HeaderCtrl::PropertyAsk,
                 json!({"params": ["power"]}),
@@ -368,7 +369,6 @@ async fn two_phase_login_and_encrypted_reports() {
     let reset =
         Topic::with_identifier(device(), TopicKind::ServiceCall, "reset".parse().unwrap()).unwrap();
     let silent = platform.command(
-        &broker,
         &reset,
         HeaderCtrl::ServiceCall,
         json!({"serviceIdentify": "reset", "params": {"scope": 0}}),

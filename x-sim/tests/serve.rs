@@ -2,8 +2,9 @@
 //! MQTT client.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
@@ -40,27 +41,16 @@ device_secret = "326086233FAB8A96566796551EB1DFF8"
 
 #[tokio::test]
 async fn serve_runs_the_platform_for_real_clients() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_x-sim"))
-        .args([
-            "serve",
-            "--config",
-            config().to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("x-sim: broker listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let config = config();
+    let serve = common::Serve::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let addr = serve.mqtt.unwrap();
 
     let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121").unwrap();
     let connect = |login: MqttLogin| async move {
@@ -100,8 +90,13 @@ async fn serve_runs_the_platform_for_real_clients() {
         connect(bad).await,
         Err(ConnectReturnCode::BadUserNamePassword)
     );
-    child.kill().unwrap();
-    let _ = child.wait();
+    // Every message is logged as one line, the refusal with its CONNACK code.
+    assert!(
+        serve.wait_log("refused with CONNACK 4"),
+        "{:#?}",
+        serve.log()
+    );
+    serve.kill();
 }
 
 #[test]

@@ -74,6 +74,6 @@ fn history_uploads_are_checked_entry_by_entry() {
             .unwrap_err()
             .to_string(),
         "params[0].properties.power: 99999 is above the maximum 3500; params[0].properties.colour: unknown property; \
-         params[1].properties.switch: expected {value, time}, got missing field `time`; params[1].events.overheat.action: missing input"
+         params[1].properties.switch: expected {value, time}, got missing field `time`; params[1].events.overheat.action: missing"
     );
 }

@@ -160,7 +160,7 @@ pub enum RejectionReason {
     #[error("read-only property")]
     ReadOnly,
     /// A service call lacks one of its inputs.
-    #[error("missing input")]
+    #[error("missing")]
     Missing,
     /// The same identifier appears twice in one request.
     #[error("given more than once")]

@@ -1,0 +1,622 @@
+//! The HTTP JSON API, in the spirit of the platform's application interface: devices and
+//! their state, latest properties, history and events, registrations, commands that return
+//! the device's answer, firmware uploads and OTA tasks, and fault injection. Documented in
+//! docs/x-sim.md; firmware images themselves are served under `/firmware/...`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use x_protocol::{DeviceIdentity, DeviceSecret, NodeEui, ProductId, RegistrationType};
+
+use crate::platform::{Answer, Command, CommandError, Platform};
+use crate::registry::{Format, ModelSource, Product};
+use crate::sync::read;
+
+/// The API's router (with the firmware server's routes merged in when there is one).
+pub fn router(platform: Platform) -> Router {
+    let api = Router::new()
+        .route("/api/products", get(products).post(add_product))
+        .route("/api/devices", get(devices).post(add_device))
+        .route(
+            "/api/devices/{product}/{node}",
+            get(device).patch(patch_device),
+        )
+        .route(
+            "/api/devices/{product}/{node}/properties",
+            get(properties).post(set_properties),
+        )
+        .route(
+            "/api/devices/{product}/{node}/properties/ask",
+            post(ask_properties),
+        )
+        .route("/api/devices/{product}/{node}/history", get(history))
+        .route("/api/devices/{product}/{node}/events", get(events))
+        .route("/api/devices/{product}/{node}/messages", get(messages))
+        .route(
+            "/api/devices/{product}/{node}/services/{service}",
+            post(call_service),
+        )
+        .route(
+            "/api/devices/{product}/{node}/passthrough",
+            post(passthrough),
+        )
+        .route(
+            "/api/devices/{product}/{node}/config",
+            get(ask_config).post(set_config),
+        )
+        .route("/api/devices/{product}/{node}/firmware", get(ask_firmware))
+        .route("/api/devices/{product}/{node}/ota", post(notify_ota))
+        .route("/api/devices/{product}/{node}/session/rotate", post(rotate))
+        .route("/api/devices/{product}/{node}/drop", post(drop_device))
+        .route("/api/firmware", get(images))
+        .route(
+            "/api/firmware/{product}/{module}/{version}/{file}",
+            put(upload),
+        )
+        .route("/api/ota", get(tasks))
+        .route("/api/ota/{product}/{module}", put(set_task))
+        .route("/api/faults", get(faults).put(set_faults))
+        .with_state(platform.clone());
+    match platform.firmware() {
+        Some(firmware) => api.merge(firmware.routes()),
+        None => api,
+    }
+}
+
+/// An error answer: a status and `{"error": "..."}` (plus the device's answer when it was a
+/// bad one).
+struct ApiError(StatusCode, Value);
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl std::fmt::Display) -> Self {
+        Self(status, json!({"error": message.to_string()}))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        let status = match &e {
+            CommandError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            CommandError::UnknownDevice(_) => StatusCode::NOT_FOUND,
+            CommandError::NoSession(_) => StatusCode::CONFLICT,
+            CommandError::Build(_) => StatusCode::BAD_REQUEST,
+            CommandError::BadAnswer { .. } => StatusCode::BAD_GATEWAY,
+        };
+        let mut body = json!({"error": e.to_string()});
+        if let CommandError::BadAnswer { answer, .. } = &e {
+            body["answer"] = answer_json(answer);
+        }
+        Self(status, body)
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn answer_json(a: &Answer) -> Value {
+    let mut v = json!({
+        "topic": a.topic,
+        "HeaderCtrl": a.header_ctrl.code(),
+        "MessageId": a.message_id,
+        "Payload": a.payload,
+    });
+    if let Some(raw) = &a.raw {
+        v["raw"] = json!(raw);
+    }
+    v
+}
+
+fn find(p: &Platform, product: &str, node: &str) -> Result<DeviceIdentity, ApiError> {
+    p.identity(product, node).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("device {product}/{node} is not registered"),
+        )
+    })
+}
+
+/// `?timeout_ms=N` on commands.
+#[derive(Deserialize)]
+struct Wait {
+    timeout_ms: Option<u64>,
+}
+
+impl Wait {
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout_ms.map(Duration::from_millis)
+    }
+}
+
+async fn run(p: &Platform, device: &DeviceIdentity, command: Command, wait: &Wait) -> ApiResult {
+    let answer = p.send_command(device, command, wait.timeout()).await?;
+    Ok(Json(json!({"answer": answer_json(&answer)})))
+}
+
+async fn products(State(p): State<Platform>) -> Json<Value> {
+    let registry = read(p.registry());
+    Json(Value::Array(
+        registry
+            .products()
+            .map(|p| {
+                json!({
+                    "open_id": p.open_id.as_str(),
+                    "product_id": p.product_id.as_str(),
+                    "registration": p.registration.code(),
+                    "encrypted": p.encrypted,
+                    "format": p.format.name(),
+                    "model": p.model.as_ref().map(|m| m.name.clone()),
+                    "script": p.script.is_some(),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// The body of `POST /api/products`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProduct {
+    open_id: String,
+    product_id: String,
+    product_key: String,
+    registration: u8,
+    #[serde(default)]
+    encrypted: bool,
+    format: String,
+    /// The thing model JSON (an object).
+    model: Option<Value>,
+    /// A hand-written parsing script.
+    script: Option<String>,
+}
+
+async fn add_product(
+    State(p): State<Platform>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let bad = |at: &str, e: &dyn std::fmt::Display| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{at}: {e}"))
+    };
+    let n: NewProduct = serde_json::from_slice(&body).map_err(|e| bad("body", &e))?;
+    let format = Format::parse(&n.format).map_err(|e| bad("format", &e))?;
+    let model = match n.model {
+        Some(m) => {
+            let text = m.to_string();
+            let name =
+                x_codegen::model_name_for(std::path::Path::new(&format!("{}.json", n.product_id)));
+            x_codegen::load(&text, &name).map_err(|d| {
+                bad(
+                    "model",
+                    &d.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+            Some(ModelSource { name, text })
+        }
+        None => None,
+    };
+    let product = Product::build(
+        n.open_id.parse().map_err(|e| bad("open_id", &e))?,
+        n.product_id.parse().map_err(|e| bad("product_id", &e))?,
+        n.product_key.parse().map_err(|e| bad("product_key", &e))?,
+        RegistrationType::from_code(i64::from(n.registration))
+            .map_err(|e| bad("registration", &e))?,
+        n.encrypted,
+        format,
+        model,
+        n.script,
+    )
+    .map_err(|e| bad(e.field, &e.problem))?;
+    let id = product.product_id.to_string();
+    p.register_product(product)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok((StatusCode::CREATED, Json(json!({"product_id": id}))))
+}
+
+fn device_json(p: &Platform, d: &DeviceIdentity) -> Value {
+    let registry = read(p.registry());
+    let enabled = registry
+        .device(d.product_id.as_str(), d.node_eui.as_str())
+        .is_some_and(|d| d.enabled);
+    drop(registry);
+    let prefix = format!("{d}/");
+    let firmware: serde_json::Map<String, Value> = p
+        .state_map("firmware")
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|m| (m.to_owned(), v)))
+        .collect();
+    let ota: serde_json::Map<String, Value> = p
+        .state_map("ota")
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|m| (m.to_owned(), v)))
+        .collect();
+    json!({
+        "open_id": d.open_id.as_str(),
+        "product_id": d.product_id.as_str(),
+        "node_eui": d.node_eui.as_str(),
+        "enabled": enabled,
+        "online": p.online(d),
+        "last_offline": p.last_offline(d),
+        "last_seen_ms": p.last_seen(d),
+        "session_id": p.session_grant(d).map(|g| g.session_id),
+        "firmware": firmware,
+        "config": p.state("config", &d.to_string()),
+        "ota": ota,
+    })
+}
+
+async fn devices(State(p): State<Platform>) -> Json<Value> {
+    let ids: Vec<(String, String)> = read(p.registry())
+        .devices()
+        .map(|d| (d.product_id.to_string(), d.node_eui.to_string()))
+        .collect();
+    Json(Value::Array(
+        ids.iter()
+            .filter_map(|(prod, node)| p.identity(prod, node))
+            .map(|d| device_json(&p, &d))
+            .collect(),
+    ))
+}
+
+/// The body of `POST /api/devices`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDevice {
+    product_id: String,
+    node_eui: String,
+    device_secret: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn add_device(
+    State(p): State<Platform>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let bad = |at: &str, e: &dyn std::fmt::Display| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{at}: {e}"))
+    };
+    let n: NewDevice = serde_json::from_slice(&body).map_err(|e| bad("body", &e))?;
+    let product: ProductId = n.product_id.parse().map_err(|e| bad("product_id", &e))?;
+    let node: NodeEui = n.node_eui.parse().map_err(|e| bad("node_eui", &e))?;
+    let secret = n
+        .device_secret
+        .map(|s| {
+            s.parse::<DeviceSecret>()
+                .map_err(|e| bad("device_secret", &e))
+        })
+        .transpose()?;
+    let device = p
+        .register_device(&product, node, secret, n.enabled)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
+    // The platform's application interface hands the DeviceSecret to the vendor, who puts
+    // it on the device; it is never logged.
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "product_id": device.product_id.as_str(),
+            "node_eui": device.node_eui.as_str(),
+            "device_secret": device.secret.expose_hex(),
+            "enabled": device.enabled,
+        })),
+    ))
+}
+
+async fn device(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    Ok(Json(device_json(&p, &d)))
+}
+
+/// The body of `PATCH /api/devices/{product}/{node}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchDevice {
+    enabled: bool,
+}
+
+async fn patch_device(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    let patch: PatchDevice = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    p.set_enabled(&product, &node, patch.enabled)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(device_json(&p, &d)))
+}
+
+async fn properties(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    Ok(Json(json!(p.latest_properties(&d))))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    property: Option<String>,
+}
+
+async fn history(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    let entries: Vec<Value> = p
+        .property_history(&d, q.property.as_deref())
+        .into_iter()
+        .map(|(id, t)| json!({"identifier": id, "value": t.value, "time": t.time}))
+        .collect();
+    Ok(Json(Value::Array(entries)))
+}
+
+async fn events(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    Ok(Json(json!(p.events(&d))))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn messages(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(page): Query<Page>,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    let after = page.after.unwrap_or(0);
+    let list: Vec<Value> = p
+        .received_from(&d)
+        .into_iter()
+        .filter(|r| r.seq > after)
+        .take(page.limit.unwrap_or(100))
+        .map(|r| {
+            json!({
+                "seq": r.seq,
+                "topic": r.kind.spec().suffix,
+                "identifier": r.identifier,
+                "HeaderCtrl": r.header_ctrl.code(),
+                "MessageId": r.message_id,
+                "Payload": r.payload,
+                "raw": r.raw,
+                "time": r.at_ms,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))
+}
+
+async fn set_properties(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(wait): Query<Wait>,
+    body: Bytes,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    run(&p, &d, Command::SetProperties(json_body(&body)?), &wait).await
+}
+
+async fn ask_properties(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(wait): Query<Wait>,
+    body: Bytes,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    let ids: Vec<String> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("body: a list of property identifiers: {e}"),
+        )
+    })?;
+    run(&p, &d, Command::AskProperties(ids), &wait).await
+}
+
+async fn call_service(
+    State(p): State<Platform>,
+    Path((product, node, service)): Path<(String, String, String)>,
+    Query(wait): Query<Wait>,
+    body: Bytes,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    let params = if body.is_empty() {
+        json!({})
+    } else {
+        json_body(&body)?
+    };
+    run(&p, &d, Command::CallService { service, params }, &wait).await
+}
+
+async fn passthrough(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(wait): Query<Wait>,
+    body: Bytes,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    run(&p, &d, Command::Passthrough(json_body(&body)?), &wait).await
+}
+
+async fn ask_config(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(wait): Query<Wait>,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    run(&p, &d, Command::AskConfig, &wait).await
+}
+
+async fn set_config(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(wait): Query<Wait>,
+    body: Bytes,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    run(&p, &d, Command::SetConfig(json_body(&body)?), &wait).await
+}
+
+async fn ask_firmware(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(wait): Query<Wait>,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    run(&p, &d, Command::AskFirmware, &wait).await
+}
+
+/// The body of `POST .../ota`: which module's task to notify now (default "default").
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NotifyNow {
+    module: Option<String>,
+}
+
+async fn notify_ota(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(wait): Query<Wait>,
+    body: Bytes,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    let now: NotifyNow = if body.is_empty() {
+        NotifyNow::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?
+    };
+    let notify = p
+        .ota_notify_for(&d, now.module.as_deref())
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
+    run(&p, &d, Command::NotifyOta(notify), &wait).await
+}
+
+async fn rotate(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    let grant = p.rotate_key(&d)?;
+    Ok(Json(
+        json!({"SessionID": grant.session_id, "Nonce": grant.nonce}),
+    ))
+}
+
+async fn drop_device(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+) -> ApiResult {
+    let d = find(&p, &product, &node)?;
+    Ok(Json(json!({"dropped": p.drop_device(&d)})))
+}
+
+fn firmware_of(p: &Platform) -> Result<&crate::firmware::Firmware, ApiError> {
+    p.firmware().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no firmware server: start x-sim with a data directory (--data DIR)",
+        )
+    })
+}
+
+async fn images(State(p): State<Platform>) -> ApiResult {
+    Ok(Json(json!(firmware_of(&p)?.images())))
+}
+
+async fn upload(
+    State(p): State<Platform>,
+    Path((product, module, version, file)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let image = firmware_of(&p)?
+        .upload(&product, &module, &version, &file, &body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    Ok((StatusCode::CREATED, Json(json!(image))))
+}
+
+async fn tasks(State(p): State<Platform>) -> ApiResult {
+    Ok(Json(json!(firmware_of(&p)?.tasks())))
+}
+
+/// The body of `PUT /api/ota/{product}/{module}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTask {
+    version: String,
+}
+
+async fn set_task(
+    State(p): State<Platform>,
+    Path((product, module)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let task: NewTask = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    let task = firmware_of(&p)?
+        .set_task(&product, &module, &task.version)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(json!(task)))
+}
+
+async fn faults(State(p): State<Platform>) -> Json<Value> {
+    Json(json!({
+        "silent": p.faults().silent(),
+        "delay_ms": p.faults().delay().as_millis(),
+    }))
+}
+
+/// The body of `PUT /api/faults`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetFaults {
+    silent: Option<bool>,
+    delay_ms: Option<u64>,
+}
+
+async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let f: SetFaults = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    if let Some(silent) = f.silent {
+        p.faults().set_silent(silent);
+    }
+    if let Some(ms) = f.delay_ms {
+        p.faults().set_delay(Duration::from_millis(ms));
+    }
+    Ok(faults(State(p)).await)
+}

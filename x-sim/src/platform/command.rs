@@ -1,0 +1,422 @@
+//! Platform commands and the device's answers: property set, service call, property ask,
+//! passthrough downlink, config ask and set, firmware ask and OTA notify. JSON commands of
+//! HEX products go through the product's parsing script (20/21/23 become 22/24/25 on the HEX
+//! downlink), as on the real platform. The answer is matched by MessageId and checked: set
+//! acks and service outputs against the thing model, answers to a property ask for the asked
+//! properties, an OTA ack for its DownID.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use x_protocol::payload::{FirmwareReport, OtaNotify};
+use x_protocol::{
+    AckPayload, DeviceIdentity, Frame, HeaderCtrl, Identifier, MessageId, Topic, TopicKind,
+};
+
+use super::Platform;
+use crate::registry::Format;
+use crate::sync::{lock, read};
+
+/// A platform command, in thing-model JSON terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Property set (20; HEX products 22): `{"id": value, ..}` or `{"params":[{"identify",
+    /// "value"}]}`.
+    SetProperties(Value),
+    /// Service call (21; HEX products 24).
+    CallService {
+        /// The service identifier.
+        service: String,
+        /// Its input parameters (an object).
+        params: Value,
+    },
+    /// Property ask (23; HEX products 25).
+    AskProperties(Vec<String>),
+    /// Passthrough downlink (7): `{"data": ..}`.
+    Passthrough(Value),
+    /// Config ask (14 on `ask_config`).
+    AskConfig,
+    /// Config set (14 on `down_config`): the settings object.
+    SetConfig(Value),
+    /// Firmware ask (13).
+    AskFirmware,
+    /// OTA notify (9).
+    NotifyOta(OtaNotify),
+    /// Any frame on any platform topic, unchecked (for tests of a device's error handling).
+    Raw {
+        /// The topic kind.
+        kind: TopicKind,
+        /// The topic's identifier, for kinds that have one.
+        identifier: Option<String>,
+        /// The command.
+        header_ctrl: HeaderCtrl,
+        /// The plain payload.
+        payload: Value,
+    },
+}
+
+/// A device's answer to a command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The topic it came on.
+    pub topic: String,
+    /// Its HeaderCtrl.
+    pub header_ctrl: HeaderCtrl,
+    /// Its MessageId (the command's).
+    pub message_id: MessageId,
+    /// The plain payload (decrypted); for HEX answers, the script's decoding.
+    pub payload: Value,
+    /// HEX answers: the hex as it came.
+    pub raw: Option<String>,
+}
+
+impl Answer {
+    /// The payload as an ack (`{Code, Msg?, Data?}`), when it is one.
+    pub fn ack(&self) -> Option<AckPayload> {
+        serde_json::from_value(self.payload.clone()).ok()
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    /// No answer within the timeout.
+    #[error("no answer from {device} within {timeout:?}")]
+    Timeout {
+        /// The device.
+        device: String,
+        /// How long the platform waited.
+        timeout: Duration,
+    },
+    /// The device is not registered.
+    #[error("device {0} is not registered")]
+    UnknownDevice(String),
+    /// An encrypted product's device has not authenticated (no SessionKey).
+    #[error("{0} has no SessionKey yet: it must run the auth phase first")]
+    NoSession(String),
+    /// The command could not be built (bad identifier, the script refused it, ...).
+    #[error("{0}")]
+    Build(String),
+    /// The device answered, but not as the protocol and the model say.
+    #[error("bad answer from {device}: {reason}")]
+    BadAnswer {
+        /// The device.
+        device: String,
+        /// What is wrong.
+        reason: String,
+        /// The answer.
+        answer: Box<Answer>,
+    },
+}
+
+/// Where a command goes and what it carries.
+struct Outgoing {
+    topic: Topic,
+    header_ctrl: HeaderCtrl,
+    payload: Value,
+}
+
+impl Platform {
+    /// Sends a command to a device and waits for its answer (the configured timeout unless
+    /// `timeout` is given), then checks the answer.
+    ///
+    /// # Errors
+    /// See [`CommandError`].
+    pub async fn send_command(
+        &self,
+        device: &DeviceIdentity,
+        command: Command,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, CommandError> {
+        let format = {
+            let registry = read(&self.inner.registry);
+            if registry
+                .device(device.product_id.as_str(), device.node_eui.as_str())
+                .is_none()
+            {
+                return Err(CommandError::UnknownDevice(device.to_string()));
+            }
+            registry
+                .product(device.product_id.as_str())
+                .map(|p| p.format)
+        };
+        let outgoing = self.outgoing(device, &command, format)?;
+        let answer = self
+            .command(
+                &outgoing.topic,
+                outgoing.header_ctrl,
+                outgoing.payload,
+                timeout.unwrap_or(self.inner.config.command_timeout),
+            )
+            .await?;
+        match self.check_answer(device, &command, &answer) {
+            Ok(()) => Ok(answer),
+            Err(reason) => Err(CommandError::BadAnswer {
+                device: device.to_string(),
+                reason,
+                answer: Box::new(answer),
+            }),
+        }
+    }
+
+    fn outgoing(
+        &self,
+        device: &DeviceIdentity,
+        command: &Command,
+        format: Option<Format>,
+    ) -> Result<Outgoing, CommandError> {
+        let build = |e: &dyn std::fmt::Display| CommandError::Build(e.to_string());
+        let topic = |kind| Topic::new(device.clone(), kind).map_err(|e| build(&e));
+        let with_id = |kind, id: &str| {
+            let id = Identifier::new(id).map_err(|e| build(&e))?;
+            Topic::with_identifier(device.clone(), kind, id).map_err(|e| build(&e))
+        };
+        let (thing, hex_ctrl) = match command {
+            Command::SetProperties(v) => (
+                Some((HeaderCtrl::PropertySet, json!({"params": set_params(v)?}))),
+                HeaderCtrl::HexPropertySet,
+            ),
+            Command::CallService { service, params } => (
+                Some((
+                    HeaderCtrl::ServiceCall,
+                    json!({"serviceIdentify": service, "params": params}),
+                )),
+                HeaderCtrl::HexServiceCall,
+            ),
+            Command::AskProperties(ids) => (
+                Some((HeaderCtrl::PropertyAsk, json!({"params": ids}))),
+                HeaderCtrl::HexPropertyAsk,
+            ),
+            _ => (None, HeaderCtrl::Auth),
+        };
+        if let Some((header_ctrl, payload)) = thing {
+            if format == Some(Format::Hex) {
+                let hex = self.encode_hex(device, header_ctrl, &payload)?;
+                return Ok(Outgoing {
+                    topic: topic(TopicKind::HexDownlink)?,
+                    header_ctrl: hex_ctrl,
+                    payload: Value::String(hex),
+                });
+            }
+            let topic = match command {
+                Command::CallService { service, .. } => with_id(TopicKind::ServiceCall, service)?,
+                Command::SetProperties(_) => topic(TopicKind::PropertySet)?,
+                _ => topic(TopicKind::PropertyAsk)?,
+            };
+            return Ok(Outgoing {
+                topic,
+                header_ctrl,
+                payload,
+            });
+        }
+        let (kind, header_ctrl, payload) = match command {
+            Command::Passthrough(data) => (
+                TopicKind::Downlink,
+                HeaderCtrl::Downlink,
+                json!({"data": data}),
+            ),
+            Command::AskConfig => (TopicKind::AskConfig, HeaderCtrl::Config, json!({})),
+            Command::SetConfig(settings) => (
+                TopicKind::DownConfig,
+                HeaderCtrl::Config,
+                json!({"Settings": settings}),
+            ),
+            Command::AskFirmware => (TopicKind::AskFirmware, HeaderCtrl::AskFirmware, json!({})),
+            Command::NotifyOta(n) => (
+                TopicKind::OtaNotify,
+                HeaderCtrl::OtaNotify,
+                serde_json::to_value(n).map_err(|e| build(&e))?,
+            ),
+            Command::Raw {
+                kind,
+                identifier,
+                header_ctrl,
+                payload,
+            } => {
+                let topic = match identifier {
+                    Some(id) => with_id(*kind, id)?,
+                    None => topic(*kind)?,
+                };
+                return Ok(Outgoing {
+                    topic,
+                    header_ctrl: *header_ctrl,
+                    payload: payload.clone(),
+                });
+            }
+            _ => return Err(CommandError::Build("unreachable command shape".into())),
+        };
+        Ok(Outgoing {
+            topic: topic(kind)?,
+            header_ctrl,
+            payload,
+        })
+    }
+
+    /// A thing-model JSON command in hex, through the product's parsing script.
+    fn encode_hex(
+        &self,
+        device: &DeviceIdentity,
+        header_ctrl: HeaderCtrl,
+        payload: &Value,
+    ) -> Result<String, CommandError> {
+        let script = read(&self.inner.registry)
+            .product(device.product_id.as_str())
+            .and_then(|p| p.script.clone())
+            .ok_or_else(|| {
+                CommandError::Build(format!(
+                    "product {} has no parsing script",
+                    device.product_id
+                ))
+            })?;
+        let message = json!({"HeaderCtrl": header_ctrl.code(), "Payload": payload});
+        let bytes = crate::script::with_script(&script, |s| s.protocol_to_raw_data(&message))
+            .map_err(|e| CommandError::Build(e.to_string()))?
+            .map_err(|e| CommandError::Build(e.to_string()))?;
+        Ok(x_protocol::model::hex::to_hex(&bytes))
+    }
+
+    /// Checks a device's answer against the command and the model.
+    fn check_answer(
+        &self,
+        device: &DeviceIdentity,
+        command: &Command,
+        answer: &Answer,
+    ) -> Result<(), String> {
+        let hex = answer.raw.is_some();
+        // A HEX answer (18/26) carries the script's decoding; its payload is `Payload`.
+        let payload = if hex {
+            answer
+                .payload
+                .get("Payload")
+                .cloned()
+                .unwrap_or(Value::Null)
+        } else {
+            answer.payload.clone()
+        };
+        let model = self.model_of(device, None)?;
+        match command {
+            Command::SetProperties(_) | Command::CallService { .. }
+                if !hex || answer.header_ctrl == HeaderCtrl::HexServiceReply =>
+            {
+                let ack: AckPayload = serde_json::from_value(payload.clone())
+                    .map_err(|e| format!("not an ack {{Code, Msg, Data}}: {e}"))?;
+                if !ack.code.is_success() {
+                    // A refusal is a valid answer; the caller reads Code and Msg.
+                    return Ok(());
+                }
+                let Some(model) = model else { return Ok(()) };
+                let data = ack.data.clone().unwrap_or_else(|| json!({}));
+                match command {
+                    Command::CallService { service, .. } => {
+                        crate::validate::service_outputs(&model, service, &data)
+                    }
+                    _ => crate::validate::property_report(&model, &data),
+                }
+                .map_err(|r| format!("Data: {r}"))
+            }
+            Command::AskProperties(ids) if answer.header_ctrl != HeaderCtrl::HexPropertyAsk => {
+                let missing: Vec<&str> = ids
+                    .iter()
+                    .filter(|id| payload.get(id.as_str()).is_none())
+                    .map(String::as_str)
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("the answer lacks {}", missing.join(", ")))
+                }
+            }
+            Command::AskConfig | Command::SetConfig(_) => match payload.get("Settings") {
+                Some(Value::Object(_)) => Ok(()),
+                Some(Value::String(s))
+                    if serde_json::from_str::<serde_json::Map<String, Value>>(s).is_ok() =>
+                {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "a config report needs Settings (an object), got {payload}"
+                )),
+            },
+            Command::AskFirmware => serde_json::from_value::<FirmwareReport>(payload)
+                .map(|_| ())
+                .map_err(|e| format!("not a firmware report: {e}")),
+            Command::NotifyOta(n) => match payload.get("DownID") {
+                Some(id)
+                    if id.as_str() == Some(&n.down_id)
+                        || *id == Value::String(n.down_id.clone()) =>
+                {
+                    Ok(())
+                }
+                other => Err(format!(
+                    "the OTA ack must echo DownID {:?}, got {}",
+                    n.down_id,
+                    other.cloned().unwrap_or(Value::Null)
+                )),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends one frame on a platform topic and waits for the device's answer with the same
+    /// MessageId: the ack on the command's ack topic, or the report that answers it. Payloads
+    /// of encrypted products go out encrypted; the answer comes back decrypted. Nothing is
+    /// checked; [`Platform::send_command`] is the checked form.
+    ///
+    /// # Errors
+    /// [`CommandError::Timeout`], or [`CommandError::NoSession`] for an encrypted product's
+    /// device that has not authenticated.
+    pub async fn command(
+        &self,
+        topic: &Topic,
+        header_ctrl: HeaderCtrl,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<Answer, CommandError> {
+        let Some(device) = topic.device().cloned() else {
+            return Err(CommandError::Build(
+                "the auth topic takes no commands".into(),
+            ));
+        };
+        let id = self.inner.ids.next_id();
+        let mut frame = Frame::new(id.clone(), header_ctrl, payload);
+        if self.is_encrypted(&device) {
+            match self.session_key(&device) {
+                Some(key) => frame.encrypt_payload(&key),
+                None => return Err(CommandError::NoSession(device.to_string())),
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let key = (device.to_string(), id);
+        lock(&self.inner.pending).insert(key.clone(), tx);
+        self.publish(&topic.to_string(), &frame);
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                lock(&self.inner.pending).remove(&key);
+                Err(CommandError::Timeout {
+                    device: device.to_string(),
+                    timeout,
+                })
+            }
+        }
+    }
+}
+
+/// The `params` list of a property set from `{"id": value}` or `{"params": [..]}`.
+fn set_params(v: &Value) -> Result<Value, CommandError> {
+    match v {
+        Value::Object(m) if m.len() == 1 && m.get("params").is_some_and(Value::is_array) => {
+            Ok(m["params"].clone())
+        }
+        Value::Object(m) => Ok(Value::Array(
+            m.iter()
+                .map(|(k, v)| json!({"identify": k, "value": v}))
+                .collect(),
+        )),
+        Value::Array(_) => Ok(v.clone()),
+        other => Err(CommandError::Build(format!(
+            "a property set takes {{\"id\": value}} or {{\"params\": [..]}}, got {other}"
+        ))),
+    }
+}

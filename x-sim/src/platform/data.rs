@@ -1,0 +1,415 @@
+//! What the platform received and keeps: every accepted device message with its time, the
+//! latest properties, events and property history derived from them, and small state maps
+//! (config, firmware, OTA progress). Written through to the store when one is attached, and
+//! restored from it at start.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use x_protocol::payload::HistoryUpload;
+use x_protocol::{DeviceIdentity, Frame, HeaderCtrl, MessageId, TopicKind};
+
+use crate::store::{Store, StoreError};
+use crate::sync::lock;
+
+use super::now_ms;
+
+/// One message the platform received from a device and accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// Its sequence number (1, 2, ...; continues across restarts with a store).
+    pub seq: u64,
+    /// The device.
+    pub device: DeviceIdentity,
+    /// Which topic it came on.
+    pub kind: TopicKind,
+    /// The event or service identifier of the topic, if it has one.
+    pub identifier: Option<String>,
+    /// The frame's command.
+    pub header_ctrl: HeaderCtrl,
+    /// The frame's MessageId.
+    pub message_id: MessageId,
+    /// The plain payload (decrypted); for HEX products, what the parsing script decoded
+    /// (`{"HeaderCtrl":16,"Payload":{..}}`).
+    pub payload: Value,
+    /// HEX products: the hex as it came.
+    pub raw: Option<String>,
+    /// When, in Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// A property value with its time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timed {
+    /// The value as reported.
+    pub value: Value,
+    /// Unix milliseconds: the report's arrival, or a history entry's own time.
+    pub time: i64,
+}
+
+/// An event a device reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    /// The event identifier.
+    pub identifier: String,
+    /// Its outputs.
+    pub value: Value,
+    /// Unix milliseconds.
+    pub time: i64,
+}
+
+/// The stored form of [`Received`].
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    device: String,
+    topic: String,
+    identifier: Option<String>,
+    header_ctrl: i64,
+    message_id: MessageId,
+    payload: Value,
+    raw: Option<String>,
+    at_ms: i64,
+}
+
+impl Received {
+    fn to_stored(&self) -> Stored {
+        Stored {
+            device: self.device.to_string(),
+            topic: self.kind.spec().suffix.to_owned(),
+            identifier: self.identifier.clone(),
+            header_ctrl: self.header_ctrl.code(),
+            message_id: self.message_id.clone(),
+            payload: self.payload.clone(),
+            raw: self.raw.clone(),
+            at_ms: self.at_ms,
+        }
+    }
+
+    fn from_stored(seq: u64, s: Stored) -> Result<Self, String> {
+        let mut parts = s.device.splitn(3, '/');
+        let (Some(o), Some(p), Some(n)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!(
+                "device {:?} is not OpenID/ProductID/NodeEui",
+                s.device
+            ));
+        };
+        let device = DeviceIdentity::parse(o, p, n).map_err(|e| e.to_string())?;
+        let kind = TopicKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.spec().suffix == s.topic)
+            .ok_or_else(|| format!("unknown topic kind {:?}", s.topic))?;
+        Ok(Self {
+            seq,
+            device,
+            kind,
+            identifier: s.identifier,
+            header_ctrl: HeaderCtrl::from_code(s.header_ctrl),
+            message_id: s.message_id,
+            payload: s.payload,
+            raw: s.raw,
+            at_ms: s.at_ms,
+        })
+    }
+
+    /// The properties this message reports (property reports, HEX property reports), with
+    /// their time; history uploads give each entry its own time.
+    pub fn properties(&self) -> Vec<(String, Timed)> {
+        let timed = |map: &serde_json::Map<String, Value>, time| {
+            map.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Timed {
+                            value: v.clone(),
+                            time,
+                        },
+                    )
+                })
+                .collect()
+        };
+        match self.kind {
+            TopicKind::PropertyReport => self
+                .payload
+                .as_object()
+                .map_or_else(Vec::new, |m| timed(m, self.at_ms)),
+            TopicKind::HexReport | TopicKind::FullHex
+                if self.payload.get("HeaderCtrl").and_then(Value::as_i64) == Some(16) =>
+            {
+                self.payload
+                    .get("Payload")
+                    .and_then(Value::as_object)
+                    .map_or_else(Vec::new, |m| timed(m, self.at_ms))
+            }
+            TopicKind::HistoryReport => {
+                let Ok(upload) = serde_json::from_value::<HistoryUpload>(self.payload.clone())
+                else {
+                    return Vec::new();
+                };
+                upload
+                    .params
+                    .iter()
+                    .filter_map(|b| b.property_entries().ok())
+                    .flatten()
+                    .map(|(id, t)| {
+                        (
+                            id.to_owned(),
+                            Timed {
+                                value: t.value.clone(),
+                                time: t.time,
+                            },
+                        )
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The events this message reports (event reports, HEX event reports, history).
+    pub fn events(&self) -> Vec<EventRecord> {
+        match self.kind {
+            TopicKind::EventReport => vec![EventRecord {
+                identifier: self.identifier.clone().unwrap_or_default(),
+                value: self.payload.clone(),
+                time: self.at_ms,
+            }],
+            TopicKind::HexReport | TopicKind::FullHex
+                if self.payload.get("HeaderCtrl").and_then(Value::as_i64) == Some(17) =>
+            {
+                vec![EventRecord {
+                    identifier: self
+                        .payload
+                        .get("Event")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    value: self.payload.get("Payload").cloned().unwrap_or(Value::Null),
+                    time: self.at_ms,
+                }]
+            }
+            TopicKind::HistoryReport => {
+                let Ok(upload) = serde_json::from_value::<HistoryUpload>(self.payload.clone())
+                else {
+                    return Vec::new();
+                };
+                upload
+                    .params
+                    .iter()
+                    .filter_map(|b| b.event_entries().ok())
+                    .flatten()
+                    .map(|(id, t)| EventRecord {
+                        identifier: id.to_owned(),
+                        value: t.value.clone(),
+                        time: t.time,
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A message being recorded.
+pub(crate) struct Incoming<'a> {
+    pub device: &'a DeviceIdentity,
+    pub kind: TopicKind,
+    pub identifier: Option<String>,
+    pub frame: &'a Frame,
+    pub payload: Value,
+    pub raw: Option<String>,
+}
+
+/// The platform's data, in memory and written through to the store.
+#[derive(Debug, Default)]
+pub(crate) struct Data {
+    received: Mutex<Vec<Received>>,
+    next_seq: Mutex<u64>,
+    last_seen: Mutex<HashMap<String, i64>>,
+    state: Mutex<BTreeMap<(String, String), Value>>,
+}
+
+impl Data {
+    /// Restores received data and state maps from the store.
+    pub fn restore(store: Option<&Store>) -> Result<Self, StoreError> {
+        let data = Self::default();
+        let Some(store) = store else {
+            return Ok(data);
+        };
+        let mut received = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.received(after, 1000)?;
+            let Some(&(last, _)) = page.last() else {
+                break;
+            };
+            for (seq, value) in page {
+                match serde_json::from_value::<Stored>(value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| Received::from_stored(seq, s))
+                {
+                    Ok(r) => received.push(r),
+                    Err(e) => {
+                        tracing::error!(target: "x_sim", "stored message {seq} is unreadable, kept in the store but not loaded: {e}");
+                    }
+                }
+            }
+            after = last;
+        }
+        *lock(&data.next_seq) = after;
+        for r in &received {
+            lock(&data.last_seen)
+                .entry(r.device.to_string())
+                .and_modify(|t| *t = (*t).max(r.at_ms))
+                .or_insert(r.at_ms);
+        }
+        *lock(&data.received) = received;
+        for map in ["config", "firmware", "ota"] {
+            for (key, value) in store.state(map)? {
+                lock(&data.state).insert((map.to_owned(), key), value);
+            }
+        }
+        Ok(data)
+    }
+
+    /// Records an accepted message (and stores it); returns the record.
+    pub fn record(&self, store: Option<&Store>, m: Incoming<'_>) -> Received {
+        let mut record = Received {
+            seq: 0,
+            device: m.device.clone(),
+            kind: m.kind,
+            identifier: m.identifier,
+            header_ctrl: m.frame.header_ctrl,
+            message_id: m.frame.message_id.clone(),
+            payload: m.payload,
+            raw: m.raw,
+            at_ms: now_ms(),
+        };
+        let mut received = lock(&self.received);
+        record.seq = match store {
+            Some(store) => match serde_json::to_value(record.to_stored())
+                .map_err(|e| e.to_string())
+                .and_then(|v| store.append_received(&v).map_err(|e| e.to_string()))
+            {
+                Ok(seq) => seq,
+                Err(e) => {
+                    tracing::error!(target: "x_sim", "cannot store a message of {}: {e}", record.device);
+                    0
+                }
+            },
+            None => {
+                let mut next = lock(&self.next_seq);
+                *next += 1;
+                *next
+            }
+        };
+        received.push(record.clone());
+        record
+    }
+
+    /// Notes that a device sent something now.
+    pub fn seen(&self, device: &DeviceIdentity) {
+        lock(&self.last_seen).insert(device.to_string(), now_ms());
+    }
+
+    /// When a device last sent something (Unix milliseconds).
+    pub fn last_seen(&self, device: &DeviceIdentity) -> Option<i64> {
+        lock(&self.last_seen).get(&device.to_string()).copied()
+    }
+
+    /// Every received message.
+    pub fn received(&self) -> Vec<Received> {
+        lock(&self.received).clone()
+    }
+
+    /// One state value.
+    pub fn state(&self, map: &str, key: &str) -> Option<Value> {
+        lock(&self.state)
+            .get(&(map.to_owned(), key.to_owned()))
+            .cloned()
+    }
+
+    /// One state map.
+    pub fn state_map(&self, map: &str) -> Vec<(String, Value)> {
+        lock(&self.state)
+            .iter()
+            .filter(|((m, _), _)| m == map)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Sets a state value (and stores it).
+    pub fn put_state(&self, store: Option<&Store>, map: &str, key: &str, value: &Value) {
+        lock(&self.state).insert((map.to_owned(), key.to_owned()), value.clone());
+        if let Some(store) = store
+            && let Err(e) = store.put_state(map, key, value)
+        {
+            tracing::error!(target: "x_sim", "cannot store {map}/{key}: {e}");
+        }
+    }
+}
+
+impl super::Platform {
+    /// Everything received so far, oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.data.received()
+    }
+
+    /// Messages of one device, oldest first.
+    pub fn received_from(&self, device: &DeviceIdentity) -> Vec<Received> {
+        let mut all = self.inner.data.received();
+        all.retain(|r| &r.device == device);
+        all
+    }
+
+    /// The latest value of every property the device reported, with its time.
+    pub fn latest_properties(&self, device: &DeviceIdentity) -> BTreeMap<String, Timed> {
+        let mut latest: BTreeMap<String, Timed> = BTreeMap::new();
+        for r in self.received_from(device) {
+            for (id, timed) in r.properties() {
+                match latest.get(&id) {
+                    Some(t) if t.time > timed.time => {}
+                    _ => {
+                        latest.insert(id, timed);
+                    }
+                }
+            }
+        }
+        latest
+    }
+
+    /// Every value of the device's properties over time (optionally one property), ordered
+    /// by time.
+    pub fn property_history(
+        &self,
+        device: &DeviceIdentity,
+        property: Option<&str>,
+    ) -> Vec<(String, Timed)> {
+        let mut all: Vec<(String, Timed)> = self
+            .received_from(device)
+            .iter()
+            .flat_map(Received::properties)
+            .filter(|(id, _)| property.is_none_or(|p| p == id))
+            .collect();
+        all.sort_by_key(|(_, t)| t.time);
+        all
+    }
+
+    /// The device's events, ordered by time.
+    pub fn events(&self, device: &DeviceIdentity) -> Vec<EventRecord> {
+        let mut all: Vec<EventRecord> = self
+            .received_from(device)
+            .iter()
+            .flat_map(Received::events)
+            .collect();
+        all.sort_by_key(|e| e.time);
+        all
+    }
+
+    /// When the device last sent anything (Unix milliseconds).
+    pub fn last_seen(&self, device: &DeviceIdentity) -> Option<i64> {
+        self.inner.data.last_seen(device)
+    }
+}

@@ -1,0 +1,935 @@
+//! The platform's side of the protocol, over any [`Link`]: the auth phase (HeaderCtrl 1 with
+//! DeviceSecret, and SessionID/Nonce for encrypted products), acks of every device message on
+//! the right topic with the request's MessageId and HeaderCtrl, decryption, thing-model checks
+//! of JSON reports ("4001" with the reason), HEX reports decoded by the product's parsing
+//! script, time sync, firmware reports with OTA, SessionKey rotation, and a record of
+//! everything received (persisted when a store is attached).
+//!
+//! Platform commands and the device's answers are in [`command`]; stored data and its
+//! queries in [`data`]; sessions and key rotation in [`session`].
+
+pub mod command;
+pub mod data;
+pub mod session;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use x_protocol::payload::{AuthRequest, FirmwareReport, OtaNotify};
+use x_protocol::topic::AUTH_TOPIC;
+use x_protocol::{
+    AckPayload, DeviceIdentity, Frame, HeaderCtrl, MessageId, MessageIdSource, Publisher, Topic,
+    TopicKind,
+};
+
+pub use command::{Answer, Command, CommandError};
+pub use data::Received;
+
+use crate::access::PlatformAccess;
+use crate::broker::Message;
+use crate::firmware::Firmware;
+use crate::link::Link;
+use crate::login::{Login, auth_reply};
+use crate::registry::{Format, Registry};
+use crate::store::Store;
+use crate::sync::{lock, read, write};
+use session::Sessions;
+
+/// How the platform behaves where the protocol leaves it a choice.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// The time zone time sync replies name.
+    pub timezone: String,
+    /// How long a SessionKey lives before the platform rotates it (HeaderCtrl 3); the
+    /// platform's default is 48 hours.
+    pub session_ttl: Duration,
+    /// How long commands wait for the device's answer unless told otherwise.
+    pub command_timeout: Duration,
+    /// The firmware server's base URL (`http://127.0.0.1:PORT`), for OTA notify URLs.
+    pub firmware_url: Option<String>,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            timezone: "Asia/Shanghai".to_owned(),
+            session_ttl: Duration::from_secs(48 * 3600),
+            command_timeout: Duration::from_secs(5),
+            firmware_url: None,
+        }
+    }
+}
+
+/// Fault injection: make the platform misbehave the way a real one can.
+#[derive(Debug, Default)]
+pub struct Faults {
+    silent: AtomicBool,
+    delay_ms: AtomicU64,
+}
+
+impl Faults {
+    /// Stops (or resumes) every reply to device messages: acks, auth replies, time sync.
+    /// Withheld replies are logged, not queued.
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// Delays every reply to device messages by `delay` (zero: none).
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Whether replies are withheld.
+    pub fn silent(&self) -> bool {
+        self.silent.load(Ordering::SeqCst)
+    }
+
+    /// The reply delay.
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))
+    }
+}
+
+/// A frame the platform publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The topic.
+    pub topic: String,
+    /// The frame.
+    pub frame: Frame,
+}
+
+/// What handling one message produced: replies, then OTA notifies to send after them.
+#[derive(Debug, Default)]
+struct Handled {
+    replies: Vec<Reply>,
+    ota: Vec<(DeviceIdentity, OtaNotify)>,
+}
+
+/// What the platform is built from.
+pub struct Parts {
+    /// Products and devices (shared with the broker's access rules).
+    pub registry: Arc<RwLock<Registry>>,
+    /// The embedded broker's access rules; `None` over an external broker, where the topic
+    /// names the device.
+    pub access: Option<PlatformAccess>,
+    /// Where replies and commands are published.
+    pub link: Arc<dyn Link>,
+    /// Where received data, sessions and device state are persisted.
+    pub store: Option<Store>,
+    /// Firmware images and OTA tasks.
+    pub firmware: Option<Firmware>,
+    /// Behaviour settings.
+    pub config: PlatformConfig,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who sent a message.
+enum Origin {
+    /// An auth-phase login (or, over an external broker, an auth request).
+    Auth(DeviceIdentity),
+    /// A device after the V2 login.
+    Device(DeviceIdentity),
+}
+
+/// The platform logic. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Arc<RwLock<Registry>>,
+    access: Option<PlatformAccess>,
+    link: Arc<dyn Link>,
+    store: Option<Store>,
+    firmware: Option<Firmware>,
+    config: PlatformConfig,
+    sessions: Sessions,
+    data: data::Data,
+    ids: MessageIdSource,
+    pending: Mutex<Pending>,
+    faults: Faults,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("config", &self.inner.config)
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Commands waiting for their answer, by device and MessageId.
+type Pending = HashMap<(String, MessageId), oneshot::Sender<Answer>>;
+
+/// Why the platform could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot restore the platform's state: {0}")]
+pub struct PlatformError(#[from] crate::store::StoreError);
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The ack topic of a device topic, for the kinds the platform acks.
+fn ack_kind(kind: TopicKind) -> Option<TopicKind> {
+    Some(match kind {
+        TopicKind::Uplink => TopicKind::UplinkAck,
+        TopicKind::FirmwareReport => TopicKind::FirmwareReportAck,
+        TopicKind::PropertyReport => TopicKind::PropertyReportAck,
+        TopicKind::EventReport => TopicKind::EventReportAck,
+        TopicKind::HistoryReport => TopicKind::HistoryReportAck,
+        TopicKind::HexReport => TopicKind::HexReportAck,
+        TopicKind::UpdateTime => TopicKind::UpdateTimeAck,
+        _ => return None,
+    })
+}
+
+/// At most this many characters of a payload go into a log line.
+const LOG_PAYLOAD: usize = 400;
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(LOG_PAYLOAD) {
+        Some((at, _)) => format!("{}... ({} bytes)", &text[..at], text.len()),
+        None => text.to_owned(),
+    }
+}
+
+impl Platform {
+    /// The platform over its parts, with what the store holds restored (received data,
+    /// sessions).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn new(parts: Parts) -> Result<Self, PlatformError> {
+        let data = data::Data::restore(parts.store.as_ref())?;
+        let sessions = Sessions::restore(parts.store.as_ref(), &read(&parts.registry))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry: parts.registry,
+                access: parts.access,
+                link: parts.link,
+                store: parts.store,
+                firmware: parts.firmware,
+                config: parts.config,
+                sessions,
+                data,
+                ids: MessageIdSource::default(),
+                pending: Mutex::default(),
+                faults: Faults::default(),
+            }),
+        })
+    }
+
+    /// Handles every message from `inbox` until it closes, publishing the replies. Also
+    /// rotates SessionKeys as they expire.
+    pub fn serve(
+        &self,
+        mut inbox: mpsc::UnboundedReceiver<Message>,
+    ) -> tokio::task::JoinHandle<()> {
+        let platform = self.clone();
+        let rotation = self.clone().rotate_expired_keys();
+        tokio::spawn(async move {
+            while let Some(message) = inbox.recv().await {
+                let handled = platform.handle(&message);
+                platform.send(handled);
+            }
+            rotation.abort();
+        })
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<RwLock<Registry>> {
+        &self.inner.registry
+    }
+
+    /// The fault switches.
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PlatformConfig {
+        &self.inner.config
+    }
+
+    /// Firmware images and OTA tasks, when the platform has a firmware server.
+    pub fn firmware(&self) -> Option<&Firmware> {
+        self.inner.firmware.as_ref()
+    }
+
+    /// The store, when one is attached.
+    pub fn store(&self) -> Option<&Store> {
+        self.inner.store.as_ref()
+    }
+
+    /// Whether the device's product encrypts its payloads.
+    fn is_encrypted(&self, device: &DeviceIdentity) -> bool {
+        read(&self.inner.registry)
+            .product(device.product_id.as_str())
+            .is_some_and(|p| p.encrypted)
+    }
+
+    /// Publishes one frame, logged as one line.
+    fn publish(&self, topic: &str, frame: &Frame) {
+        tracing::info!(target: "x_sim", "-> {topic} {}", describe_out(frame));
+        self.inner.link.publish(topic, frame.encode());
+    }
+
+    /// Publishes what handling a message produced, honouring the faults.
+    fn send(&self, handled: Handled) {
+        if handled.replies.is_empty() && handled.ota.is_empty() {
+            return;
+        }
+        if self.inner.faults.silent() {
+            for reply in &handled.replies {
+                tracing::info!(target: "x_sim", "-x {} withheld (fault injection: silent)", reply.topic);
+            }
+            return;
+        }
+        let delay = self.inner.faults.delay();
+        let platform = self.clone();
+        let run = move || {
+            for reply in &handled.replies {
+                platform.publish(&reply.topic, &reply.frame);
+            }
+            for (device, notify) in handled.ota {
+                let p = platform.clone();
+                tokio::spawn(async move { p.notify_ota(&device, notify).await });
+            }
+        };
+        if delay.is_zero() {
+            run();
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                run();
+            });
+        }
+    }
+
+    /// Who sent a message: the login behind its client id on the embedded broker; over an
+    /// external broker, the topic (or the auth request) names the device. Messages the
+    /// platform published itself come back here too and are recognised by their topic.
+    fn origin(&self, message: &Message) -> Option<Origin> {
+        match (&message.from, &self.inner.access) {
+            (Some(client), Some(access)) => match access.login(client)? {
+                Login::Auth { device } => Some(Origin::Auth(device)),
+                Login::Device { device, .. } => Some(Origin::Device(device)),
+            },
+            (None, None) if message.topic == AUTH_TOPIC => {
+                let frame = Frame::decode(&message.payload).ok()?;
+                let request: AuthRequest = frame.payload_as().ok()?;
+                Some(Origin::Auth(DeviceIdentity {
+                    open_id: request.open_id,
+                    product_id: request.product_id,
+                    node_eui: request.node_eui,
+                }))
+            }
+            (None, None) => {
+                let topic = Topic::parse(&message.topic).ok()?;
+                (topic.kind().spec().publisher == Publisher::Device)
+                    .then(|| topic.device().cloned())
+                    .flatten()
+                    .map(Origin::Device)
+            }
+            _ => None,
+        }
+    }
+
+    /// Handles one message; returns what to publish.
+    fn handle(&self, message: &Message) -> Handled {
+        let Some(origin) = self.origin(message) else {
+            return Handled::default();
+        };
+        tracing::info!(
+            target: "x_sim",
+            "<- {} {}",
+            message.topic,
+            shorten(&String::from_utf8_lossy(&message.payload))
+        );
+        match origin {
+            Origin::Auth(device) if message.topic == AUTH_TOPIC => Handled {
+                replies: self.auth(&device, &message.payload).into_iter().collect(),
+                ota: Vec::new(),
+            },
+            Origin::Auth(_) => Handled::default(),
+            Origin::Device(device) => {
+                let topic = match Topic::parse_for(&message.topic, &device) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(target: "x_sim", "{}: {e}", message.topic);
+                        return Handled::default();
+                    }
+                };
+                self.inner.data.seen(&device);
+                if topic.kind() == TopicKind::FullHex {
+                    return Handled {
+                        replies: self.full_hex(&device, &message.payload),
+                        ota: Vec::new(),
+                    };
+                }
+                match Frame::decode(&message.payload) {
+                    Ok(frame) => self.device_frame(&device, &topic, frame),
+                    Err(e) => {
+                        // No MessageId to ack with: the device sees no ack.
+                        tracing::warn!(target: "x_sim", "{topic}: unreadable frame, not acked: {e}");
+                        Handled::default()
+                    }
+                }
+            }
+        }
+    }
+
+    fn auth(&self, device: &DeviceIdentity, payload: &[u8]) -> Option<Reply> {
+        let frame = Frame::decode(payload).ok()?;
+        if frame.header_ctrl != HeaderCtrl::Auth {
+            tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: HeaderCtrl {} is not an auth request", frame.header_ctrl);
+            return None;
+        }
+        let request: AuthRequest = match frame.payload_as() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: {e}");
+                return None;
+            }
+        };
+        let mut grant = None;
+        let (reply, registered) = {
+            let mut registry = write(&self.inner.registry);
+            let reply = auth_reply(&mut registry, device, &request, || {
+                let g = self.inner.sessions.new_grant();
+                grant = Some(g.clone());
+                g
+            });
+            let registered = registry
+                .device(device.product_id.as_str(), device.node_eui.as_str())
+                .cloned();
+            (reply, registered)
+        };
+        if reply.code == x_protocol::payload::AuthCode::Ok {
+            // Persist a self-registered (type 0) device.
+            if let (Some(store), Some(d)) = (&self.inner.store, registered)
+                && let Err(e) = store.put_device(&d)
+            {
+                tracing::error!(target: "x_sim", "cannot persist {device}: {e}");
+            }
+        }
+        if let Some(g) = grant {
+            self.start_session(device, g);
+        }
+        let topic = Topic::new(device.clone(), TopicKind::Downlink).ok()?;
+        let frame = Frame::with_payload(frame.message_id.clone(), HeaderCtrl::Auth, &reply).ok()?;
+        Some(Reply {
+            topic: topic.to_string(),
+            frame,
+        })
+    }
+
+    fn device_frame(&self, device: &DeviceIdentity, topic: &Topic, frame: Frame) -> Handled {
+        let kind = topic.kind();
+        let identifier = topic.identifier().map(|i| i.as_str().to_owned());
+        let belongs = kind.spec().header_ctrls.contains(&frame.header_ctrl);
+        let plain = if belongs {
+            self.plain_payload(device, &frame)
+        } else {
+            Err(format!(
+                "HeaderCtrl {} does not belong on {}",
+                frame.header_ctrl.code(),
+                kind.spec().suffix
+            ))
+        };
+        let Some(ack_kind) = ack_kind(kind) else {
+            // Answers to platform commands, and config reports: recorded, not acked.
+            return self.answer_frame(device, topic, frame, plain);
+        };
+        let mut ota = Vec::new();
+        let outcome = plain.and_then(|payload| {
+            self.understand(device, kind, identifier.as_deref(), &frame, payload)
+        });
+        let ack = match outcome {
+            Ok(understood) => {
+                let record = self.inner.data.record(
+                    self.inner.store.as_ref(),
+                    data::Incoming {
+                        device,
+                        kind,
+                        identifier: identifier.clone(),
+                        frame: &frame,
+                        payload: understood.payload.clone(),
+                        raw: understood.raw.clone(),
+                    },
+                );
+                if matches!(
+                    kind,
+                    TopicKind::PropertyReport | TopicKind::HexReport | TopicKind::FirmwareReport
+                ) {
+                    // The answer to a property ask (23/25), a HEX service call (24) or a
+                    // firmware ask (13).
+                    self.answer(device, answer_of(topic, &frame, &record));
+                }
+                if kind == TopicKind::FirmwareReport
+                    && let Some(notify) = self.firmware_reported(device, &record.payload)
+                {
+                    ota.push((device.clone(), notify));
+                }
+                AckPayload::success(understood.ack_data)
+            }
+            Err(reason) => {
+                tracing::warn!(target: "x_sim", "{topic}: rejected: {reason}");
+                AckPayload::failure(reason)
+            }
+        };
+        let ack_topic = match topic.identifier() {
+            Some(id) => Topic::with_identifier(device.clone(), ack_kind, id.clone()),
+            None => Topic::new(device.clone(), ack_kind),
+        };
+        let mut ack = Frame::ack_of(&frame, &ack);
+        // Acks of encrypted commands travel encrypted, like every platform frame of an
+        // encrypted product (the time sync reply, like its request, does not).
+        if self.is_encrypted(device)
+            && frame.header_ctrl.is_encrypted_uplink()
+            && let Some(key) = self.session_key(device)
+        {
+            ack.encrypt_payload(&key);
+        }
+        let replies = match ack_topic {
+            Ok(t) => vec![Reply {
+                topic: t.to_string(),
+                frame: ack,
+            }],
+            Err(_) => Vec::new(),
+        };
+        Handled { replies, ota }
+    }
+
+    /// A device's answer to a command, or a config report: recorded and handed to the
+    /// command waiting for it.
+    fn answer_frame(
+        &self,
+        device: &DeviceIdentity,
+        topic: &Topic,
+        frame: Frame,
+        plain: Result<Value, String>,
+    ) -> Handled {
+        let payload = match plain {
+            Ok(p) => p,
+            Err(reason) => {
+                tracing::warn!(target: "x_sim", "{topic}: {reason}");
+                frame.payload.clone()
+            }
+        };
+        let record = self.inner.data.record(
+            self.inner.store.as_ref(),
+            data::Incoming {
+                device,
+                kind: topic.kind(),
+                identifier: topic.identifier().map(|i| i.as_str().to_owned()),
+                frame: &frame,
+                payload,
+                raw: None,
+            },
+        );
+        if topic.kind() == TopicKind::ConfigReport {
+            self.put_state("config", &device.to_string(), &record.payload);
+        }
+        self.answer(device, answer_of(topic, &frame, &record));
+        Handled::default()
+    }
+
+    /// What a device message means, once decrypted: checked against the model, decoded
+    /// through the parsing script for HEX products.
+    fn understand(
+        &self,
+        device: &DeviceIdentity,
+        kind: TopicKind,
+        identifier: Option<&str>,
+        frame: &Frame,
+        payload: Value,
+    ) -> Result<Understood, String> {
+        match kind {
+            TopicKind::HexReport => {
+                let hex = payload
+                    .as_str()
+                    .ok_or_else(|| format!("Payload: expected a hex string, got {payload}"))?;
+                let decoded = self.decode_hex(device, hex, Some(frame.header_ctrl))?;
+                Ok(Understood {
+                    payload: decoded,
+                    raw: Some(hex.to_owned()),
+                    ack_data: None,
+                })
+            }
+            TopicKind::PropertyReport | TopicKind::EventReport | TopicKind::HistoryReport => {
+                self.check_model(device, kind, identifier, &payload)?;
+                Ok(Understood::plain(payload))
+            }
+            TopicKind::FirmwareReport => {
+                serde_json::from_value::<FirmwareReport>(payload.clone())
+                    .map_err(|e| format!("Payload: not a firmware report: {e}"))?;
+                Ok(Understood::plain(payload))
+            }
+            TopicKind::UpdateTime => Ok(Understood {
+                payload,
+                raw: None,
+                ack_data: Some(
+                    json!({"timestamp": now_ms(), "timezone": self.inner.config.timezone}),
+                ),
+            }),
+            _ => Ok(Understood::plain(payload)),
+        }
+    }
+
+    /// The frame's payload in plain JSON: decrypted for encrypted products, except the
+    /// commands that are never encrypted.
+    fn plain_payload(&self, device: &DeviceIdentity, frame: &Frame) -> Result<Value, String> {
+        if !self.is_encrypted(device) || !frame.header_ctrl.is_encrypted_uplink() {
+            return Ok(frame.payload.clone());
+        }
+        self.inner.sessions.decrypt(device, frame)
+    }
+
+    /// Hands a device's answer to the command waiting for it (same MessageId).
+    fn answer(&self, device: &DeviceIdentity, answer: Answer) {
+        let waiting =
+            lock(&self.inner.pending).remove(&(device.to_string(), answer.message_id.clone()));
+        if let Some(tx) = waiting {
+            let _ = tx.send(answer);
+        }
+    }
+
+    /// Checks JSON reports and events of thing-model products against the model.
+    fn check_model(
+        &self,
+        device: &DeviceIdentity,
+        kind: TopicKind,
+        identifier: Option<&str>,
+        payload: &Value,
+    ) -> Result<(), String> {
+        let Some(model) = self.model_of(device, Some(Format::Json))? else {
+            return Ok(());
+        };
+        let result = match kind {
+            TopicKind::PropertyReport => crate::validate::property_report(&model, payload),
+            TopicKind::HistoryReport => crate::validate::history(&model, payload),
+            _ => crate::validate::event_report(&model, identifier.unwrap_or_default(), payload),
+        };
+        result.map_err(|rejections| rejections.to_string())
+    }
+
+    /// The device's product model (of products with format `only`, when given).
+    fn model_of(
+        &self,
+        device: &DeviceIdentity,
+        only: Option<Format>,
+    ) -> Result<Option<x_codegen::Model>, String> {
+        let source = {
+            let registry = read(&self.inner.registry);
+            match registry.product(device.product_id.as_str()) {
+                Some(p) if only.is_none_or(|f| f == p.format) => p.model.clone(),
+                _ => None,
+            }
+        };
+        source
+            .map(|s| {
+                s.model()
+                    .map_err(|_| "the product's thing model does not load".to_owned())
+            })
+            .transpose()
+    }
+
+    /// Decodes device hex through the product's parsing script, checking that the frame
+    /// type agrees with the frame's HeaderCtrl (`expect`) and the values with the model.
+    fn decode_hex(
+        &self,
+        device: &DeviceIdentity,
+        hex: &str,
+        expect: Option<HeaderCtrl>,
+    ) -> Result<Value, String> {
+        let script = {
+            let registry = read(&self.inner.registry);
+            match registry.product(device.product_id.as_str()) {
+                Some(p) if p.format == Format::Hex => p.script.clone(),
+                _ => None,
+            }
+        }
+        .ok_or_else(|| {
+            format!(
+                "product {} is not a HEX product with a parsing script",
+                device.product_id
+            )
+        })?;
+        let bytes = x_protocol::model::hex::from_hex(hex).map_err(|e| e.to_string())?;
+        let decoded = crate::script::with_script(&script, |s| s.raw_data_to_protocol(&bytes))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let decoded_ctrl = decoded.get("HeaderCtrl").and_then(Value::as_i64);
+        if let Some(expect) = expect {
+            let want = match expect {
+                HeaderCtrl::HexPropertyReport => 16,
+                HeaderCtrl::HexEventReport => 17,
+                _ => 21,
+            };
+            if decoded_ctrl != Some(want) {
+                return Err(format!(
+                    "HeaderCtrl {} but the parsing script decoded {}",
+                    expect.code(),
+                    decoded.get("HeaderCtrl").cloned().unwrap_or(Value::Null)
+                ));
+            }
+        }
+        if let Some(model) = self.model_of(device, Some(Format::Hex))? {
+            let payload = decoded.get("Payload").cloned().unwrap_or(Value::Null);
+            let checked = match decoded_ctrl {
+                Some(16) => crate::validate::property_report(&model, &payload),
+                Some(17) => crate::validate::event_report(
+                    &model,
+                    decoded
+                        .get("Event")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    &payload,
+                ),
+                _ => Ok(()),
+            };
+            checked.map_err(|r| r.to_string())?;
+        }
+        Ok(decoded)
+    }
+
+    /// A full-HEX report (28): the bare hex through the script, acked with 28.
+    fn full_hex(&self, device: &DeviceIdentity, payload: &[u8]) -> Vec<Reply> {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        // A full-HEX report has no MessageId of its own; the ack gets a fresh one.
+        let frame = Frame::new(
+            self.inner.ids.next_id(),
+            HeaderCtrl::FullHexReport,
+            Value::String(text.clone()),
+        );
+        let ack = match self.decode_hex(device, text.trim(), None) {
+            Ok(decoded) => {
+                self.inner.data.record(
+                    self.inner.store.as_ref(),
+                    data::Incoming {
+                        device,
+                        kind: TopicKind::FullHex,
+                        identifier: None,
+                        frame: &frame,
+                        payload: decoded,
+                        raw: Some(text.trim().to_owned()),
+                    },
+                );
+                AckPayload::success(None)
+            }
+            Err(reason) => {
+                tracing::warn!(target: "x_sim", "full-HEX report of {device} rejected: {reason}");
+                AckPayload::failure(reason)
+            }
+        };
+        match Topic::new(device.clone(), TopicKind::FullHexAck) {
+            Ok(t) => vec![Reply {
+                topic: t.to_string(),
+                frame: Frame::ack_of(&frame, &ack),
+            }],
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Keeps a device's reported firmware and decides whether an OTA task applies.
+    fn firmware_reported(&self, device: &DeviceIdentity, payload: &Value) -> Option<OtaNotify> {
+        let report: FirmwareReport = serde_json::from_value(payload.clone()).ok()?;
+        let module = report
+            .module
+            .clone()
+            .unwrap_or_else(|| x_protocol::payload::DEFAULT_MODULE.to_owned());
+        let key = format!("{device}/{module}");
+        self.put_state("firmware", &key, payload);
+        // An OTA in progress is done once the device reports the target version.
+        if let Some(progress) = self.state("ota", &key)
+            && progress.get("SoftVer").and_then(Value::as_str) == Some(report.soft_ver.as_str())
+        {
+            let mut done = progress.clone();
+            done["status"] = json!("done");
+            self.put_state("ota", &key, &done);
+        }
+        let base = self.inner.config.firmware_url.as_deref()?;
+        self.inner
+            .firmware
+            .as_ref()?
+            .notify_for(base, device.product_id.as_str(), &report)
+    }
+
+    /// Sends an OTA notify and keeps its progress (`notified`, `acked`, `done`, or `no
+    /// answer`) in the store's `ota` map.
+    async fn notify_ota(&self, device: &DeviceIdentity, notify: OtaNotify) {
+        let key = format!("{device}/{}", notify.module());
+        let mut progress = json!({
+            "DownID": notify.down_id,
+            "SoftVer": notify.soft_ver,
+            "Url": notify.url,
+            "status": "notified",
+            "at_ms": now_ms(),
+        });
+        self.put_state("ota", &key, &progress);
+        let result = self
+            .send_command(device, Command::NotifyOta(notify), None)
+            .await;
+        progress["status"] = json!(match &result {
+            Ok(_) => "acked",
+            Err(CommandError::Timeout { .. }) => "no answer",
+            Err(_) => "bad answer",
+        });
+        // The device may already have installed and reported the new version.
+        if self
+            .state("ota", &key)
+            .and_then(|p| p.get("status").cloned())
+            != Some(json!("done"))
+        {
+            self.put_state("ota", &key, &progress);
+        }
+        if let Err(e) = result {
+            tracing::warn!(target: "x_sim", "OTA notify to {device}: {e}");
+        }
+    }
+
+    /// The OTA notify for a device's module (default "default") under its product's OTA task,
+    /// to send now whatever version the device last reported.
+    ///
+    /// # Errors
+    /// No firmware server, or no task for the product and module.
+    pub fn ota_notify_for(
+        &self,
+        device: &DeviceIdentity,
+        module: Option<&str>,
+    ) -> Result<OtaNotify, String> {
+        let firmware = self
+            .inner
+            .firmware
+            .as_ref()
+            .ok_or("no firmware server: the platform has no data directory")?;
+        let base = self
+            .inner
+            .config
+            .firmware_url
+            .as_deref()
+            .ok_or("no firmware server URL: the platform has no HTTP listener")?;
+        let report = FirmwareReport {
+            hard_ver: String::new(),
+            // Never a real version: the task always applies.
+            soft_ver: "\u{0}".to_owned(),
+            upgrade_type: 2,
+            module: module
+                .filter(|m| *m != x_protocol::payload::DEFAULT_MODULE)
+                .map(str::to_owned),
+        };
+        firmware
+            .notify_for(base, device.product_id.as_str(), &report)
+            .ok_or_else(|| {
+                format!(
+                    "no OTA task for product {} module {}",
+                    device.product_id,
+                    module.unwrap_or(x_protocol::payload::DEFAULT_MODULE)
+                )
+            })
+    }
+
+    /// A value of one of the platform's small state maps (`config`, `firmware`, `ota`).
+    pub fn state(&self, map: &str, key: &str) -> Option<Value> {
+        self.inner.data.state(map, key)
+    }
+
+    /// Every entry of one state map.
+    pub fn state_map(&self, map: &str) -> Vec<(String, Value)> {
+        self.inner.data.state_map(map)
+    }
+
+    fn put_state(&self, map: &str, key: &str, value: &Value) {
+        self.inner
+            .data
+            .put_state(self.inner.store.as_ref(), map, key, value);
+    }
+
+    /// Whether the device is connected (`None` over an external broker, where the platform
+    /// cannot see connections).
+    pub fn online(&self, device: &DeviceIdentity) -> Option<bool> {
+        self.inner.access.as_ref().map(|a| a.online(device))
+    }
+
+    /// A device's last offline time (Unix seconds), as the embedded broker saw it.
+    pub fn last_offline(&self, device: &DeviceIdentity) -> Option<u64> {
+        self.inner.access.as_ref()?.last_offline(device)
+    }
+
+    /// Closes the device's connection (fault injection; embedded broker only). Returns
+    /// whether it was connected.
+    pub fn drop_device(&self, device: &DeviceIdentity) -> bool {
+        let Some(access) = &self.inner.access else {
+            return false;
+        };
+        access
+            .client_of(device)
+            .is_some_and(|client| self.inner.link.drop_client(&client))
+    }
+}
+
+/// What a device message was understood as.
+struct Understood {
+    /// What is stored: the plain payload, or the script's decoding of HEX.
+    payload: Value,
+    /// The hex as it came, for HEX products.
+    raw: Option<String>,
+    /// The ack's `Data`.
+    ack_data: Option<Value>,
+}
+
+impl Understood {
+    fn plain(payload: Value) -> Self {
+        Self {
+            payload,
+            raw: None,
+            ack_data: None,
+        }
+    }
+}
+
+fn answer_of(topic: &Topic, frame: &Frame, record: &Received) -> Answer {
+    Answer {
+        topic: topic.to_string(),
+        header_ctrl: frame.header_ctrl,
+        message_id: frame.message_id.clone(),
+        payload: record.payload.clone(),
+        raw: record.raw.clone(),
+    }
+}
+
+/// One readable line for a frame the platform publishes; an auth reply's DeviceSecret is
+/// never logged.
+fn describe_out(frame: &Frame) -> String {
+    let mut payload = frame.payload.clone();
+    if frame.header_ctrl == HeaderCtrl::Auth
+        && let Some(secret) = payload.get_mut("DeviceSecret")
+    {
+        *secret = json!("[redacted]");
+    }
+    shorten(&format!(
+        "HeaderCtrl {} MessageId {} {payload}",
+        frame.header_ctrl.code(),
+        frame.message_id
+    ))
+}

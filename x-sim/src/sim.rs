@@ -1,0 +1,319 @@
+//! The whole local platform in one value: broker (embedded, or an existing one the platform
+//! joins as a client), platform logic, crash-safe store, firmware server and HTTP JSON API.
+//! This is what `x-sim serve` runs and what tests start in-process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use x_protocol::{DeviceIdentity, DeviceSecret, NodeEui, ProductId};
+
+use crate::access::PlatformAccess;
+use crate::broker::BrokerHandle;
+use crate::firmware::Firmware;
+use crate::link::Link;
+use crate::platform::{Parts, Platform, PlatformConfig};
+use crate::registry::{Device, Product, Registry};
+use crate::store::Store;
+use crate::sync::{read, write};
+
+/// Where the MQTT side of the platform lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mqtt {
+    /// The embedded broker, listening on this address (port 0: a free one), with the
+    /// platform's login rules and topic permissions.
+    Embedded(SocketAddr),
+    /// An existing broker (Mosquitto, ...), joined as a client; the login rules are the
+    /// broker's.
+    External {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// How to start the platform.
+#[derive(Debug)]
+pub struct SimConfig {
+    /// Products and devices to start with (a store's registrations are laid over them).
+    pub registry: Registry,
+    /// The broker.
+    pub mqtt: Mqtt,
+    /// The HTTP API and firmware server's address; `None`: no HTTP.
+    pub http: Option<SocketAddr>,
+    /// Where the store and firmware images live; `None`: in memory, no firmware server.
+    pub data_dir: Option<PathBuf>,
+    /// Platform behaviour.
+    pub platform: PlatformConfig,
+}
+
+impl SimConfig {
+    /// The embedded broker on a free loopback port, HTTP on a free loopback port, in memory.
+    pub fn local(registry: Registry) -> Self {
+        Self {
+            registry,
+            mqtt: Mqtt::Embedded(SocketAddr::from(([127, 0, 0, 1], 0))),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            data_dir: None,
+            platform: PlatformConfig::default(),
+        }
+    }
+}
+
+/// Why the platform did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The firmware directory could not be opened.
+    #[error(transparent)]
+    Firmware(#[from] crate::firmware::FirmwareError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The external broker could not be joined.
+    #[error("{0}")]
+    Broker(String),
+    /// A registration was refused.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
+/// A running platform. Dropping it stops the platform logic and the HTTP server (the
+/// embedded broker's listener stays until the runtime ends).
+#[derive(Debug)]
+pub struct Sim {
+    platform: Platform,
+    broker: Option<BrokerHandle>,
+    http_addr: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Sim {
+    /// Starts everything the configuration asks for.
+    ///
+    /// # Errors
+    /// See [`SimError`].
+    pub async fn start(config: SimConfig) -> Result<Self, SimError> {
+        let store = match &config.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    SimError::Broker(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                Some(Store::open(&dir.join("x-sim.redb"))?)
+            }
+            None => None,
+        };
+        let firmware = match &config.data_dir {
+            Some(dir) => Some(Firmware::open(&dir.join("firmware"))?),
+            None => None,
+        };
+        let mut registry = config.registry;
+        if let Some(store) = &store {
+            for product in store.products()? {
+                registry.put_product(product);
+            }
+            for device in store.devices()? {
+                registry.put_device(device)?;
+            }
+        }
+        let registry = Arc::new(RwLock::new(registry));
+
+        let http = match config.http {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| SimError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
+        let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+        let mut platform_config = config.platform;
+        if firmware.is_some()
+            && platform_config.firmware_url.is_none()
+            && let Some(addr) = http_addr
+        {
+            platform_config.firmware_url = Some(format!("http://{addr}"));
+        }
+
+        let (access, broker, link, inbox): (_, _, Arc<dyn Link>, _) = match config.mqtt {
+            Mqtt::Embedded(addr) => {
+                let access = match &store {
+                    Some(store) => PlatformAccess::with_store(registry.clone(), store.clone())?,
+                    None => PlatformAccess::new(registry.clone()),
+                };
+                let broker = crate::broker::start(addr, Arc::new(access.clone()))
+                    .await
+                    .map_err(|source| SimError::Listen { addr, source })?;
+                let inbox = broker.subscribe("/sys/#");
+                (Some(access), Some(broker.clone()), Arc::new(broker), inbox)
+            }
+            Mqtt::External { host, port } => {
+                let client_id = format!("x-sim-platform-{}", std::process::id());
+                let (link, inbox) =
+                    crate::link::connect_client(&host, port, &client_id, Duration::from_secs(5))
+                        .await
+                        .map_err(SimError::Broker)?;
+                (None, None, Arc::new(link), inbox)
+            }
+        };
+        let platform = Platform::new(Parts {
+            registry,
+            access,
+            link,
+            store,
+            firmware,
+            config: platform_config,
+        })
+        .map_err(|e| SimError::Broker(e.to_string()))?;
+        let mut tasks = vec![platform.serve(inbox)];
+        if let Some(listener) = http {
+            let router = crate::api::router(platform.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(target: "x_sim", "HTTP server stopped: {e}");
+                }
+            }));
+        }
+        Ok(Self {
+            platform,
+            broker,
+            http_addr,
+            tasks,
+        })
+    }
+
+    /// The platform logic: commands, stored data, faults.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// The embedded broker (`None` over an external broker).
+    pub fn broker(&self) -> Option<&BrokerHandle> {
+        self.broker.as_ref()
+    }
+
+    /// The embedded broker's address.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.broker.as_ref().map(BrokerHandle::addr)
+    }
+
+    /// The HTTP API and firmware server's address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Registers (or replaces) a product at run time; persisted.
+    ///
+    /// # Errors
+    /// The store cannot write it.
+    pub fn register_product(&self, product: Product) -> Result<(), SimError> {
+        self.platform.register_product(product)
+    }
+
+    /// Registers a device at run time (the platform issues a secret when none is given);
+    /// persisted.
+    ///
+    /// # Errors
+    /// An unknown product, a device registered twice, or a store failure.
+    pub fn register_device(
+        &self,
+        product_id: &ProductId,
+        node_eui: NodeEui,
+        secret: Option<DeviceSecret>,
+        enabled: bool,
+    ) -> Result<Device, SimError> {
+        self.platform
+            .register_device(product_id, node_eui, secret, enabled)
+    }
+
+    /// The identity of a registered device.
+    pub fn device(&self, product_id: &str, node_eui: &str) -> Option<DeviceIdentity> {
+        self.platform.identity(product_id, node_eui)
+    }
+}
+
+impl Platform {
+    /// Registers (or replaces) a product; persisted when a store is attached.
+    ///
+    /// # Errors
+    /// The store cannot write it.
+    pub fn register_product(&self, product: Product) -> Result<(), SimError> {
+        if let Some(store) = self.store() {
+            store.put_product(&product)?;
+        }
+        tracing::info!(target: "x_sim", "product {} registered", product.product_id);
+        write(self.registry()).put_product(product);
+        Ok(())
+    }
+
+    /// Registers a device; persisted when a store is attached.
+    ///
+    /// # Errors
+    /// An unknown product, a device registered twice, or a store failure.
+    pub fn register_device(
+        &self,
+        product_id: &ProductId,
+        node_eui: NodeEui,
+        secret: Option<DeviceSecret>,
+        enabled: bool,
+    ) -> Result<Device, SimError> {
+        let device = write(self.registry())
+            .register_device(product_id, node_eui, secret, enabled)?
+            .clone();
+        if let Some(store) = self.store() {
+            store.put_device(&device)?;
+        }
+        tracing::info!(target: "x_sim", "device {product_id}/{} registered", device.node_eui);
+        Ok(device)
+    }
+
+    /// Enables or disables a device; persisted when a store is attached.
+    ///
+    /// # Errors
+    /// An unknown device, or a store failure.
+    pub fn set_enabled(
+        &self,
+        product_id: &str,
+        node_eui: &str,
+        enabled: bool,
+    ) -> Result<(), SimError> {
+        let device = {
+            let mut registry = write(self.registry());
+            registry.set_enabled(product_id, node_eui, enabled)?;
+            registry.device(product_id, node_eui).cloned()
+        };
+        if let (Some(store), Some(device)) = (self.store(), device) {
+            store.put_device(&device)?;
+        }
+        Ok(())
+    }
+
+    /// The full identity (with the product's OpenID) of a registered device.
+    pub fn identity(&self, product_id: &str, node_eui: &str) -> Option<DeviceIdentity> {
+        let registry = read(self.registry());
+        let product = registry.product(product_id)?;
+        let device = registry.device(product_id, node_eui)?;
+        Some(DeviceIdentity {
+            open_id: product.open_id.clone(),
+            product_id: device.product_id.clone(),
+            node_eui: device.node_eui.clone(),
+        })
+    }
+}
