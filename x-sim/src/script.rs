@@ -3,6 +3,9 @@
 //! pure-Rust JavaScript engine (no C toolchain, no network at build time), with loop and
 //! recursion limits so that a hand-written script cannot hang the simulator.
 
+use std::collections::HashMap;
+use std::sync::{OnceLock, mpsc};
+
 use boa_engine::{Context, Source};
 use serde_json::Value;
 
@@ -139,36 +142,70 @@ fn message(e: &boa_engine::JsError, context: &mut Context) -> String {
     }
 }
 
-thread_local! {
-    /// Loaded scripts of this thread, by source text: loading parses and runs the whole
-    /// script, so a product's script is loaded once per worker thread, not per message.
-    /// (A boa context is not `Send`, so it cannot be shared between threads.)
-    static LOADED: std::cell::RefCell<std::collections::HashMap<String, ParsingScript>> =
-        std::cell::RefCell::default();
-}
+/// A job for the script thread.
+type Job = Box<dyn FnOnce(&mut HashMap<String, ParsingScript>) + Send>;
 
-/// Most scripts kept per thread; past this the cache starts again.
+/// Most scripts kept loaded; past this the cache starts again.
 const MAX_LOADED: usize = 32;
 
-/// Runs `f` on the script `source`, loaded once per thread and kept.
+/// The thread that owns the loaded scripts. A boa context is neither `Send` nor safe to drop
+/// during thread-local destruction (its garbage collector lives in a thread-local itself),
+/// so the contexts live on one long-lived thread that never exits, and callers send it
+/// work. Loading parses and runs the whole script, so each script is loaded once.
+fn script_thread() -> Option<&'static std::sync::Mutex<mpsc::Sender<Job>>> {
+    static RUNNER: OnceLock<Option<std::sync::Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+    RUNNER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("x-sim-scripts".into())
+                .spawn(move || {
+                    let mut loaded = HashMap::new();
+                    while let Ok(job) = rx.recv() {
+                        job(&mut loaded);
+                    }
+                })
+                .ok()
+                .map(|_| std::sync::Mutex::new(tx))
+        })
+        .as_ref()
+}
+
+/// Runs `f` on the script `source`, loaded once and kept (on the script thread).
 ///
 /// # Errors
-/// The script does not load.
-pub fn with_script<R>(
+/// The script does not load, or the script thread is not available.
+pub fn with_script<R: Send + 'static>(
     source: &str,
-    f: impl FnOnce(&mut ParsingScript) -> R,
+    f: impl FnOnce(&mut ParsingScript) -> R + Send + 'static,
 ) -> Result<R, ScriptError> {
-    LOADED.with(|cell| {
-        let mut loaded = cell.borrow_mut();
-        if !loaded.contains_key(source) {
+    let unavailable = || ScriptError::Load("the script thread is not running".to_owned());
+    let runner = script_thread().ok_or_else(unavailable)?;
+    let (done, result) = mpsc::sync_channel(1);
+    let source = source.to_owned();
+    let job: Job = Box::new(move |loaded| {
+        if !loaded.contains_key(&source) {
             if loaded.len() >= MAX_LOADED {
                 loaded.clear();
             }
-            loaded.insert(source.to_owned(), ParsingScript::load(source)?);
+            match ParsingScript::load(&source) {
+                Ok(script) => {
+                    loaded.insert(source.clone(), script);
+                }
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                    return;
+                }
+            }
         }
-        match loaded.get_mut(source) {
+        let out = match loaded.get_mut(&source) {
             Some(script) => Ok(f(script)),
             None => Err(ScriptError::Load("script cache".to_owned())),
-        }
-    })
+        };
+        let _ = done.send(out);
+    });
+    crate::sync::lock(runner)
+        .send(job)
+        .map_err(|_| unavailable())?;
+    result.recv().map_err(|_| unavailable())?
 }

@@ -270,7 +270,7 @@ impl Platform {
                 ))
             })?;
         let message = json!({"HeaderCtrl": header_ctrl.code(), "Payload": payload});
-        let bytes = crate::script::with_script(&script, |s| s.protocol_to_raw_data(&message))
+        let bytes = crate::script::with_script(&script, move |s| s.protocol_to_raw_data(&message))
             .map_err(|e| CommandError::Build(e.to_string()))?
             .map_err(|e| CommandError::Build(e.to_string()))?;
         Ok(x_protocol::model::hex::to_hex(&bytes))

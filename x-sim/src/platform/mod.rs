@@ -676,7 +676,7 @@ impl Platform {
             )
         })?;
         let bytes = x_protocol::model::hex::from_hex(hex).map_err(|e| e.to_string())?;
-        let decoded = crate::script::with_script(&script, |s| s.raw_data_to_protocol(&bytes))
+        let decoded = crate::script::with_script(&script, move |s| s.raw_data_to_protocol(&bytes))
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let decoded_ctrl = decoded.get("HeaderCtrl").and_then(Value::as_i64);
