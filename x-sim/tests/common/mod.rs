@@ -360,8 +360,14 @@ impl Serve {
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let (mut mqtt, mut http) = (None, None);
         let wants_http = !args.windows(2).any(|w| w == ["--http", "off"]);
-        let wants_mqtt = !args.contains(&"--broker");
-        while (wants_mqtt && mqtt.is_none()) || (wants_http && http.is_none()) {
+        // With --broker there is no listener to print: wait for the platform to join.
+        let wants_joined = args.contains(&"--broker");
+        let wants_mqtt = !wants_joined;
+        let mut joined = false;
+        while (wants_mqtt && mqtt.is_none())
+            || (wants_http && http.is_none())
+            || (wants_joined && !joined)
+        {
             let mut line = String::new();
             if stdout.read_line(&mut line).unwrap() == 0 {
                 panic!("x-sim serve exited: {:?}", log.lock().unwrap());
@@ -372,8 +378,8 @@ impl Serve {
             if let Some(a) = line.trim().strip_prefix("x-sim: HTTP API on http://") {
                 http = Some(a.parse().unwrap());
             }
-            if line.starts_with("x-sim: platform joined") && !wants_http {
-                break;
+            if line.starts_with("x-sim: platform joined the broker at ") {
+                joined = true;
             }
         }
         Self {
