@@ -3,22 +3,29 @@
 //! the device's answer, firmware uploads and OTA tasks, and fault injection. Documented in
 //! docs/x-sim.md; firmware images themselves are served under `/firmware/...`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use x_protocol::{DeviceIdentity, DeviceSecret, NodeEui, ProductId, RegistrationType};
 
+use crate::firmware::FirmwareError;
 use crate::platform::{Answer, Command, CommandError, Platform};
 use crate::registry::{Format, ModelSource, Product};
 use crate::sync::read;
+
+/// The largest firmware image `PUT /api/firmware/...` accepts (the whole body is held in
+/// memory while it is stored).
+const MAX_IMAGE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The API's router (with the firmware server's routes merged in when there is one).
 pub fn router(platform: Platform) -> Router {
@@ -59,7 +66,8 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/firmware", get(images))
         .route(
             "/api/firmware/{product}/{module}/{version}/{file}",
-            put(upload),
+            // Images are bigger than axum's default 2 MB body limit.
+            put(upload).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES)),
         )
         .route("/api/ota", get(tasks))
         .route("/api/ota/{product}/{module}", put(set_task))
@@ -128,23 +136,6 @@ fn find(p: &Platform, product: &str, node: &str) -> Result<DeviceIdentity, ApiEr
     })
 }
 
-/// `?timeout_ms=N` on commands.
-#[derive(Deserialize)]
-struct Wait {
-    timeout_ms: Option<u64>,
-}
-
-impl Wait {
-    fn timeout(&self) -> Option<Duration> {
-        self.timeout_ms.map(Duration::from_millis)
-    }
-}
-
-async fn run(p: &Platform, device: &DeviceIdentity, command: Command, wait: &Wait) -> ApiResult {
-    let answer = p.send_command(device, command, wait.timeout()).await?;
-    Ok(Json(json!({"answer": answer_json(&answer)})))
-}
-
 async fn products(State(p): State<Platform>) -> Json<Value> {
     let registry = read(p.registry());
     Json(Value::Array(
@@ -189,7 +180,7 @@ async fn add_product(
     let bad = |at: &str, e: &dyn std::fmt::Display| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("{at}: {e}"))
     };
-    let n: NewProduct = serde_json::from_slice(&body).map_err(|e| bad("body", &e))?;
+    let n: NewProduct = parse_body(&body)?;
     let format = Format::parse(&n.format).map_err(|e| bad("format", &e))?;
     let model = match n.model {
         Some(m) => {
@@ -222,9 +213,17 @@ async fn add_product(
     )
     .map_err(|e| bad(e.field, &e.problem))?;
     let id = product.product_id.to_string();
-    p.register_product(product)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    p.register_product(product).map_err(sim_error)?;
     Ok((StatusCode::CREATED, Json(json!({"product_id": id}))))
+}
+
+/// A refused registration is a conflict; a store that fails is the server's fault.
+fn sim_error(e: crate::sim::SimError) -> ApiError {
+    let status = match e {
+        crate::sim::SimError::Registry(_) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e)
 }
 
 fn device_json(p: &Platform, d: &DeviceIdentity) -> Value {
@@ -294,7 +293,7 @@ async fn add_device(
     let bad = |at: &str, e: &dyn std::fmt::Display| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("{at}: {e}"))
     };
-    let n: NewDevice = serde_json::from_slice(&body).map_err(|e| bad("body", &e))?;
+    let n: NewDevice = parse_body(&body)?;
     let product: ProductId = n.product_id.parse().map_err(|e| bad("product_id", &e))?;
     let node: NodeEui = n.node_eui.parse().map_err(|e| bad("node_eui", &e))?;
     let secret = n
@@ -306,7 +305,7 @@ async fn add_device(
         .transpose()?;
     let device = p
         .register_device(&product, node, secret, n.enabled)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
+        .map_err(sim_error)?;
     // The platform's application interface hands the DeviceSecret to the vendor, who puts
     // it on the device; it is never logged.
     Ok((
@@ -320,12 +319,91 @@ async fn add_device(
     ))
 }
 
-async fn device(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    Ok(Json(device_json(&p, &d)))
+/// A request about one registered device: the platform, the device named by the path's
+/// `{product}` and `{node}`, the other path parameters and the query parameters. Unknown
+/// devices are a 404 and malformed paths or queries a 400, before any handler runs.
+struct Dev {
+    p: Platform,
+    d: DeviceIdentity,
+    path: HashMap<String, String>,
+    query: HashMap<String, String>,
+}
+
+impl FromRequestParts<Platform> for Dev {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, p: &Platform) -> Result<Self, ApiError> {
+        let Path(path) = Path::<HashMap<String, String>>::from_request_parts(parts, p)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, p)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let param = |name: &str| path.get(name).map(String::as_str).unwrap_or_default();
+        let d = find(p, param("product"), param("node"))?;
+        Ok(Self {
+            p: p.clone(),
+            d,
+            path,
+            query,
+        })
+    }
+}
+
+impl Dev {
+    /// A path parameter.
+    fn param(&self, name: &str) -> String {
+        self.path.get(name).cloned().unwrap_or_default()
+    }
+
+    /// A numeric query parameter.
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.query
+            .get(name)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("?{name}: expected a non-negative integer, got {v:?}"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Sends a command and answers with the device's answer (`?timeout_ms=N`).
+    async fn run(&self, command: Command) -> ApiResult {
+        let timeout = self.number::<u64>("timeout_ms")?.map(Duration::from_millis);
+        let answer = self.p.send_command(&self.d, command, timeout).await?;
+        Ok(Json(json!({"answer": answer_json(&answer)})))
+    }
+}
+
+/// A JSON body as `T`; errors name the field (`body.product_key: ...`).
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." {
+            "body".to_owned()
+        } else {
+            format!("body.{at}")
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{at}: {}", e.inner()))
+    })
+}
+
+/// A JSON body, or `default` when the body is empty.
+fn parse_body_or<T: serde::de::DeserializeOwned>(body: &Bytes, default: T) -> Result<T, ApiError> {
+    if body.is_empty() {
+        Ok(default)
+    } else {
+        parse_body(body)
+    }
+}
+
+async fn device(dev: Dev) -> Json<Value> {
+    Json(device_json(&dev.p, &dev.d))
 }
 
 /// The body of `PATCH /api/devices/{product}/{node}`.
@@ -335,76 +413,50 @@ struct PatchDevice {
     enabled: bool,
 }
 
-async fn patch_device(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    let patch: PatchDevice = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
-    p.set_enabled(&product, &node, patch.enabled)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    Ok(Json(device_json(&p, &d)))
+async fn patch_device(dev: Dev, body: Bytes) -> ApiResult {
+    let patch: PatchDevice = parse_body(&body)?;
+    dev.p
+        .set_enabled(
+            dev.d.product_id.as_str(),
+            dev.d.node_eui.as_str(),
+            patch.enabled,
+        )
+        .map_err(sim_error)?;
+    Ok(Json(device_json(&dev.p, &dev.d)))
 }
 
-async fn properties(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    Ok(Json(json!(p.latest_properties(&d))))
+async fn properties(dev: Dev) -> Json<Value> {
+    Json(json!(dev.p.latest_properties(&dev.d)))
 }
 
-#[derive(Deserialize)]
-struct HistoryQuery {
-    property: Option<String>,
+async fn history(dev: Dev) -> Json<Value> {
+    let property = dev.query.get("property").map(String::as_str);
+    Json(Value::Array(
+        dev.p
+            .property_history(&dev.d, property)
+            .into_iter()
+            .map(|(id, t)| json!({"identifier": id, "value": t.value, "time": t.time}))
+            .collect(),
+    ))
 }
 
-async fn history(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    Query(q): Query<HistoryQuery>,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    let entries: Vec<Value> = p
-        .property_history(&d, q.property.as_deref())
-        .into_iter()
-        .map(|(id, t)| json!({"identifier": id, "value": t.value, "time": t.time}))
-        .collect();
-    Ok(Json(Value::Array(entries)))
+async fn events(dev: Dev) -> Json<Value> {
+    Json(json!(dev.p.events(&dev.d)))
 }
 
-async fn events(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    Ok(Json(json!(p.events(&d))))
-}
-
-#[derive(Deserialize)]
-struct Page {
-    after: Option<u64>,
-    limit: Option<usize>,
-}
-
-async fn messages(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    Query(page): Query<Page>,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    let after = page.after.unwrap_or(0);
-    let list: Vec<Value> = p
-        .received_from(&d)
+async fn messages(dev: Dev) -> ApiResult {
+    let after = dev.number::<u64>("after")?.unwrap_or(0);
+    let limit = dev.number::<usize>("limit")?.unwrap_or(100);
+    let list: Vec<Value> = dev
+        .p
+        .received_from(&dev.d)
         .into_iter()
         .filter(|r| r.seq > after)
-        .take(page.limit.unwrap_or(100))
+        .take(limit)
         .map(|r| {
             json!({
                 "seq": r.seq,
-                "topic": r.kind.spec().suffix,
+                "topic": r.topic(),
                 "identifier": r.identifier,
                 "HeaderCtrl": r.header_ctrl.code(),
                 "MessageId": r.message_id,
@@ -417,88 +469,36 @@ async fn messages(
     Ok(Json(Value::Array(list)))
 }
 
-fn json_body(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))
+async fn set_properties(dev: Dev, body: Bytes) -> ApiResult {
+    dev.run(Command::SetProperties(parse_body(&body)?)).await
 }
 
-async fn set_properties(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    Query(wait): Query<Wait>,
-    body: Bytes,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    run(&p, &d, Command::SetProperties(json_body(&body)?), &wait).await
+async fn ask_properties(dev: Dev, body: Bytes) -> ApiResult {
+    dev.run(Command::AskProperties(parse_body(&body)?)).await
 }
 
-async fn ask_properties(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    Query(wait): Query<Wait>,
-    body: Bytes,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    let ids: Vec<String> = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("body: a list of property identifiers: {e}"),
-        )
-    })?;
-    run(&p, &d, Command::AskProperties(ids), &wait).await
-}
-
-async fn call_service(
-    State(p): State<Platform>,
-    Path((product, node, service)): Path<(String, String, String)>,
-    Query(wait): Query<Wait>,
-    body: Bytes,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    let params = if body.is_empty() {
-        json!({})
-    } else {
-        json_body(&body)?
+async fn call_service(dev: Dev, body: Bytes) -> ApiResult {
+    let command = Command::CallService {
+        service: dev.param("service"),
+        params: parse_body_or(&body, json!({}))?,
     };
-    run(&p, &d, Command::CallService { service, params }, &wait).await
+    dev.run(command).await
 }
 
-async fn passthrough(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    Query(wait): Query<Wait>,
-    body: Bytes,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    run(&p, &d, Command::Passthrough(json_body(&body)?), &wait).await
+async fn passthrough(dev: Dev, body: Bytes) -> ApiResult {
+    dev.run(Command::Passthrough(parse_body(&body)?)).await
 }
 
-async fn ask_config(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    Query(wait): Query<Wait>,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    run(&p, &d, Command::AskConfig, &wait).await
+async fn ask_config(dev: Dev) -> ApiResult {
+    dev.run(Command::AskConfig).await
 }
 
-async fn set_config(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    Query(wait): Query<Wait>,
-    body: Bytes,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    run(&p, &d, Command::SetConfig(json_body(&body)?), &wait).await
+async fn set_config(dev: Dev, body: Bytes) -> ApiResult {
+    dev.run(Command::SetConfig(parse_body(&body)?)).await
 }
 
-async fn ask_firmware(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    Query(wait): Query<Wait>,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    run(&p, &d, Command::AskFirmware, &wait).await
+async fn ask_firmware(dev: Dev) -> ApiResult {
+    dev.run(Command::AskFirmware).await
 }
 
 /// The body of `POST .../ota`: which module's task to notify now (default "default").
@@ -508,42 +508,26 @@ struct NotifyNow {
     module: Option<String>,
 }
 
-async fn notify_ota(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-    Query(wait): Query<Wait>,
-    body: Bytes,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    let now: NotifyNow = if body.is_empty() {
-        NotifyNow::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?
-    };
-    let notify = p
-        .ota_notify_for(&d, now.module.as_deref())
+async fn notify_ota(dev: Dev, body: Bytes) -> ApiResult {
+    let now: NotifyNow = parse_body_or(&body, NotifyNow::default())?;
+    let notify = dev
+        .p
+        .ota_notify_for(&dev.d, now.module.as_deref())
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
-    run(&p, &d, Command::NotifyOta(notify), &wait).await
+    let timeout = dev.number::<u64>("timeout_ms")?.map(Duration::from_millis);
+    let answer = dev.p.send_ota(&dev.d, notify, timeout).await?;
+    Ok(Json(json!({"answer": answer_json(&answer)})))
 }
 
-async fn rotate(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    let grant = p.rotate_key(&d)?;
+async fn rotate(dev: Dev) -> ApiResult {
+    let grant = dev.p.rotate_key(&dev.d)?;
     Ok(Json(
         json!({"SessionID": grant.session_id, "Nonce": grant.nonce}),
     ))
 }
 
-async fn drop_device(
-    State(p): State<Platform>,
-    Path((product, node)): Path<(String, String)>,
-) -> ApiResult {
-    let d = find(&p, &product, &node)?;
-    Ok(Json(json!({"dropped": p.drop_device(&d)})))
+async fn drop_device(dev: Dev) -> Json<Value> {
+    Json(json!({"dropped": dev.p.drop_device(&dev.d)}))
 }
 
 fn firmware_of(p: &Platform) -> Result<&crate::firmware::Firmware, ApiError> {
@@ -553,6 +537,15 @@ fn firmware_of(p: &Platform) -> Result<&crate::firmware::Firmware, ApiError> {
             "no firmware server: start x-sim with a data directory (--data DIR)",
         )
     })
+}
+
+/// A refused input is the client's fault (400); a disk that fails is not (500).
+fn firmware_error(e: FirmwareError) -> ApiError {
+    let status = match e {
+        FirmwareError::Io { .. } | FirmwareError::Index { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e)
 }
 
 async fn images(State(p): State<Platform>) -> ApiResult {
@@ -566,7 +559,7 @@ async fn upload(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let image = firmware_of(&p)?
         .upload(&product, &module, &version, &file, &body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+        .map_err(firmware_error)?;
     Ok((StatusCode::CREATED, Json(json!(image))))
 }
 
@@ -586,11 +579,10 @@ async fn set_task(
     Path((product, module)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let task: NewTask = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    let task: NewTask = parse_body(&body)?;
     let task = firmware_of(&p)?
         .set_task(&product, &module, &task.version)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+        .map_err(firmware_error)?;
     Ok(Json(json!(task)))
 }
 
@@ -610,8 +602,7 @@ struct SetFaults {
 }
 
 async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let f: SetFaults = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    let f: SetFaults = parse_body(&body)?;
     if let Some(silent) = f.silent {
         p.faults().set_silent(silent);
     }

@@ -121,7 +121,14 @@ pub async fn connect_client(
     }
     tokio::spawn(async move {
         loop {
-            match events.poll().await {
+            let event = tokio::select! {
+                // The platform is gone (its `Sim` dropped): leave the broker. Staying would
+                // keep the client id, so a later platform of this process would be thrown
+                // off by this connection's reconnects, and it by the later one's.
+                () = tx.closed() => return,
+                event = events.poll() => event,
+            };
+            match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let message = Message {
                         topic: p.topic,

@@ -94,6 +94,7 @@ pub struct Sim {
     platform: Platform,
     broker: Option<BrokerHandle>,
     http_addr: Option<SocketAddr>,
+    client_id: Option<String>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -152,6 +153,7 @@ impl Sim {
             platform_config.firmware_url = Some(format!("http://{addr}"));
         }
 
+        let mut client_id = None;
         let (access, broker, link, inbox): (_, _, Arc<dyn Link>, _) = match config.mqtt {
             Mqtt::Embedded(addr) => {
                 let access = match &store {
@@ -165,11 +167,16 @@ impl Sim {
                 (Some(access), Some(broker.clone()), Arc::new(broker), inbox)
             }
             Mqtt::External { host, port } => {
-                let client_id = format!("x-sim-platform-{}", std::process::id());
+                // Unique per platform, so that two in one process do not throw each other
+                // off the broker.
+                static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let id = format!("x-sim-platform-{}-{n}", std::process::id());
                 let (link, inbox) =
-                    crate::link::connect_client(&host, port, &client_id, Duration::from_secs(5))
+                    crate::link::connect_client(&host, port, &id, Duration::from_secs(5))
                         .await
                         .map_err(SimError::Broker)?;
+                client_id = Some(id);
                 (None, None, Arc::new(link), inbox)
             }
         };
@@ -195,6 +202,7 @@ impl Sim {
             platform,
             broker,
             http_addr,
+            client_id,
             tasks,
         })
     }
@@ -214,15 +222,20 @@ impl Sim {
         self.broker.as_ref().map(BrokerHandle::addr)
     }
 
+    /// The platform's MQTT client id on an external broker (`x-sim-platform-{pid}-{n}`).
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
     /// The HTTP API and firmware server's address.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
     }
 
-    /// Registers (or replaces) a product at run time; persisted.
+    /// Registers a product at run time; persisted.
     ///
     /// # Errors
-    /// The store cannot write it.
+    /// The ProductID is taken, or the store cannot write it.
     pub fn register_product(&self, product: Product) -> Result<(), SimError> {
         self.platform.register_product(product)
     }
@@ -250,16 +263,23 @@ impl Sim {
 }
 
 impl Platform {
-    /// Registers (or replaces) a product; persisted when a store is attached.
+    /// Registers a product; persisted when a store is attached.
     ///
     /// # Errors
-    /// The store cannot write it.
+    /// The ProductID is taken, or the store cannot write it.
     pub fn register_product(&self, product: Product) -> Result<(), SimError> {
+        let mut registry = write(self.registry());
+        if registry.product(product.product_id.as_str()).is_some() {
+            return Err(SimError::Registry(crate::registry::RegistryError {
+                at: "product".into(),
+                problem: format!("ProductID {} is already registered", product.product_id),
+            }));
+        }
         if let Some(store) = self.store() {
             store.put_product(&product)?;
         }
         tracing::info!(target: "x_sim", "product {} registered", product.product_id);
-        write(self.registry()).put_product(product);
+        registry.put_product(product);
         Ok(())
     }
 
@@ -301,6 +321,10 @@ impl Platform {
         };
         if let (Some(store), Some(device)) = (self.store(), device) {
             store.put_device(&device)?;
+        }
+        // A disabled device is put off the platform, not only refused at its next login.
+        if !enabled && let Some(identity) = self.identity(product_id, node_eui) {
+            self.drop_device(&identity);
         }
         Ok(())
     }

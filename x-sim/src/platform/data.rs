@@ -114,6 +114,16 @@ impl Received {
         })
     }
 
+    /// The topic it came on.
+    pub fn topic(&self) -> String {
+        let suffix = self.kind.spec().suffix;
+        let suffix = match &self.identifier {
+            Some(id) => suffix.replace("{id}", id),
+            None => suffix.to_owned(),
+        };
+        format!("{}/{suffix}", self.device.topic_prefix())
+    }
+
     /// The properties this message reports (property reports, HEX property reports), with
     /// their time; history uploads give each entry its own time.
     pub fn properties(&self) -> Vec<(String, Timed)> {
@@ -338,6 +348,28 @@ impl Data {
             .filter(|((m, _), _)| m == map)
             .map(|((_, k), v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// Changes a state value atomically: `f` gets the current value and returns the new
+    /// one (`None`: leave it), which is stored.
+    pub fn update_state(
+        &self,
+        store: Option<&Store>,
+        map: &str,
+        key: &str,
+        f: impl FnOnce(Option<&Value>) -> Option<Value>,
+    ) {
+        let mut state = lock(&self.state);
+        let slot = (map.to_owned(), key.to_owned());
+        let Some(value) = f(state.get(&slot)) else {
+            return;
+        };
+        if let Some(store) = store
+            && let Err(e) = store.put_state(map, key, &value)
+        {
+            tracing::error!(target: "x_sim", "cannot store {map}/{key}: {e}");
+        }
+        state.insert(slot, value);
     }
 
     /// Sets a state value (and stores it).

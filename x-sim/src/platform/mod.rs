@@ -761,13 +761,15 @@ impl Platform {
         let key = format!("{device}/{module}");
         self.put_state("firmware", &key, payload);
         // An OTA in progress is done once the device reports the target version.
-        if let Some(progress) = self.state("ota", &key)
-            && progress.get("SoftVer").and_then(Value::as_str) == Some(report.soft_ver.as_str())
-        {
-            let mut done = progress.clone();
-            done["status"] = json!("done");
-            self.put_state("ota", &key, &done);
-        }
+        self.update_state("ota", &key, |progress| {
+            let progress = progress?;
+            (progress.get("SoftVer").and_then(Value::as_str) == Some(report.soft_ver.as_str()))
+                .then(|| {
+                    let mut done = progress.clone();
+                    done["status"] = json!("done");
+                    done
+                })
+        });
         let base = self.inner.config.firmware_url.as_deref()?;
         self.inner
             .firmware
@@ -778,34 +780,56 @@ impl Platform {
     /// Sends an OTA notify and keeps its progress (`notified`, `acked`, `done`, or `no
     /// answer`) in the store's `ota` map.
     async fn notify_ota(&self, device: &DeviceIdentity, notify: OtaNotify) {
+        if let Err(e) = self.send_ota(device, notify, None).await {
+            tracing::warn!(target: "x_sim", "OTA notify to {device}: {e}");
+        }
+    }
+
+    /// Sends an OTA notify and waits for the device's `{DownID}`, keeping the progress per
+    /// device and module in the `ota` state map: `notified`, then `acked`, `no answer` or
+    /// `bad answer`, and `done` once the device reports the target version.
+    ///
+    /// # Errors
+    /// As [`Platform::send_command`].
+    pub async fn send_ota(
+        &self,
+        device: &DeviceIdentity,
+        notify: OtaNotify,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, CommandError> {
         let key = format!("{device}/{}", notify.module());
-        let mut progress = json!({
-            "DownID": notify.down_id,
-            "SoftVer": notify.soft_ver,
-            "Url": notify.url,
-            "status": "notified",
-            "at_ms": now_ms(),
+        let down_id = notify.down_id.clone();
+        self.update_state("ota", &key, |_| {
+            Some(json!({
+                "DownID": notify.down_id,
+                "SoftVer": notify.soft_ver,
+                "Url": notify.url,
+                "status": "notified",
+                "at_ms": now_ms(),
+            }))
         });
-        self.put_state("ota", &key, &progress);
         let result = self
-            .send_command(device, Command::NotifyOta(notify), None)
+            .send_command(device, Command::NotifyOta(notify), timeout)
             .await;
-        progress["status"] = json!(match &result {
+        let status = match &result {
             Ok(_) => "acked",
             Err(CommandError::Timeout { .. }) => "no answer",
             Err(_) => "bad answer",
+        };
+        // Only this notify's progress, and never over "done" (the device may already have
+        // installed and reported the new version).
+        self.update_state("ota", &key, |current| {
+            let current = current?;
+            if current.get("DownID") != Some(&json!(down_id))
+                || current.get("status") == Some(&json!("done"))
+            {
+                return None;
+            }
+            let mut next = current.clone();
+            next["status"] = json!(status);
+            Some(next)
         });
-        // The device may already have installed and reported the new version.
-        if self
-            .state("ota", &key)
-            .and_then(|p| p.get("status").cloned())
-            != Some(json!("done"))
-        {
-            self.put_state("ota", &key, &progress);
-        }
-        if let Err(e) = result {
-            tracing::warn!(target: "x_sim", "OTA notify to {device}: {e}");
-        }
+        result
     }
 
     /// The OTA notify for a device's module (default "default") under its product's OTA task,
@@ -857,6 +881,12 @@ impl Platform {
     /// Every entry of one state map.
     pub fn state_map(&self, map: &str) -> Vec<(String, Value)> {
         self.inner.data.state_map(map)
+    }
+
+    fn update_state(&self, map: &str, key: &str, f: impl FnOnce(Option<&Value>) -> Option<Value>) {
+        self.inner
+            .data
+            .update_state(self.inner.store.as_ref(), map, key, f);
     }
 
     fn put_state(&self, map: &str, key: &str, value: &Value) {

@@ -1,0 +1,1189 @@
+//! The HTTP JSON API over real HTTP (reqwest) against a platform whose devices are real MQTT
+//! clients: registrations and their errors, device state after reports, commands answered by
+//! the device (and bad answers, timeouts, unknown devices), OTA end to end (upload, task,
+//! notify on a firmware report, download with ranges, "done" once the new version is
+//! reported), and fault injection (silence, delay, drop, SessionKey rotation).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Device, WAIT, authenticate};
+use md5::{Digest, Md5};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use serde_json::{Value, json};
+use x_protocol::payload::{AuthCode, SessionGrant};
+use x_protocol::{
+    AckPayload, ConnectType, DeviceIdentity, Frame, HeaderCtrl, ProductKey, RegistrationType,
+    derive_session_key,
+};
+use x_sim::sim::{Sim, SimConfig};
+
+const REGISTRY: &str = r#"
+[[product]]
+open_id = "7ED01E2A"
+product_id = "AA30C505"
+product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
+registration = 1
+format = "json"
+model = "models/smart-plug.json"
+
+[[device]]
+product_id = "AA30C505"
+node_eui = "PLUG0001"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "5E7A0B32"
+product_key = "00112233445566778899AABBCCDDEEFF"
+registration = 0
+encrypted = true
+format = "json"
+model = "models/smart-plug.json"
+"#;
+
+/// The plain product's device, and where the API has it.
+fn plug() -> (DeviceIdentity, ProductKey, RegistrationType) {
+    (
+        DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap(),
+        "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap(),
+        RegistrationType::ProductSecretPreRegistered,
+    )
+}
+
+const PLUG: &str = "/api/devices/AA30C505/PLUG0001";
+
+/// The encrypted product's (self-registering) device.
+fn encrypted() -> (DeviceIdentity, ProductKey, RegistrationType) {
+    (
+        DeviceIdentity::parse("7ED01E2A", "5E7A0B32", "ENC00001").unwrap(),
+        "00112233445566778899AABBCCDDEEFF".parse().unwrap(),
+        RegistrationType::ProductSecretUnregistered,
+    )
+}
+
+/// The platform in memory (no firmware server).
+async fn start() -> Sim {
+    common::sim(REGISTRY).await
+}
+
+/// The platform with a data directory: the store and the firmware server.
+async fn start_with_data(dir: &std::path::Path) -> Sim {
+    let mut config = SimConfig::local(common::registry(REGISTRY));
+    config.data_dir = Some(dir.to_path_buf());
+    Sim::start(config).await.unwrap()
+}
+
+/// An HTTP client for one platform.
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(sim: &Sim) -> Self {
+        Self {
+            base: format!("http://{}", sim.http_addr().unwrap()),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.put(self.url(path))
+    }
+
+    fn patch(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.patch(self.url(path))
+    }
+
+    /// Sends a request; the status and the body as JSON (or as a JSON string when it is not
+    /// JSON).
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
+    /// GET, expecting 200.
+    async fn ok(&self, path: &str) -> Value {
+        let (status, body) = self.send(self.get(path)).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// Polls GET `path` until `done` holds for the body (up to [`WAIT`]).
+    async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let until = Instant::now() + WAIT;
+        loop {
+            let body = self.ok(path).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(Instant::now() < until, "GET {path}: still {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The error message of an error body.
+fn error(body: &Value) -> &str {
+    body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message: {body}"))
+}
+
+fn ack_value(data: Option<Value>) -> Value {
+    serde_json::to_value(AckPayload::success(data)).unwrap()
+}
+
+fn ack_of(frame: &Frame) -> AckPayload {
+    serde_json::from_value(frame.payload.clone()).unwrap()
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn registrations_over_http() {
+    let sim = start().await;
+    let api = Api::new(&sim);
+    let addr = sim.mqtt_addr().unwrap();
+
+    // A JSON product with its thing model inline, and a passthrough product.
+    let model: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("models/smart-plug.json")).unwrap(),
+    )
+    .unwrap();
+    let json_product = json!({
+        "open_id": "7ED01E2A",
+        "product_id": "C0FFEE01",
+        "product_key": "0123456789ABCDEF0123456789ABCDEF",
+        "registration": 1,
+        "format": "json",
+        "model": model,
+    });
+    let (status, body) = api
+        .send(api.post("/api/products").json(&json_product))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body, json!({"product_id": "C0FFEE01"}));
+    let passthrough = json!({
+        "open_id": "7ED01E2A",
+        "product_id": "C0FFEE02",
+        "product_key": "FEDCBA9876543210FEDCBA9876543210",
+        "registration": 2,
+        "format": "passthrough",
+    });
+    let (status, body) = api.send(api.post("/api/products").json(&passthrough)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Refused products: the error names the field.
+    for (change, field) in [
+        (json!({"product_key": "XYZ"}), "product_key"),
+        (json!({"product_id": "C0FFEE0"}), "product_id"),
+        (json!({"open_id": "7ED/1E2A"}), "open_id"),
+        (json!({"format": "xml"}), "format"),
+        (json!({"registration": 7}), "registration"),
+        (json!({"model": {"properties": 5}}), "model"),
+        (json!({"colour": "red"}), "colour"),
+    ] {
+        let mut product = json_product.clone();
+        for (k, v) in change.as_object().unwrap() {
+            product[k] = v.clone();
+        }
+        let (status, body) = api.send(api.post("/api/products").json(&product)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{change}: {body}");
+        assert!(error(&body).contains(field), "{change}: {body}");
+    }
+    // A JSON product needs its model.
+    let mut no_model = json_product.clone();
+    no_model.as_object_mut().unwrap().remove("model");
+    let (status, body) = api.send(api.post("/api/products").json(&no_model)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error(&body).starts_with("model"), "{body}");
+    // Not JSON at all.
+    let (status, body) = api
+        .send(
+            api.post("/api/products")
+                .header("content-type", "application/json")
+                .body("{\"open_id\":"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error(&body).starts_with("body"), "{body}");
+
+    // Devices: without a secret the platform issues one; with one it is kept.
+    let (status, issued) = api
+        .send(
+            api.post("/api/devices")
+                .json(&json!({"product_id": "C0FFEE01", "node_eui": "NEWPLUG1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    assert_eq!(issued["enabled"], true);
+    let secret = issued["device_secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 32);
+    assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()), "{secret}");
+    let given = "326086233FAB8A96566796551EB1DFF8";
+    let (status, body) = api
+        .send(api.post("/api/devices").json(&json!({
+            "product_id": "C0FFEE02",
+            "node_eui": "PASS0001",
+            "device_secret": given,
+        })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        body["device_secret"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case(given),
+        "{body}"
+    );
+
+    // Refused devices.
+    for (device, status, field) in [
+        (
+            json!({"product_id": "C0FFEE01", "node_eui": "bad/id"}),
+            StatusCode::BAD_REQUEST,
+            "node_eui",
+        ),
+        (
+            json!({"product_id": "C0FFEE1", "node_eui": "NEWPLUG2"}),
+            StatusCode::BAD_REQUEST,
+            "product_id",
+        ),
+        (
+            json!({"product_id": "C0FFEE01", "node_eui": "NEWPLUG2", "device_secret": "12"}),
+            StatusCode::BAD_REQUEST,
+            "device_secret",
+        ),
+        (
+            json!({"product_id": "0BADF00D", "node_eui": "NEWPLUG2"}),
+            StatusCode::CONFLICT,
+            "0BADF00D",
+        ),
+        (
+            json!({"product_id": "C0FFEE01", "node_eui": "NEWPLUG1"}),
+            StatusCode::CONFLICT,
+            "twice",
+        ),
+    ] {
+        let (got, body) = api.send(api.post("/api/devices").json(&device)).await;
+        assert_eq!(got, status, "{device}: {body}");
+        assert!(error(&body).contains(field), "{device}: {body}");
+    }
+
+    // Both lists show the registrations.
+    let products = api.ok("/api/products").await;
+    let find = |id: &str| {
+        products
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["product_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in {products}"))
+            .clone()
+    };
+    let p = find("C0FFEE01");
+    assert_eq!(
+        (&p["format"], &p["registration"], &p["encrypted"]),
+        (&json!("json"), &json!(1), &json!(false))
+    );
+    assert!(p["model"].is_string(), "{p}");
+    let p = find("C0FFEE02");
+    assert_eq!(
+        (&p["format"], &p["model"]),
+        (&json!("passthrough"), &Value::Null)
+    );
+    find("AA30C505");
+    let devices = api.ok("/api/devices").await;
+    let nodes: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["node_eui"].as_str().unwrap())
+        .collect();
+    for node in ["PLUG0001", "NEWPLUG1", "PASS0001"] {
+        assert!(nodes.contains(&node), "{node} not in {devices}");
+    }
+
+    // The inline model is the one reports are checked against.
+    let new_plug = DeviceIdentity::parse("7ED01E2A", "C0FFEE01", "NEWPLUG1").unwrap();
+    let new_key: ProductKey = "0123456789ABCDEF0123456789ABCDEF".parse().unwrap();
+    let ty = RegistrationType::ProductSecretPreRegistered;
+    let mut dev = Device::online(addr, &new_plug, &new_key, ty).await;
+    dev.subscribe(&["model/property/report_ack"]).await;
+    for (report, code) in [
+        (json!({"power": 12.5}), "200"),
+        (json!({"power": 99_999}), "4001"),
+    ] {
+        let (_, ack) = dev
+            .request("model/property/report", HeaderCtrl::PropertyReport, report)
+            .await;
+        assert_eq!(ack_of(&ack).code.as_str(), code);
+    }
+    // The given secret is the one the V2 login takes.
+    let pass = DeviceIdentity::parse("7ED01E2A", "C0FFEE02", "PASS0001").unwrap();
+    let pass_key: ProductKey = "FEDCBA9876543210FEDCBA9876543210".parse().unwrap();
+    let mut pass_dev = Device::connect(
+        addr,
+        &pass,
+        &pass_key,
+        &given.parse().unwrap(),
+        ConnectType::Unchecked,
+        1,
+    )
+    .await
+    .unwrap();
+    pass_dev.subscribe(&["uplink_ack"]).await;
+    let (topic, ack) = pass_dev
+        .request("uplink", HeaderCtrl::Uplink, json!({"data": "AQID"}))
+        .await;
+    assert_eq!(topic, "uplink_ack");
+    assert!(ack_of(&ack).code.is_success());
+
+    // Disabled: auth answers 4; enabled again: 0.
+    let path = "/api/devices/C0FFEE01/NEWPLUG1";
+    let (status, body) = api
+        .send(api.patch(path).json(&json!({"enabled": false})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["enabled"], false);
+    assert_eq!(api.ok(path).await["enabled"], false);
+    let reply = authenticate(addr, &new_plug, &new_key, ty).await;
+    assert_eq!(reply.code, AuthCode::DeviceRejected);
+    let (status, _) = api
+        .send(api.patch(path).json(&json!({"enabled": true})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        authenticate(addr, &new_plug, &new_key, ty).await.code,
+        AuthCode::Ok
+    );
+    let (status, body) = api
+        .send(api.patch(path).json(&json!({"enabled": "no"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api
+        .send(
+            api.patch("/api/devices/C0FFEE01/NOSUCH01")
+                .json(&json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(error(&body).contains("NOSUCH01"), "{body}");
+}
+
+#[tokio::test]
+async fn device_state_over_http() {
+    let sim = start().await;
+    let api = Api::new(&sim);
+    let (id, pk, ty) = plug();
+
+    let before = api.ok(PLUG).await;
+    assert_eq!(
+        (&before["online"], &before["node_eui"], &before["enabled"]),
+        (&json!(false), &json!("PLUG0001"), &json!(true))
+    );
+    assert_eq!(before["open_id"], "7ED01E2A");
+    let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
+    let online = api.until(PLUG, |d| d["online"] == true).await;
+    assert!(online["last_offline"].is_null() || online["last_offline"].is_u64());
+    dev.subscribe(&[
+        "model/property/report_ack",
+        "model/event/overheat/report_ack",
+        "model/history/data/report_ack",
+    ])
+    .await;
+
+    let history = json!({"params": [{
+        "properties": [{"power": {"value": 1.5, "time": 1_700_000_000_000_i64}}],
+        "events": [{"overheat": {"value": {"temperature": 90, "action": 1}, "time": 1_700_000_001_000_i64}}]
+    }]});
+    let started = now_ms();
+    for (topic, ctrl, payload, code) in [
+        (
+            "model/property/report",
+            HeaderCtrl::PropertyReport,
+            json!({"switch": 1, "power": 12.5}),
+            "200",
+        ),
+        // Rejected by the model: acked 4001, not kept.
+        (
+            "model/property/report",
+            HeaderCtrl::PropertyReport,
+            json!({"power": 99_999}),
+            "4001",
+        ),
+        (
+            "model/event/overheat/report",
+            HeaderCtrl::EventReport,
+            json!({"temperature": 96.5, "action": 1}),
+            "200",
+        ),
+        (
+            "model/history/data/report",
+            HeaderCtrl::HistoryReport,
+            history,
+            "200",
+        ),
+    ] {
+        let (_, ack) = dev.request(topic, ctrl, payload).await;
+        assert_eq!(ack_of(&ack).code.as_str(), code, "{topic}");
+    }
+
+    // Latest properties with their time: the history entry is older than the live report.
+    let latest = api.ok(&format!("{PLUG}/properties")).await;
+    assert_eq!(latest["switch"]["value"], 1);
+    assert_eq!(latest["power"]["value"], 12.5);
+    assert!(
+        latest["power"]["time"].as_i64().unwrap() >= started,
+        "{latest}"
+    );
+    assert_eq!(latest.as_object().unwrap().len(), 2, "{latest}");
+
+    // History of one property, by time; of all properties.
+    let power = api.ok(&format!("{PLUG}/history?property=power")).await;
+    let values: Vec<(&Value, &Value)> = power
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (&e["identifier"], &e["value"]))
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            (&json!("power"), &json!(1.5)),
+            (&json!("power"), &json!(12.5))
+        ]
+    );
+    assert_eq!(power[0]["time"], 1_700_000_000_000_i64);
+    let all = api.ok(&format!("{PLUG}/history")).await;
+    assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
+
+    // Events, by time: the uploaded one first.
+    let events = api.ok(&format!("{PLUG}/events")).await;
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["identifier"], "overheat");
+    assert_eq!(events[0]["time"], 1_700_000_001_000_i64);
+    assert_eq!(
+        events[1]["value"],
+        json!({"temperature": 96.5, "action": 1})
+    );
+
+    // Messages: the three accepted ones, paged.
+    let messages = api.ok(&format!("{PLUG}/messages")).await;
+    let messages = messages.as_array().unwrap();
+    let shape: Vec<(&Value, &Value)> = messages
+        .iter()
+        .map(|m| (&m["topic"], &m["HeaderCtrl"]))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (
+                &json!("/sys/7ED01E2A/AA30C505/PLUG0001/model/property/report"),
+                &json!(16)
+            ),
+            (
+                &json!("/sys/7ED01E2A/AA30C505/PLUG0001/model/event/overheat/report"),
+                &json!(17)
+            ),
+            (
+                &json!("/sys/7ED01E2A/AA30C505/PLUG0001/model/history/data/report"),
+                &json!(27)
+            ),
+        ],
+        "{messages:?}"
+    );
+    assert_eq!(messages[1]["identifier"], "overheat");
+    assert_eq!(messages[0]["Payload"], json!({"switch": 1, "power": 12.5}));
+    assert!(messages[0]["time"].as_i64().unwrap() >= started);
+    let seqs: Vec<u64> = messages
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let page = |after: u64, limit: usize| {
+        let path = format!("{PLUG}/messages?after={after}&limit={limit}");
+        let api = &api;
+        async move {
+            let page = api.ok(&path).await;
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["seq"].as_u64().unwrap())
+                .collect::<Vec<u64>>()
+        }
+    };
+    assert_eq!(page(0, 2).await, seqs[..2]);
+    assert_eq!(page(seqs[1], 2).await, seqs[2..]);
+    assert_eq!(page(seqs[2], 2).await, Vec::<u64>::new());
+
+    // An unknown device is a 404 on every query.
+    for what in ["", "/properties", "/history", "/events", "/messages"] {
+        let (status, body) = api
+            .send(api.get(&format!("/api/devices/AA30C505/NOSUCH01{what}")))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{what}: {body}");
+        assert!(error(&body).contains("AA30C505/NOSUCH01"), "{body}");
+    }
+}
+
+/// Every command the API sends, answered by the device over MQTT while the request waits.
+#[tokio::test]
+async fn commands_over_http_return_the_answer() {
+    let sim = start().await;
+    let api = Api::new(&sim);
+    let (id, pk, ty) = plug();
+    let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
+    dev.subscribe(&[
+        "downlink",
+        "ask_firmware",
+        "firmware_report_ack",
+        "ask_config",
+        "down_config",
+        "model/property/set",
+        "model/service/reset",
+        "model/property/ask",
+        "model/property/report_ack",
+    ])
+    .await;
+
+    // 20: property set; the answer is the ack.
+    let ((status, body), ()) = tokio::join!(
+        api.send(
+            api.post(&format!("{PLUG}/properties"))
+                .json(&json!({"switch": 1}))
+        ),
+        async {
+            let (topic, frame) = dev.next().await;
+            assert_eq!(
+                (topic.as_str(), frame.header_ctrl),
+                ("model/property/set", HeaderCtrl::PropertySet)
+            );
+            assert_eq!(
+                frame.payload,
+                json!({"params": [{"identify": "switch", "value": 1}]})
+            );
+            let ack = ack_value(Some(json!({"switch": 1})));
+            dev.answer(
+                &frame,
+                "model/property/set_ack",
+                HeaderCtrl::PropertySet,
+                ack,
+            )
+            .await;
+        }
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = &body["answer"];
+    assert_eq!(answer["HeaderCtrl"], 20);
+    assert_eq!(answer["Payload"]["Code"], "200");
+    assert_eq!(answer["Payload"]["Data"], json!({"switch": 1}));
+    assert!(
+        answer["topic"]
+            .as_str()
+            .unwrap()
+            .ends_with("/PLUG0001/model/property/set_ack"),
+        "{answer}"
+    );
+    assert!(answer["MessageId"].is_u64(), "{answer}");
+
+    // 21: service call with its outputs.
+    let ((status, body), ()) = tokio::join!(
+        api.send(
+            api.post(&format!("{PLUG}/services/reset"))
+                .json(&json!({"scope": 0}))
+        ),
+        async {
+            let (topic, frame) = dev.next().await;
+            assert_eq!(
+                (topic.as_str(), frame.header_ctrl),
+                ("model/service/reset", HeaderCtrl::ServiceCall)
+            );
+            assert_eq!(
+                frame.payload,
+                json!({"serviceIdentify": "reset", "params": {"scope": 0}})
+            );
+            let ack = ack_value(Some(json!({"result": 1, "resetAt": 1_700_000_000_000_i64})));
+            dev.answer(
+                &frame,
+                "model/service/reset/ack",
+                HeaderCtrl::ServiceCall,
+                ack,
+            )
+            .await;
+        }
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["answer"]["HeaderCtrl"], 21);
+    assert_eq!(body["answer"]["Payload"]["Data"]["result"], 1);
+
+    // 23: property ask, answered by a report with the same MessageId (acked too).
+    let ((status, body), ()) = tokio::join!(
+        api.send(
+            api.post(&format!("{PLUG}/properties/ask"))
+                .json(&json!(["power"]))
+        ),
+        async {
+            let (topic, frame) = dev.next().await;
+            assert_eq!(
+                (topic.as_str(), frame.header_ctrl),
+                ("model/property/ask", HeaderCtrl::PropertyAsk)
+            );
+            assert_eq!(frame.payload, json!({"params": ["power"]}));
+            dev.answer(
+                &frame,
+                "model/property/report",
+                HeaderCtrl::PropertyReport,
+                json!({"power": 3.5}),
+            )
+            .await;
+            let (topic, ack) = dev.next().await;
+            assert_eq!(
+                (topic.as_str(), ack.message_id),
+                ("model/property/report_ack", frame.message_id)
+            );
+        }
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["answer"]["HeaderCtrl"], 16);
+    assert_eq!(body["answer"]["Payload"], json!({"power": 3.5}));
+    assert_eq!(
+        api.ok(&format!("{PLUG}/properties")).await["power"]["value"],
+        3.5
+    );
+
+    // 14: config ask and set, each answered by a config report.
+    for (request, topic, settings) in [
+        (
+            api.get(&format!("{PLUG}/config")),
+            "ask_config",
+            json!({"reportPeriod": 60}),
+        ),
+        (
+            api.post(&format!("{PLUG}/config"))
+                .json(&json!({"reportPeriod": 30})),
+            "down_config",
+            json!({"reportPeriod": 30}),
+        ),
+    ] {
+        let ((status, body), ()) = tokio::join!(api.send(request), async {
+            let (got, frame) = dev.next().await;
+            assert_eq!(
+                (got.as_str(), frame.header_ctrl),
+                (topic, HeaderCtrl::Config)
+            );
+            let expected = if topic == "down_config" {
+                json!({"Settings": settings})
+            } else {
+                json!({})
+            };
+            assert_eq!(frame.payload, expected);
+            dev.answer(
+                &frame,
+                "config_report",
+                HeaderCtrl::Config,
+                json!({"Settings": settings}),
+            )
+            .await;
+        });
+        assert_eq!(status, StatusCode::OK, "{topic}: {body}");
+        assert_eq!(body["answer"]["Payload"], json!({"Settings": settings}));
+    }
+    assert_eq!(
+        api.ok(PLUG).await["config"],
+        json!({"Settings": {"reportPeriod": 30}})
+    );
+
+    // 13: firmware ask, answered by a firmware report (which is acked too).
+    let report = json!({"HardVer": "h1", "SoftVer": "1.0.1", "Type": 2});
+    let ((status, body), ()) =
+        tokio::join!(api.send(api.get(&format!("{PLUG}/firmware"))), async {
+            let (topic, frame) = dev.next().await;
+            assert_eq!(
+                (topic.as_str(), frame.header_ctrl),
+                ("ask_firmware", HeaderCtrl::AskFirmware)
+            );
+            dev.answer(
+                &frame,
+                "firmware_report",
+                HeaderCtrl::FirmwareReport,
+                report.clone(),
+            )
+            .await;
+            let (topic, ack) = dev.next().await;
+            assert_eq!(topic, "firmware_report_ack");
+            assert!(ack_of(&ack).code.is_success());
+        });
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["answer"]["HeaderCtrl"], 8);
+    assert_eq!(body["answer"]["Payload"], report);
+    let device = api.ok(PLUG).await;
+    assert_eq!(device["firmware"]["default"], report);
+    // No firmware server: no OTA progress.
+    assert_eq!(device["ota"], json!({}));
+
+    // 7: passthrough downlink, acked on downlink_ack.
+    let ((status, body), ()) = tokio::join!(
+        api.send(
+            api.post(&format!("{PLUG}/passthrough"))
+                .json(&json!("AQID"))
+        ),
+        async {
+            let (topic, frame) = dev.next().await;
+            assert_eq!(
+                (topic.as_str(), frame.header_ctrl),
+                ("downlink", HeaderCtrl::Downlink)
+            );
+            assert_eq!(frame.payload, json!({"data": "AQID"}));
+            dev.answer(
+                &frame,
+                "downlink_ack",
+                HeaderCtrl::Downlink,
+                ack_value(None),
+            )
+            .await;
+        }
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["answer"]["HeaderCtrl"], 7);
+    assert_eq!(body["answer"]["Payload"]["Code"], "200");
+
+    // A bad answer (set ack Data out of the model's range): 502 with the answer.
+    let ((status, body), ()) = tokio::join!(
+        api.send(
+            api.post(&format!("{PLUG}/properties"))
+                .json(&json!({"switch": 1}))
+        ),
+        async {
+            let (_, frame) = dev.next().await;
+            let ack = ack_value(Some(json!({"power": 99_999})));
+            dev.answer(
+                &frame,
+                "model/property/set_ack",
+                HeaderCtrl::PropertySet,
+                ack,
+            )
+            .await;
+        }
+    );
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(error(&body).contains("above the maximum 3500"), "{body}");
+    assert_eq!(body["answer"]["HeaderCtrl"], 20);
+    assert_eq!(body["answer"]["Payload"]["Data"], json!({"power": 99_999}));
+
+    // No answer within ?timeout_ms: 504 (the command did go out).
+    let started = Instant::now();
+    let ((status, body), (topic, _)) = tokio::join!(
+        api.send(api.get(&format!("{PLUG}/config?timeout_ms=200"))),
+        dev.next()
+    );
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(topic, "ask_config");
+    assert!(error(&body).contains("no answer"), "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(started.elapsed() < WAIT);
+
+    // Requests the API refuses before sending anything.
+    for (request, status) in [
+        (
+            api.post("/api/devices/AA30C505/NOSUCH01/properties")
+                .json(&json!({"switch": 1})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            api.post("/api/devices/AA30C505/NOSUCH01/services/reset"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            api.get("/api/devices/AA30C505/NOSUCH01/config"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            api.post(&format!("{PLUG}/properties/ask"))
+                .json(&json!({"params": "power"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            api.post(&format!("{PLUG}/properties")).json(&json!(5)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            api.post(&format!("{PLUG}/passthrough")).body("not json"),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (got, body) = api.send(request).await;
+        assert_eq!(got, status, "{body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    assert!(dev.quiet_for(Duration::from_millis(200)).await);
+}
+
+/// 3000 bytes that are not all alike.
+fn image_bytes() -> Vec<u8> {
+    (0..3000u32)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(7))
+        .collect()
+}
+
+#[tokio::test]
+async fn ota_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_with_data(dir.path()).await;
+    let api = Api::new(&sim);
+    let (id, pk, ty) = plug();
+    let bytes = image_bytes();
+
+    // Upload the image, then make it the product's target.
+    let (status, image) = api
+        .send(
+            api.put("/api/firmware/AA30C505/default/1.0.2/plug.bin")
+                .body(bytes.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{image}");
+    assert_eq!(image["size"], bytes.len());
+    assert_eq!(image["md5"], md5_hex(&bytes));
+    assert_eq!(image["path"], "/firmware/AA30C505/default/1.0.2/plug.bin");
+    let (status, task) = api
+        .send(
+            api.put("/api/ota/AA30C505/default")
+                .json(&json!({"version": "1.0.2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    assert_eq!(
+        task,
+        json!({"product_id": "AA30C505", "module": "default", "version": "1.0.2"})
+    );
+    assert_eq!(api.ok("/api/firmware").await, json!([image]));
+    assert_eq!(api.ok("/api/ota").await, json!([task]));
+    // Refusals: a task for a version never uploaded, an empty image.
+    let (status, body) = api
+        .send(
+            api.put("/api/ota/AA30C505/default")
+                .json(&json!({"version": "9.9.9"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error(&body).contains("9.9.9"), "{body}");
+    let (status, body) = api
+        .send(api.put("/api/firmware/AA30C505/default/1.0.3/plug.bin"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // The device reports 1.0.1: the ack, then a notify for 1.0.2.
+    let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
+    dev.subscribe(&["ota_notify", "firmware_report_ack"]).await;
+    let report_id = dev.next_id();
+    dev.send(
+        "firmware_report",
+        Frame::new(
+            report_id,
+            HeaderCtrl::FirmwareReport,
+            json!({"HardVer": "h1", "SoftVer": "1.0.1", "Type": 2}),
+        ),
+    )
+    .await;
+    let mut got = vec![dev.next().await, dev.next().await];
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let [(ack_topic, ack), (notify_topic, notify)] = <[_; 2]>::try_from(got).unwrap();
+    assert_eq!(ack_topic, "firmware_report_ack");
+    assert_eq!(ack.message_id, report_id.into());
+    assert!(ack_of(&ack).code.is_success());
+    assert_eq!(
+        (notify_topic.as_str(), notify.header_ctrl),
+        ("ota_notify", HeaderCtrl::OtaNotify)
+    );
+    let n = &notify.payload;
+    let url = format!(
+        "http://{}/firmware/AA30C505/default/1.0.2/plug.bin",
+        sim.http_addr().unwrap()
+    );
+    assert_eq!(n["Url"], url.as_str());
+    assert_eq!(n["SoftVer"], "1.0.2");
+    assert_eq!(n["SoftSize"], bytes.len());
+    assert_eq!(n["MD5"], md5_hex(&bytes));
+    assert_eq!(n["Type"], 2);
+    assert_eq!(n["firmwareName"], "plug.bin");
+    assert!(n.get("Module").is_none(), "{n}");
+    let down_id = n["DownID"].as_str().unwrap().to_owned();
+    let ota = api.ok(PLUG).await["ota"]["default"].clone();
+    assert_eq!(
+        (&ota["DownID"], &ota["SoftVer"]),
+        (&json!(down_id), &json!("1.0.2"))
+    );
+
+    // The device acks with the DownID.
+    dev.answer(
+        &notify,
+        "ota_notify_ack",
+        HeaderCtrl::OtaNotify,
+        json!({"DownID": down_id}),
+    )
+    .await;
+    api.until(PLUG, |d| d["ota"]["default"]["status"] == "acked")
+        .await;
+
+    // It downloads the image, whole and in part, and checks size and MD5.
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, n["SoftSize"].as_u64().unwrap());
+    assert_eq!(md5_hex(&body), n["MD5"].as_str().unwrap());
+    let response = api
+        .client
+        .get(&url)
+        .header(RANGE, "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        response.headers()[CONTENT_RANGE],
+        format!("bytes 1000-1999/{}", bytes.len()).as_str()
+    );
+    assert_eq!(response.bytes().await.unwrap(), bytes[1000..2000]);
+
+    // It installs and reports 1.0.2: acked, no new notify, the OTA is done.
+    let (topic, ack) = dev
+        .request(
+            "firmware_report",
+            HeaderCtrl::FirmwareReport,
+            json!({"HardVer": "h1", "SoftVer": "1.0.2", "Type": 2}),
+        )
+        .await;
+    assert_eq!(topic, "firmware_report_ack");
+    assert!(ack_of(&ack).code.is_success());
+    let device = api
+        .until(PLUG, |d| d["ota"]["default"]["status"] == "done")
+        .await;
+    assert_eq!(device["firmware"]["default"]["SoftVer"], "1.0.2");
+    assert_eq!(device["ota"]["default"]["DownID"], down_id.as_str());
+    assert!(dev.quiet_for(Duration::from_millis(300)).await);
+
+    // A notify on demand, whatever the device runs.
+    let ((status, body), ()) = tokio::join!(api.send(api.post(&format!("{PLUG}/ota"))), async {
+        let (topic, frame) = dev.next().await;
+        assert_eq!(
+            (topic.as_str(), frame.header_ctrl),
+            ("ota_notify", HeaderCtrl::OtaNotify)
+        );
+        assert_eq!(frame.payload["SoftVer"], "1.0.2");
+        assert_ne!(frame.payload["DownID"], down_id.as_str());
+        let echo = json!({"DownID": frame.payload["DownID"]});
+        dev.answer(&frame, "ota_notify_ack", HeaderCtrl::OtaNotify, echo)
+            .await;
+    });
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["answer"]["HeaderCtrl"], 9);
+    // No task for that module: 409, nothing sent.
+    let (status, body) = api
+        .send(
+            api.post(&format!("{PLUG}/ota"))
+                .json(&json!({"module": "wifi"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(error(&body).contains("wifi"), "{body}");
+    assert!(dev.quiet_for(Duration::from_millis(200)).await);
+}
+
+#[tokio::test]
+async fn firmware_needs_a_data_directory() {
+    let sim = start().await;
+    let api = Api::new(&sim);
+    let (status, body) = api
+        .send(
+            api.put("/api/firmware/AA30C505/default/1.0.2/plug.bin")
+                .body(image_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(error(&body).contains("data directory"), "{body}");
+    let (status, _) = api.send(api.get("/api/ota")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = api.send(api.post(&format!("{PLUG}/ota"))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+/// Firmware images are often larger than a JSON body: a few megabytes upload whole.
+#[tokio::test]
+async fn large_firmware_images_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_with_data(dir.path()).await;
+    let api = Api::new(&sim);
+    let bytes: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let (status, image) = api
+        .send(
+            api.put("/api/firmware/AA30C505/default/2.0.0/big.bin")
+                .body(bytes.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{image}");
+    assert_eq!(image["size"], bytes.len());
+    assert_eq!(image["md5"], md5_hex(&bytes));
+    let body = reqwest::get(api.url("/firmware/AA30C505/default/2.0.0/big.bin"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), bytes.len());
+}
+
+#[tokio::test]
+async fn faults_over_http() {
+    let sim = start().await;
+    let api = Api::new(&sim);
+    let (id, pk, ty) = plug();
+    let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
+    dev.subscribe(&["model/property/report_ack"]).await;
+    assert_eq!(
+        api.ok("/api/faults").await,
+        json!({"silent": false, "delay_ms": 0})
+    );
+
+    // Silent: the report is not acked.
+    let (status, body) = api
+        .send(api.put("/api/faults").json(&json!({"silent": true})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"silent": true, "delay_ms": 0}));
+    let report = json!({"switch": 1});
+    dev.send(
+        "model/property/report",
+        Frame::new(1000u32, HeaderCtrl::PropertyReport, report.clone()),
+    )
+    .await;
+    assert!(dev.quiet_for(Duration::from_millis(500)).await);
+
+    // Delayed: the ack comes, late.
+    let (status, body) = api
+        .send(
+            api.put("/api/faults")
+                .json(&json!({"silent": false, "delay_ms": 300})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"silent": false, "delay_ms": 300}));
+    let sent = Instant::now();
+    let (topic, ack) = dev
+        .request("model/property/report", HeaderCtrl::PropertyReport, report)
+        .await;
+    let took = sent.elapsed();
+    assert_eq!(topic, "model/property/report_ack");
+    assert!(ack_of(&ack).code.is_success());
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    let (status, body) = api
+        .send(api.put("/api/faults").json(&json!({"delay_ms": 0})))
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"silent": false, "delay_ms": 0}))
+    );
+    let (status, body) = api
+        .send(api.put("/api/faults").json(&json!({"slow": true})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error(&body).contains("slow"), "{body}");
+
+    // Drop: the connection closes, the device shows offline.
+    let (status, body) = api.send(api.post(&format!("{PLUG}/drop"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"dropped": true}));
+    assert!(dev.closes_within(WAIT).await);
+    api.until(PLUG, |d| d["online"] == false).await;
+    let (_, body) = api.send(api.post(&format!("{PLUG}/drop"))).await;
+    assert_eq!(body, json!({"dropped": false}));
+
+    // Session rotation: a plain product has none; an encrypted one's device gets 3.
+    let (status, body) = api.send(api.post(&format!("{PLUG}/session/rotate"))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (eid, epk, ety) = encrypted();
+    let mut enc = Device::online(sim.mqtt_addr().unwrap(), &eid, &epk, ety).await;
+    enc.subscribe(&["downlink", "model/property/report_ack"])
+        .await;
+    let path = "/api/devices/5E7A0B32/ENC00001";
+    let before = api.ok(path).await["session_id"].clone();
+    assert!(before.is_string(), "{before}");
+    let (status, body) = api.send(api.post(&format!("{path}/session/rotate"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let grant: SessionGrant = serde_json::from_value(body.clone()).unwrap();
+    let (topic, frame) = enc.next().await;
+    assert_eq!(
+        (topic.as_str(), frame.header_ctrl),
+        ("downlink", HeaderCtrl::SessionKeyUpdate)
+    );
+    assert_eq!(frame.payload, body);
+    assert_eq!(api.ok(path).await["session_id"], grant.session_id.as_str());
+    assert_ne!(before, grant.session_id.as_str());
+    // The new key works.
+    enc.key = Some(derive_session_key(&epk, &grant.session_id, grant.nonce).unwrap());
+    let (_, ack) = enc
+        .request(
+            "model/property/report",
+            HeaderCtrl::PropertyReport,
+            json!({"switch": 0}),
+        )
+        .await;
+    assert!(ack_of(&ack).code.is_success());
+}
+
+/// A disk that fails is the server's fault, not the client's.
+#[tokio::test]
+async fn a_failing_disk_is_a_server_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_with_data(dir.path()).await;
+    let api = Api::new(&sim);
+    // Images cannot be written where a file stands in for their directory.
+    let images = dir.path().join("firmware/images");
+    std::fs::remove_dir_all(&images).unwrap();
+    std::fs::write(&images, b"not a directory").unwrap();
+    let (status, body) = api
+        .send(
+            api.put("/api/firmware/AA30C505/default/1.0.2/plug.bin")
+                .body(image_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(error(&body).contains("images"), "{body}");
+    assert_eq!(api.ok("/api/firmware").await, json!([]));
+}
