@@ -210,6 +210,7 @@ fn serve(args: &ServeArgs, stdout: &mut impl Write) -> Result<(), CliError> {
         crate::registry::Registry::load(&args.config).map_err(|e| CliError::flag("--config", e))?;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

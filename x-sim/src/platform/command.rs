@@ -379,7 +379,7 @@ impl Platform {
             ));
         };
         let id = self.inner.ids.next_id();
-        let mut frame = Frame::new(id.clone(), header_ctrl, payload);
+        let mut frame = Frame::new(id.clone(), header_ctrl, payload.clone());
         if self.is_encrypted(&device) {
             match self.session_key(&device) {
                 Some(key) => frame.encrypt_payload(&key),
@@ -389,7 +389,7 @@ impl Platform {
         let (tx, rx) = oneshot::channel();
         let key = (device.to_string(), id);
         lock(&self.inner.pending).insert(key.clone(), tx);
-        self.publish(&topic.to_string(), &frame);
+        self.publish(&topic.to_string(), &frame, &payload);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => Ok(answer),
             _ => {

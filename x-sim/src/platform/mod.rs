@@ -97,11 +97,23 @@ impl Faults {
 
 /// A frame the platform publishes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
+struct Reply {
     /// The topic.
-    pub topic: String,
+    topic: String,
     /// The frame.
-    pub frame: Frame,
+    frame: Frame,
+    /// Its payload before encryption, for the log.
+    plain: Value,
+}
+
+impl Reply {
+    fn new(topic: &Topic, frame: Frame, plain: Value) -> Self {
+        Self {
+            topic: topic.to_string(),
+            frame,
+            plain,
+        }
+    }
 }
 
 /// What handling one message produced: replies, then OTA notifies to send after them.
@@ -287,9 +299,9 @@ impl Platform {
             .is_some_and(|p| p.encrypted)
     }
 
-    /// Publishes one frame, logged as one line.
-    fn publish(&self, topic: &str, frame: &Frame) {
-        tracing::info!(target: "x_sim", "-> {topic} {}", describe_out(frame));
+    /// Publishes one frame, logged as one line with its plain payload.
+    fn publish(&self, topic: &str, frame: &Frame, plain: &Value) {
+        tracing::info!(target: "x_sim", "-> {topic} {}", describe(frame, plain));
         self.inner.link.publish(topic, frame.encode());
     }
 
@@ -308,7 +320,7 @@ impl Platform {
         let platform = self.clone();
         let run = move || {
             for reply in &handled.replies {
-                platform.publish(&reply.topic, &reply.frame);
+                platform.publish(&reply.topic, &reply.frame, &reply.plain);
             }
             for (device, notify) in handled.ota {
                 let p = platform.clone();
@@ -359,17 +371,22 @@ impl Platform {
         let Some(origin) = self.origin(message) else {
             return Handled::default();
         };
-        tracing::info!(
-            target: "x_sim",
-            "<- {} {}",
-            message.topic,
-            shorten(&String::from_utf8_lossy(&message.payload))
-        );
+        let log_raw = || {
+            tracing::info!(
+                target: "x_sim",
+                "<- {} {}",
+                message.topic,
+                shorten(&String::from_utf8_lossy(&message.payload))
+            );
+        };
         match origin {
-            Origin::Auth(device) if message.topic == AUTH_TOPIC => Handled {
-                replies: self.auth(&device, &message.payload).into_iter().collect(),
-                ota: Vec::new(),
-            },
+            Origin::Auth(device) if message.topic == AUTH_TOPIC => {
+                log_raw();
+                Handled {
+                    replies: self.auth(&device, &message.payload).into_iter().collect(),
+                    ota: Vec::new(),
+                }
+            }
             Origin::Auth(_) => Handled::default(),
             Origin::Device(device) => {
                 let topic = match Topic::parse_for(&message.topic, &device) {
@@ -381,6 +398,7 @@ impl Platform {
                 };
                 self.inner.data.seen(&device);
                 if topic.kind() == TopicKind::FullHex {
+                    log_raw();
                     return Handled {
                         replies: self.full_hex(&device, &message.payload),
                         ota: Vec::new(),
@@ -389,6 +407,7 @@ impl Platform {
                 match Frame::decode(&message.payload) {
                     Ok(frame) => self.device_frame(&device, &topic, frame),
                     Err(e) => {
+                        log_raw();
                         // No MessageId to ack with: the device sees no ack.
                         tracing::warn!(target: "x_sim", "{topic}: unreadable frame, not acked: {e}");
                         Handled::default()
@@ -437,10 +456,8 @@ impl Platform {
         }
         let topic = Topic::new(device.clone(), TopicKind::Downlink).ok()?;
         let frame = Frame::with_payload(frame.message_id.clone(), HeaderCtrl::Auth, &reply).ok()?;
-        Some(Reply {
-            topic: topic.to_string(),
-            frame,
-        })
+        let plain = frame.payload.clone();
+        Some(Reply::new(&topic, frame, plain))
     }
 
     fn device_frame(&self, device: &DeviceIdentity, topic: &Topic, frame: Frame) -> Handled {
@@ -456,6 +473,11 @@ impl Platform {
                 kind.spec().suffix
             ))
         };
+        tracing::info!(
+            target: "x_sim",
+            "<- {topic} {}",
+            describe(&frame, plain.as_ref().unwrap_or(&frame.payload))
+        );
         let Some(ack_kind) = ack_kind(kind) else {
             // Answers to platform commands, and config reports: recorded, not acked.
             return self.answer_frame(device, topic, frame, plain);
@@ -502,6 +524,7 @@ impl Platform {
             None => Topic::new(device.clone(), ack_kind),
         };
         let mut ack = Frame::ack_of(&frame, &ack);
+        let plain = ack.payload.clone();
         // Acks of encrypted commands travel encrypted, like every platform frame of an
         // encrypted product (the time sync reply, like its request, does not).
         if self.is_encrypted(device)
@@ -511,10 +534,7 @@ impl Platform {
             ack.encrypt_payload(&key);
         }
         let replies = match ack_topic {
-            Ok(t) => vec![Reply {
-                topic: t.to_string(),
-                frame: ack,
-            }],
+            Ok(t) => vec![Reply::new(&t, ack, plain)],
             Err(_) => Vec::new(),
         };
         Handled { replies, ota }
@@ -743,10 +763,11 @@ impl Platform {
             }
         };
         match Topic::new(device.clone(), TopicKind::FullHexAck) {
-            Ok(t) => vec![Reply {
-                topic: t.to_string(),
-                frame: Frame::ack_of(&frame, &ack),
-            }],
+            Ok(t) => {
+                let ack = Frame::ack_of(&frame, &ack);
+                let plain = ack.payload.clone();
+                vec![Reply::new(&t, ack, plain)]
+            }
             Err(_) => Vec::new(),
         }
     }
@@ -948,17 +969,22 @@ fn answer_of(topic: &Topic, frame: &Frame, record: &Received) -> Answer {
     }
 }
 
-/// One readable line for a frame the platform publishes; an auth reply's DeviceSecret is
-/// never logged.
-fn describe_out(frame: &Frame) -> String {
-    let mut payload = frame.payload.clone();
+/// One readable line for a frame: command, MessageId and the plain payload (marked when it
+/// travels encrypted). An auth reply's DeviceSecret is never logged.
+fn describe(frame: &Frame, plain: &Value) -> String {
+    let mut payload = plain.clone();
     if frame.header_ctrl == HeaderCtrl::Auth
         && let Some(secret) = payload.get_mut("DeviceSecret")
     {
         *secret = json!("[redacted]");
     }
+    let encrypted = if frame.payload == *plain {
+        ""
+    } else {
+        " (encrypted)"
+    };
     shorten(&format!(
-        "HeaderCtrl {} MessageId {} {payload}",
+        "HeaderCtrl {} MessageId {} {payload}{encrypted}",
         frame.header_ctrl.code(),
         frame.message_id
     ))

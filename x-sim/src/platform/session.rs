@@ -208,7 +208,7 @@ impl Platform {
             },
         );
         tracing::info!(target: "x_sim", "{device}: SessionKey rotated to SessionID {}", grant.session_id);
-        self.publish(&topic.to_string(), &frame);
+        self.publish(&topic.to_string(), &frame, &grant_json(&grant));
         Ok(grant)
     }
 
