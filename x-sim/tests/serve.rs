@@ -117,3 +117,20 @@ fn serve_refuses_a_bad_config_with_one_line() {
         "{stderr}"
     );
 }
+
+/// The registry the README and docs/x-sim.md start the platform with.
+#[test]
+fn the_example_registry_loads() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/x-sim-registry.toml");
+    let registry = x_sim::registry::Registry::load(&path).unwrap();
+    assert_eq!(registry.products().count(), 3);
+    let meter = registry.product("4D455445").unwrap();
+    assert!(
+        meter
+            .script
+            .as_deref()
+            .unwrap()
+            .contains("function rawDataToProtocol")
+    );
+}
