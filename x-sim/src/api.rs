@@ -557,10 +557,28 @@ async fn upload(
     Path((product, module, version, file)): Path<(String, String, String, String)>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let image = firmware_of(&p)?
-        .upload(&product, &module, &version, &file, &body)
-        .map_err(firmware_error)?;
+    let firmware = firmware_of(&p)?.clone();
+    known_product(&p, &product)?;
+    // Writing and fsyncing an image blocks: off the async workers.
+    let image = tokio::task::spawn_blocking(move || {
+        firmware.upload(&product, &module, &version, &file, &body)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .map_err(firmware_error)?;
     Ok((StatusCode::CREATED, Json(json!(image))))
+}
+
+/// Firmware and OTA tasks belong to registered products.
+fn known_product(p: &Platform, product: &str) -> Result<(), ApiError> {
+    if read(p.registry()).product(product).is_some() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("product {product} is not registered"),
+        ))
+    }
 }
 
 async fn tasks(State(p): State<Platform>) -> ApiResult {
@@ -580,6 +598,7 @@ async fn set_task(
     body: Bytes,
 ) -> ApiResult {
     let task: NewTask = parse_body(&body)?;
+    known_product(&p, &product)?;
     let task = firmware_of(&p)?
         .set_task(&product, &module, &task.version)
         .map_err(firmware_error)?;
