@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Device, authenticate, authenticate_as, sim};
+use common::{Device, ack_of, authenticate, authenticate_as, plug, plug_device};
 use serde_json::{Value, json};
 use x_protocol::payload::{AuthCode, OtaNotify, SessionGrant};
 use x_protocol::{
@@ -18,48 +18,25 @@ use x_protocol::{
 use x_sim::platform::{Command, CommandError};
 use x_sim::sim::{Sim, SimConfig};
 
-const REGISTRY: &str = r#"
-[[product]]
-open_id = "7ED01E2A"
-product_id = "AA30C505"
-product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
-registration = 1
-format = "json"
-model = "models/smart-plug.json"
-
-[[device]]
-product_id = "AA30C505"
-node_eui = "PLUG0001"
-
-[[device]]
-product_id = "AA30C505"
-node_eui = "PLUGOFF1"
-enabled = false
-
-[[product]]
-open_id = "7ED01E2A"
-product_id = "5E7A0B32"
-product_key = "00112233445566778899AABBCCDDEEFF"
-registration = 0
-encrypted = true
-format = "json"
-model = "models/smart-plug.json"
-"#;
-
-fn plain() -> (DeviceIdentity, ProductKey, RegistrationType) {
-    (
-        DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap(),
-        "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap(),
-        RegistrationType::ProductSecretPreRegistered,
-    )
+/// The smart plug with PLUG0001 and the disabled PLUGOFF1, and the encrypted product.
+fn registry() -> String {
+    [
+        common::plug_product(),
+        plug_device("PLUG0001", ""),
+        plug_device("PLUGOFF1", "enabled = false"),
+        common::encrypted_product(),
+    ]
+    .concat()
 }
 
+/// The platform in memory.
+async fn sim() -> Sim {
+    common::sim(&registry()).await
+}
+
+/// The encrypted product's (self-registering) device.
 fn encrypted() -> (DeviceIdentity, ProductKey, RegistrationType) {
-    (
-        DeviceIdentity::parse("7ED01E2A", "5E7A0B32", "ENC00001").unwrap(),
-        "00112233445566778899AABBCCDDEEFF".parse().unwrap(),
-        RegistrationType::ProductSecretUnregistered,
-    )
+    common::encrypted("ENC00001")
 }
 
 /// Every topic a device of the smart plug listens on, exactly.
@@ -80,58 +57,38 @@ const SUBSCRIPTIONS: &[&str] = &[
     "update_time_ack",
 ];
 
-fn ack(frame: &Frame) -> AckPayload {
-    serde_json::from_value(frame.payload.clone()).unwrap()
-}
-
 /// Device -> platform rows: 4, 8, 16, 17, 27, 29.
 async fn device_rows(dev: &mut Device) {
     let history = json!({"params": [{
         "properties": [{"power": {"value": 1.5, "time": 1_700_000_000_000_i64}}],
         "events": [{"overheat": {"value": {"temperature": 90, "action": 1}, "time": 1_700_000_001_000_i64}}]
     }]});
-    for (topic, ctrl, payload, ack_topic) in [
-        (
-            "uplink",
-            HeaderCtrl::Uplink,
-            json!({"data": "AQID"}),
-            "uplink_ack",
-        ),
+    // Each acked on its ack topic (`{topic}_ack`) with its HeaderCtrl and MessageId.
+    for (topic, ctrl, payload) in [
+        ("uplink", HeaderCtrl::Uplink, json!({"data": "AQID"})),
         (
             "firmware_report",
             HeaderCtrl::FirmwareReport,
             json!({"HardVer": "h1", "SoftVer": "1.0.0", "Type": 2}),
-            "firmware_report_ack",
         ),
         (
             "model/property/report",
             HeaderCtrl::PropertyReport,
             json!({"switch": 1, "power": 12.5}),
-            "model/property/report_ack",
         ),
         (
             "model/event/overheat/report",
             HeaderCtrl::EventReport,
             json!({"temperature": 96.5, "action": 1}),
-            "model/event/overheat/report_ack",
         ),
         (
             "model/history/data/report",
             HeaderCtrl::HistoryReport,
             history.clone(),
-            "model/history/data/report_ack",
         ),
-        (
-            "update_time",
-            HeaderCtrl::TimeSync,
-            json!(""),
-            "update_time_ack",
-        ),
+        ("update_time", HeaderCtrl::TimeSync, json!("")),
     ] {
-        let (got, frame) = dev.request(topic, ctrl, payload).await;
-        assert_eq!(got, ack_topic, "{topic}");
-        assert_eq!(frame.header_ctrl, ctrl, "{topic}");
-        let ack = ack(&frame);
+        let ack = dev.acked(topic, ctrl, payload).await;
         assert!(ack.code.is_success(), "{topic}: {ack:?}");
         if ctrl == HeaderCtrl::TimeSync {
             let data = ack.data.unwrap();
@@ -149,40 +106,21 @@ async fn platform_rows(sim: &Sim, dev: &mut Device) {
     // 7: passthrough downlink, acked on downlink_ack.
     let (answer, ()) = tokio::join!(
         p.send_command(&id, Command::Passthrough(json!("AQID")), None),
-        async {
-            let (topic, frame) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), frame.header_ctrl),
-                ("downlink", HeaderCtrl::Downlink)
-            );
-            assert_eq!(frame.payload, json!({"data": "AQID"}));
-            let ok = serde_json::to_value(AckPayload::success(None)).unwrap();
-            dev.answer(&frame, "downlink_ack", HeaderCtrl::Downlink, ok)
-                .await;
-        }
+        dev.answer_downlink(json!({"data": "AQID"}))
     );
     assert!(answer.unwrap().ack().unwrap().code.is_success());
 
     // 13: firmware ask, answered by a firmware report (8) that is also acked.
     let report = json!({"HardVer": "h1", "SoftVer": "1.0.1", "Type": 2});
     let (answer, ()) = tokio::join!(p.send_command(&id, Command::AskFirmware, None), async {
-        let (topic, frame) = dev.next().await;
-        assert_eq!(
-            (topic.as_str(), frame.header_ctrl),
-            ("ask_firmware", HeaderCtrl::AskFirmware)
-        );
-        dev.answer(
+        let frame = dev.expect("ask_firmware", HeaderCtrl::AskFirmware).await;
+        dev.answer_with_report(
             &frame,
             "firmware_report",
             HeaderCtrl::FirmwareReport,
             report.clone(),
         )
         .await;
-        let (topic, ack) = dev.next().await;
-        assert_eq!(
-            (topic.as_str(), ack.message_id),
-            ("firmware_report_ack", frame.message_id)
-        );
     });
     assert_eq!(answer.unwrap().payload, report);
     assert_eq!(p.state("firmware", &format!("{id}/default")), Some(report));
@@ -202,19 +140,9 @@ async fn platform_rows(sim: &Sim, dev: &mut Device) {
         let (answer, ()) = tokio::join!(
             p.send_command(&id, Command::NotifyOta(notify.clone()), None),
             async {
-                let (topic, frame) = dev.next().await;
-                assert_eq!(
-                    (topic.as_str(), frame.header_ctrl),
-                    ("ota_notify", HeaderCtrl::OtaNotify)
-                );
+                let frame = dev.expect("ota_notify", HeaderCtrl::OtaNotify).await;
                 assert_eq!(frame.payload["DownID"], "D0000001");
-                dev.answer(
-                    &frame,
-                    "ota_notify_ack",
-                    HeaderCtrl::OtaNotify,
-                    json!({"DownID": echo}),
-                )
-                .await;
+                dev.ack_ota_notify(&frame, echo).await;
             }
         );
         match answer {
@@ -233,23 +161,10 @@ async fn platform_rows(sim: &Sim, dev: &mut Device) {
         (Command::AskConfig, "ask_config"),
         (Command::SetConfig(settings.clone()), "down_config"),
     ] {
-        let (answer, ()) = tokio::join!(p.send_command(&id, command, None), async {
-            let (got, frame) = dev.next().await;
-            assert_eq!(
-                (got.as_str(), frame.header_ctrl),
-                (topic, HeaderCtrl::Config)
-            );
-            if topic == "down_config" {
-                assert_eq!(frame.payload, json!({"Settings": settings}));
-            }
-            dev.answer(
-                &frame,
-                "config_report",
-                HeaderCtrl::Config,
-                json!({"Settings": settings}),
-            )
-            .await;
-        });
+        let (answer, ()) = tokio::join!(
+            p.send_command(&id, command, None),
+            dev.answer_config(topic, settings.clone())
+        );
         assert_eq!(answer.unwrap().payload, json!({"Settings": settings}));
     }
     assert_eq!(
@@ -264,25 +179,7 @@ async fn platform_rows(sim: &Sim, dev: &mut Device) {
     ] {
         let (answer, ()) = tokio::join!(
             p.send_command(&id, Command::SetProperties(json!({"switch": 1})), None),
-            async {
-                let (topic, frame) = dev.next().await;
-                assert_eq!(
-                    (topic.as_str(), frame.header_ctrl),
-                    ("model/property/set", HeaderCtrl::PropertySet)
-                );
-                assert_eq!(
-                    frame.payload,
-                    json!({"params": [{"identify": "switch", "value": 1}]})
-                );
-                let ack = serde_json::to_value(AckPayload::success(Some(data.clone()))).unwrap();
-                dev.answer(
-                    &frame,
-                    "model/property/set_ack",
-                    HeaderCtrl::PropertySet,
-                    ack,
-                )
-                .await;
-            }
+            dev.answer_property_set(json!([{"identify": "switch", "value": 1}]), data)
         );
         match answer {
             Ok(a) => {
@@ -313,25 +210,10 @@ async fn platform_rows(sim: &Sim, dev: &mut Device) {
             service: "reset".into(),
             params: json!({"scope": 0}),
         };
-        let (answer, ()) = tokio::join!(p.send_command(&id, call, None), async {
-            let (topic, frame) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), frame.header_ctrl),
-                ("model/service/reset", HeaderCtrl::ServiceCall)
-            );
-            assert_eq!(
-                frame.payload,
-                json!({"serviceIdentify": "reset", "params": {"scope": 0}})
-            );
-            let ack = serde_json::to_value(&reply).unwrap();
-            dev.answer(
-                &frame,
-                "model/service/reset/ack",
-                HeaderCtrl::ServiceCall,
-                ack,
-            )
-            .await;
-        });
+        let (answer, ()) = tokio::join!(
+            p.send_command(&id, call, None),
+            dev.answer_service_call("reset", json!({"scope": 0}), &reply)
+        );
         match (answer, expect) {
             (Ok(_), Ok(())) => {}
             (Err(CommandError::BadAnswer { reason, .. }), Err(want)) => assert_eq!(reason, want),
@@ -342,26 +224,7 @@ async fn platform_rows(sim: &Sim, dev: &mut Device) {
     // 23: property ask, answered by a report (16) with the same MessageId (also acked).
     let (answer, ()) = tokio::join!(
         p.send_command(&id, Command::AskProperties(vec!["power".into()]), None),
-        async {
-            let (topic, frame) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), frame.header_ctrl),
-                ("model/property/ask", HeaderCtrl::PropertyAsk)
-            );
-            assert_eq!(frame.payload, json!({"params": ["power"]}));
-            dev.answer(
-                &frame,
-                "model/property/report",
-                HeaderCtrl::PropertyReport,
-                json!({"power": 3.5}),
-            )
-            .await;
-            let (topic, ack) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), ack.message_id),
-                ("model/property/report_ack", frame.message_id)
-            );
-        }
+        dev.answer_property_ask(json!(["power"]), json!({"power": 3.5}))
     );
     let answer = answer.unwrap();
     assert_eq!(
@@ -378,16 +241,28 @@ async fn platform_rows(sim: &Sim, dev: &mut Device) {
     );
 }
 
-#[tokio::test]
-async fn every_row_plain_product() {
-    let sim = sim(REGISTRY).await;
-    let addr = sim.mqtt_addr().unwrap();
-    let (id, pk, ty) = plain();
-    let mut dev = Device::online(addr, &id, &pk, ty).await;
-    assert!(dev.key.is_none());
+/// Every row for a device online (with a SessionKey when `encrypted`) and subscribed to
+/// every topic; the device, still connected.
+async fn every_row(
+    sim: &Sim,
+    id: &DeviceIdentity,
+    pk: &ProductKey,
+    ty: RegistrationType,
+    encrypted: bool,
+) -> Device {
+    let mut dev = Device::online(sim.mqtt_addr().unwrap(), id, pk, ty).await;
+    assert_eq!(dev.key.is_some(), encrypted);
     assert!(dev.subscribe(SUBSCRIPTIONS).await.iter().all(|g| *g));
     device_rows(&mut dev).await;
-    platform_rows(&sim, &mut dev).await;
+    platform_rows(sim, &mut dev).await;
+    dev
+}
+
+#[tokio::test]
+async fn every_row_plain_product() {
+    let sim = sim().await;
+    let (id, pk, ty) = plug();
+    let _dev = every_row(&sim, &id, &pk, ty, false).await;
 
     // What was received is stored and queryable.
     let p = sim.platform();
@@ -413,14 +288,9 @@ async fn every_row_plain_product() {
 
 #[tokio::test]
 async fn every_row_encrypted_product() {
-    let sim = sim(REGISTRY).await;
-    let addr = sim.mqtt_addr().unwrap();
+    let sim = sim().await;
     let (id, pk, ty) = encrypted();
-    let mut dev = Device::online(addr, &id, &pk, ty).await;
-    assert!(dev.key.is_some());
-    assert!(dev.subscribe(SUBSCRIPTIONS).await.iter().all(|g| *g));
-    device_rows(&mut dev).await;
-    platform_rows(&sim, &mut dev).await;
+    let _dev = every_row(&sim, &id, &pk, ty, true).await;
     // The platform stored plain payloads.
     let last_report = sim
         .platform()
@@ -433,7 +303,7 @@ async fn every_row_encrypted_product() {
 
 #[tokio::test]
 async fn commands_to_encrypted_devices_travel_encrypted() {
-    let sim = sim(REGISTRY).await;
+    let sim = sim().await;
     let addr = sim.mqtt_addr().unwrap();
     let (id, pk, ty) = encrypted();
     let mut dev = Device::online(addr, &id, &pk, ty).await;
@@ -453,9 +323,9 @@ async fn commands_to_encrypted_devices_travel_encrypted() {
 
 #[tokio::test]
 async fn every_auth_code_over_mqtt() {
-    let sim = sim(REGISTRY).await;
+    let sim = sim().await;
     let addr = sim.mqtt_addr().unwrap();
-    let (id, pk, ty) = plain();
+    let (id, pk, ty) = plug();
     // 0: a pre-registered type-1 device gets its secret (no session: a plain product).
     let ok = authenticate(addr, &id, &pk, ty).await;
     assert_eq!(ok.code, AuthCode::Ok);
@@ -502,16 +372,12 @@ async fn report_under(dev: &mut Device, key: &x_protocol::SessionKey) -> String 
     dev.key = saved;
     let (topic, ack) = dev.next().await;
     assert_eq!(topic, "model/property/report_ack");
-    serde_json::from_value::<AckPayload>(ack.payload)
-        .unwrap()
-        .code
-        .as_str()
-        .to_owned()
+    ack_of(&ack).code.as_str().to_owned()
 }
 
 #[tokio::test]
 async fn session_key_rotation_on_demand() {
-    let sim = sim(REGISTRY).await;
+    let sim = sim().await;
     let addr = sim.mqtt_addr().unwrap();
     let (id, pk, ty) = encrypted();
     let mut dev = Device::online(addr, &id, &pk, ty).await;
@@ -520,11 +386,7 @@ async fn session_key_rotation_on_demand() {
     let old = dev.key.clone().unwrap();
     let grant = sim.platform().rotate_key(&id).unwrap();
     // HeaderCtrl 3 on the downlink, encrypted under the old key.
-    let (topic, frame) = dev.next().await;
-    assert_eq!(
-        (topic.as_str(), frame.header_ctrl),
-        ("downlink", HeaderCtrl::SessionKeyUpdate)
-    );
+    let frame = dev.expect("downlink", HeaderCtrl::SessionKeyUpdate).await;
     let sent: SessionGrant = serde_json::from_value(frame.payload).unwrap();
     assert_eq!(sent, grant);
     let new = derive_session_key(&pk, &grant.session_id, grant.nonce).unwrap();
@@ -540,25 +402,21 @@ async fn session_key_rotation_on_demand() {
     assert_eq!(report_under(&mut dev, &old).await, "4001");
     // A plain product has no session to rotate.
     assert!(matches!(
-        sim.platform().rotate_key(&plain().0),
+        sim.platform().rotate_key(&plug().0),
         Err(CommandError::NoSession(_))
     ));
 }
 
 #[tokio::test]
 async fn session_keys_rotate_when_they_expire() {
-    let mut config = SimConfig::local(common::registry(REGISTRY));
+    let mut config = SimConfig::local(common::registry(&registry()));
     config.platform.session_ttl = Duration::from_millis(1500);
     let sim = Sim::start(config).await.unwrap();
     let (id, pk, ty) = encrypted();
     let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
     dev.subscribe(&["downlink"]).await;
     let first = sim.platform().session_grant(&id).unwrap();
-    let (topic, frame) = dev.next().await;
-    assert_eq!(
-        (topic.as_str(), frame.header_ctrl),
-        ("downlink", HeaderCtrl::SessionKeyUpdate)
-    );
+    let frame = dev.expect("downlink", HeaderCtrl::SessionKeyUpdate).await;
     let rotated: SessionGrant = serde_json::from_value(frame.payload).unwrap();
     assert_ne!(rotated, first);
 }

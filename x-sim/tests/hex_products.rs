@@ -6,10 +6,11 @@
 
 mod common;
 
-use common::{Device, sim};
+use common::{Device, ack_of, sim};
 use serde_json::json;
-use x_protocol::{AckPayload, DeviceIdentity, Frame, HeaderCtrl, ProductKey, RegistrationType};
+use x_protocol::{DeviceIdentity, HeaderCtrl, ProductKey, RegistrationType};
 use x_sim::platform::Command;
+use x_sim::sim::Sim;
 
 const REGISTRY: &str = r#"
 [[product]]
@@ -42,57 +43,42 @@ node_eui = "THERMO01"
 /// The meter report of docs/hex-format.md.
 const METER_REPORT: &str = "019d087d00130140e20100e903010130303031323334353637383984030000";
 
-fn meter() -> (DeviceIdentity, ProductKey) {
-    (
-        DeviceIdentity::parse("7ED01E2A", "4D455445", "MTR00001").unwrap(),
-        "0F1E2D3C4B5A69788796A5B4C3D2E1F0".parse().unwrap(),
-    )
+/// The platform in memory with both products, and `node_eui` of `product_id` (pre-registered,
+/// with `product_key`) online and subscribed to the HEX topics.
+async fn online(
+    product_id: &str,
+    product_key: &str,
+    node_eui: &str,
+) -> (Sim, DeviceIdentity, Device) {
+    let sim = sim(REGISTRY).await;
+    let id = DeviceIdentity::parse("7ED01E2A", product_id, node_eui).unwrap();
+    let pk: ProductKey = product_key.parse().unwrap();
+    let ty = RegistrationType::ProductSecretPreRegistered;
+    let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
+    dev.subscribe(&[
+        "model/hex/report_ack",
+        "model/hex/downlink",
+        "model/hex_ack",
+    ])
+    .await;
+    (sim, id, dev)
 }
-
-fn thermo() -> (DeviceIdentity, ProductKey) {
-    (
-        DeviceIdentity::parse("7ED01E2A", "7E5A0001", "THERMO01").unwrap(),
-        "A0A1A2A3A4A5A6A7A8A9AAABACADAEAF".parse().unwrap(),
-    )
-}
-
-fn ack_of(frame: &Frame) -> AckPayload {
-    serde_json::from_value(frame.payload.clone()).unwrap()
-}
-
-const HEX_TOPICS: &[&str] = &[
-    "model/hex/report_ack",
-    "model/hex/downlink",
-    "model/hex_ack",
-];
 
 #[tokio::test]
 async fn generated_script_decodes_reports_and_encodes_commands() {
-    let sim = sim(REGISTRY).await;
-    let (id, pk) = meter();
-    let mut dev = Device::online(
-        sim.mqtt_addr().unwrap(),
-        &id,
-        &pk,
-        RegistrationType::ProductSecretPreRegistered,
-    )
-    .await;
-    dev.subscribe(HEX_TOPICS).await;
+    let (sim, id, mut dev) =
+        online("4D455445", "0F1E2D3C4B5A69788796A5B4C3D2E1F0", "MTR00001").await;
     let p = sim.platform();
 
     // 18: a property report, decoded by the script and stored as thing-model JSON.
-    let (topic, ack) = dev
-        .request(
+    let ack = dev
+        .acked(
             "model/hex/report",
             HeaderCtrl::HexPropertyReport,
             json!(METER_REPORT),
         )
         .await;
-    assert_eq!(
-        (topic.as_str(), ack.header_ctrl),
-        ("model/hex/report_ack", HeaderCtrl::HexPropertyReport)
-    );
-    assert!(ack_of(&ack).code.is_success(), "{ack:?}");
+    assert!(ack.code.is_success(), "{ack:?}");
     let latest = p.latest_properties(&id);
     assert_eq!(latest["voltage"].value, json!(220.5));
     assert_eq!(latest["frequency"].value, json!(50.01));
@@ -101,15 +87,14 @@ async fn generated_script_decodes_reports_and_encodes_commands() {
     assert_eq!(stored.raw.as_deref(), Some(METER_REPORT));
 
     // 19: an event report.
-    let (_, ack) = dev
-        .request(
+    let ack = dev
+        .acked(
             "model/hex/report",
             HeaderCtrl::HexEventReport,
             json!("02010100c01cdd8f010000"),
         )
         .await;
-    assert_eq!(ack.header_ctrl, HeaderCtrl::HexEventReport);
-    assert!(ack_of(&ack).code.is_success());
+    assert!(ack.code.is_success());
     let event = p.events(&id).pop().unwrap();
     assert_eq!(event.identifier, "tamper");
     assert_eq!(event.value, json!({"kind": 1, "at": 1_717_401_600_000_i64}));
@@ -139,8 +124,7 @@ async fn generated_script_decodes_reports_and_encodes_commands() {
         ),
         (HeaderCtrl::HexPropertyReport, "zz", "hex"),
     ] {
-        let (_, ack) = dev.request("model/hex/report", ctrl, json!(hex)).await;
-        let ack = ack_of(&ack);
+        let ack = dev.acked("model/hex/report", ctrl, json!(hex)).await;
         assert_eq!(ack.code.as_str(), "4001", "{hex}");
         assert!(ack.msg.contains(reason), "{hex}: {}", ack.msg);
     }
@@ -148,18 +132,18 @@ async fn generated_script_decodes_reports_and_encodes_commands() {
     // 20 -> 22: the property set of docs/hex-format.md, acked on the HEX downlink ack.
     let set = Command::SetProperties(json!({"tariff": "2", "reportPeriod": 900}));
     let (answer, ()) = tokio::join!(p.send_command(&id, set, None), async {
-        let (topic, frame) = dev.next().await;
-        assert_eq!(
-            (topic.as_str(), frame.header_ctrl),
-            ("model/hex/downlink", HeaderCtrl::HexPropertySet)
-        );
-        assert_eq!(frame.payload, json!("8107020984030000"));
-        let ok = serde_json::to_value(AckPayload::success(None)).unwrap();
-        dev.answer(
+        let frame = dev
+            .expect_payload(
+                "model/hex/downlink",
+                HeaderCtrl::HexPropertySet,
+                json!("8107020984030000"),
+            )
+            .await;
+        dev.ack_success(
             &frame,
             "model/hex/downlink_ack",
             HeaderCtrl::HexPropertySet,
-            ok,
+            None,
         )
         .await;
     });
@@ -171,23 +155,20 @@ async fn generated_script_decodes_reports_and_encodes_commands() {
         params: json!({"address": "258"}),
     };
     let (answer, ()) = tokio::join!(p.send_command(&id, call, None), async {
-        let (_, frame) = dev.next().await;
-        assert_eq!(
-            (frame.header_ctrl, &frame.payload),
-            (HeaderCtrl::HexServiceCall, &json!("82110201"))
-        );
-        dev.answer(
+        let frame = dev
+            .expect_payload(
+                "model/hex/downlink",
+                HeaderCtrl::HexServiceCall,
+                json!("82110201"),
+            )
+            .await;
+        dev.answer_with_report(
             &frame,
             "model/hex/report",
             HeaderCtrl::HexServiceReply,
             json!("0311000102"),
         )
         .await;
-        let (topic, ack) = dev.next().await;
-        assert_eq!(
-            (topic.as_str(), ack.header_ctrl),
-            ("model/hex/report_ack", HeaderCtrl::HexServiceReply)
-        );
     });
     let answer = answer.unwrap();
     assert_eq!(
@@ -199,19 +180,20 @@ async fn generated_script_decodes_reports_and_encodes_commands() {
     // 23 -> 25, answered by a HEX property report (18) with the command's MessageId.
     let ask = Command::AskProperties(vec!["voltage".into()]);
     let (answer, ()) = tokio::join!(p.send_command(&id, ask, None), async {
-        let (_, frame) = dev.next().await;
-        assert_eq!(
-            (frame.header_ctrl, &frame.payload),
-            (HeaderCtrl::HexPropertyAsk, &json!("8301"))
-        );
-        dev.answer(
+        let frame = dev
+            .expect_payload(
+                "model/hex/downlink",
+                HeaderCtrl::HexPropertyAsk,
+                json!("8301"),
+            )
+            .await;
+        dev.answer_with_report(
             &frame,
             "model/hex/report",
             HeaderCtrl::HexPropertyReport,
             json!(METER_REPORT),
         )
         .await;
-        let _ack = dev.next().await;
     });
     assert_eq!(answer.unwrap().payload["Payload"]["voltage"], json!(220.5));
 
@@ -223,70 +205,62 @@ async fn generated_script_decodes_reports_and_encodes_commands() {
 
 #[tokio::test]
 async fn hand_written_script_of_an_encrypted_product() {
-    let sim = sim(REGISTRY).await;
-    let (id, pk) = thermo();
-    let mut dev = Device::online(
-        sim.mqtt_addr().unwrap(),
-        &id,
-        &pk,
-        RegistrationType::ProductSecretPreRegistered,
-    )
-    .await;
+    let (sim, id, mut dev) =
+        online("7E5A0001", "A0A1A2A3A4A5A6A7A8A9AAABACADAEAF", "THERMO01").await;
     assert!(dev.key.is_some());
-    dev.subscribe(HEX_TOPICS).await;
     let p = sim.platform();
 
     // 21.5 degrees (0x00d7), setpoint 20, encrypted like every HEX frame of the product.
-    let (_, ack) = dev
-        .request(
+    let ack = dev
+        .acked(
             "model/hex/report",
             HeaderCtrl::HexPropertyReport,
             json!("0100d714"),
         )
         .await;
-    assert!(ack_of(&ack).code.is_success(), "{ack:?}");
+    assert!(ack.code.is_success(), "{ack:?}");
     assert_eq!(p.latest_properties(&id)["temp"].value, json!(21.5));
 
     // The hand-written script's output is still checked against the model.
-    let (_, ack) = dev
-        .request(
+    let ack = dev
+        .acked(
             "model/hex/report",
             HeaderCtrl::HexPropertyReport,
             json!("017fff14"),
         )
         .await;
-    let ack = ack_of(&ack);
     assert_eq!(
         (ack.code.as_str(), ack.msg.as_str()),
         ("4001", "temp: 3276.7 is above the maximum 125")
     );
     // And what it throws is the reason.
-    let (_, ack) = dev
-        .request(
+    let ack = dev
+        .acked(
             "model/hex/report",
             HeaderCtrl::HexPropertyReport,
             json!("0100d7"),
         )
         .await;
     assert!(
-        ack_of(&ack).msg.contains("report: expected 4 bytes, got 3"),
+        ack.msg.contains("report: expected 4 bytes, got 3"),
         "{ack:?}"
     );
 
     // Commands go through the hand-written protocolToRawData, encrypted.
     let set = Command::SetProperties(json!({"setpoint": 25}));
     let (answer, ()) = tokio::join!(p.send_command(&id, set, None), async {
-        let (_, frame) = dev.next().await;
-        assert_eq!(
-            (frame.header_ctrl, &frame.payload),
-            (HeaderCtrl::HexPropertySet, &json!("8119"))
-        );
-        let ok = serde_json::to_value(AckPayload::success(Some(json!({"setpoint": 25})))).unwrap();
-        dev.answer(
+        let frame = dev
+            .expect_payload(
+                "model/hex/downlink",
+                HeaderCtrl::HexPropertySet,
+                json!("8119"),
+            )
+            .await;
+        dev.ack_success(
             &frame,
             "model/hex/downlink_ack",
             HeaderCtrl::HexPropertySet,
-            ok,
+            Some(json!({"setpoint": 25})),
         )
         .await;
     });

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Device, WAIT, authenticate};
+use common::{Api, Device, WAIT, ack_of, authenticate, node_euis, plug, plug_device};
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
@@ -21,125 +21,29 @@ use x_protocol::{
 };
 use x_sim::sim::{Sim, SimConfig};
 
-const REGISTRY: &str = r#"
-[[product]]
-open_id = "7ED01E2A"
-product_id = "AA30C505"
-product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
-registration = 1
-format = "json"
-model = "models/smart-plug.json"
-
-[[device]]
-product_id = "AA30C505"
-node_eui = "PLUG0001"
-
-[[product]]
-open_id = "7ED01E2A"
-product_id = "5E7A0B32"
-product_key = "00112233445566778899AABBCCDDEEFF"
-registration = 0
-encrypted = true
-format = "json"
-model = "models/smart-plug.json"
-"#;
-
-/// The plain product's device, and where the API has it.
-fn plug() -> (DeviceIdentity, ProductKey, RegistrationType) {
-    (
-        DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap(),
-        "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap(),
-        RegistrationType::ProductSecretPreRegistered,
-    )
+/// The smart plug with PLUG0001, and the encrypted product.
+fn registry() -> String {
+    [
+        common::plug_product(),
+        plug_device("PLUG0001", ""),
+        common::encrypted_product(),
+    ]
+    .concat()
 }
 
+/// Where the API has PLUG0001.
 const PLUG: &str = "/api/devices/AA30C505/PLUG0001";
-
-/// The encrypted product's (self-registering) device.
-fn encrypted() -> (DeviceIdentity, ProductKey, RegistrationType) {
-    (
-        DeviceIdentity::parse("7ED01E2A", "5E7A0B32", "ENC00001").unwrap(),
-        "00112233445566778899AABBCCDDEEFF".parse().unwrap(),
-        RegistrationType::ProductSecretUnregistered,
-    )
-}
 
 /// The platform in memory (no firmware server).
 async fn start() -> Sim {
-    common::sim(REGISTRY).await
+    common::sim(&registry()).await
 }
 
 /// The platform with a data directory: the store and the firmware server.
 async fn start_with_data(dir: &std::path::Path) -> Sim {
-    let mut config = SimConfig::local(common::registry(REGISTRY));
+    let mut config = SimConfig::local(common::registry(&registry()));
     config.data_dir = Some(dir.to_path_buf());
     Sim::start(config).await.unwrap()
-}
-
-/// An HTTP client for one platform.
-struct Api {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    fn new(sim: &Sim) -> Self {
-        Self {
-            base: format!("http://{}", sim.http_addr().unwrap()),
-            client: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.get(self.url(path))
-    }
-
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.post(self.url(path))
-    }
-
-    fn put(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.put(self.url(path))
-    }
-
-    fn patch(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.patch(self.url(path))
-    }
-
-    /// Sends a request; the status and the body as JSON (or as a JSON string when it is not
-    /// JSON).
-    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, body)
-    }
-
-    /// GET, expecting 200.
-    async fn ok(&self, path: &str) -> Value {
-        let (status, body) = self.send(self.get(path)).await;
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        body
-    }
-
-    /// Polls GET `path` until `done` holds for the body (up to [`WAIT`]).
-    async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let until = Instant::now() + WAIT;
-        loop {
-            let body = self.ok(path).await;
-            if done(&body) {
-                return body;
-            }
-            assert!(Instant::now() < until, "GET {path}: still {body}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 /// The error message of an error body.
@@ -147,14 +51,6 @@ fn error(body: &Value) -> &str {
     body["error"]
         .as_str()
         .unwrap_or_else(|| panic!("no error message: {body}"))
-}
-
-fn ack_value(data: Option<Value>) -> Value {
-    serde_json::to_value(AckPayload::success(data)).unwrap()
-}
-
-fn ack_of(frame: &Frame) -> AckPayload {
-    serde_json::from_value(frame.payload.clone()).unwrap()
 }
 
 /// Now, in Unix milliseconds.
@@ -330,12 +226,7 @@ async fn registrations_over_http() {
     );
     find("AA30C505");
     let devices = api.ok("/api/devices").await;
-    let nodes: Vec<&str> = devices
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["node_eui"].as_str().unwrap())
-        .collect();
+    let nodes = node_euis(&devices);
     for node in ["PLUG0001", "NEWPLUG1", "PASS0001"] {
         assert!(nodes.contains(&node), "{node} not in {devices}");
     }
@@ -350,10 +241,8 @@ async fn registrations_over_http() {
         (json!({"power": 12.5}), "200"),
         (json!({"power": 99_999}), "4001"),
     ] {
-        let (_, ack) = dev
-            .request("model/property/report", HeaderCtrl::PropertyReport, report)
-            .await;
-        assert_eq!(ack_of(&ack).code.as_str(), code);
+        let ack = dev.report_properties(report).await;
+        assert_eq!(ack.code.as_str(), code);
     }
     // The given secret is the one the V2 login takes.
     let pass = DeviceIdentity::parse("7ED01E2A", "C0FFEE02", "PASS0001").unwrap();
@@ -369,11 +258,10 @@ async fn registrations_over_http() {
     .await
     .unwrap();
     pass_dev.subscribe(&["uplink_ack"]).await;
-    let (topic, ack) = pass_dev
-        .request("uplink", HeaderCtrl::Uplink, json!({"data": "AQID"}))
+    let ack = pass_dev
+        .acked("uplink", HeaderCtrl::Uplink, json!({"data": "AQID"}))
         .await;
-    assert_eq!(topic, "uplink_ack");
-    assert!(ack_of(&ack).code.is_success());
+    assert!(ack.code.is_success());
 
     // Disabled: auth answers 4; enabled again: 0.
     let path = "/api/devices/C0FFEE01/NEWPLUG1";
@@ -434,35 +322,16 @@ async fn device_state_over_http() {
         "events": [{"overheat": {"value": {"temperature": 90, "action": 1}, "time": 1_700_000_001_000_i64}}]
     }]});
     let started = now_ms();
-    for (topic, ctrl, payload, code) in [
-        (
-            "model/property/report",
-            HeaderCtrl::PropertyReport,
-            json!({"switch": 1, "power": 12.5}),
-            "200",
-        ),
-        // Rejected by the model: acked 4001, not kept.
-        (
-            "model/property/report",
-            HeaderCtrl::PropertyReport,
-            json!({"power": 99_999}),
-            "4001",
-        ),
-        (
-            "model/event/overheat/report",
-            HeaderCtrl::EventReport,
-            json!({"temperature": 96.5, "action": 1}),
-            "200",
-        ),
-        (
-            "model/history/data/report",
-            HeaderCtrl::HistoryReport,
-            history,
-            "200",
-        ),
-    ] {
-        let (_, ack) = dev.request(topic, ctrl, payload).await;
-        assert_eq!(ack_of(&ack).code.as_str(), code, "{topic}");
+    // A property report, one the model rejects (acked 4001, not kept), an event, history.
+    let history_row = (
+        "model/history/data/report",
+        HeaderCtrl::HistoryReport,
+        history,
+        "200",
+    );
+    for (topic, ctrl, payload, code) in common::plug_reports().into_iter().chain([history_row]) {
+        let ack = dev.acked(topic, ctrl, payload).await;
+        assert_eq!(ack.code.as_str(), code, "{topic}");
     }
 
     // Latest properties with their time: the history entry is older than the live report.
@@ -506,8 +375,8 @@ async fn device_state_over_http() {
     );
 
     // Messages: the three accepted ones, paged.
-    let messages = api.ok(&format!("{PLUG}/messages")).await;
-    let messages = messages.as_array().unwrap();
+    let listed = api.ok(&format!("{PLUG}/messages")).await;
+    let messages = listed.as_array().unwrap();
     let shape: Vec<(&Value, &Value)> = messages
         .iter()
         .map(|m| (&m["topic"], &m["HeaderCtrl"]))
@@ -533,22 +402,12 @@ async fn device_state_over_http() {
     assert_eq!(messages[1]["identifier"], "overheat");
     assert_eq!(messages[0]["Payload"], json!({"switch": 1, "power": 12.5}));
     assert!(messages[0]["time"].as_i64().unwrap() >= started);
-    let seqs: Vec<u64> = messages
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = common::seqs(&listed);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     let page = |after: u64, limit: usize| {
         let path = format!("{PLUG}/messages?after={after}&limit={limit}");
         let api = &api;
-        async move {
-            let page = api.ok(&path).await;
-            page.as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["seq"].as_u64().unwrap())
-                .collect::<Vec<u64>>()
-        }
+        async move { common::seqs(&api.ok(&path).await) }
     };
     assert_eq!(page(0, 2).await, seqs[..2]);
     assert_eq!(page(seqs[1], 2).await, seqs[2..]);
@@ -590,25 +449,10 @@ async fn commands_over_http_return_the_answer() {
             api.post(&format!("{PLUG}/properties"))
                 .json(&json!({"switch": 1}))
         ),
-        async {
-            let (topic, frame) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), frame.header_ctrl),
-                ("model/property/set", HeaderCtrl::PropertySet)
-            );
-            assert_eq!(
-                frame.payload,
-                json!({"params": [{"identify": "switch", "value": 1}]})
-            );
-            let ack = ack_value(Some(json!({"switch": 1})));
-            dev.answer(
-                &frame,
-                "model/property/set_ack",
-                HeaderCtrl::PropertySet,
-                ack,
-            )
-            .await;
-        }
+        dev.answer_property_set(
+            json!([{"identify": "switch", "value": 1}]),
+            json!({"switch": 1})
+        )
     );
     assert_eq!(status, StatusCode::OK, "{body}");
     let answer = &body["answer"];
@@ -625,30 +469,14 @@ async fn commands_over_http_return_the_answer() {
     assert!(answer["MessageId"].is_u64(), "{answer}");
 
     // 21: service call with its outputs.
+    let reset_outputs =
+        AckPayload::success(Some(json!({"result": 1, "resetAt": 1_700_000_000_000_i64})));
     let ((status, body), ()) = tokio::join!(
         api.send(
             api.post(&format!("{PLUG}/services/reset"))
                 .json(&json!({"scope": 0}))
         ),
-        async {
-            let (topic, frame) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), frame.header_ctrl),
-                ("model/service/reset", HeaderCtrl::ServiceCall)
-            );
-            assert_eq!(
-                frame.payload,
-                json!({"serviceIdentify": "reset", "params": {"scope": 0}})
-            );
-            let ack = ack_value(Some(json!({"result": 1, "resetAt": 1_700_000_000_000_i64})));
-            dev.answer(
-                &frame,
-                "model/service/reset/ack",
-                HeaderCtrl::ServiceCall,
-                ack,
-            )
-            .await;
-        }
+        dev.answer_service_call("reset", json!({"scope": 0}), &reset_outputs)
     );
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["answer"]["HeaderCtrl"], 21);
@@ -660,26 +488,7 @@ async fn commands_over_http_return_the_answer() {
             api.post(&format!("{PLUG}/properties/ask"))
                 .json(&json!(["power"]))
         ),
-        async {
-            let (topic, frame) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), frame.header_ctrl),
-                ("model/property/ask", HeaderCtrl::PropertyAsk)
-            );
-            assert_eq!(frame.payload, json!({"params": ["power"]}));
-            dev.answer(
-                &frame,
-                "model/property/report",
-                HeaderCtrl::PropertyReport,
-                json!({"power": 3.5}),
-            )
-            .await;
-            let (topic, ack) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), ack.message_id),
-                ("model/property/report_ack", frame.message_id)
-            );
-        }
+        dev.answer_property_ask(json!(["power"]), json!({"power": 3.5}))
     );
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["answer"]["HeaderCtrl"], 16);
@@ -703,26 +512,10 @@ async fn commands_over_http_return_the_answer() {
             json!({"reportPeriod": 30}),
         ),
     ] {
-        let ((status, body), ()) = tokio::join!(api.send(request), async {
-            let (got, frame) = dev.next().await;
-            assert_eq!(
-                (got.as_str(), frame.header_ctrl),
-                (topic, HeaderCtrl::Config)
-            );
-            let expected = if topic == "down_config" {
-                json!({"Settings": settings})
-            } else {
-                json!({})
-            };
-            assert_eq!(frame.payload, expected);
-            dev.answer(
-                &frame,
-                "config_report",
-                HeaderCtrl::Config,
-                json!({"Settings": settings}),
-            )
-            .await;
-        });
+        let ((status, body), ()) = tokio::join!(
+            api.send(request),
+            dev.answer_config(topic, settings.clone())
+        );
         assert_eq!(status, StatusCode::OK, "{topic}: {body}");
         assert_eq!(body["answer"]["Payload"], json!({"Settings": settings}));
     }
@@ -735,20 +528,15 @@ async fn commands_over_http_return_the_answer() {
     let report = json!({"HardVer": "h1", "SoftVer": "1.0.1", "Type": 2});
     let ((status, body), ()) =
         tokio::join!(api.send(api.get(&format!("{PLUG}/firmware"))), async {
-            let (topic, frame) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), frame.header_ctrl),
-                ("ask_firmware", HeaderCtrl::AskFirmware)
-            );
-            dev.answer(
-                &frame,
-                "firmware_report",
-                HeaderCtrl::FirmwareReport,
-                report.clone(),
-            )
-            .await;
-            let (topic, ack) = dev.next().await;
-            assert_eq!(topic, "firmware_report_ack");
+            let frame = dev.expect("ask_firmware", HeaderCtrl::AskFirmware).await;
+            let ack = dev
+                .answer_with_report(
+                    &frame,
+                    "firmware_report",
+                    HeaderCtrl::FirmwareReport,
+                    report.clone(),
+                )
+                .await;
             assert!(ack_of(&ack).code.is_success());
         });
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -765,21 +553,7 @@ async fn commands_over_http_return_the_answer() {
             api.post(&format!("{PLUG}/passthrough"))
                 .json(&json!("AQID"))
         ),
-        async {
-            let (topic, frame) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), frame.header_ctrl),
-                ("downlink", HeaderCtrl::Downlink)
-            );
-            assert_eq!(frame.payload, json!({"data": "AQID"}));
-            dev.answer(
-                &frame,
-                "downlink_ack",
-                HeaderCtrl::Downlink,
-                ack_value(None),
-            )
-            .await;
-        }
+        dev.answer_downlink(json!({"data": "AQID"}))
     );
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["answer"]["HeaderCtrl"], 7);
@@ -793,12 +567,12 @@ async fn commands_over_http_return_the_answer() {
         ),
         async {
             let (_, frame) = dev.next().await;
-            let ack = ack_value(Some(json!({"power": 99_999})));
-            dev.answer(
+            let data = json!({"power": 99_999});
+            dev.ack_success(
                 &frame,
                 "model/property/set_ack",
                 HeaderCtrl::PropertySet,
-                ack,
+                Some(data),
             )
             .await;
         }
@@ -882,6 +656,25 @@ async fn ota_end_to_end() {
     assert_eq!(image["size"], bytes.len());
     assert_eq!(image["md5"], md5_hex(&bytes));
     assert_eq!(image["path"], "/firmware/AA30C505/default/1.0.2/plug.bin");
+    // Images and tasks belong to registered products.
+    let (status, body) = api
+        .send(
+            api.put("/api/firmware/0BADF00D/default/1.0.2/plug.bin")
+                .body(bytes.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        error(&body).contains("product 0BADF00D is not registered"),
+        "{body}"
+    );
+    let (status, _) = api
+        .send(
+            api.put("/api/ota/0BADF00D/default")
+                .json(&json!({"version": "1.0.2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, task) = api
         .send(
             api.put("/api/ota/AA30C505/default")
@@ -952,13 +745,7 @@ async fn ota_end_to_end() {
     );
 
     // The device acks with the DownID.
-    dev.answer(
-        &notify,
-        "ota_notify_ack",
-        HeaderCtrl::OtaNotify,
-        json!({"DownID": down_id}),
-    )
-    .await;
+    dev.ack_ota_notify(&notify, &down_id).await;
     api.until(PLUG, |d| d["ota"]["default"]["status"] == "acked")
         .await;
 
@@ -983,15 +770,11 @@ async fn ota_end_to_end() {
     assert_eq!(response.bytes().await.unwrap(), bytes[1000..2000]);
 
     // It installs and reports 1.0.2: acked, no new notify, the OTA is done.
-    let (topic, ack) = dev
-        .request(
-            "firmware_report",
-            HeaderCtrl::FirmwareReport,
-            json!({"HardVer": "h1", "SoftVer": "1.0.2", "Type": 2}),
-        )
+    let report = json!({"HardVer": "h1", "SoftVer": "1.0.2", "Type": 2});
+    let ack = dev
+        .acked("firmware_report", HeaderCtrl::FirmwareReport, report)
         .await;
-    assert_eq!(topic, "firmware_report_ack");
-    assert!(ack_of(&ack).code.is_success());
+    assert!(ack.code.is_success());
     let device = api
         .until(PLUG, |d| d["ota"]["default"]["status"] == "done")
         .await;
@@ -1001,16 +784,11 @@ async fn ota_end_to_end() {
 
     // A notify on demand, whatever the device runs.
     let ((status, body), ()) = tokio::join!(api.send(api.post(&format!("{PLUG}/ota"))), async {
-        let (topic, frame) = dev.next().await;
-        assert_eq!(
-            (topic.as_str(), frame.header_ctrl),
-            ("ota_notify", HeaderCtrl::OtaNotify)
-        );
+        let frame = dev.expect("ota_notify", HeaderCtrl::OtaNotify).await;
         assert_eq!(frame.payload["SoftVer"], "1.0.2");
         assert_ne!(frame.payload["DownID"], down_id.as_str());
-        let echo = json!({"DownID": frame.payload["DownID"]});
-        dev.answer(&frame, "ota_notify_ack", HeaderCtrl::OtaNotify, echo)
-            .await;
+        let echo = frame.payload["DownID"].as_str().unwrap();
+        dev.ack_ota_notify(&frame, echo).await;
     });
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["answer"]["HeaderCtrl"], 9);
@@ -1105,12 +883,9 @@ async fn faults_over_http() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"silent": false, "delay_ms": 300}));
     let sent = Instant::now();
-    let (topic, ack) = dev
-        .request("model/property/report", HeaderCtrl::PropertyReport, report)
-        .await;
+    let ack = dev.report_properties(report).await;
     let took = sent.elapsed();
-    assert_eq!(topic, "model/property/report_ack");
-    assert!(ack_of(&ack).code.is_success());
+    assert!(ack.code.is_success());
     assert!(took >= Duration::from_millis(300), "{took:?}");
     let (status, body) = api
         .send(api.put("/api/faults").json(&json!({"delay_ms": 0})))
@@ -1137,7 +912,7 @@ async fn faults_over_http() {
     // Session rotation: a plain product has none; an encrypted one's device gets 3.
     let (status, body) = api.send(api.post(&format!("{PLUG}/session/rotate"))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let (eid, epk, ety) = encrypted();
+    let (eid, epk, ety) = common::encrypted("ENC00001");
     let mut enc = Device::online(sim.mqtt_addr().unwrap(), &eid, &epk, ety).await;
     enc.subscribe(&["downlink", "model/property/report_ack"])
         .await;
@@ -1147,24 +922,14 @@ async fn faults_over_http() {
     let (status, body) = api.send(api.post(&format!("{path}/session/rotate"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let grant: SessionGrant = serde_json::from_value(body.clone()).unwrap();
-    let (topic, frame) = enc.next().await;
-    assert_eq!(
-        (topic.as_str(), frame.header_ctrl),
-        ("downlink", HeaderCtrl::SessionKeyUpdate)
-    );
-    assert_eq!(frame.payload, body);
+    enc.expect_payload("downlink", HeaderCtrl::SessionKeyUpdate, body)
+        .await;
     assert_eq!(api.ok(path).await["session_id"], grant.session_id.as_str());
     assert_ne!(before, grant.session_id.as_str());
     // The new key works.
     enc.key = Some(derive_session_key(&epk, &grant.session_id, grant.nonce).unwrap());
-    let (_, ack) = enc
-        .request(
-            "model/property/report",
-            HeaderCtrl::PropertyReport,
-            json!({"switch": 0}),
-        )
-        .await;
-    assert!(ack_of(&ack).code.is_success());
+    let ack = enc.report_properties(json!({"switch": 0})).await;
+    assert!(ack.code.is_success());
 }
 
 /// A disk that fails is the server's fault, not the client's.

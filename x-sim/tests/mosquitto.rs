@@ -18,12 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Device, Serve, WAIT, authenticate};
+use common::{Device, PLUG_SECRET, Serve, WAIT, authenticate, plug_device};
 use serde_json::{Value, json};
 use x_protocol::payload::AuthCode;
-use x_protocol::{
-    AckPayload, DeviceIdentity, DeviceSecret, Frame, HeaderCtrl, ProductKey, RegistrationType,
-};
+use x_protocol::{DeviceIdentity, DeviceSecret, HeaderCtrl, ProductKey, RegistrationType};
 use x_sim::platform::Command as PlatformCommand;
 use x_sim::sim::{Mqtt, Sim, SimConfig};
 
@@ -105,6 +103,16 @@ impl Mosquitto {
         }
         false
     }
+
+    /// Waits (up to [`WAIT`]) for the platform's client `me` to subscribe to `/sys/#`;
+    /// fails with the log.
+    async fn expect_platform_subscribed(&self, me: &str) {
+        assert!(
+            self.wait_log(&format!("{me} 1 /sys/#")).await,
+            "{me} did not subscribe to /sys/#: {}",
+            self.log()
+        );
+    }
 }
 
 impl Drop for Mosquitto {
@@ -157,33 +165,13 @@ fn spawn(dir: &Path, port: u16, run: u32) -> Option<Child> {
 /// One plain type-1 product (its device pre-registered with a secret) and one encrypted
 /// type-0 product (its devices register at auth), both on the smart-plug model.
 fn registry_toml() -> String {
-    let model = common::root().join("models/smart-plug.json");
-    format!(
-        r#"
-[[product]]
-open_id = "7ED01E2A"
-product_id = "AA30C505"
-product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
-registration = 1
-format = "json"
-model = "{model}"
-
-[[device]]
-product_id = "AA30C505"
-node_eui = "PLUG0001"
-device_secret = "326086233FAB8A96566796551EB1DFF8"
-
-[[product]]
-open_id = "7ED01E2A"
-product_id = "5E7A0B32"
-product_key = "00112233445566778899AABBCCDDEEFF"
-registration = 0
-encrypted = true
-format = "json"
-model = "{model}"
-"#,
-        model = model.display()
-    )
+    let secret = format!("device_secret = \"{PLUG_SECRET}\"");
+    [
+        common::plug_product(),
+        plug_device("PLUG0001", &secret),
+        common::encrypted_product(),
+    ]
+    .concat()
 }
 
 struct Product {
@@ -194,19 +182,21 @@ struct Product {
 }
 
 fn plain() -> Product {
+    let (id, key, ty) = common::plug();
     Product {
-        id: DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap(),
-        key: "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap(),
-        ty: RegistrationType::ProductSecretPreRegistered,
+        id,
+        key,
+        ty,
         encrypted: false,
     }
 }
 
 fn encrypted(node_eui: &str) -> Product {
+    let (id, key, ty) = common::encrypted(node_eui);
     Product {
-        id: DeviceIdentity::parse("7ED01E2A", "5E7A0B32", node_eui).unwrap(),
-        key: "00112233445566778899AABBCCDDEEFF".parse().unwrap(),
-        ty: RegistrationType::ProductSecretUnregistered,
+        id,
+        key,
+        ty,
         encrypted: true,
     }
 }
@@ -219,12 +209,7 @@ async fn online(broker: SocketAddr, p: &Product) -> Device {
     assert_eq!(reply.code, AuthCode::Ok, "{reply:?}");
     let secret = reply.device_secret().unwrap();
     if !p.encrypted {
-        assert_eq!(
-            secret,
-            "326086233FAB8A96566796551EB1DFF8"
-                .parse::<DeviceSecret>()
-                .unwrap()
-        );
+        assert_eq!(secret, PLUG_SECRET.parse::<DeviceSecret>().unwrap());
     }
     assert_eq!(reply.session().is_some(), p.encrypted, "{reply:?}");
     // Auth again (a new session for the encrypted product) and log in.
@@ -242,51 +227,13 @@ async fn online(broker: SocketAddr, p: &Product) -> Device {
     dev
 }
 
-fn ack(frame: &Frame) -> AckPayload {
-    serde_json::from_value(frame.payload.clone()).unwrap()
-}
-
 /// A property report (and one the model refuses), an event and time sync, each acked on
-/// its ack topic with the request's MessageId and HeaderCtrl (`Device::request` checks the
-/// MessageId); nothing else arrives.
+/// its ack topic (`{topic}_ack`) with the request's MessageId and HeaderCtrl (checked by
+/// `Device::acked`); nothing else arrives.
 async fn device_rows(dev: &mut Device) {
-    for (topic, ctrl, payload, ack_topic, code) in [
-        (
-            "model/property/report",
-            HeaderCtrl::PropertyReport,
-            json!({"switch": 1, "power": 12.5}),
-            "model/property/report_ack",
-            "200",
-        ),
-        (
-            "model/property/report",
-            HeaderCtrl::PropertyReport,
-            json!({"power": 99_999}),
-            "model/property/report_ack",
-            "4001",
-        ),
-        (
-            "model/event/overheat/report",
-            HeaderCtrl::EventReport,
-            json!({"temperature": 96.5, "action": 1}),
-            "model/event/overheat/report_ack",
-            "200",
-        ),
-        (
-            "update_time",
-            HeaderCtrl::TimeSync,
-            json!(""),
-            "update_time_ack",
-            "200",
-        ),
-    ] {
-        let (got, frame) = dev.request(topic, ctrl, payload).await;
-        assert_eq!(
-            (got.as_str(), frame.header_ctrl),
-            (ack_topic, ctrl),
-            "{topic}"
-        );
-        let ack = ack(&frame);
+    let time_sync = ("update_time", HeaderCtrl::TimeSync, json!(""), "200");
+    for (topic, ctrl, payload, code) in common::plug_reports().into_iter().chain([time_sync]) {
+        let ack = dev.acked(topic, ctrl, payload).await;
         assert_eq!(ack.code.as_str(), code, "{topic}: {ack:?}");
         if ctrl == HeaderCtrl::TimeSync {
             let data = ack.data.unwrap();
@@ -309,25 +256,10 @@ async fn property_set(sim: &Sim, dev: &mut Device, switch: i64) {
             PlatformCommand::SetProperties(json!({"switch": switch})),
             None
         ),
-        async {
-            let (topic, frame) = dev.next().await;
-            assert_eq!(
-                (topic.as_str(), frame.header_ctrl),
-                ("model/property/set", HeaderCtrl::PropertySet)
-            );
-            assert_eq!(
-                frame.payload,
-                json!({"params": [{"identify": "switch", "value": switch}]})
-            );
-            let ack = AckPayload::success(Some(json!({"switch": switch})));
-            dev.answer(
-                &frame,
-                "model/property/set_ack",
-                HeaderCtrl::PropertySet,
-                serde_json::to_value(ack).unwrap(),
-            )
-            .await;
-        }
+        dev.answer_property_set(
+            json!([{"identify": "switch", "value": switch}]),
+            json!({"switch": switch})
+        )
     );
     let answer = answer.unwrap();
     assert_eq!(answer.ack().unwrap().data, Some(json!({"switch": switch})));
@@ -359,11 +291,7 @@ async fn in_process_platform_over_mosquitto() {
     assert!(sim.broker().is_none() && sim.mqtt_addr().is_none());
     // Joined as its own client, subscribed to /sys/#.
     let me = sim.client_id().unwrap().to_owned();
-    assert!(
-        broker.wait_log(&format!("{me} 1 /sys/#")).await,
-        "{}",
-        broker.log()
-    );
+    broker.expect_platform_subscribed(&me).await;
 
     for p in [plain(), encrypted("ENC00001")] {
         let mut dev = online(broker.addr(), &p).await;
@@ -412,11 +340,7 @@ async fn platform_rejoins_a_restarted_mosquitto() {
 
     broker.restart();
     // The platform reconnects on its own and subscribes again.
-    assert!(
-        broker.wait_log(&format!("{me} 1 /sys/#")).await,
-        "{}",
-        broker.log()
-    );
+    broker.expect_platform_subscribed(&me).await;
     let mut dev = online(broker.addr(), &p).await;
     device_rows(&mut dev).await;
     property_set(&sim, &mut dev, 0).await;
@@ -425,8 +349,7 @@ async fn platform_rejoins_a_restarted_mosquitto() {
 #[tokio::test]
 async fn serve_with_broker_flag_over_mosquitto() {
     let broker = Mosquitto::start();
-    let config = broker.dir.path().join("registry.toml");
-    std::fs::write(&config, registry_toml()).unwrap();
+    let config = common::registry_file(broker.dir.path(), &registry_toml());
     let url = broker.url();
     let serve = Serve::start(&[
         "--config",
@@ -438,11 +361,7 @@ async fn serve_with_broker_flag_over_mosquitto() {
     ]);
     assert!(serve.mqtt.is_none() && serve.http.is_none());
     let me = format!("x-sim-platform-{}-0", serve.child.id());
-    assert!(
-        broker.wait_log(&format!("{me} 1 /sys/#")).await,
-        "{}",
-        broker.log()
-    );
+    broker.expect_platform_subscribed(&me).await;
 
     for p in [plain(), encrypted("ENC00003")] {
         let mut dev = online(broker.addr(), &p).await;

@@ -1,22 +1,30 @@
 //! A plain rumqttc client acting as a device, for tests of the platform: the auth phase,
 //! the V2 login, exact-topic subscriptions, frames out (encrypted when the device has a
-//! SessionKey) and frames in. Nothing of the SDK's runtime is used.
+//! SessionKey) and frames in, and the device's side of platform commands. Nothing of the
+//! SDK's runtime is used. Also: the products and devices the tests share, an HTTP client for
+//! the API, and `x-sim serve` as a child process.
+//!
+//! The device helpers that assert are plain functions returning their future and marked
+//! `#[track_caller]` (on an `async fn` the attribute does nothing): a failure names the
+//! test's line.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::time::Duration;
+use std::panic::Location;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
     Packet, QoS,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use x_protocol::payload::{AuthReply, AuthRequest};
 use x_protocol::{
-    ConnectType, DeviceIdentity, DeviceSecret, Frame, HeaderCtrl, MqttLogin, ProductKey,
-    RegistrationType, SessionKey, derive_session_key,
+    AckPayload, ConnectType, DeviceIdentity, DeviceSecret, Frame, HeaderCtrl, MqttLogin,
+    ProductKey, RegistrationType, SessionKey, derive_session_key,
 };
 use x_sim::registry::Registry;
 use x_sim::sim::{Sim, SimConfig};
@@ -37,6 +45,116 @@ pub fn registry(toml: &str) -> Registry {
 /// The platform in-process on free ports, in memory.
 pub async fn sim(toml: &str) -> Sim {
     Sim::start(SimConfig::local(registry(toml))).await.unwrap()
+}
+
+/// The OpenID of the tests' products.
+const OPEN_ID: &str = "7ED01E2A";
+/// The smart plug: a plain JSON product of type 1 (its devices are pre-registered).
+const PLUG_ID: &str = "AA30C505";
+const PLUG_KEY: &str = "DB6FACEF35BEBA0517712F0E4BE32936";
+/// An encrypted JSON product of type 0 (its devices register themselves at auth).
+const ENCRYPTED_ID: &str = "5E7A0B32";
+const ENCRYPTED_KEY: &str = "00112233445566778899AABBCCDDEEFF";
+
+/// The DeviceSecret of PLUG0001 where a registry gives it one (`device_secret = ...`).
+pub const PLUG_SECRET: &str = "326086233FAB8A96566796551EB1DFF8";
+
+/// Registry TOML: a JSON product on the smart-plug model.
+fn smart_plug_model_product(id: &str, key: &str, registration: u8, encrypted: bool) -> String {
+    format!(
+        r#"
+[[product]]
+open_id = "{OPEN_ID}"
+product_id = "{id}"
+product_key = "{key}"
+registration = {registration}
+encrypted = {encrypted}
+format = "json"
+model = "models/smart-plug.json"
+"#
+    )
+}
+
+/// Registry TOML: the smart plug, a plain JSON product of type 1 (its devices are
+/// pre-registered: [`plug_device`]).
+pub fn plug_product() -> String {
+    smart_plug_model_product(PLUG_ID, PLUG_KEY, 1, false)
+}
+
+/// Registry TOML: an encrypted JSON product of type 0 on the smart-plug model (its devices
+/// register themselves at auth).
+pub fn encrypted_product() -> String {
+    smart_plug_model_product(ENCRYPTED_ID, ENCRYPTED_KEY, 0, true)
+}
+
+/// Registry TOML: a device of [`plug_product`], with `more` lines (`enabled = false`, ...).
+pub fn plug_device(node_eui: &str, more: &str) -> String {
+    format!("\n[[device]]\nproduct_id = \"{PLUG_ID}\"\nnode_eui = \"{node_eui}\"\n{more}\n")
+}
+
+/// Writes registry TOML as `dir/registry.toml` for `x-sim serve --config`, its model paths
+/// made absolute (in a file they are relative to the file's directory); returns the path.
+pub fn registry_file(dir: &Path, toml: &str) -> PathBuf {
+    let models = root()
+        .join("models")
+        .display()
+        .to_string()
+        .replace('\\', "/");
+    let file = dir.join("registry.toml");
+    std::fs::write(&file, toml.replace("\"models/", &format!("\"{models}/"))).unwrap();
+    file
+}
+
+/// PLUG0001 of [`plug_product`]: its identity, the ProductKey and the registration type.
+pub fn plug() -> (DeviceIdentity, ProductKey, RegistrationType) {
+    (
+        DeviceIdentity::parse(OPEN_ID, PLUG_ID, "PLUG0001").unwrap(),
+        PLUG_KEY.parse().unwrap(),
+        RegistrationType::ProductSecretPreRegistered,
+    )
+}
+
+/// A device of [`encrypted_product`]: its identity, the ProductKey and the registration
+/// type.
+pub fn encrypted(node_eui: &str) -> (DeviceIdentity, ProductKey, RegistrationType) {
+    (
+        DeviceIdentity::parse(OPEN_ID, ENCRYPTED_ID, node_eui).unwrap(),
+        ENCRYPTED_KEY.parse().unwrap(),
+        RegistrationType::ProductSecretUnregistered,
+    )
+}
+
+/// Device messages of the smart plug (`P/topic`, HeaderCtrl, payload) and the ack Code each
+/// gets: a property report (switch 1, power 12.5), one the model refuses (power 99999:
+/// acked 4001, not kept) and an overheat event (temperature 96.5, action 1).
+pub fn plug_reports() -> [(&'static str, HeaderCtrl, Value, &'static str); 3] {
+    [
+        (
+            "model/property/report",
+            HeaderCtrl::PropertyReport,
+            json!({"switch": 1, "power": 12.5}),
+            "200",
+        ),
+        (
+            "model/property/report",
+            HeaderCtrl::PropertyReport,
+            json!({"power": 99_999}),
+            "4001",
+        ),
+        (
+            "model/event/overheat/report",
+            HeaderCtrl::EventReport,
+            json!({"temperature": 96.5, "action": 1}),
+            "200",
+        ),
+    ]
+}
+
+/// The payload of an ack frame.
+#[track_caller]
+pub fn ack_of(frame: &Frame) -> AckPayload {
+    serde_json::from_value(frame.payload.clone())
+        .unwrap_or_else(|e| panic!("not an ack ({e}): {frame:?}"))
 }
 
 /// A device connected to a broker.
@@ -100,14 +218,7 @@ pub async fn authenticate_as(
 ) -> AuthReply {
     let login = MqttLogin::auth(id, product_key);
     let (client, events) = open(addr, &login).await.unwrap();
-    let mut d = Device {
-        id: id.clone(),
-        client,
-        events,
-        inbox: VecDeque::new(),
-        key: None,
-        next_id: 1,
-    };
+    let mut d = Device::new(id, client, events);
     d.subscribe_full(&format!("{}/downlink", id.topic_prefix()))
         .await;
     let request = AuthRequest {
@@ -125,6 +236,17 @@ pub async fn authenticate_as(
 }
 
 impl Device {
+    fn new(id: &DeviceIdentity, client: AsyncClient, events: EventLoop) -> Self {
+        Self {
+            id: id.clone(),
+            client,
+            events,
+            inbox: VecDeque::new(),
+            key: None,
+            next_id: 1,
+        }
+    }
+
     /// The V2 login.
     pub async fn connect(
         addr: SocketAddr,
@@ -136,14 +258,7 @@ impl Device {
     ) -> Result<Self, Refused> {
         let login = MqttLogin::connect(id, product_key, secret, ty, timestamp);
         let (client, events) = open(addr, &login).await?;
-        Ok(Self {
-            id: id.clone(),
-            client,
-            events,
-            inbox: VecDeque::new(),
-            key: None,
-            next_id: 1,
-        })
+        Ok(Self::new(id, client, events))
     }
 
     /// Both phases: auth (for the secret and session), then the V2 login with type 1 and
@@ -322,6 +437,332 @@ impl Device {
         self.send(suffix, Frame::new(to.message_id.clone(), ctrl, payload))
             .await;
     }
+
+    /// Answers a command frame with a success ack carrying `data`.
+    pub async fn ack_success(
+        &mut self,
+        to: &Frame,
+        suffix: &str,
+        ctrl: HeaderCtrl,
+        data: Option<Value>,
+    ) {
+        let ack = serde_json::to_value(AckPayload::success(data)).unwrap();
+        self.answer(to, suffix, ctrl, ack).await;
+    }
+
+    /// Sends a frame with a fresh MessageId and takes the platform's ack of it, which must
+    /// arrive on `P/{suffix}_ack` with `ctrl` (and the MessageId). Returns the ack.
+    #[track_caller]
+    pub fn acked(
+        &mut self,
+        suffix: &str,
+        ctrl: HeaderCtrl,
+        payload: Value,
+    ) -> impl Future<Output = AckPayload> {
+        self.acked_at(Location::caller(), suffix, ctrl, payload)
+    }
+
+    async fn acked_at(
+        &mut self,
+        at: &Location<'_>,
+        suffix: &str,
+        ctrl: HeaderCtrl,
+        payload: Value,
+    ) -> AckPayload {
+        let (topic, frame) = self.request(suffix, ctrl, payload).await;
+        assert_eq!(
+            (topic.as_str(), frame.header_ctrl),
+            (format!("{suffix}_ack").as_str(), ctrl),
+            "at {at}: the ack of {suffix}: {frame:?}"
+        );
+        serde_json::from_value(frame.payload.clone())
+            .unwrap_or_else(|e| panic!("at {at}: not an ack ({e}): {frame:?}"))
+    }
+
+    /// A property report (16) with a fresh MessageId; its ack, checked as [`Self::acked`]
+    /// does.
+    #[track_caller]
+    pub fn report_properties(&mut self, properties: Value) -> impl Future<Output = AckPayload> {
+        self.acked_at(
+            Location::caller(),
+            "model/property/report",
+            HeaderCtrl::PropertyReport,
+            properties,
+        )
+    }
+
+    /// The next frame, which must arrive on `P/suffix` with `ctrl`.
+    #[track_caller]
+    pub fn expect(&mut self, suffix: &str, ctrl: HeaderCtrl) -> impl Future<Output = Frame> {
+        self.expect_at(Location::caller(), suffix, ctrl)
+    }
+
+    async fn expect_at(&mut self, at: &Location<'_>, suffix: &str, ctrl: HeaderCtrl) -> Frame {
+        let (topic, frame) = self.next().await;
+        assert_eq!(
+            (topic.as_str(), frame.header_ctrl),
+            (suffix, ctrl),
+            "at {at}: {frame:?}"
+        );
+        frame
+    }
+
+    /// The next frame, which must arrive on `P/suffix` with `ctrl` and carry `payload`
+    /// (decrypted).
+    #[track_caller]
+    pub fn expect_payload(
+        &mut self,
+        suffix: &str,
+        ctrl: HeaderCtrl,
+        payload: Value,
+    ) -> impl Future<Output = Frame> {
+        self.expect_payload_at(Location::caller(), suffix, ctrl, payload)
+    }
+
+    async fn expect_payload_at(
+        &mut self,
+        at: &Location<'_>,
+        suffix: &str,
+        ctrl: HeaderCtrl,
+        payload: Value,
+    ) -> Frame {
+        let frame = self.expect_at(at, suffix, ctrl).await;
+        assert_eq!(frame.payload, payload, "at {at}: the payload of {suffix}");
+        frame
+    }
+
+    /// The platform's passthrough downlink (7), which must carry `payload`, acked with
+    /// success.
+    #[track_caller]
+    pub fn answer_downlink(&mut self, payload: Value) -> impl Future<Output = ()> {
+        let at = Location::caller();
+        async move {
+            let frame = self
+                .expect_payload_at(at, "downlink", HeaderCtrl::Downlink, payload)
+                .await;
+            self.ack_success(&frame, "downlink_ack", HeaderCtrl::Downlink, None)
+                .await;
+        }
+    }
+
+    /// Answers a command with a report on `P/suffix` (same MessageId as `to`) and takes the
+    /// platform's ack of it, which must arrive on `P/{suffix}_ack` with `ctrl` and that
+    /// MessageId. Returns the ack.
+    #[track_caller]
+    pub fn answer_with_report(
+        &mut self,
+        to: &Frame,
+        suffix: &str,
+        ctrl: HeaderCtrl,
+        report: Value,
+    ) -> impl Future<Output = Frame> {
+        self.answer_with_report_at(Location::caller(), to, suffix, ctrl, report)
+    }
+
+    async fn answer_with_report_at(
+        &mut self,
+        at: &Location<'_>,
+        to: &Frame,
+        suffix: &str,
+        ctrl: HeaderCtrl,
+        report: Value,
+    ) -> Frame {
+        self.answer(to, suffix, ctrl, report).await;
+        let (topic, ack) = self.next().await;
+        assert_eq!(
+            (topic.as_str(), ack.header_ctrl, &ack.message_id),
+            (format!("{suffix}_ack").as_str(), ctrl, &to.message_id),
+            "at {at}: the ack of the report {suffix}: {ack:?}"
+        );
+        ack
+    }
+
+    /// The platform's property ask (23), which must ask for `params`, answered with the
+    /// property report `report` (16, with the ask's MessageId); the report's ack taken.
+    #[track_caller]
+    pub fn answer_property_ask(
+        &mut self,
+        params: Value,
+        report: Value,
+    ) -> impl Future<Output = ()> {
+        let at = Location::caller();
+        async move {
+            let asked = json!({"params": params});
+            let ask = self
+                .expect_payload_at(at, "model/property/ask", HeaderCtrl::PropertyAsk, asked)
+                .await;
+            self.answer_with_report_at(
+                at,
+                &ask,
+                "model/property/report",
+                HeaderCtrl::PropertyReport,
+                report,
+            )
+            .await;
+        }
+    }
+
+    /// The platform's service call (21) of `service`, which must carry `params`, answered
+    /// with `reply`.
+    #[track_caller]
+    pub fn answer_service_call(
+        &mut self,
+        service: &str,
+        params: Value,
+        reply: &AckPayload,
+    ) -> impl Future<Output = ()> {
+        let at = Location::caller();
+        async move {
+            let topic = format!("model/service/{service}");
+            let call = json!({"serviceIdentify": service, "params": params});
+            let call = self
+                .expect_payload_at(at, &topic, HeaderCtrl::ServiceCall, call)
+                .await;
+            let ack = serde_json::to_value(reply).unwrap();
+            self.answer(&call, &format!("{topic}/ack"), HeaderCtrl::ServiceCall, ack)
+                .await;
+        }
+    }
+
+    /// The platform's config ask (14 on `ask_config`, which must carry `{}`) or set (14 on
+    /// `down_config`, which must carry `{"Settings": settings}`), answered with a config
+    /// report of `settings`.
+    #[track_caller]
+    pub fn answer_config(&mut self, topic: &str, settings: Value) -> impl Future<Output = ()> {
+        let at = Location::caller();
+        async move {
+            let expected = if topic == "down_config" {
+                json!({"Settings": settings})
+            } else {
+                json!({})
+            };
+            let frame = self
+                .expect_payload_at(at, topic, HeaderCtrl::Config, expected)
+                .await;
+            let report = json!({"Settings": settings});
+            self.answer(&frame, "config_report", HeaderCtrl::Config, report)
+                .await;
+        }
+    }
+
+    /// Acks an OTA notify (9) with the DownID `down_id`.
+    pub async fn ack_ota_notify(&mut self, notify: &Frame, down_id: &str) {
+        let echo = json!({"DownID": down_id});
+        self.answer(notify, "ota_notify_ack", HeaderCtrl::OtaNotify, echo)
+            .await;
+    }
+
+    /// The platform's property set (20), which must set `params` (`[{"identify", "value"}]`),
+    /// answered with a success ack carrying `data`.
+    #[track_caller]
+    pub fn answer_property_set(&mut self, params: Value, data: Value) -> impl Future<Output = ()> {
+        let at = Location::caller();
+        async move {
+            let set = json!({"params": params});
+            let set = self
+                .expect_payload_at(at, "model/property/set", HeaderCtrl::PropertySet, set)
+                .await;
+            self.ack_success(
+                &set,
+                "model/property/set_ack",
+                HeaderCtrl::PropertySet,
+                Some(data),
+            )
+            .await;
+        }
+    }
+}
+
+/// An HTTP client for the JSON API of one platform.
+pub struct Api {
+    base: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    /// For an in-process platform.
+    pub fn new(sim: &Sim) -> Self {
+        Self::at(sim.http_addr().unwrap())
+    }
+
+    /// For the API on `http`.
+    pub fn at(http: SocketAddr) -> Self {
+        Self {
+            base: format!("http://{http}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.put(self.url(path))
+    }
+
+    pub fn patch(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.patch(self.url(path))
+    }
+
+    /// Sends a request; the status and the body as JSON (or as a JSON string when it is not
+    /// JSON).
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
+    /// GET, expecting 200.
+    pub async fn ok(&self, path: &str) -> Value {
+        let (status, body) = self.send(self.get(path)).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    /// Polls GET `path` until `done` holds for the body (up to [`WAIT`]).
+    pub async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let until = Instant::now() + WAIT;
+        loop {
+            let body = self.ok(path).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(Instant::now() < until, "GET {path}: still {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The `node_eui` of each device in the API's device list.
+pub fn node_euis(devices: &Value) -> Vec<&str> {
+    devices
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {devices}"))
+        .iter()
+        .map(|d| d["node_eui"].as_str().unwrap())
+        .collect()
+}
+
+/// The `seq` of each message in a list of the API's messages.
+pub fn seqs(messages: &Value) -> Vec<u64> {
+    messages
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {messages}"))
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
 }
 
 /// `x-sim serve` as a child process: its addresses, and its log (stderr) collected in the
