@@ -16,11 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use x_protocol::{DeviceIdentity, DeviceSecret, NodeEui, ProductId, RegistrationType};
+use x_protocol::{DeviceIdentity, RegistrationType};
 
 use crate::firmware::FirmwareError;
 use crate::platform::{Answer, Command, CommandError, Platform};
-use crate::registry::{Format, ModelSource, Product};
+use crate::registry::{DeviceEntry, Format, ModelSource, Product};
 use crate::sync::read;
 
 /// The largest firmware image `PUT /api/firmware/...` accepts (the whole body is held in
@@ -217,9 +217,11 @@ async fn add_product(
     Ok((StatusCode::CREATED, Json(json!({"product_id": id}))))
 }
 
-/// A refused registration is a conflict; a store that fails is the server's fault.
+/// A malformed field (the error names `body.<field>`) is a bad request; a refused
+/// registration (unknown product, taken id) a conflict; a failing store the server's fault.
 fn sim_error(e: crate::sim::SimError) -> ApiError {
-    let status = match e {
+    let status = match &e {
+        crate::sim::SimError::Registry(r) if r.at.contains('.') => StatusCode::BAD_REQUEST,
         crate::sim::SimError::Registry(_) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -271,41 +273,12 @@ async fn devices(State(p): State<Platform>) -> Json<Value> {
     ))
 }
 
-/// The body of `POST /api/devices`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewDevice {
-    product_id: String,
-    node_eui: String,
-    device_secret: Option<String>,
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 async fn add_device(
     State(p): State<Platform>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let bad = |at: &str, e: &dyn std::fmt::Display| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("{at}: {e}"))
-    };
-    let n: NewDevice = parse_body(&body)?;
-    let product: ProductId = n.product_id.parse().map_err(|e| bad("product_id", &e))?;
-    let node: NodeEui = n.node_eui.parse().map_err(|e| bad("node_eui", &e))?;
-    let secret = n
-        .device_secret
-        .map(|s| {
-            s.parse::<DeviceSecret>()
-                .map_err(|e| bad("device_secret", &e))
-        })
-        .transpose()?;
-    let device = p
-        .register_device(&product, node, secret, n.enabled)
-        .map_err(sim_error)?;
+    let entry: DeviceEntry = parse_body(&body)?;
+    let device = p.register_device(entry, "body").map_err(sim_error)?;
     // The platform's application interface hands the DeviceSecret to the vendor, who puts
     // it on the device; it is never logged.
     Ok((

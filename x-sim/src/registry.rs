@@ -225,14 +225,43 @@ struct FileProduct {
     script: Option<PathBuf>,
 }
 
-#[derive(Deserialize)]
+/// A device as a registry file or the HTTP API gives it, before validation.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileDevice {
-    product_id: String,
-    node_eui: String,
-    device_secret: Option<String>,
+pub struct DeviceEntry {
+    /// Its product.
+    pub product_id: String,
+    /// Its id.
+    pub node_eui: String,
+    /// Its secret in hex; without it the platform issues one.
+    pub device_secret: Option<String>,
+    /// Whether it may log in (default true).
     #[serde(default = "yes")]
-    enabled: bool,
+    pub enabled: bool,
+}
+
+impl DeviceEntry {
+    /// Registers the entry's device; errors are named `{at}.{field}` (or `at` for a
+    /// refusal of the whole entry).
+    ///
+    /// # Errors
+    /// A malformed field, an unknown product, or a device registered twice.
+    pub fn register(self, registry: &mut Registry, at: &str) -> Result<Device, RegistryError> {
+        let field = |f: &str| format!("{at}.{f}");
+        let product_id: ProductId = self
+            .product_id
+            .parse()
+            .map_err(id_err(field("product_id")))?;
+        let node_eui: NodeEui = self.node_eui.parse().map_err(id_err(field("node_eui")))?;
+        let secret = match self.device_secret {
+            Some(s) => Some(s.parse().map_err(id_err(field("device_secret")))?),
+            None => None,
+        };
+        registry
+            .register_device(&product_id, node_eui, secret, self.enabled)
+            .cloned()
+            .map_err(|e| RegistryError::new(at, e.problem))
+    }
 }
 
 fn yes() -> bool {
@@ -245,7 +274,7 @@ struct File {
     #[serde(default)]
     product: Vec<FileProduct>,
     #[serde(default)]
-    device: Vec<FileDevice>,
+    device: Vec<DeviceEntry>,
 }
 
 impl Registry {
@@ -302,16 +331,7 @@ impl Registry {
                 .map_err(|e| RegistryError::new(format!("product[{i}]"), e.problem))?;
         }
         for (i, d) in file.device.into_iter().enumerate() {
-            let at = |field: &str| format!("device[{i}].{field}");
-            let product_id: ProductId = d.product_id.parse().map_err(id_err(at("product_id")))?;
-            let node_eui: NodeEui = d.node_eui.parse().map_err(id_err(at("node_eui")))?;
-            let secret = match d.device_secret {
-                Some(s) => Some(s.parse().map_err(id_err(at("device_secret")))?),
-                None => None,
-            };
-            registry
-                .register_device(&product_id, node_eui, secret, d.enabled)
-                .map_err(|e| RegistryError::new(format!("device[{i}]"), e.problem))?;
+            d.register(&mut registry, &format!("device[{i}]"))?;
         }
         Ok(registry)
     }

@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use x_protocol::{DeviceIdentity, DeviceSecret, NodeEui, ProductId};
+use x_protocol::DeviceIdentity;
 
 use crate::access::PlatformAccess;
 use crate::broker::BrokerHandle;
 use crate::firmware::Firmware;
 use crate::link::Link;
 use crate::platform::{Parts, Platform, PlatformConfig};
-use crate::registry::{Device, Product, Registry};
+use crate::registry::{Device, DeviceEntry, Product, Registry};
 use crate::store::Store;
 use crate::sync::{read, write};
 
@@ -232,30 +232,6 @@ impl Sim {
         self.http_addr
     }
 
-    /// Registers a product at run time; persisted.
-    ///
-    /// # Errors
-    /// The ProductID is taken, or the store cannot write it.
-    pub fn register_product(&self, product: Product) -> Result<(), SimError> {
-        self.platform.register_product(product)
-    }
-
-    /// Registers a device at run time (the platform issues a secret when none is given);
-    /// persisted.
-    ///
-    /// # Errors
-    /// An unknown product, a device registered twice, or a store failure.
-    pub fn register_device(
-        &self,
-        product_id: &ProductId,
-        node_eui: NodeEui,
-        secret: Option<DeviceSecret>,
-        enabled: bool,
-    ) -> Result<Device, SimError> {
-        self.platform
-            .register_device(product_id, node_eui, secret, enabled)
-    }
-
     /// The identity of a registered device.
     pub fn device(&self, product_id: &str, node_eui: &str) -> Option<DeviceIdentity> {
         self.platform.identity(product_id, node_eui)
@@ -283,24 +259,18 @@ impl Platform {
         Ok(())
     }
 
-    /// Registers a device; persisted when a store is attached.
+    /// Registers a device (the platform issues a secret when the entry has none); persisted
+    /// when a store is attached. Errors are named `{at}.{field}`.
     ///
     /// # Errors
-    /// An unknown product, a device registered twice, or a store failure.
-    pub fn register_device(
-        &self,
-        product_id: &ProductId,
-        node_eui: NodeEui,
-        secret: Option<DeviceSecret>,
-        enabled: bool,
-    ) -> Result<Device, SimError> {
-        let device = write(self.registry())
-            .register_device(product_id, node_eui, secret, enabled)?
-            .clone();
+    /// A malformed field, an unknown product, a device registered twice, or a store
+    /// failure.
+    pub fn register_device(&self, entry: DeviceEntry, at: &str) -> Result<Device, SimError> {
+        let device = entry.register(&mut write(self.registry()), at)?;
         if let Some(store) = self.store() {
             store.put_device(&device)?;
         }
-        tracing::info!(target: "x_sim", "device {product_id}/{} registered", device.node_eui);
+        tracing::info!(target: "x_sim", "device {}/{} registered", device.product_id, device.node_eui);
         Ok(device)
     }
 

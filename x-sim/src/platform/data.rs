@@ -153,29 +153,29 @@ impl Received {
                     .and_then(Value::as_object)
                     .map_or_else(Vec::new, |m| timed(m, self.at_ms))
             }
-            TopicKind::HistoryReport => {
-                let Ok(upload) = serde_json::from_value::<HistoryUpload>(self.payload.clone())
-                else {
-                    return Vec::new();
-                };
-                upload
-                    .params
-                    .iter()
-                    .filter_map(|b| b.property_entries().ok())
-                    .flatten()
-                    .map(|(id, t)| {
-                        (
-                            id.to_owned(),
-                            Timed {
-                                value: t.value.clone(),
-                                time: t.time,
-                            },
-                        )
-                    })
-                    .collect()
-            }
+            TopicKind::HistoryReport => self
+                .history()
+                .params
+                .iter()
+                .filter_map(|b| b.property_entries().ok())
+                .flatten()
+                .map(|(id, t)| {
+                    (
+                        id.to_owned(),
+                        Timed {
+                            value: t.value.clone(),
+                            time: t.time,
+                        },
+                    )
+                })
+                .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// A history upload's batches (none when the payload is not one).
+    fn history(&self) -> HistoryUpload {
+        serde_json::from_value(self.payload.clone()).unwrap_or_default()
     }
 
     /// The events this message reports (event reports, HEX event reports, history).
@@ -200,23 +200,18 @@ impl Received {
                     time: self.at_ms,
                 }]
             }
-            TopicKind::HistoryReport => {
-                let Ok(upload) = serde_json::from_value::<HistoryUpload>(self.payload.clone())
-                else {
-                    return Vec::new();
-                };
-                upload
-                    .params
-                    .iter()
-                    .filter_map(|b| b.event_entries().ok())
-                    .flatten()
-                    .map(|(id, t)| EventRecord {
-                        identifier: id.to_owned(),
-                        value: t.value.clone(),
-                        time: t.time,
-                    })
-                    .collect()
-            }
+            TopicKind::HistoryReport => self
+                .history()
+                .params
+                .iter()
+                .filter_map(|b| b.event_entries().ok())
+                .flatten()
+                .map(|(id, t)| EventRecord {
+                    identifier: id.to_owned(),
+                    value: t.value.clone(),
+                    time: t.time,
+                })
+                .collect(),
             _ => Vec::new(),
         }
     }
