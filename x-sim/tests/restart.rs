@@ -32,17 +32,11 @@ fn now() -> u64 {
 }
 
 fn start(dir: &std::path::Path) -> Serve {
-    let config = dir.join("registry.toml");
-    Serve::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--data",
-        dir.join("data").to_str().unwrap(),
-    ])
+    let data = dir.join("data");
+    Serve::local(
+        &dir.join("registry.toml"),
+        &["--data", data.to_str().unwrap()],
+    )
 }
 
 #[tokio::test]

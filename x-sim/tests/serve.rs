@@ -41,15 +41,7 @@ device_secret = "326086233FAB8A96566796551EB1DFF8"
 
 #[tokio::test]
 async fn serve_runs_the_platform_for_real_clients() {
-    let config = config();
-    let serve = common::Serve::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-    ]);
+    let serve = common::Serve::local(&config(), &[]);
     let addr = serve.mqtt.unwrap();
 
     let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121").unwrap();

@@ -837,6 +837,22 @@ impl Serve {
         self.log.lock().unwrap().clone()
     }
 
+    /// `x-sim serve --config CONFIG` with the embedded broker and HTTP on free loopback
+    /// ports, plus `extra` flags.
+    pub fn local(config: &Path, extra: &[&str]) -> Self {
+        let config = config.to_str().unwrap();
+        let mut args = vec![
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
     /// Waits (up to [`WAIT`]) for a log line containing `text`.
     pub fn wait_log(&self, text: &str) -> bool {
         let until = std::time::Instant::now() + WAIT;
