@@ -261,6 +261,12 @@ impl Connection {
                 packet = self.next_packet() => match packet? {
                     Packet::Publish(p) => {
                         if !auth.can_publish(&self.client_id, &p.topic) {
+                            tracing::info!(
+                                target: "x_sim",
+                                "<- PUBLISH {} from {}: not its topic, connection closed",
+                                p.topic,
+                                self.client_id
+                            );
                             return Err(End::Refused);
                         }
                         if p.qos == QoS::AtLeastOnce {
@@ -280,6 +286,12 @@ impl Connection {
                                 lock(routes).subscribers.push(Subscriber { filter: f.path, qos, tx: tx.clone() });
                                 codes.push(SubscribeReasonCode::Success(qos));
                             } else {
+                                tracing::info!(
+                                    target: "x_sim",
+                                    "<- SUBSCRIBE {} from {}: not its topic, SUBACK 0x80",
+                                    f.path,
+                                    self.client_id
+                                );
                                 codes.push(SubscribeReasonCode::Failure);
                             }
                         }
