@@ -226,7 +226,10 @@ fn serve(args: &ServeArgs, stdout: &mut impl Write) -> Result<(), CliError> {
         let sim = crate::sim::Sim::start(config).await.map_err(|e| {
             let flag = match &e {
                 crate::sim::SimError::Broker(_) if args.broker.is_some() => "--broker",
-                crate::sim::SimError::Store(_) | crate::sim::SimError::Firmware(_) => "--data",
+                crate::sim::SimError::Store(_)
+                | crate::sim::SimError::Firmware(_)
+                | crate::sim::SimError::DataDir { .. }
+                | crate::sim::SimError::Restore(_) => "--data",
                 crate::sim::SimError::Listen { addr, .. } if Some(*addr) == http => "--http",
                 _ => "--listen",
             };

@@ -418,14 +418,29 @@ impl Firmware {
             return None;
         }
         let module = report.module.as_deref().unwrap_or(DEFAULT_MODULE);
+        let target = self.task(product_id, module)?;
+        if target.version == report.soft_ver {
+            return None;
+        }
+        self.task_notify(base_url, product_id, module)
+    }
+
+    /// The OTA task of a product's module.
+    pub fn task(&self, product_id: &str, module: &str) -> Option<OtaTask> {
+        self.state()
+            .tasks
+            .get(&(product_id.to_owned(), module.to_owned()))
+            .cloned()
+    }
+
+    /// The OTA notify for the task of a product's module, whatever version the device has
+    /// (an OTA pushed now): `None` when there is no task.
+    pub fn task_notify(&self, base_url: &str, product_id: &str, module: &str) -> Option<OtaNotify> {
         let image = {
             let state = self.state();
             let task = state
                 .tasks
                 .get(&(product_id.to_owned(), module.to_owned()))?;
-            if task.version == report.soft_ver {
-                return None;
-            }
             state
                 .images
                 .get(&image_key(product_id, module, &task.version))?

@@ -18,8 +18,10 @@
 //! enabled = true
 //! ```
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use serde::Deserialize;
 use x_protocol::crypto;
@@ -182,12 +184,31 @@ pub struct ModelSource {
 }
 
 impl ModelSource {
-    /// The validated model IR.
+    /// The validated model IR, built once per thread and kept (the platform checks every
+    /// report against it; the IR is not `Send`, so it cannot be shared between threads).
     ///
     /// # Errors
     /// Never for a registry-loaded model (it was validated); the diagnostics otherwise.
-    pub fn model(&self) -> Result<x_codegen::Model, Vec<x_codegen::Diagnostic>> {
-        x_codegen::load(&self.text, &self.name)
+    pub fn model(&self) -> Result<Rc<x_codegen::Model>, Vec<x_codegen::Diagnostic>> {
+        thread_local! {
+            static BUILT: RefCell<HashMap<(String, String), Rc<x_codegen::Model>>> =
+                RefCell::default();
+        }
+        /// Most models kept per thread; past this the cache starts again.
+        const MAX_BUILT: usize = 32;
+        let key = (self.name.clone(), self.text.clone());
+        if let Some(model) = BUILT.with(|b| b.borrow().get(&key).cloned()) {
+            return Ok(model);
+        }
+        let model = Rc::new(x_codegen::load(&self.text, &self.name)?);
+        BUILT.with(|b| {
+            let mut built = b.borrow_mut();
+            if built.len() >= MAX_BUILT {
+                built.clear();
+            }
+            built.insert(key, model.clone());
+        });
+        Ok(model)
     }
 }
 

@@ -82,6 +82,17 @@ pub enum SimError {
     /// The external broker could not be joined.
     #[error("{0}")]
     Broker(String),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The platform's state could not be restored from the store.
+    #[error(transparent)]
+    Restore(#[from] crate::platform::PlatformError),
     /// A registration was refused.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
@@ -114,8 +125,9 @@ impl Sim {
     pub async fn start(config: SimConfig) -> Result<Self, SimError> {
         let store = match &config.data_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    SimError::Broker(format!("cannot create {}: {e}", dir.display()))
+                std::fs::create_dir_all(dir).map_err(|source| SimError::DataDir {
+                    path: dir.clone(),
+                    source,
                 })?;
                 Some(Store::open(&dir.join("x-sim.redb"))?)
             }
@@ -187,8 +199,7 @@ impl Sim {
             store,
             firmware,
             config: platform_config,
-        })
-        .map_err(|e| SimError::Broker(e.to_string()))?;
+        })?;
         let mut tasks = vec![platform.serve(inbox)];
         if let Some(listener) = http {
             let router = crate::api::router(platform.clone());

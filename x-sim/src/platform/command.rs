@@ -160,6 +160,9 @@ impl Platform {
         }
     }
 
+    /// The topic, command and payload of a command. Thing-model commands of HEX products
+    /// (20, 21, 23) are encoded by the parsing script and go as 22, 24, 25 on the HEX
+    /// downlink.
     fn outgoing(
         &self,
         device: &DeviceIdentity,
@@ -167,64 +170,47 @@ impl Platform {
         format: Option<Format>,
     ) -> Result<Outgoing, CommandError> {
         let build = |e: &dyn std::fmt::Display| CommandError::Build(e.to_string());
-        let topic = |kind| Topic::new(device.clone(), kind).map_err(|e| build(&e));
-        let with_id = |kind, id: &str| {
-            let id = Identifier::new(id).map_err(|e| build(&e))?;
-            Topic::with_identifier(device.clone(), kind, id).map_err(|e| build(&e))
-        };
-        let (thing, hex_ctrl) = match command {
+        let (kind, identifier, header_ctrl, payload) = match command {
             Command::SetProperties(v) => (
-                Some((HeaderCtrl::PropertySet, json!({"params": set_params(v)?}))),
-                HeaderCtrl::HexPropertySet,
+                TopicKind::PropertySet,
+                None,
+                HeaderCtrl::PropertySet,
+                json!({"params": set_params(v)?}),
             ),
             Command::CallService { service, params } => (
-                Some((
-                    HeaderCtrl::ServiceCall,
-                    json!({"serviceIdentify": service, "params": params}),
-                )),
-                HeaderCtrl::HexServiceCall,
+                TopicKind::ServiceCall,
+                Some(service.as_str()),
+                HeaderCtrl::ServiceCall,
+                json!({"serviceIdentify": service, "params": params}),
             ),
             Command::AskProperties(ids) => (
-                Some((HeaderCtrl::PropertyAsk, json!({"params": ids}))),
-                HeaderCtrl::HexPropertyAsk,
+                TopicKind::PropertyAsk,
+                None,
+                HeaderCtrl::PropertyAsk,
+                json!({"params": ids}),
             ),
-            _ => (None, HeaderCtrl::Auth),
-        };
-        if let Some((header_ctrl, payload)) = thing {
-            if format == Some(Format::Hex) {
-                let hex = self.encode_hex(device, header_ctrl, &payload)?;
-                return Ok(Outgoing {
-                    topic: topic(TopicKind::HexDownlink)?,
-                    header_ctrl: hex_ctrl,
-                    payload: Value::String(hex),
-                });
-            }
-            let topic = match command {
-                Command::CallService { service, .. } => with_id(TopicKind::ServiceCall, service)?,
-                Command::SetProperties(_) => topic(TopicKind::PropertySet)?,
-                _ => topic(TopicKind::PropertyAsk)?,
-            };
-            return Ok(Outgoing {
-                topic,
-                header_ctrl,
-                payload,
-            });
-        }
-        let (kind, header_ctrl, payload) = match command {
             Command::Passthrough(data) => (
                 TopicKind::Downlink,
+                None,
                 HeaderCtrl::Downlink,
                 json!({"data": data}),
             ),
-            Command::AskConfig => (TopicKind::AskConfig, HeaderCtrl::Config, json!({})),
+            Command::AskConfig => (TopicKind::AskConfig, None, HeaderCtrl::Config, json!({})),
             Command::SetConfig(settings) => (
                 TopicKind::DownConfig,
+                None,
                 HeaderCtrl::Config,
                 json!({"Settings": settings}),
             ),
-            Command::AskFirmware => (TopicKind::AskFirmware, HeaderCtrl::AskFirmware, json!({})),
+            Command::AskFirmware => (
+                TopicKind::AskFirmware,
+                None,
+                HeaderCtrl::AskFirmware,
+                json!({}),
+            ),
             Command::NotifyOta(n) => (
                 TopicKind::OtaNotify,
+                None,
                 HeaderCtrl::OtaNotify,
                 serde_json::to_value(n).map_err(|e| build(&e))?,
             ),
@@ -233,21 +219,33 @@ impl Platform {
                 identifier,
                 header_ctrl,
                 payload,
-            } => {
-                let topic = match identifier {
-                    Some(id) => with_id(*kind, id)?,
-                    None => topic(*kind)?,
-                };
-                return Ok(Outgoing {
-                    topic,
-                    header_ctrl: *header_ctrl,
-                    payload: payload.clone(),
-                });
-            }
-            _ => return Err(CommandError::Build("unreachable command shape".into())),
+            } => (*kind, identifier.as_deref(), *header_ctrl, payload.clone()),
+        };
+        let hex_ctrl = match header_ctrl {
+            HeaderCtrl::PropertySet => Some(HeaderCtrl::HexPropertySet),
+            HeaderCtrl::ServiceCall => Some(HeaderCtrl::HexServiceCall),
+            HeaderCtrl::PropertyAsk => Some(HeaderCtrl::HexPropertyAsk),
+            _ => None,
+        };
+        if format == Some(Format::Hex)
+            && !matches!(command, Command::Raw { .. })
+            && let Some(hex_ctrl) = hex_ctrl
+        {
+            let hex = self.encode_hex(device, header_ctrl, &payload)?;
+            return Ok(Outgoing {
+                topic: Topic::new(device.clone(), TopicKind::HexDownlink).map_err(|e| build(&e))?,
+                header_ctrl: hex_ctrl,
+                payload: Value::String(hex),
+            });
+        }
+        let topic = match identifier {
+            Some(id) => Identifier::new(id).map_err(|e| build(&e)).and_then(|id| {
+                Topic::with_identifier(device.clone(), kind, id).map_err(|e| build(&e))
+            })?,
+            None => Topic::new(device.clone(), kind).map_err(|e| build(&e))?,
         };
         Ok(Outgoing {
-            topic: topic(kind)?,
+            topic,
             header_ctrl,
             payload,
         })

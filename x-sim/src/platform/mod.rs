@@ -658,7 +658,7 @@ impl Platform {
         &self,
         device: &DeviceIdentity,
         only: Option<Format>,
-    ) -> Result<Option<x_codegen::Model>, String> {
+    ) -> Result<Option<std::rc::Rc<x_codegen::Model>>, String> {
         let source = {
             let registry = read(&self.inner.registry);
             match registry.product(device.product_id.as_str()) {
@@ -874,22 +874,13 @@ impl Platform {
             .firmware_url
             .as_deref()
             .ok_or("no firmware server URL: the platform has no HTTP listener")?;
-        let report = FirmwareReport {
-            hard_ver: String::new(),
-            // Never a real version: the task always applies.
-            soft_ver: "\u{0}".to_owned(),
-            upgrade_type: 2,
-            module: module
-                .filter(|m| *m != x_protocol::payload::DEFAULT_MODULE)
-                .map(str::to_owned),
-        };
+        let module = module.unwrap_or(x_protocol::payload::DEFAULT_MODULE);
         firmware
-            .notify_for(base, device.product_id.as_str(), &report)
+            .task_notify(base, device.product_id.as_str(), module)
             .ok_or_else(|| {
                 format!(
-                    "no OTA task for product {} module {}",
-                    device.product_id,
-                    module.unwrap_or(x_protocol::payload::DEFAULT_MODULE)
+                    "no OTA task for product {} module {module}",
+                    device.product_id
                 )
             })
     }
