@@ -1260,19 +1260,20 @@ impl ::x_sdk::model::FromPayload for Position {
         rejections.require("lat", &__lat);
         rejections.require("lng", &__lng);
         rejections.require("alt", &__alt);
-        if let (
-            ::core::option::Option::Some(__lat),
-            ::core::option::Option::Some(__lng),
-            ::core::option::Option::Some(__alt),
-        ) = (__lat, __lng, __alt) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                lat: __lat,
-                lng: __lng,
-                alt: __alt,
-            });
+        match (__lat, __lng, __alt) {
+            (
+                ::core::option::Option::Some(__lat),
+                ::core::option::Option::Some(__lng),
+                ::core::option::Option::Some(__alt),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    lat: __lat,
+                    lng: __lng,
+                    alt: __alt,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingValue for Position {
@@ -1519,19 +1520,20 @@ impl ::x_sdk::model::FromPayload for RouteItem {
         rejections.require("lat", &__lat);
         rejections.require("lng", &__lng);
         rejections.require("ts", &__ts);
-        if let (
-            ::core::option::Option::Some(__lat),
-            ::core::option::Option::Some(__lng),
-            ::core::option::Option::Some(__ts),
-        ) = (__lat, __lng, __ts) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                lat: __lat,
-                lng: __lng,
-                ts: __ts,
-            });
+        match (__lat, __lng, __ts) {
+            (
+                ::core::option::Option::Some(__lat),
+                ::core::option::Option::Some(__lng),
+                ::core::option::Option::Some(__ts),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    lat: __lat,
+                    lng: __lng,
+                    ts: __ts,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingValue for RouteItem {
@@ -1737,14 +1739,15 @@ impl ::x_sdk::model::FromPayload for ExcursionWindow {
         }
         rejections.require("start", &__start);
         rejections.require("end", &__end);
-        if let (
-            ::core::option::Option::Some(__start),
-            ::core::option::Option::Some(__end),
-        ) = (__start, __end) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self { start: __start, end: __end });
+        match (__start, __end) {
+            (
+                ::core::option::Option::Some(__start),
+                ::core::option::Option::Some(__end),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self { start: __start, end: __end })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingValue for ExcursionWindow {
@@ -1944,19 +1947,20 @@ impl ::x_sdk::model::FromPayload for ExcursionEvent {
         rejections.require("probe", &__probe);
         rejections.require("temperature", &__temperature);
         rejections.require("window", &__window);
-        if let (
-            ::core::option::Option::Some(__probe),
-            ::core::option::Option::Some(__temperature),
-            ::core::option::Option::Some(__window),
-        ) = (__probe, __temperature, __window) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                probe: __probe,
-                temperature: __temperature,
-                window: __window,
-            });
+        match (__probe, __temperature, __window) {
+            (
+                ::core::option::Option::Some(__probe),
+                ::core::option::Option::Some(__temperature),
+                ::core::option::Option::Some(__window),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    probe: __probe,
+                    temperature: __temperature,
+                    window: __window,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingEvent for ExcursionEvent {
@@ -2173,14 +2177,15 @@ impl ::x_sdk::model::FromPayload for SetThresholdsLimits {
         }
         rejections.require("low", &__low);
         rejections.require("high", &__high);
-        if let (
-            ::core::option::Option::Some(__low),
-            ::core::option::Option::Some(__high),
-        ) = (__low, __high) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self { low: __low, high: __high });
+        match (__low, __high) {
+            (
+                ::core::option::Option::Some(__low),
+                ::core::option::Option::Some(__high),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self { low: __low, high: __high })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingValue for SetThresholdsLimits {
@@ -2346,12 +2351,12 @@ impl ::x_sdk::model::FromPayload for SetThresholdsOutput {
             }
         }
         rejections.require("accepted", &__accepted);
-        if let (::core::option::Option::Some(__accepted),) = (__accepted,)
-            && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self { accepted: __accepted });
+        match (__accepted,) {
+            (::core::option::Option::Some(__accepted),) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self { accepted: __accepted })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingValue for SetThresholdsOutput {
@@ -2448,14 +2453,16 @@ impl ::x_sdk::model::ThingServices for ColdChainTrackerService {
                     }
                 }
                 rejections.require("limits", &__limits);
-                if let (::core::option::Option::Some(__limits),) = (__limits,)
-                    && rejections.is_empty()
-                {
-                    return ::core::result::Result::Ok(Self::SetThresholds {
-                        limits: __limits,
-                    });
+                match (__limits,) {
+                    (
+                        ::core::option::Option::Some(__limits),
+                    ) if rejections.is_empty() => {
+                        ::core::result::Result::Ok(Self::SetThresholds {
+                            limits: __limits,
+                        })
+                    }
+                    _ => ::core::result::Result::Err(rejections),
                 }
-                ::core::result::Result::Err(rejections)
             }
             other => {
                 ::core::result::Result::Err(

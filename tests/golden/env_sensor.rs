@@ -852,17 +852,18 @@ impl ::x_sdk::model::FromPayload for ThresholdEvent {
         }
         rejections.require("param", &__param);
         rejections.require("value", &__value);
-        if let (
-            ::core::option::Option::Some(__param),
-            ::core::option::Option::Some(__value),
-        ) = (__param, __value) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                param: __param,
-                value: __value,
-            });
+        match (__param, __value) {
+            (
+                ::core::option::Option::Some(__param),
+                ::core::option::Option::Some(__value),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    param: __param,
+                    value: __value,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingEvent for ThresholdEvent {
@@ -948,17 +949,18 @@ impl ::x_sdk::model::FromPayload for SensorFaultEvent {
         }
         rejections.require("code", &__code);
         rejections.require("detail", &__detail);
-        if let (
-            ::core::option::Option::Some(__code),
-            ::core::option::Option::Some(__detail),
-        ) = (__code, __detail) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                code: __code,
-                detail: __detail,
-            });
+        match (__code, __detail) {
+            (
+                ::core::option::Option::Some(__code),
+                ::core::option::Option::Some(__detail),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    code: __code,
+                    detail: __detail,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingEvent for SensorFaultEvent {
@@ -1046,17 +1048,18 @@ impl ::x_sdk::model::FromPayload for CalibrateOutput {
         }
         rejections.require("offset", &__offset);
         rejections.require("calibratedAt", &__calibrated_at);
-        if let (
-            ::core::option::Option::Some(__offset),
-            ::core::option::Option::Some(__calibrated_at),
-        ) = (__offset, __calibrated_at) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                offset: __offset,
-                calibrated_at: __calibrated_at,
-            });
+        match (__offset, __calibrated_at) {
+            (
+                ::core::option::Option::Some(__offset),
+                ::core::option::Option::Some(__calibrated_at),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    offset: __offset,
+                    calibrated_at: __calibrated_at,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingValue for CalibrateOutput {
@@ -1213,14 +1216,16 @@ impl ::x_sdk::model::ThingServices for EnvSensorService {
                     }
                 }
                 rejections.require("reference", &__reference);
-                if let (::core::option::Option::Some(__reference),) = (__reference,)
-                    && rejections.is_empty()
-                {
-                    return ::core::result::Result::Ok(Self::Calibrate {
-                        reference: __reference,
-                    });
+                match (__reference,) {
+                    (
+                        ::core::option::Option::Some(__reference),
+                    ) if rejections.is_empty() => {
+                        ::core::result::Result::Ok(Self::Calibrate {
+                            reference: __reference,
+                        })
+                    }
+                    _ => ::core::result::Result::Err(rejections),
                 }
-                ::core::result::Result::Err(rejections)
             }
             other => {
                 ::core::result::Result::Err(

@@ -1515,14 +1515,15 @@ impl ::x_sdk::model::FromPayload for TamperEvent {
         }
         rejections.require("kind", &__kind);
         rejections.require("at", &__at);
-        if let (
-            ::core::option::Option::Some(__kind),
-            ::core::option::Option::Some(__at),
-        ) = (__kind, __at) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self { kind: __kind, at: __at });
+        match (__kind, __at) {
+            (
+                ::core::option::Option::Some(__kind),
+                ::core::option::Option::Some(__at),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self { kind: __kind, at: __at })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingEvent for TamperEvent {
@@ -1702,17 +1703,18 @@ impl ::x_sdk::model::FromPayload for OverloadEvent {
         }
         rejections.require("power", &__power);
         rejections.require("limit", &__limit);
-        if let (
-            ::core::option::Option::Some(__power),
-            ::core::option::Option::Some(__limit),
-        ) = (__power, __limit) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                power: __power,
-                limit: __limit,
-            });
+        match (__power, __limit) {
+            (
+                ::core::option::Option::Some(__power),
+                ::core::option::Option::Some(__limit),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    power: __power,
+                    limit: __limit,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingEvent for OverloadEvent {
@@ -1886,12 +1888,12 @@ impl ::x_sdk::model::FromPayload for RelayControlOutput {
             }
         }
         rejections.require("state", &__state);
-        if let (::core::option::Option::Some(__state),) = (__state,)
-            && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self { state: __state });
+        match (__state,) {
+            (::core::option::Option::Some(__state),) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self { state: __state })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingValue for RelayControlOutput {
@@ -2007,12 +2009,12 @@ impl ::x_sdk::model::FromPayload for ReadRegisterOutput {
             }
         }
         rejections.require("value", &__value);
-        if let (::core::option::Option::Some(__value),) = (__value,)
-            && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self { value: __value });
+        match (__value,) {
+            (::core::option::Option::Some(__value),) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self { value: __value })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingValue for ReadRegisterOutput {
@@ -2131,12 +2133,12 @@ impl ::x_sdk::model::ThingServices for MeterHexService {
                     }
                 }
                 rejections.require("on", &__on);
-                if let (::core::option::Option::Some(__on),) = (__on,)
-                    && rejections.is_empty()
-                {
-                    return ::core::result::Result::Ok(Self::RelayControl { on: __on });
+                match (__on,) {
+                    (::core::option::Option::Some(__on),) if rejections.is_empty() => {
+                        ::core::result::Result::Ok(Self::RelayControl { on: __on })
+                    }
+                    _ => ::core::result::Result::Err(rejections),
                 }
-                ::core::result::Result::Err(rejections)
             }
             "readRegister" => {
                 let mut rejections = ::x_sdk::model::Rejections::default();
@@ -2172,14 +2174,16 @@ impl ::x_sdk::model::ThingServices for MeterHexService {
                     }
                 }
                 rejections.require("address", &__address);
-                if let (::core::option::Option::Some(__address),) = (__address,)
-                    && rejections.is_empty()
-                {
-                    return ::core::result::Result::Ok(Self::ReadRegister {
-                        address: __address,
-                    });
+                match (__address,) {
+                    (
+                        ::core::option::Option::Some(__address),
+                    ) if rejections.is_empty() => {
+                        ::core::result::Result::Ok(Self::ReadRegister {
+                            address: __address,
+                        })
+                    }
+                    _ => ::core::result::Result::Err(rejections),
                 }
-                ::core::result::Result::Err(rejections)
             }
             other => {
                 ::core::result::Result::Err(

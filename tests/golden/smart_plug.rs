@@ -655,17 +655,18 @@ impl ::x_sdk::model::FromPayload for OverheatEvent {
         }
         rejections.require("temperature", &__temperature);
         rejections.require("action", &__action);
-        if let (
-            ::core::option::Option::Some(__temperature),
-            ::core::option::Option::Some(__action),
-        ) = (__temperature, __action) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                temperature: __temperature,
-                action: __action,
-            });
+        match (__temperature, __action) {
+            (
+                ::core::option::Option::Some(__temperature),
+                ::core::option::Option::Some(__action),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    temperature: __temperature,
+                    action: __action,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingEvent for OverheatEvent {
@@ -820,17 +821,18 @@ impl ::x_sdk::model::FromPayload for PowerOnlineEvent {
         }
         rejections.require("bootReason", &__boot_reason);
         rejections.require("bootAt", &__boot_at);
-        if let (
-            ::core::option::Option::Some(__boot_reason),
-            ::core::option::Option::Some(__boot_at),
-        ) = (__boot_reason, __boot_at) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                boot_reason: __boot_reason,
-                boot_at: __boot_at,
-            });
+        match (__boot_reason, __boot_at) {
+            (
+                ::core::option::Option::Some(__boot_reason),
+                ::core::option::Option::Some(__boot_at),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    boot_reason: __boot_reason,
+                    boot_at: __boot_at,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingEvent for PowerOnlineEvent {
@@ -991,17 +993,18 @@ impl ::x_sdk::model::FromPayload for ResetOutput {
         }
         rejections.require("result", &__result);
         rejections.require("resetAt", &__reset_at);
-        if let (
-            ::core::option::Option::Some(__result),
-            ::core::option::Option::Some(__reset_at),
-        ) = (__result, __reset_at) && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(Self {
-                result: __result,
-                reset_at: __reset_at,
-            });
+        match (__result, __reset_at) {
+            (
+                ::core::option::Option::Some(__result),
+                ::core::option::Option::Some(__reset_at),
+            ) if rejections.is_empty() => {
+                ::core::result::Result::Ok(Self {
+                    result: __result,
+                    reset_at: __reset_at,
+                })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 impl ::x_sdk::model::ThingValue for ResetOutput {
@@ -1128,12 +1131,12 @@ impl ::x_sdk::model::ThingServices for SmartPlugService {
                     }
                 }
                 rejections.require("scope", &__scope);
-                if let (::core::option::Option::Some(__scope),) = (__scope,)
-                    && rejections.is_empty()
-                {
-                    return ::core::result::Result::Ok(Self::Reset { scope: __scope });
+                match (__scope,) {
+                    (::core::option::Option::Some(__scope),) if rejections.is_empty() => {
+                        ::core::result::Result::Ok(Self::Reset { scope: __scope })
+                    }
+                    _ => ::core::result::Result::Err(rejections),
                 }
-                ::core::result::Result::Err(rejections)
             }
             "setSchedule" => {
                 let mut rejections = ::x_sdk::model::Rejections::default();
@@ -1181,19 +1184,20 @@ impl ::x_sdk::model::ThingServices for SmartPlugService {
                 rejections.require("onAt", &__on_at);
                 rejections.require("offAt", &__off_at);
                 rejections.require("repeat", &__repeat);
-                if let (
-                    ::core::option::Option::Some(__on_at),
-                    ::core::option::Option::Some(__off_at),
-                    ::core::option::Option::Some(__repeat),
-                ) = (__on_at, __off_at, __repeat) && rejections.is_empty()
-                {
-                    return ::core::result::Result::Ok(Self::SetSchedule {
-                        on_at: __on_at,
-                        off_at: __off_at,
-                        repeat: __repeat,
-                    });
+                match (__on_at, __off_at, __repeat) {
+                    (
+                        ::core::option::Option::Some(__on_at),
+                        ::core::option::Option::Some(__off_at),
+                        ::core::option::Option::Some(__repeat),
+                    ) if rejections.is_empty() => {
+                        ::core::result::Result::Ok(Self::SetSchedule {
+                            on_at: __on_at,
+                            off_at: __off_at,
+                            repeat: __repeat,
+                        })
+                    }
+                    _ => ::core::result::Result::Err(rejections),
                 }
-                ::core::result::Result::Err(rejections)
             }
             other => {
                 ::core::result::Result::Err(

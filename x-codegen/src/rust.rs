@@ -721,12 +721,14 @@ fn decode_params_body(
             }
         }
         #(rejections.require(#ids, &#vars);)*
-        if let (#(::core::option::Option::Some(#vars),)*) = (#(#vars,)*)
-            && rejections.is_empty()
-        {
-            return ::core::result::Result::Ok(#construct { #(#fnames: #vars),* });
+        // A match guard rather than a let chain: this code is compiled in the edition of the
+        // crate that includes or derives it, and let chains need edition 2024.
+        match (#(#vars,)*) {
+            (#(::core::option::Option::Some(#vars),)*) if rejections.is_empty() => {
+                ::core::result::Result::Ok(#construct { #(#fnames: #vars),* })
+            }
+            _ => ::core::result::Result::Err(rejections),
         }
-        ::core::result::Result::Err(rejections)
     }
 }
 
