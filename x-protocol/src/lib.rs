@@ -36,4 +36,6 @@ pub use identity::{
 };
 pub use message_id::MessageIdSource;
 pub use secret::{DeviceSecret, ProductKey, SecretString, SessionKey};
-pub use topic::{Identifier, IdentifierError, Publisher, Topic, TopicError, TopicKind, TopicSpec};
+pub use topic::{
+    Identifier, IdentifierError, Publisher, Reply, Topic, TopicError, TopicKind, TopicSpec,
+};

@@ -10,6 +10,14 @@ use crate::identity::{DeviceIdentity, IdentityError};
 /// The topic of the auth phase, shared by every device.
 pub const AUTH_TOPIC: &str = "/sys/device/auth";
 
+/// The auth phase's reply travels on the device's downlink with the request's HeaderCtrl (1).
+pub const AUTH_REPLY: Reply = Reply {
+    request: HeaderCtrl::Auth,
+    topic: TopicKind::Downlink,
+    header_ctrl: HeaderCtrl::Auth,
+    is_ack: false,
+};
+
 /// Who publishes on a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Publisher {
@@ -73,6 +81,21 @@ impl std::str::FromStr for Identifier {
     }
 }
 
+/// The answer a request on a topic gets: on which topic, with which HeaderCtrl. The event or
+/// service identifier of the request's topic, if any, carries over to the answer's topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// The request's HeaderCtrl.
+    pub request: HeaderCtrl,
+    /// The topic the answer travels on.
+    pub topic: TopicKind,
+    /// The answer's HeaderCtrl.
+    pub header_ctrl: HeaderCtrl,
+    /// Whether the answer is an ack (`{Code, Msg, Data?}`) rather than a report that answers
+    /// (a property report answering an ask, a config or firmware report).
+    pub is_ack: bool,
+}
+
 /// The row of the command table that describes one topic kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -83,6 +106,12 @@ pub struct TopicSpec {
     pub publisher: Publisher,
     /// The commands that travel on it.
     pub header_ctrls: &'static [HeaderCtrl],
+    /// What answers each request on it, in the order of the command table. A request may
+    /// have more than one accepted answer (a HEX service call is answered by a service reply
+    /// on the HEX report topic, or acked on the HEX downlink ack): the first one listed is
+    /// the form this SDK sends. Commands without an entry get no answer (auth replies,
+    /// SessionKey updates, acks themselves).
+    pub replies: &'static [Reply],
 }
 
 impl TopicSpec {
@@ -90,10 +119,36 @@ impl TopicSpec {
     pub fn has_identifier(&self) -> bool {
         self.suffix.contains("{id}")
     }
+
+    /// The answer this SDK sends (or expects) for a request with `header_ctrl` on this topic.
+    pub fn reply_to(&self, header_ctrl: HeaderCtrl) -> Option<Reply> {
+        self.replies
+            .iter()
+            .find(|r| r.request == header_ctrl)
+            .copied()
+    }
+
+    /// Every accepted answer for a request with `header_ctrl` on this topic.
+    pub fn replies_to(&self, header_ctrl: HeaderCtrl) -> impl Iterator<Item = Reply> + '_ {
+        self.replies
+            .iter()
+            .filter(move |r| r.request == header_ctrl)
+            .copied()
+    }
+}
+
+macro_rules! reply_is_ack {
+    (ack) => {
+        true
+    };
+    (report) => {
+        false
+    };
 }
 
 macro_rules! topic_kinds {
-    ($( $(#[$doc:meta])* $name:ident => $suffix:literal, $publisher:ident, [$($hc:ident),*]; )*) => {
+    ($( $(#[$doc:meta])* $name:ident => $suffix:literal, $publisher:ident, [$($hc:ident),*]
+        $(, replies [$($req:ident => $reply:ident $reply_hc:ident $answer:ident),*])?; )*) => {
         /// Which topic of the protocol a topic is. [`TopicKind::spec`] gives its row of the
         /// command table.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,11 +169,18 @@ macro_rules! topic_kinds {
                         suffix: "",
                         publisher: Publisher::Device,
                         header_ctrls: &[HeaderCtrl::Auth],
+                        replies: &[],
                     },
                     $( TopicKind::$name => TopicSpec {
                         suffix: $suffix,
                         publisher: Publisher::$publisher,
                         header_ctrls: &[$(HeaderCtrl::$hc),*],
+                        replies: &[$($(Reply {
+                            request: HeaderCtrl::$req,
+                            topic: TopicKind::$reply,
+                            header_ctrl: HeaderCtrl::$reply_hc,
+                            is_ack: reply_is_ack!($answer),
+                        }),*)?],
                     }, )*
                 }
             }
@@ -128,65 +190,88 @@ macro_rules! topic_kinds {
 
 topic_kinds! {
     /// `P/downlink`: auth reply (1), SessionKey update (3), passthrough downlink (7).
-    Downlink => "downlink", Platform, [Auth, SessionKeyUpdate, Downlink];
+    Downlink => "downlink", Platform, [Auth, SessionKeyUpdate, Downlink],
+        replies [Downlink => DownlinkAck Downlink ack];
     /// `P/uplink`: passthrough uplink (4).
-    Uplink => "uplink", Device, [Uplink];
+    Uplink => "uplink", Device, [Uplink], replies [Uplink => UplinkAck Uplink ack];
     /// `P/uplink_ack`: ack of a passthrough uplink (4).
     UplinkAck => "uplink_ack", Platform, [Uplink];
     /// `P/downlink_ack`: the device's ack of a passthrough downlink (7).
     DownlinkAck => "downlink_ack", Device, [Downlink];
     /// `P/firmware_report`: firmware report (8).
-    FirmwareReport => "firmware_report", Device, [FirmwareReport];
+    FirmwareReport => "firmware_report", Device, [FirmwareReport],
+        replies [FirmwareReport => FirmwareReportAck FirmwareReport ack];
     /// `P/firmware_report_ack`: its ack (8).
     FirmwareReportAck => "firmware_report_ack", Platform, [FirmwareReport];
     /// `P/ask_firmware`: the platform asks for the firmware (13).
-    AskFirmware => "ask_firmware", Platform, [AskFirmware];
+    AskFirmware => "ask_firmware", Platform, [AskFirmware],
+        replies [AskFirmware => FirmwareReport FirmwareReport report];
     /// `P/ota_notify`: OTA notify (9).
-    OtaNotify => "ota_notify", Platform, [OtaNotify];
+    OtaNotify => "ota_notify", Platform, [OtaNotify],
+        replies [OtaNotify => OtaNotifyAck OtaNotify report];
     /// `P/ota_notify_ack`: the device's `{DownID}` (9).
     OtaNotifyAck => "ota_notify_ack", Device, [OtaNotify];
     /// `P/ask_config`: the platform asks for the config (14).
-    AskConfig => "ask_config", Platform, [Config];
+    AskConfig => "ask_config", Platform, [Config], replies [Config => ConfigReport Config report];
     /// `P/config_report`: the device's config (14).
     ConfigReport => "config_report", Device, [Config];
     /// `P/down_config`: the platform sets config (14).
-    DownConfig => "down_config", Platform, [Config];
+    DownConfig => "down_config", Platform, [Config], replies [Config => ConfigReport Config report];
     /// `P/model/property/report`: property report, also the answer to an ask (16).
-    PropertyReport => "model/property/report", Device, [PropertyReport];
+    PropertyReport => "model/property/report", Device, [PropertyReport],
+        replies [PropertyReport => PropertyReportAck PropertyReport ack];
     /// `P/model/property/report_ack`: its ack (16).
     PropertyReportAck => "model/property/report_ack", Platform, [PropertyReport];
     /// `P/model/event/{id}/report`: event report (17).
-    EventReport => "model/event/{id}/report", Device, [EventReport];
+    EventReport => "model/event/{id}/report", Device, [EventReport],
+        replies [EventReport => EventReportAck EventReport ack];
     /// `P/model/event/{id}/report_ack`: its ack (17).
     EventReportAck => "model/event/{id}/report_ack", Platform, [EventReport];
     /// `P/model/property/set`: property set (20).
-    PropertySet => "model/property/set", Platform, [PropertySet];
+    PropertySet => "model/property/set", Platform, [PropertySet],
+        replies [PropertySet => PropertySetAck PropertySet ack];
     /// `P/model/property/set_ack`: the device's ack (20).
     PropertySetAck => "model/property/set_ack", Device, [PropertySet];
     /// `P/model/service/{id}`: service call (21).
-    ServiceCall => "model/service/{id}", Platform, [ServiceCall];
+    ServiceCall => "model/service/{id}", Platform, [ServiceCall],
+        replies [ServiceCall => ServiceCallAck ServiceCall ack];
     /// `P/model/service/{id}/ack`: the device's ack with outputs (21).
     ServiceCallAck => "model/service/{id}/ack", Device, [ServiceCall];
     /// `P/model/property/ask`: property ask (23); answered with a report (16).
-    PropertyAsk => "model/property/ask", Platform, [PropertyAsk];
+    PropertyAsk => "model/property/ask", Platform, [PropertyAsk],
+        replies [PropertyAsk => PropertyReport PropertyReport report];
     /// `P/model/history/data/report`: history upload (27).
-    HistoryReport => "model/history/data/report", Device, [HistoryReport];
+    HistoryReport => "model/history/data/report", Device, [HistoryReport],
+        replies [HistoryReport => HistoryReportAck HistoryReport ack];
     /// `P/model/history/data/report_ack`: its ack (27).
     HistoryReportAck => "model/history/data/report_ack", Platform, [HistoryReport];
     /// `P/model/hex/report`: HEX property report (18), event report (19), service reply (26).
-    HexReport => "model/hex/report", Device, [HexPropertyReport, HexEventReport, HexServiceReply];
+    HexReport => "model/hex/report", Device, [HexPropertyReport, HexEventReport, HexServiceReply],
+        replies [
+            HexPropertyReport => HexReportAck HexPropertyReport ack,
+            HexEventReport => HexReportAck HexEventReport ack,
+            HexServiceReply => HexReportAck HexServiceReply ack
+        ];
     /// `P/model/hex/report_ack`: their acks.
     HexReportAck => "model/hex/report_ack", Platform, [HexPropertyReport, HexEventReport, HexServiceReply];
     /// `P/model/hex/downlink`: HEX property set (22), service call (24), property ask (25).
-    HexDownlink => "model/hex/downlink", Platform, [HexPropertySet, HexServiceCall, HexPropertyAsk];
+    HexDownlink => "model/hex/downlink", Platform, [HexPropertySet, HexServiceCall, HexPropertyAsk],
+        replies [
+            HexPropertySet => HexDownlinkAck HexPropertySet ack,
+            HexServiceCall => HexReport HexServiceReply report,
+            HexServiceCall => HexDownlinkAck HexServiceCall ack,
+            HexPropertyAsk => HexReport HexPropertyReport report
+        ];
     /// `P/model/hex/downlink_ack`: the device's acks.
     HexDownlinkAck => "model/hex/downlink_ack", Device, [HexPropertySet, HexServiceCall, HexPropertyAsk];
     /// `P/model/hex`: full-HEX report (28), a bare hex string, not a frame.
-    FullHex => "model/hex", Device, [FullHexReport];
+    FullHex => "model/hex", Device, [FullHexReport],
+        replies [FullHexReport => FullHexAck FullHexReport ack];
     /// `P/model/hex_ack`: its ack (28).
     FullHexAck => "model/hex_ack", Platform, [FullHexReport];
     /// `P/update_time`: time sync request (29).
-    UpdateTime => "update_time", Device, [TimeSync];
+    UpdateTime => "update_time", Device, [TimeSync],
+        replies [TimeSync => UpdateTimeAck TimeSync ack];
     /// `P/update_time_ack`: time sync reply (29).
     UpdateTimeAck => "update_time_ack", Platform, [TimeSync];
 }
@@ -341,6 +426,29 @@ impl Topic {
         self.identifier.as_ref()
     }
 
+    /// The topic of the answer to a request with `header_ctrl` on this topic, from the
+    /// command table ([`TopicSpec::reply_to`]), with the request's event or service identifier
+    /// carried over; `None` when such a request gets no answer.
+    pub fn reply_topic(&self, header_ctrl: HeaderCtrl) -> Option<(Topic, Reply)> {
+        let reply = self.kind.spec().reply_to(header_ctrl)?;
+        self.answer_on(reply).map(|t| (t, reply))
+    }
+
+    /// The topic `reply` travels on for this request topic.
+    pub fn answer_on(&self, reply: Reply) -> Option<Topic> {
+        let device = self.device.clone()?;
+        let identifier = if reply.topic.spec().has_identifier() {
+            Some(self.identifier.clone()?)
+        } else {
+            None
+        };
+        Some(Topic {
+            kind: reply.topic,
+            device: Some(device),
+            identifier,
+        })
+    }
+
     /// Parses any protocol topic.
     ///
     /// # Errors
@@ -460,6 +568,71 @@ mod tests {
             "/sys/7ED01E2A/AA30C505/20MQTTJ000121/model/event/overheat/report"
         );
         assert_eq!(Topic::parse(&t.to_string()).unwrap(), t);
+    }
+
+    #[test]
+    fn every_request_has_its_answer_in_the_table() {
+        use HeaderCtrl as H;
+        use TopicKind as K;
+        let cases = [
+            (
+                K::PropertyReport,
+                H::PropertyReport,
+                K::PropertyReportAck,
+                H::PropertyReport,
+            ),
+            (K::Uplink, H::Uplink, K::UplinkAck, H::Uplink),
+            (K::Downlink, H::Downlink, K::DownlinkAck, H::Downlink),
+            (
+                K::PropertyAsk,
+                H::PropertyAsk,
+                K::PropertyReport,
+                H::PropertyReport,
+            ),
+            (
+                K::HexDownlink,
+                H::HexServiceCall,
+                K::HexReport,
+                H::HexServiceReply,
+            ),
+            (
+                K::HexDownlink,
+                H::HexPropertyAsk,
+                K::HexReport,
+                H::HexPropertyReport,
+            ),
+            (
+                K::HexDownlink,
+                H::HexPropertySet,
+                K::HexDownlinkAck,
+                H::HexPropertySet,
+            ),
+            (K::AskConfig, H::Config, K::ConfigReport, H::Config),
+            (
+                K::FullHex,
+                H::FullHexReport,
+                K::FullHexAck,
+                H::FullHexReport,
+            ),
+        ];
+        for (kind, request, answer, answer_ctrl) in cases {
+            let reply = kind.spec().reply_to(request).unwrap();
+            assert_eq!(
+                (reply.topic, reply.header_ctrl),
+                (answer, answer_ctrl),
+                "{kind:?}"
+            );
+        }
+        assert!(K::Downlink.spec().reply_to(H::SessionKeyUpdate).is_none());
+        assert_eq!(
+            K::HexDownlink.spec().replies_to(H::HexServiceCall).count(),
+            2
+        );
+        let call = Topic::with_identifier(dev(), K::ServiceCall, Identifier::new("reset").unwrap())
+            .unwrap();
+        let (ack, reply) = call.reply_topic(H::ServiceCall).unwrap();
+        assert!(reply.is_ack);
+        assert_eq!(ack.to_string(), format!("{call}/ack"));
     }
 
     #[test]

@@ -200,20 +200,6 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The ack topic of a device topic, for the kinds the platform acks.
-fn ack_kind(kind: TopicKind) -> Option<TopicKind> {
-    Some(match kind {
-        TopicKind::Uplink => TopicKind::UplinkAck,
-        TopicKind::FirmwareReport => TopicKind::FirmwareReportAck,
-        TopicKind::PropertyReport => TopicKind::PropertyReportAck,
-        TopicKind::EventReport => TopicKind::EventReportAck,
-        TopicKind::HistoryReport => TopicKind::HistoryReportAck,
-        TopicKind::HexReport => TopicKind::HexReportAck,
-        TopicKind::UpdateTime => TopicKind::UpdateTimeAck,
-        _ => return None,
-    })
-}
-
 /// At most this many characters of a payload go into a log line.
 const LOG_PAYLOAD: usize = 400;
 
@@ -478,7 +464,16 @@ impl Platform {
             "<- {topic} {}",
             describe(&frame, plain.as_ref().unwrap_or(&frame.payload))
         );
-        let Some(ack_kind) = ack_kind(kind) else {
+        // The command table says which ack answers which request; a frame with a HeaderCtrl
+        // that does not belong on its topic is refused on the topic's ack topic.
+        let spec = kind.spec();
+        let ack_spec = match spec.publisher {
+            Publisher::Device => spec
+                .reply_to(frame.header_ctrl)
+                .or_else(|| spec.replies.first().copied()),
+            Publisher::Platform => None,
+        };
+        let Some(ack_spec) = ack_spec else {
             // Answers to platform commands, and config reports: recorded, not acked.
             return self.answer_frame(device, topic, frame, plain);
         };
@@ -519,10 +514,7 @@ impl Platform {
                 AckPayload::failure(reason)
             }
         };
-        let ack_topic = match topic.identifier() {
-            Some(id) => Topic::with_identifier(device.clone(), ack_kind, id.clone()),
-            None => Topic::new(device.clone(), ack_kind),
-        };
+        let ack_topic = topic.answer_on(ack_spec);
         let mut ack = Frame::ack_of(&frame, &ack);
         let plain = ack.payload.clone();
         // Acks of encrypted commands travel encrypted, like every platform frame of an
@@ -534,8 +526,8 @@ impl Platform {
             ack.encrypt_payload(&key);
         }
         let replies = match ack_topic {
-            Ok(t) => vec![Reply::new(&t, ack, plain)],
-            Err(_) => Vec::new(),
+            Some(t) => vec![Reply::new(&t, ack, plain)],
+            None => Vec::new(),
         };
         Handled { replies, ota }
     }
