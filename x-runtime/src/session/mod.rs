@@ -1,0 +1,797 @@
+//! The sans-IO device session: every protocol decision of a device, with no sockets, no
+//! async runtime and no clock of its own.
+//!
+//! The driver feeds it what happened ([`Session::start`], [`Session::connected`],
+//! [`Session::connect_refused`], [`Session::subscribed`], [`Session::disconnected`],
+//! [`Session::message`], [`Session::tick`]) and what the application wants (reports,
+//! events, answers), then drains what to do ([`Session::poll_effect`]) and what to tell the
+//! application ([`Session::poll_event`]), and sleeps until [`Session::next_deadline`].
+
+mod downlink;
+mod login;
+mod types;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+use x_protocol::model::hex::{HexError, HexEvent, HexModel, HexServices};
+use x_protocol::model::{ThingEvent, ThingModel, ThingServices, ToPayload};
+use x_protocol::payload::FirmwareReport;
+use x_protocol::{
+    DeviceSecret, Frame, HeaderCtrl, Identifier, MessageId, MessageIdSource, Topic, TopicKind,
+};
+
+pub use types::{
+    Ack, ConnectionState, Counters, DeliveryError, DeviceConfig, Effect, Event, Firmware,
+    LoginPhase, Now, Persisted, Refusal, Ticket, Timing, Token,
+};
+
+use crate::backoff::{Backoff, Jitter};
+use types::Keys;
+
+/// The largest HEX frame the session encodes.
+const HEX_BUFFER: usize = 1024;
+
+/// A hook that may veto a decoded property set before it is applied: `Err(reason)` answers
+/// "4001" with the reason and leaves the state alone.
+pub type SetVeto<M> =
+    Box<dyn FnMut(&M, &<M as ThingModel>::Set) -> Result<(), String> + Send + 'static>;
+
+/// How a HEX product's frames are encoded and decoded: the generated codec's functions.
+pub(crate) struct HexCodec<M: ThingModel, S> {
+    encode_report: fn(&M::Report, &mut [u8]) -> Result<usize, HexError>,
+    decode_set: fn(&[u8]) -> Result<M::Set, HexError>,
+    decode_ask: fn(&[u8]) -> Result<Vec<&'static str>, HexError>,
+    decode_call: fn(&[u8]) -> Result<S, HexError>,
+    /// Reports go out as full HEX (28, bare hex) instead of HEX frames (18).
+    full_hex: bool,
+}
+
+/// What an outstanding message waits for.
+#[derive(Debug, Clone)]
+enum Purpose {
+    /// Something the application sent; resolved through [`Event::Delivered`].
+    App(Token),
+    /// A firmware report, re-sent up to the configured number of times.
+    Firmware { report: FirmwareReport, tries: u32 },
+    /// A time-sync request sent at this instant (for the round trip).
+    TimeSync(Instant),
+    /// The session's own answer to a platform request (its ack is consumed silently).
+    Answer,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    ack_topic: TopicKind,
+    header_ctrl: HeaderCtrl,
+    deadline: Instant,
+    purpose: Purpose,
+}
+
+/// Where the login stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Not started.
+    Idle,
+    /// Waiting for the backoff delay before connecting in `next`.
+    Waiting { until: Instant, next: LoginPhase },
+    /// CONNECT sent; waiting for CONNACK.
+    Connecting { phase: LoginPhase },
+    /// Connected; SUBSCRIBE sent.
+    Subscribing {
+        phase: LoginPhase,
+        deadline: Instant,
+    },
+    /// Auth request sent; waiting for the reply.
+    Authenticating { id: MessageId, deadline: Instant },
+    /// Auth done; DISCONNECT sent, the V2 login follows the disconnect.
+    SwitchingToConnect,
+    /// Logged in.
+    Online,
+    /// Shut down.
+    Stopped,
+}
+
+/// A device's protocol state machine, generic over its thing model `M` and its services `S`.
+pub struct Session<M: ThingModel, S> {
+    config: DeviceConfig,
+    hex: Option<HexCodec<M, S>>,
+    state: M,
+    settings: Map<String, Value>,
+    veto: Option<SetVeto<M>>,
+    secret: Option<DeviceSecret>,
+    grant: Option<x_protocol::payload::SessionGrant>,
+    keys: Keys,
+    phase: Phase,
+    connection: ConnectionState,
+    backoff: Backoff,
+    jitter: Jitter,
+    ids: MessageIdSource,
+    in_flight: HashMap<MessageId, Vec<InFlight>>,
+    full_hex_queue: VecDeque<(Token, Instant)>,
+    next_token: u64,
+    next_ticket: u64,
+    tickets: HashMap<u64, (Topic, Frame)>,
+    clock_offset_ms: Option<i64>,
+    last_timestamp: u64,
+    last_offline_s: u64,
+    reauth_tried: bool,
+    attempts: u32,
+    /// The instant of the latest input, for entries created by answers.
+    last_input: Option<Instant>,
+    counters: Counters,
+    effects: VecDeque<Effect>,
+    events: VecDeque<Event<S, M::Set>>,
+}
+
+impl<M: ThingModel, S> std::fmt::Debug for Session<M, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("device", &self.config.identity)
+            .field("phase", &self.phase)
+            .field("connection", &self.connection)
+            .field("in_flight", &self.in_flight.len())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: ThingModel, S: ThingServices> Session<M, S> {
+    /// A session of a JSON product, with the device's initial property state, what was
+    /// persisted by an earlier run, and a seed for the backoff jitter.
+    pub fn new(config: DeviceConfig, state: M, persisted: Persisted, seed: u64) -> Self {
+        let secret = config.device_secret.clone().or_else(|| {
+            persisted
+                .device_secret
+                .as_ref()
+                .and_then(|s| DeviceSecret::from_hex(s.expose()).ok())
+        });
+        let backoff = Backoff::new(config.timing.backoff);
+        let mut session = Self {
+            hex: None,
+            state,
+            settings: Map::new(),
+            veto: None,
+            secret,
+            grant: None,
+            keys: Keys::default(),
+            phase: Phase::Idle,
+            connection: ConnectionState::Idle,
+            backoff,
+            jitter: Jitter::new(seed),
+            // Ids start at a seeded point so that two boots rarely reuse one.
+            ids: MessageIdSource::starting_at((seed as u32 % 1_000_000).max(1)),
+            in_flight: HashMap::new(),
+            full_hex_queue: VecDeque::new(),
+            next_token: 1,
+            next_ticket: 1,
+            tickets: HashMap::new(),
+            clock_offset_ms: None,
+            last_timestamp: persisted.last_login_timestamp,
+            last_offline_s: 0,
+            reauth_tried: false,
+            attempts: 0,
+            last_input: None,
+            counters: Counters::default(),
+            effects: VecDeque::new(),
+            events: VecDeque::new(),
+            config,
+        };
+        if session.config.encrypted
+            && let Some(grant) = persisted.session
+        {
+            session.install_grant(grant, false);
+        }
+        session
+    }
+
+    /// Makes this the session of a HEX product: reports, property sets, asks and service
+    /// calls use the model's generated HEX codec (18/19/26 up, 22/24/25 down). With
+    /// `full_hex`, reports go out as full-HEX reports (28: the bare hex, no frame).
+    #[must_use]
+    pub fn with_hex(mut self, full_hex: bool) -> Self
+    where
+        M: HexModel,
+        S: HexServices,
+    {
+        self.hex = Some(HexCodec {
+            encode_report: M::encode_report,
+            decode_set: M::decode_set_hex,
+            decode_ask: M::decode_ask,
+            decode_call: S::decode_call_hex,
+            full_hex,
+        });
+        self
+    }
+
+    /// Sets the hook that may veto property sets.
+    pub fn set_veto(&mut self, veto: SetVeto<M>) {
+        self.veto = Some(veto);
+    }
+
+    /// Whether this is a HEX product's session.
+    pub fn is_hex(&self) -> bool {
+        self.hex.is_some()
+    }
+
+    /// The device's configuration.
+    pub fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    /// The property state.
+    pub fn state(&self) -> &M {
+        &self.state
+    }
+
+    /// The property state, to change without reporting (the next report carries it).
+    pub fn state_mut(&mut self) -> &mut M {
+        &mut self.state
+    }
+
+    /// The device's config settings (what a config ask is answered with).
+    pub fn settings(&self) -> &Map<String, Value> {
+        &self.settings
+    }
+
+    /// Replaces the device's config settings.
+    pub fn set_settings(&mut self, settings: Map<String, Value>) {
+        self.settings = settings;
+    }
+
+    /// Where the connection stands.
+    pub fn connection(&self) -> &ConnectionState {
+        &self.connection
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Reports, events, passthroughs and history uploads waiting for their ack.
+    pub fn awaiting_ack(&self) -> usize {
+        self.in_flight
+            .values()
+            .flatten()
+            .filter(|f| matches!(f.purpose, Purpose::App(_)))
+            .count()
+            + self.full_hex_queue.len()
+    }
+
+    /// The platform's clock in Unix milliseconds, once a time sync has answered.
+    pub fn platform_time(&self, now: Now) -> Option<i64> {
+        self.clock_offset_ms.map(|o| now.unix_ms.saturating_add(o))
+    }
+
+    /// The best known time: the platform's once synced, the device's own before.
+    pub fn best_time(&self, now: Now) -> i64 {
+        self.platform_time(now).unwrap_or(now.unix_ms)
+    }
+
+    /// The next effect for the driver to perform.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event<S, M::Set>> {
+        self.events.pop_front()
+    }
+
+    /// The earliest moment [`Session::tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let phase = match &self.phase {
+            Phase::Waiting { until, .. } => Some(*until),
+            Phase::Subscribing { deadline, .. } | Phase::Authenticating { deadline, .. } => {
+                Some(*deadline)
+            }
+            _ => None,
+        };
+        let acks = self.in_flight.values().flatten().map(|f| f.deadline);
+        let full_hex = self.full_hex_queue.iter().map(|(_, d)| *d);
+        phase.into_iter().chain(acks).chain(full_hex).min()
+    }
+
+    /// Handles the passing of time: ack timeouts, auth and subscribe timeouts, and the end
+    /// of a backoff delay.
+    pub fn tick(&mut self, now: Now) {
+        self.last_input = Some(now.instant);
+        match self.phase.clone() {
+            Phase::Waiting { until, next } if until <= now.instant => self.open(next, now),
+            Phase::Subscribing { deadline, .. } if deadline <= now.instant => {
+                self.effects.push_back(Effect::Disconnect);
+                self.lost("no SUBACK in time".to_owned(), now);
+            }
+            Phase::Authenticating { deadline, .. } if deadline <= now.instant => {
+                tracing::warn!(device = %self.config.identity, "no auth reply in time");
+                self.effects.push_back(Effect::Disconnect);
+                self.lost("no auth reply in time".to_owned(), now);
+            }
+            _ => {}
+        }
+        self.expire_acks(now);
+    }
+
+    /// Shuts the session down: pending deliveries fail with [`DeliveryError::Stopped`] and
+    /// the connection is closed.
+    pub fn stop(&mut self) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        self.fail_all(&DeliveryError::Stopped);
+        self.phase = Phase::Stopped;
+        self.effects.push_back(Effect::Disconnect);
+        self.set_connection(ConnectionState::Stopped);
+    }
+
+    // ---- application calls ------------------------------------------------------------
+
+    /// Sends a property report: JSON (16) or, for HEX products, HEX (18 or 28). The values
+    /// are merged into the state first.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Offline`] when not online, [`DeliveryError::Encode`] when a HEX
+    /// value does not fit.
+    pub fn report(&mut self, report: &M::Report, now: Now) -> Result<Token, DeliveryError> {
+        self.require_online()?;
+        self.state.merge(report);
+        match &self.hex {
+            None => {
+                let payload = Value::Object(report.to_payload());
+                Ok(self.send_app(
+                    self.topic(TopicKind::PropertyReport),
+                    HeaderCtrl::PropertyReport,
+                    payload,
+                    now,
+                ))
+            }
+            Some(hex) => {
+                let (encode, full) = (hex.encode_report, hex.full_hex);
+                let bytes = encode_hex(|out| encode(report, out))?;
+                if full {
+                    Ok(self.send_full_hex(&bytes, now))
+                } else {
+                    Ok(self.send_app(
+                        self.topic(TopicKind::HexReport),
+                        HeaderCtrl::HexPropertyReport,
+                        Value::String(x_protocol::model::hex::to_hex(&bytes)),
+                        now,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Sends a report of every property's current value.
+    ///
+    /// # Errors
+    /// As [`Session::report`].
+    pub fn report_all(&mut self, now: Now) -> Result<Token, DeliveryError> {
+        let report = self.state.report();
+        self.report(&report, now)
+    }
+
+    /// Sends a JSON event report (17) on `model/event/{id}/report`.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Offline`], or [`DeliveryError::Encode`] for a HEX product (use
+    /// [`Session::hex_event`]).
+    pub fn event<E: ThingEvent>(&mut self, event: &E, now: Now) -> Result<Token, DeliveryError> {
+        self.require_online()?;
+        if self.hex.is_some() {
+            return Err(DeliveryError::Encode(format!(
+                "event {}: a HEX product sends events as HEX (hex_event)",
+                E::IDENTIFIER
+            )));
+        }
+        let id =
+            Identifier::new(E::IDENTIFIER).map_err(|e| DeliveryError::Encode(e.to_string()))?;
+        let topic =
+            Topic::with_identifier(self.config.identity.clone(), TopicKind::EventReport, id)
+                .map_err(|e| DeliveryError::Encode(e.to_string()))?;
+        let payload = Value::Object(event.to_payload());
+        Ok(self.send_app(topic, HeaderCtrl::EventReport, payload, now))
+    }
+
+    /// Sends a HEX event report (19) on `model/hex/report`.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Offline`], [`DeliveryError::Encode`] when a value does not fit.
+    pub fn hex_event<E: HexEvent>(&mut self, event: &E, now: Now) -> Result<Token, DeliveryError> {
+        self.require_online()?;
+        let bytes = encode_hex(|out| event.encode_hex(out))?;
+        Ok(self.send_app(
+            self.topic(TopicKind::HexReport),
+            HeaderCtrl::HexEventReport,
+            Value::String(x_protocol::model::hex::to_hex(&bytes)),
+            now,
+        ))
+    }
+
+    /// Sends passthrough data (4) on `uplink`.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Offline`].
+    pub fn passthrough(&mut self, data: Value, now: Now) -> Result<Token, DeliveryError> {
+        self.require_online()?;
+        let payload = serde_json::json!({ "data": data });
+        Ok(self.send_app(
+            self.topic(TopicKind::Uplink),
+            HeaderCtrl::Uplink,
+            payload,
+            now,
+        ))
+    }
+
+    /// Sends a history upload (27): the payload of [`x_protocol::payload::HistoryUpload`].
+    ///
+    /// # Errors
+    /// [`DeliveryError::Offline`].
+    pub fn history(&mut self, upload: Value, now: Now) -> Result<Token, DeliveryError> {
+        self.require_online()?;
+        Ok(self.send_app(
+            self.topic(TopicKind::HistoryReport),
+            HeaderCtrl::HistoryReport,
+            upload,
+            now,
+        ))
+    }
+
+    /// Reports the device's config settings (14 on `config_report`), unasked.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Offline`].
+    pub fn report_config(&mut self) -> Result<(), DeliveryError> {
+        self.require_online()?;
+        let frame = self.config_frame(self.ids.next_id());
+        self.publish(self.topic(TopicKind::ConfigReport), frame);
+        Ok(())
+    }
+
+    /// Reports every module's firmware (8), as after a login and on a firmware ask.
+    pub fn report_firmware(&mut self, now: Now) {
+        for fw in self.config.firmware.clone() {
+            let report = FirmwareReport {
+                hard_ver: fw.hard_ver,
+                soft_ver: fw.soft_ver,
+                upgrade_type: 2,
+                module: fw.module,
+            };
+            self.send_firmware(report, 0, now);
+        }
+    }
+
+    /// Changes a module's software version (after an OTA install); the next firmware report
+    /// carries it.
+    pub fn set_soft_ver(&mut self, module: Option<&str>, soft_ver: &str) {
+        match self
+            .config
+            .firmware
+            .iter_mut()
+            .find(|f| f.module.as_deref() == module)
+        {
+            Some(fw) => fw.soft_ver = soft_ver.to_owned(),
+            None => self.config.firmware.push(Firmware {
+                module: module.map(str::to_owned),
+                hard_ver: String::new(),
+                soft_ver: soft_ver.to_owned(),
+            }),
+        }
+    }
+
+    /// Sends a time-sync request (29); the answer sets the platform clock.
+    pub fn sync_time(&mut self, now: Now) {
+        if self.phase != Phase::Online {
+            return;
+        }
+        let frame = Frame::new(
+            self.ids.next_id(),
+            HeaderCtrl::TimeSync,
+            Value::String(String::new()),
+        );
+        self.expect_ack(
+            &frame,
+            TopicKind::UpdateTimeAck,
+            Purpose::TimeSync(now.instant),
+            now,
+        );
+        self.publish(self.topic(TopicKind::UpdateTime), frame);
+    }
+
+    /// Answers a service call of a JSON product: "200" with the outputs, or "4001" with the
+    /// failure.
+    ///
+    /// # Errors
+    /// The ticket was answered already or belongs to a connection that is gone.
+    pub fn reply_service(
+        &mut self,
+        ticket: Ticket,
+        result: Result<Map<String, Value>, x_protocol::model::ServiceFailure>,
+    ) -> Result<(), Ticket> {
+        let Some((topic, request)) = self.tickets.remove(&ticket.0) else {
+            return Err(ticket);
+        };
+        let ack = match result {
+            Ok(outputs) => x_protocol::AckPayload::success(Some(Value::Object(outputs))),
+            Err(failure) => {
+                self.counters.refused_commands += 1;
+                x_protocol::AckPayload::failure(failure.0)
+            }
+        };
+        self.answer(&topic, &request, ack.to_value(), None);
+        Ok(())
+    }
+
+    /// Answers a service call of a HEX product with the reply the generated `dispatch_hex`
+    /// wrote (26 on `model/hex/report`, with the call's MessageId).
+    ///
+    /// # Errors
+    /// The ticket was answered already or belongs to a connection that is gone.
+    pub fn reply_service_hex(&mut self, ticket: Ticket, reply: &[u8]) -> Result<(), Ticket> {
+        let Some((topic, request)) = self.tickets.remove(&ticket.0) else {
+            return Err(ticket);
+        };
+        let payload = Value::String(x_protocol::model::hex::to_hex(reply));
+        self.answer(&topic, &request, payload, None);
+        Ok(())
+    }
+
+    /// Answers a service call that could not be run at all (the HEX reply could not be
+    /// encoded, say) with a "4001" ack on the call's ack topic.
+    ///
+    /// # Errors
+    /// The ticket was answered already.
+    pub fn refuse_service(&mut self, ticket: Ticket, reason: &str) -> Result<(), Ticket> {
+        let Some((topic, request)) = self.tickets.remove(&ticket.0) else {
+            return Err(ticket);
+        };
+        self.counters.refused_commands += 1;
+        let ack = x_protocol::AckPayload::failure(reason);
+        let reply = topic
+            .kind()
+            .spec()
+            .replies_to(request.header_ctrl)
+            .find(|r| r.is_ack);
+        self.answer(&topic, &request, ack.to_value(), reply);
+        Ok(())
+    }
+
+    // ---- internals shared by the submodules -------------------------------------------
+
+    fn require_online(&self) -> Result<(), DeliveryError> {
+        match self.phase {
+            Phase::Online => Ok(()),
+            Phase::Stopped => Err(DeliveryError::Stopped),
+            _ => Err(DeliveryError::Offline),
+        }
+    }
+
+    fn topic(&self, kind: TopicKind) -> Topic {
+        // Every kind passed here is a device kind without an identifier level.
+        Topic::new(self.config.identity.clone(), kind).unwrap_or_else(|_| Topic::auth())
+    }
+
+    fn token(&mut self) -> Token {
+        let t = Token(self.next_token);
+        self.next_token += 1;
+        t
+    }
+
+    /// Sends an application message and remembers it until its ack.
+    fn send_app(
+        &mut self,
+        topic: Topic,
+        header_ctrl: HeaderCtrl,
+        payload: Value,
+        now: Now,
+    ) -> Token {
+        let token = self.token();
+        let frame = Frame::new(self.ids.next_id(), header_ctrl, payload);
+        let ack_topic = topic
+            .kind()
+            .spec()
+            .reply_to(header_ctrl)
+            .map_or(TopicKind::PropertyReportAck, |r| r.topic);
+        self.expect_ack(&frame, ack_topic, Purpose::App(token), now);
+        self.publish(topic, frame);
+        token
+    }
+
+    fn send_full_hex(&mut self, bytes: &[u8], now: Now) -> Token {
+        let token = self.token();
+        let text = x_protocol::model::hex::to_hex(bytes);
+        tracing::debug!(device = %self.config.identity, "-> model/hex (28) {text}");
+        self.full_hex_queue
+            .push_back((token, now.instant + self.config.timing.ack_timeout));
+        self.counters.sent += 1;
+        self.effects.push_back(Effect::Publish {
+            topic: self.topic(TopicKind::FullHex).to_string(),
+            payload: text.into_bytes(),
+        });
+        token
+    }
+
+    fn send_firmware(&mut self, report: FirmwareReport, tries: u32, now: Now) {
+        let Ok(frame) =
+            Frame::with_payload(self.ids.next_id(), HeaderCtrl::FirmwareReport, &report)
+        else {
+            return;
+        };
+        self.expect_ack(
+            &frame,
+            TopicKind::FirmwareReportAck,
+            Purpose::Firmware { report, tries },
+            now,
+        );
+        self.publish(self.topic(TopicKind::FirmwareReport), frame);
+    }
+
+    fn expect_ack(&mut self, frame: &Frame, ack_topic: TopicKind, purpose: Purpose, now: Now) {
+        self.in_flight
+            .entry(frame.message_id.clone())
+            .or_default()
+            .push(InFlight {
+                ack_topic,
+                header_ctrl: frame.header_ctrl,
+                deadline: now.instant + self.config.timing.ack_timeout,
+                purpose,
+            });
+    }
+
+    /// Encrypts (where the product and command call for it), encodes and publishes a frame.
+    fn publish(&mut self, topic: Topic, mut frame: Frame) {
+        tracing::debug!(
+            device = %self.config.identity,
+            message_id = %frame.message_id,
+            header_ctrl = frame.header_ctrl.code(),
+            "-> {} {}",
+            topic.kind().spec().suffix,
+            frame.payload
+        );
+        if self.config.encrypted && frame.header_ctrl.is_encrypted_uplink() {
+            match &self.keys.current {
+                Some(key) => frame.encrypt_payload(key),
+                None => {
+                    tracing::warn!(device = %self.config.identity, "no SessionKey: frame not sent");
+                    return;
+                }
+            }
+        }
+        self.counters.sent += 1;
+        self.effects.push_back(Effect::Publish {
+            topic: topic.to_string(),
+            payload: frame.encode(),
+        });
+    }
+
+    /// Answers a platform request by the command table: on the reply topic, with the
+    /// request's MessageId. Answers that are reports (16, 18, 26) are acked by the platform
+    /// in turn; that ack is consumed here.
+    fn answer(
+        &mut self,
+        request_topic: &Topic,
+        request: &Frame,
+        payload: Value,
+        reply: Option<x_protocol::Reply>,
+    ) {
+        let reply = reply.or_else(|| request_topic.kind().spec().reply_to(request.header_ctrl));
+        let Some(reply) = reply else { return };
+        let Some(topic) = request_topic.answer_on(reply) else {
+            return;
+        };
+        let frame = Frame::new(request.message_id.clone(), reply.header_ctrl, payload);
+        // A report that answers is acked in turn; the deadline only bounds how long the
+        // entry is kept, so the moment the request was handled is close enough.
+        if let (Some(ack), Some(handled)) = (
+            topic.kind().spec().reply_to(reply.header_ctrl),
+            self.last_input,
+        ) {
+            self.in_flight
+                .entry(frame.message_id.clone())
+                .or_default()
+                .push(InFlight {
+                    ack_topic: ack.topic,
+                    header_ctrl: frame.header_ctrl,
+                    deadline: handled + self.config.timing.ack_timeout,
+                    purpose: Purpose::Answer,
+                });
+        }
+        self.publish(topic, frame);
+    }
+
+    fn config_frame(&self, id: MessageId) -> Frame {
+        Frame::new(
+            id,
+            HeaderCtrl::Config,
+            serde_json::json!({ "Settings": Value::Object(self.settings.clone()) }),
+        )
+    }
+
+    fn set_connection(&mut self, state: ConnectionState) {
+        if self.connection != state {
+            tracing::info!(device = %self.config.identity, state = ?state, "connection");
+            self.connection = state.clone();
+            self.events.push_back(Event::State(state));
+        }
+    }
+
+    fn deliver(&mut self, token: Token, result: Result<Ack, DeliveryError>) {
+        match &result {
+            Ok(_) => self.counters.acked += 1,
+            Err(DeliveryError::Rejected { .. }) => self.counters.rejected += 1,
+            Err(DeliveryError::Timeout(_)) => self.counters.timed_out += 1,
+            Err(_) => {}
+        }
+        self.events.push_back(Event::Delivered { token, result });
+    }
+
+    fn expire_acks(&mut self, now: Now) {
+        let timeout = self.config.timing.ack_timeout;
+        let mut expired = Vec::new();
+        self.in_flight.retain(|_, list| {
+            list.retain(|f| {
+                let keep = f.deadline > now.instant;
+                if !keep {
+                    expired.push(f.purpose.clone());
+                }
+                keep
+            });
+            !list.is_empty()
+        });
+        while self
+            .full_hex_queue
+            .front()
+            .is_some_and(|(_, d)| *d <= now.instant)
+        {
+            if let Some((token, _)) = self.full_hex_queue.pop_front() {
+                expired.push(Purpose::App(token));
+            }
+        }
+        for purpose in expired {
+            match purpose {
+                Purpose::App(token) => self.deliver(token, Err(DeliveryError::Timeout(timeout))),
+                Purpose::Firmware { report, tries }
+                    if tries < self.config.timing.firmware_retries =>
+                {
+                    tracing::warn!(device = %self.config.identity, "no firmware report ack; sending again");
+                    if self.phase == Phase::Online {
+                        self.send_firmware(report, tries + 1, now);
+                    }
+                }
+                Purpose::Firmware { .. } | Purpose::TimeSync(_) | Purpose::Answer => {}
+            }
+        }
+    }
+
+    /// Fails everything waiting for an ack (the connection is gone).
+    fn fail_all(&mut self, error: &DeliveryError) {
+        let waiting: Vec<InFlight> = self.in_flight.drain().flat_map(|(_, v)| v).collect();
+        for f in waiting {
+            if let Purpose::App(token) = f.purpose {
+                self.deliver(token, Err(error.clone()));
+            }
+        }
+        while let Some((token, _)) = self.full_hex_queue.pop_front() {
+            self.deliver(token, Err(error.clone()));
+        }
+        self.tickets.clear();
+    }
+
+    fn random(&mut self) -> f64 {
+        self.jitter.next()
+    }
+}
+
+/// Encodes into a stack buffer and copies out what was written.
+fn encode_hex(
+    encode: impl FnOnce(&mut [u8]) -> Result<usize, HexError>,
+) -> Result<Vec<u8>, DeliveryError> {
+    let mut buf = [0u8; HEX_BUFFER];
+    let n = encode(&mut buf).map_err(|e| DeliveryError::Encode(e.to_string()))?;
+    Ok(buf[..n.min(HEX_BUFFER)].to_vec())
+}
+
+#[cfg(test)]
+mod tests;

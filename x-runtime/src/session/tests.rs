@@ -1,0 +1,660 @@
+//! The session's decisions, with no sockets: a scripted platform feeds it frames and reads
+//! what it publishes.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use x_macros::{ThingEvent, ThingModel, ThingServices};
+use x_protocol::model::ServiceFailure;
+use x_protocol::payload::AuthCode;
+use x_protocol::{
+    AckPayload, ConnectType, DeviceIdentity, Frame, HeaderCtrl, MessageId, ProductKey,
+    RegistrationType, SessionKey, derive_session_key,
+};
+
+use super::*;
+use crate::backoff::BackoffConfig;
+
+/// A small plug, derived for the tests.
+#[derive(Debug, Clone, PartialEq, Default, ThingModel)]
+#[thing(crate = "x_protocol")]
+pub struct Plug {
+    /// The relay.
+    #[thing(access = "rw")]
+    pub switch: bool,
+    /// Watts.
+    #[thing(min = 0, max = 3500)]
+    pub power: f32,
+    /// Seconds.
+    #[thing(access = "rw", min = 0, max = 86400)]
+    pub countdown: i32,
+}
+
+/// Overheat alarm.
+#[derive(Debug, Clone, PartialEq, ThingEvent)]
+#[thing(crate = "x_protocol", identifier = "overheat")]
+pub struct Overheat {
+    /// °C.
+    pub temperature: f32,
+}
+
+/// The plug's services.
+#[derive(Debug, Clone, PartialEq, ThingServices)]
+#[thing(crate = "x_protocol")]
+pub enum PlugService {
+    /// Toggle the relay.
+    Toggle {
+        /// Seconds of delay.
+        delay: i32,
+    },
+}
+
+const PK: &str = "DB6FACEF35BEBA0517712F0E4BE32936";
+const SECRET: &str = "326086233FAB8A96566796551EB1DFF8";
+
+fn device() -> DeviceIdentity {
+    DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap()
+}
+
+fn config(registration: RegistrationType, encrypted: bool) -> DeviceConfig {
+    let mut c = DeviceConfig::new(device(), PK.parse().unwrap());
+    c.registration = registration;
+    c.encrypted = encrypted;
+    c.timing.backoff = BackoffConfig {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(30),
+        jitter: 0.0,
+    };
+    c.timing.time_sync = false;
+    c
+}
+
+type Plugs = Session<Plug, PlugService>;
+
+/// A scripted test clock and the session it drives.
+struct Harness {
+    s: Plugs,
+    now: Now,
+    /// The latest state the session asked to persist.
+    persisted: Option<Persisted>,
+}
+
+impl Harness {
+    fn new(config: DeviceConfig) -> Self {
+        let now = Now {
+            instant: std::time::Instant::now(),
+            unix_ms: 1_700_000_000_000,
+        };
+        Self {
+            s: Session::new(config, Plug::default(), Persisted::default(), 42),
+            now,
+            persisted: None,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now.after(d);
+        self.s.tick(self.now);
+    }
+
+    /// The effects since the last call, but for `Persist`, which is kept aside.
+    fn effects(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        while let Some(e) = self.s.poll_effect() {
+            match e {
+                Effect::Persist(p) => self.persisted = Some(p),
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    fn events(&mut self) -> Vec<Event<PlugService, <Plug as ThingModel>::Set>> {
+        std::iter::from_fn(|| self.s.poll_event()).collect()
+    }
+
+    /// The frames published since the last call, as (topic suffix, frame), decrypted under
+    /// `key` where given.
+    fn published(&mut self, key: Option<&SessionKey>) -> Vec<(String, Frame)> {
+        let prefix = device().topic_prefix();
+        self.effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Publish { topic, payload } => {
+                    let mut f = Frame::decode(&payload).unwrap();
+                    if let Some(k) = key
+                        && f.payload.is_string()
+                    {
+                        f.payload = f.decrypted_payload(k).unwrap();
+                    }
+                    let suffix = topic.strip_prefix(&format!("{prefix}/")).unwrap_or(&topic);
+                    Some((suffix.to_owned(), f))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn deliver(&mut self, suffix: &str, frame: &Frame) {
+        let topic = format!("{}/{suffix}", device().topic_prefix());
+        self.s.message(&topic, &frame.encode(), self.now);
+    }
+
+    /// Start, accept the CONNECT and the SUBSCRIBE, answering an auth request with `reply`.
+    fn login(&mut self, reply: Option<Value>) {
+        self.s.start(self.now);
+        if let Some(reply) = reply {
+            assert!(matches!(
+                self.effects().as_slice(),
+                [Effect::Connect {
+                    phase: LoginPhase::Auth,
+                    ..
+                }]
+            ));
+            self.s.connected(self.now);
+            assert!(matches!(self.effects().as_slice(), [Effect::Subscribe(f)] if f.len() == 1));
+            self.s.subscribed(&[], self.now);
+            let request = self.effects();
+            let Effect::Publish { topic, payload } = &request[0] else {
+                panic!("{request:?}")
+            };
+            assert_eq!(topic, "/sys/device/auth");
+            let request = Frame::decode(payload).unwrap();
+            let answer = Frame::new(request.message_id, HeaderCtrl::Auth, reply);
+            self.deliver("downlink", &answer);
+            let after: Vec<Effect> = self.effects();
+            assert!(after.contains(&Effect::Disconnect), "{after:?}");
+            self.s.disconnected("closed by us", self.now);
+        }
+        let connect = self.effects();
+        assert!(
+            matches!(
+                connect.last(),
+                Some(Effect::Connect {
+                    phase: LoginPhase::Connect,
+                    ..
+                })
+            ),
+            "{connect:?}"
+        );
+        self.s.connected(self.now);
+        self.effects();
+        self.s.subscribed(&[], self.now);
+        assert!(self.s.is_online());
+    }
+}
+
+fn ack(request: &Frame, data: Option<Value>) -> Frame {
+    Frame::ack_of(request, &AckPayload::success(data))
+}
+
+#[test]
+fn type_1_runs_the_auth_phase_then_logs_in_with_the_secret_it_learnt() {
+    let mut h = Harness::new(config(RegistrationType::ProductSecretPreRegistered, false));
+    h.s.start(h.now);
+    let Some(Effect::Connect { phase, login }) = h.s.poll_effect() else {
+        panic!()
+    };
+    assert_eq!(phase, LoginPhase::Auth);
+    assert_eq!(login.client_id, "AA30C505-PLUG0001");
+    assert_eq!(login.username, "AUTH-7ED01E2A-AA30C505");
+    h.s.connected(h.now);
+    assert_eq!(
+        h.effects(),
+        [Effect::Subscribe(vec![format!(
+            "{}/downlink",
+            device().topic_prefix()
+        )])]
+    );
+    h.s.subscribed(&[], h.now);
+    assert_eq!(h.s.connection(), &ConnectionState::Authenticating);
+    let Some(Effect::Publish { topic, payload }) = h.s.poll_effect() else {
+        panic!()
+    };
+    assert_eq!(topic, "/sys/device/auth");
+    let request = Frame::decode(&payload).unwrap();
+    assert_eq!(
+        request.payload,
+        json!({"OpenID":"7ED01E2A","ProductID":"AA30C505","NodeEui":"PLUG0001","Type":1})
+    );
+    h.deliver(
+        "downlink",
+        &Frame::new(
+            request.message_id,
+            HeaderCtrl::Auth,
+            json!({"Code":0,"DeviceSecret":SECRET}),
+        ),
+    );
+    assert_eq!(h.effects(), [Effect::Disconnect]);
+    let p = h.persisted.clone().unwrap();
+    assert_eq!(p.device_secret.as_ref().unwrap().expose(), SECRET);
+    assert!(!format!("{p:?}").contains(SECRET));
+    h.s.disconnected("closed by us", h.now);
+    let effects = h.effects();
+    let Some(Effect::Connect { phase, login }) = effects.last() else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(*phase, LoginPhase::Connect);
+    let expected = x_protocol::MqttLogin::connect(
+        &device(),
+        &PK.parse().unwrap(),
+        &SECRET.parse().unwrap(),
+        ConnectType::TimestampChecked,
+        1_700_000_000,
+    );
+    assert_eq!(*login, expected);
+    assert_eq!(h.persisted.unwrap().last_login_timestamp, 1_700_000_000);
+}
+
+#[test]
+fn online_reports_firmware_and_acks_resolve_deliveries() {
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    c.firmware.push(Firmware::module("wifi", "A1", "2.0"));
+    let mut h = Harness::new(c);
+    h.login(None);
+    let sent = h.published(None);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].0, "firmware_report");
+    assert_eq!(
+        sent[1].1.payload,
+        json!({"HardVer":"A1","SoftVer":"2.0","Type":2,"Module":"wifi"})
+    );
+    h.events();
+
+    let token =
+        h.s.report(&PlugReport::default().with_power(12.5), h.now)
+            .unwrap();
+    let sent = h.published(None);
+    assert_eq!(sent[0].0, "model/property/report");
+    assert_eq!(sent[0].1.payload, json!({"power": 12.5}));
+    assert_eq!(h.s.state().power, 12.5);
+    // An ack on the wrong topic does not resolve it; the right one does.
+    h.deliver("uplink_ack", &ack(&sent[0].1, None));
+    h.deliver("model/property/report_ack", &ack(&sent[0].1, None));
+    let events = h.events();
+    assert!(
+        matches!(&events[..], [Event::Delivered { token: t, result: Ok(_) }] if *t == token),
+        "{events:?}"
+    );
+    // A 4001 carries the reason.
+    let token = h.s.event(&Overheat { temperature: 96.0 }, h.now).unwrap();
+    let sent = h.published(None);
+    assert_eq!(sent[0].0, "model/event/overheat/report");
+    h.deliver(
+        "model/event/overheat/report_ack",
+        &Frame::ack_of(&sent[0].1, &AckPayload::failure("temperature: too hot")),
+    );
+    assert!(matches!(
+        &h.events()[..],
+        [Event::Delivered { token: t, result: Err(DeliveryError::Rejected { reason, .. }) }]
+            if *t == token && reason == "temperature: too hot"
+    ));
+    // No ack: a timeout.
+    let token = h.s.passthrough(json!("AA55"), h.now).unwrap();
+    h.advance(Duration::from_secs(11));
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::Delivered { token: t, result: Err(DeliveryError::Timeout(_)) } if *t == token
+    )));
+    assert_eq!(h.s.counters().acked, 1);
+    assert_eq!(h.s.counters().rejected, 1);
+    assert_eq!(h.s.counters().timed_out, 1);
+}
+
+fn online_plug() -> Harness {
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    let mut h = Harness::new(c);
+    h.login(None);
+    h.effects();
+    h.events();
+    h
+}
+
+#[test]
+fn property_sets_are_decoded_applied_and_acked_with_the_applied_values() {
+    let mut h = online_plug();
+    let set = Frame::new(
+        7u32,
+        HeaderCtrl::PropertySet,
+        json!({"params":[{"identify":"countdown","value":"600"}]}),
+    );
+    h.deliver("model/property/set", &set);
+    let sent = h.published(None);
+    assert_eq!(sent[0].0, "model/property/set_ack");
+    assert_eq!(
+        sent[0].1.encode(),
+        br#"{"MessageId":7,"HeaderCtrl":20,"Payload":{"Code":"200","Msg":"SUCCESS","Data":{"countdown":600}},"Version":"2.0"}"#
+    );
+    assert_eq!(h.s.state().countdown, 600);
+    assert!(matches!(&h.events()[..], [Event::PropertiesSet(_)]));
+
+    // Read-only, out of range: 4001, nothing applied, the application not bothered.
+    let bad = Frame::new(
+        MessageId::Text("x1".into()),
+        HeaderCtrl::PropertySet,
+        json!({"params":[{"identify":"power","value":1},{"identify":"countdown","value":-5}]}),
+    );
+    h.deliver("model/property/set", &bad);
+    let sent = h.published(None);
+    let reply = sent[0].1.ack().unwrap();
+    assert_eq!(sent[0].1.message_id, MessageId::Text("x1".into()));
+    assert_eq!(reply.code.as_str(), "4001");
+    assert!(
+        reply.msg.contains("power") && reply.msg.contains("countdown"),
+        "{}",
+        reply.msg
+    );
+    assert_eq!(h.s.state().countdown, 600);
+    assert!(h.events().is_empty());
+
+    // The application may veto.
+    h.s.set_veto(Box::new(|_, set: &PlugSet| match set.switch {
+        Some(true) => Err("the child lock is on".to_owned()),
+        _ => Ok(()),
+    }));
+    let veto = Frame::new(
+        8u32,
+        HeaderCtrl::PropertySet,
+        json!({"params":[{"identify":"switch","value":1}]}),
+    );
+    h.deliver("model/property/set", &veto);
+    let reply = h.published(None)[0].1.ack().unwrap();
+    assert_eq!(
+        (reply.code.as_str(), reply.msg.as_str()),
+        ("4001", "the child lock is on")
+    );
+    assert!(!h.s.state().switch);
+}
+
+#[test]
+fn asks_and_service_calls_are_answered_on_the_table_topics() {
+    let mut h = online_plug();
+    h.s.state_mut().power = 33.0;
+    let ask = Frame::new(9u32, HeaderCtrl::PropertyAsk, json!({"params":["power"]}));
+    h.deliver("model/property/ask", &ask);
+    let sent = h.published(None);
+    assert_eq!(sent[0].0, "model/property/report");
+    assert_eq!(sent[0].1.header_ctrl, HeaderCtrl::PropertyReport);
+    assert_eq!(sent[0].1.message_id, MessageId::Number(9));
+    assert_eq!(sent[0].1.payload, json!({"power": 33.0}));
+    // The platform acks the answer in turn: consumed, not a bad frame.
+    h.deliver("model/property/report_ack", &ack(&sent[0].1, None));
+    assert_eq!(h.s.counters().bad_frames, 0);
+
+    let call = Frame::new(
+        10u32,
+        HeaderCtrl::ServiceCall,
+        json!({"serviceIdentify":"toggle","params":{"delay":"5"}}),
+    );
+    h.deliver("model/service/toggle", &call);
+    let events = h.events();
+    let [Event::ServiceCall { ticket, call }] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*call, PlugService::Toggle { delay: 5 });
+    h.s.reply_service(ticket.clone(), Ok(serde_json::Map::new()))
+        .unwrap();
+    assert!(
+        h.s.reply_service(ticket.clone(), Ok(serde_json::Map::new()))
+            .is_err()
+    );
+    let sent = h.published(None);
+    assert_eq!(sent[0].0, "model/service/toggle/ack");
+    assert!(sent[0].1.ack().unwrap().code.is_success());
+
+    // Bad inputs never reach the application.
+    let bad = Frame::new(
+        11u32,
+        HeaderCtrl::ServiceCall,
+        json!({"serviceIdentify":"toggle","params":{}}),
+    );
+    h.deliver("model/service/toggle", &bad);
+    assert!(h.events().is_empty());
+    let reply = h.published(None)[0].1.ack().unwrap();
+    assert_eq!(reply.code.as_str(), "4001");
+    let failed = Frame::new(
+        12u32,
+        HeaderCtrl::ServiceCall,
+        json!({"serviceIdentify":"toggle","params":{"delay":1}}),
+    );
+    h.deliver("model/service/toggle", &failed);
+    let Some(Event::ServiceCall { ticket, .. }) = h.events().pop() else {
+        panic!()
+    };
+    h.s.reply_service(ticket, Err(ServiceFailure::from("relay stuck")))
+        .unwrap();
+    let reply = h.published(None)[0].1.ack().unwrap();
+    assert_eq!(
+        (reply.code.as_str(), reply.msg.as_str()),
+        ("4001", "relay stuck")
+    );
+}
+
+#[test]
+fn garbage_unknown_commands_and_foreign_ids_are_counted_and_never_stop_the_device() {
+    let mut h = online_plug();
+    let prefix = device().topic_prefix();
+    for (topic, bytes) in [
+        (format!("{prefix}/model/property/set"), b"not json".to_vec()),
+        (
+            format!("{prefix}/model/property/set"),
+            br#"{"MessageId":1,"HeaderCtrl":20,"Payload":{},"Version":"1.0"}"#.to_vec(),
+        ),
+        (
+            "/sys/7ED01E2A/AA30C505/OTHER001/model/property/set".to_owned(),
+            b"{}".to_vec(),
+        ),
+        (format!("{prefix}/no/such/topic"), b"{}".to_vec()),
+        (
+            format!("{prefix}/model/property/report_ack"),
+            br#"{"MessageId":424242,"HeaderCtrl":16,"Payload":{"Code":"200"},"Version":"2.0"}"#
+                .to_vec(),
+        ),
+    ] {
+        h.s.message(&topic, &bytes, h.now);
+    }
+    assert_eq!(h.s.counters().bad_frames, 5);
+    assert!(h.published(None).is_empty());
+    // An unknown HeaderCtrl on a command topic is refused on its ack topic.
+    let odd = Frame::new(3u32, HeaderCtrl::Unknown(99), json!({}));
+    h.deliver("model/property/set", &odd);
+    let sent = h.published(None);
+    assert_eq!(sent[0].0, "model/property/set_ack");
+    assert_eq!(sent[0].1.ack().unwrap().code.as_str(), "4001");
+    assert!(h.s.is_online());
+    assert!(h.s.report_all(h.now).is_ok());
+}
+
+#[test]
+fn encrypted_products_encrypt_and_rotate_keys_mid_stream() {
+    let mut h = Harness::new(config(RegistrationType::ProductSecretUnregistered, true));
+    let pk: ProductKey = PK.parse().unwrap();
+    h.login(Some(
+        json!({"Code":0,"DeviceSecret":SECRET,"SessionID":"s1","Nonce":7}),
+    ));
+    let key1 = derive_session_key(&pk, "s1", 7).unwrap();
+    let fw = h.published(Some(&key1));
+    assert_eq!(fw[0].1.payload["SoftVer"], json!("1.0.0"));
+
+    let token =
+        h.s.report(&PlugReport::default().with_power(1.0), h.now)
+            .unwrap();
+    let sent = h.published(Some(&key1));
+    assert_eq!(sent[0].1.payload, json!({"power": 1.0}));
+
+    // Rotation, encrypted under the old key; the in-flight ack comes under the old key too.
+    let mut rotate = Frame::new(
+        500u32,
+        HeaderCtrl::SessionKeyUpdate,
+        json!({"SessionID":"s2","Nonce":9}),
+    );
+    rotate.encrypt_payload(&key1);
+    h.deliver("downlink", &rotate);
+    let key2 = derive_session_key(&pk, "s2", 9).unwrap();
+    let mut late = ack(&sent[0].1, None);
+    late.encrypt_payload(&key1);
+    h.deliver("model/property/report_ack", &late);
+    let events = h.events();
+    assert!(events.iter().any(|e| matches!(e, Event::KeyRotated)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Delivered { token: t, result: Ok(_) } if *t == token))
+    );
+    h.s.report_all(h.now).unwrap();
+    let sent = h.published(Some(&key2));
+    assert_eq!(sent[0].1.payload["power"], json!(1.0));
+    assert_eq!(h.s.counters().rotations, 1);
+
+    // A command under no key we know: refused (encrypted), the device stays up.
+    let stranger = derive_session_key(&pk, "zz", 1).unwrap();
+    let mut set = Frame::new(501u32, HeaderCtrl::PropertySet, json!({"params":[]}));
+    set.encrypt_payload(&stranger);
+    h.deliver("model/property/set", &set);
+    let sent = h.published(Some(&key2));
+    assert_eq!(sent[0].1.ack().unwrap().code.as_str(), "4001");
+    assert!(h.s.is_online());
+}
+
+#[test]
+fn auth_refusals_are_typed_and_back_off_to_the_cap() {
+    for (code, refusal) in [
+        (2, AuthCode::ProductNotRegistered),
+        (4, AuthCode::DeviceRejected),
+        (5, AuthCode::TypeMismatch),
+        (6, AuthCode::VersionMismatch),
+    ] {
+        let mut h = Harness::new(config(RegistrationType::ProductSecretPreRegistered, false));
+        h.s.start(h.now);
+        h.s.connected(h.now);
+        h.s.subscribed(&[], h.now);
+        let Some(Effect::Publish { payload, .. }) = h.effects().pop() else {
+            panic!()
+        };
+        let request = Frame::decode(&payload).unwrap();
+        h.deliver(
+            "downlink",
+            &Frame::new(request.message_id, HeaderCtrl::Auth, json!({"Code": code})),
+        );
+        let state = h.s.connection().clone();
+        assert_eq!(
+            state,
+            ConnectionState::Refused {
+                reason: Refusal::Auth(refusal),
+                retry_in: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(h.effects(), [Effect::Disconnect]);
+        // Nothing happens before the cap.
+        h.s.disconnected("closed", h.now);
+        h.advance(Duration::from_secs(29));
+        assert!(h.effects().is_empty());
+        h.advance(Duration::from_secs(1));
+        assert!(matches!(
+            h.effects()[..],
+            [Effect::Connect {
+                phase: LoginPhase::Auth,
+                ..
+            }]
+        ));
+    }
+}
+
+#[test]
+fn network_faults_back_off_exponentially_and_a_refused_login_reauths_once() {
+    let mut h = online_plug();
+    h.s.disconnected("connection reset", h.now);
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        let ConnectionState::Offline { retry_in, .. } = h.s.connection().clone() else {
+            panic!("{:?}", h.s.connection())
+        };
+        delays.push(retry_in.as_secs());
+        h.advance(retry_in);
+        assert!(matches!(h.effects()[..], [Effect::Connect { .. }]));
+        h.s.disconnected("connection refused", h.now);
+    }
+    assert_eq!(delays, [1, 2, 4, 8, 16, 30]);
+
+    // CONNACK 4 on the V2 login of a type-2 device (nothing to re-learn): refused, capped.
+    let ConnectionState::Offline { retry_in, .. } = h.s.connection().clone() else {
+        panic!()
+    };
+    h.advance(retry_in);
+    h.effects();
+    h.s.connect_refused(4, h.now);
+    assert!(matches!(
+        h.s.connection(),
+        ConnectionState::Refused { reason: Refusal::Connack { code: 4, .. }, retry_in } if *retry_in == Duration::from_secs(30)
+    ));
+
+    // A type-1 device runs the auth phase again, once.
+    let mut h = Harness::new(config(RegistrationType::ProductSecretPreRegistered, false));
+    h.login(Some(json!({"Code":0,"DeviceSecret":SECRET})));
+    h.s.disconnected("broker restart", h.now);
+    h.advance(Duration::from_secs(1));
+    h.effects();
+    h.s.connect_refused(5, h.now);
+    assert!(matches!(
+        h.effects()[..],
+        [Effect::Connect {
+            phase: LoginPhase::Auth,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn type_1_timestamps_are_always_later_than_the_last_login_and_the_last_offline_time() {
+    let mut h = online_plug();
+    let mut stamps = Vec::new();
+    for _ in 0..3 {
+        h.s.disconnected("drop", h.now);
+        loop {
+            h.advance(Duration::from_millis(100));
+            if let Some(Effect::Connect { login, .. }) = h
+                .effects()
+                .into_iter()
+                .find(|e| matches!(e, Effect::Connect { .. }))
+            {
+                stamps.push(login.client_id.rsplit('_').next().unwrap().to_owned());
+                break;
+            }
+        }
+        h.s.connected(h.now);
+        h.effects();
+        h.s.subscribed(&[], h.now);
+        h.effects();
+    }
+    let stamps: Vec<u64> = stamps.iter().map(|s| s.parse().unwrap()).collect();
+    assert!(stamps.windows(2).all(|w| w[1] > w[0]), "{stamps:?}");
+    assert!(stamps[0] > 1_700_000_000, "{stamps:?}");
+}
+
+#[test]
+fn time_sync_sets_the_platform_clock() {
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    c.timing.time_sync = true;
+    let mut h = Harness::new(c);
+    h.login(None);
+    let sent = h.published(None);
+    let (_, sync) = sent.iter().find(|(t, _)| t == "update_time").unwrap();
+    assert_eq!(sync.payload, json!(""));
+    h.deliver(
+        "update_time_ack",
+        &ack(
+            sync,
+            Some(json!({"timestamp": 1_800_000_000_000_i64, "timezone": "Asia/Shanghai"})),
+        ),
+    );
+    assert_eq!(h.s.platform_time(h.now), Some(1_800_000_000_000));
+    assert!(
+        h.events().iter().any(
+            |e| matches!(e, Event::TimeSynced { timezone, .. } if timezone == "Asia/Shanghai")
+        )
+    );
+}
