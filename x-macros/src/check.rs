@@ -193,7 +193,7 @@ fn compare(
                     <#ts as #m::ThingEnum>::VARIANTS,
                     &[#(#keys),*],
                 ) {
-                    ::core::panic!(#msg)
+                    ::core::panic!("{}", #msg)
                 };
             });
         }
@@ -218,7 +218,7 @@ fn compare(
                     <#ts as #m::ThingStruct>::FIELDS,
                     &[#(#fields),*],
                 ) {
-                    ::core::panic!(#msg)
+                    ::core::panic!("{}", #msg)
                 };
             });
         }

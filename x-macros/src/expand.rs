@@ -655,7 +655,7 @@ fn output_check(
                     <#ty as #m::ThingStruct>::FIELDS,
                     &[#(#fields),*],
                 ) {
-                    ::core::panic!(#msg)
+                    ::core::panic!("{}", #msg)
                 };
             }
         }
