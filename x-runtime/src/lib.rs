@@ -9,7 +9,18 @@
 //!   and feeds it what the network and the clock say.
 
 pub mod backoff;
+mod device;
+mod driver;
+mod services;
 pub mod session;
+pub mod state_dir;
+mod tls;
+
+pub use device::{
+    BrokerAddr, BrokerAddrError, Delivery, Device, DeviceBuilder, DeviceCounters, DeviceError,
+    HexServiceFn, Request, ServiceFn, ServiceRequest,
+};
+pub use services::NoServices;
 
 pub use backoff::BackoffConfig;
 pub use session::{

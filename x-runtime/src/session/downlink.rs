@@ -94,9 +94,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             TopicKind::ServiceCall => self.service_call(topic, frame, &payload),
             TopicKind::PropertyAsk => self.property_ask(topic, frame, &payload),
             TopicKind::HexDownlink => self.hex_downlink(topic, frame, &payload),
-            TopicKind::AskFirmware => {
-                self.report_firmware(now);
-            }
+            TopicKind::AskFirmware => self.firmware_asked(topic, frame, now),
             TopicKind::OtaNotify => self.ota_notify(topic, frame, &payload),
             TopicKind::AskConfig => {
                 let answer = self.config_frame(frame.message_id.clone());
@@ -243,6 +241,19 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         };
         let payload = Value::String(x_protocol::model::hex::to_hex(&bytes));
         self.answer(topic, frame, payload, None);
+    }
+
+    /// A firmware ask (13): the default module's report answers it with the ask's
+    /// MessageId; other modules follow with their own.
+    fn firmware_asked(&mut self, topic: &Topic, frame: &Frame, now: Now) {
+        let mut reports = self.firmware_reports().into_iter();
+        if let Some(first) = reports.next() {
+            let payload = serde_json::to_value(first).unwrap_or(Value::Null);
+            self.answer(topic, frame, payload, None);
+        }
+        for report in reports {
+            self.send_firmware(report, 0, now);
+        }
     }
 
     fn ota_notify(&mut self, topic: &Topic, frame: &Frame, payload: &Value) {

@@ -257,8 +257,9 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         }
         self.persist();
         tracing::info!(device = %self.config.identity, "auth phase done");
-        self.phase = Phase::SwitchingToConnect;
+        // Close the auth connection and log in with the device credentials.
         self.effects.push_back(Effect::Disconnect);
+        self.open(LoginPhase::Connect, now);
     }
 
     /// Derives and installs the SessionKey of `grant`; with `rotate`, the old key is kept
@@ -339,11 +340,11 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         self.open(LoginPhase::Auth, now);
     }
 
-    /// The connection closed (network fault, broker gone, or our own DISCONNECT).
+    /// The connection closed by itself (network fault, broker gone, keep-alive lost). The
+    /// driver does not report connections the session closed with [`Effect::Disconnect`].
     pub fn disconnected(&mut self, reason: &str, now: Now) {
         self.fail_all(&DeliveryError::Disconnected);
         match self.phase {
-            Phase::SwitchingToConnect => self.open(LoginPhase::Connect, now),
             Phase::Idle | Phase::Stopped | Phase::Waiting { .. } => {}
             Phase::Online => {
                 self.last_offline_s = u64::try_from(self.best_time(now) / 1000).unwrap_or(0);

@@ -85,8 +85,6 @@ enum Phase {
     },
     /// Auth request sent; waiting for the reply.
     Authenticating { id: MessageId, deadline: Instant },
-    /// Auth done; DISCONNECT sent, the V2 login follows the disconnect.
-    SwitchingToConnect,
     /// Logged in.
     Online,
     /// Shut down.
@@ -336,10 +334,11 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// value does not fit.
     pub fn report(&mut self, report: &M::Report, now: Now) -> Result<Token, DeliveryError> {
         self.require_online()?;
+        let payload = checked::<M::Report>(report)?;
         self.state.merge(report);
         match &self.hex {
             None => {
-                let payload = Value::Object(report.to_payload());
+                let payload = Value::Object(payload);
                 Ok(self.send_app(
                     self.topic(TopicKind::PropertyReport),
                     HeaderCtrl::PropertyReport,
@@ -391,7 +390,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         let topic =
             Topic::with_identifier(self.config.identity.clone(), TopicKind::EventReport, id)
                 .map_err(|e| DeliveryError::Encode(e.to_string()))?;
-        let payload = Value::Object(event.to_payload());
+        let payload = Value::Object(checked::<E>(event)?);
         Ok(self.send_app(topic, HeaderCtrl::EventReport, payload, now))
     }
 
@@ -452,15 +451,24 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
 
     /// Reports every module's firmware (8), as after a login and on a firmware ask.
     pub fn report_firmware(&mut self, now: Now) {
-        for fw in self.config.firmware.clone() {
-            let report = FirmwareReport {
-                hard_ver: fw.hard_ver,
-                soft_ver: fw.soft_ver,
-                upgrade_type: 2,
-                module: fw.module,
-            };
+        for report in self.firmware_reports() {
             self.send_firmware(report, 0, now);
         }
+    }
+
+    /// The firmware report of every module, the default module first.
+    fn firmware_reports(&self) -> Vec<FirmwareReport> {
+        let mut modules: Vec<&Firmware> = self.config.firmware.iter().collect();
+        modules.sort_by_key(|f| f.module.is_some());
+        modules
+            .into_iter()
+            .map(|fw| FirmwareReport {
+                hard_ver: fw.hard_ver.clone(),
+                soft_ver: fw.soft_ver.clone(),
+                upgrade_type: 2,
+                module: fw.module.clone(),
+            })
+            .collect()
     }
 
     /// Changes a module's software version (after an OTA install); the next firmware report
@@ -520,7 +528,14 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 x_protocol::AckPayload::failure(failure.0)
             }
         };
-        self.answer(&topic, &request, ack.to_value(), None);
+        // A HEX call answered in JSON terms takes the ack form the table also allows (24
+        // acked on the HEX downlink ack) rather than a service reply (26).
+        let reply = topic
+            .kind()
+            .spec()
+            .replies_to(request.header_ctrl)
+            .find(|r| r.is_ack);
+        self.answer(&topic, &request, ack.to_value(), reply);
         Ok(())
     }
 
@@ -781,6 +796,18 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
 
     fn random(&mut self) -> f64 {
         self.jitter.next()
+    }
+}
+
+/// The payload of a report or event, checked against the model the way the platform will
+/// check it (ranges, steps, lengths), so that what the model refuses is never sent.
+fn checked<T: ToPayload + x_protocol::model::FromPayload>(
+    value: &T,
+) -> Result<Map<String, Value>, DeliveryError> {
+    let payload = value.to_payload();
+    match T::from_payload(&payload) {
+        Ok(_) => Ok(payload),
+        Err(rejections) => Err(DeliveryError::Invalid(rejections.to_string())),
     }
 }
 

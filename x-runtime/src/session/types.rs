@@ -256,6 +256,10 @@ pub enum DeliveryError {
     /// The device was not online when it was sent.
     #[error("the device is not online")]
     Offline,
+    /// It breaks the thing model (a value out of range, say): it was not sent. The text
+    /// names every field and why.
+    #[error("not sent, the thing model refuses it: {0}")]
+    Invalid(String),
     /// It could not be encoded (a HEX value that does not fit, an event a HEX product
     /// lacks); `reason` says which field.
     #[error("cannot encode: {0}")]

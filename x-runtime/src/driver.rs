@@ -1,0 +1,388 @@
+//! The thin async driver: one tokio task per device that performs the session's effects
+//! over rumqttc and feeds it CONNACKs, SUBACKs, publishes, connection losses and the clock.
+//! It makes no protocol decision of its own.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, MqttOptions, Packet, QoS,
+};
+use tokio::sync::{Semaphore, mpsc, watch};
+use x_protocol::model::{ThingModel, ThingServices};
+
+use crate::device::{
+    Core, Device, DeviceBuilder, DeviceError, Guard, Handler, Replier, Request, ServiceRequest,
+    Shared,
+};
+use crate::session::{ConnectionState, Effect, Event, Now, Persisted, Session};
+use crate::state_dir::StateDir;
+
+/// The largest MQTT packet the device accepts or sends.
+const MAX_PACKET: usize = 256 * 1024;
+/// The largest HEX service reply a handler may write.
+const HEX_REPLY: usize = 1024;
+
+/// One MQTT connection: the client half, its event loop, and what it is waiting for.
+struct Conn {
+    client: AsyncClient,
+    events: EventLoop,
+    /// The filters of the SUBSCRIBE in flight, to name refused ones from the SUBACK.
+    subscribing: Vec<String>,
+    /// Publishes the request channel had no room for, sent as soon as it has.
+    backlog: VecDeque<(String, Vec<u8>)>,
+}
+
+pub(crate) struct Driver<M: ThingModel, S> {
+    shared: Arc<Shared<M, S>>,
+    handler: Handler<S>,
+    requests: mpsc::Sender<Request<M, S>>,
+    broker: crate::device::BrokerAddr,
+    tls: Option<rumqttc::TlsConfiguration>,
+    keep_alive: Duration,
+    inflight: u16,
+}
+
+/// Builds the session and the shared core, and spawns the driver task.
+pub(crate) fn start<M, S>(b: DeviceBuilder<M, S>) -> Result<Device<M, S>, DeviceError>
+where
+    M: ThingModel + Send + 'static,
+    M::Set: Send,
+    S: ThingServices + Send + 'static,
+{
+    let state_dir = b.state_dir.map(StateDir::new);
+    let persisted = match &state_dir {
+        Some(dir) => dir.load()?,
+        None => Persisted::default(),
+    };
+    let tls = if b.broker.tls {
+        Some(crate::tls::configuration(b.ca_file.as_deref())?)
+    } else {
+        None
+    };
+    let seed = b.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let mut session = Session::new(b.config, b.state, persisted, seed);
+    if let Some(hex) = b.hex {
+        session = hex(session);
+    }
+    session.set_settings(b.settings);
+    if let Some(veto) = b.veto {
+        session.set_veto(veto);
+    }
+    let (requests, rx) = mpsc::channel(b.request_capacity);
+    let (connection, _) = watch::channel(ConnectionState::Idle);
+    let shared = Arc::new(Shared {
+        core: std::sync::Mutex::new(Core {
+            session,
+            waiters: Default::default(),
+        }),
+        wake: tokio::sync::Notify::new(),
+        window: Arc::new(Semaphore::new(b.window)),
+        connection,
+        requests: tokio::sync::Mutex::new(rx),
+        dropped_requests: Default::default(),
+        state_dir,
+    });
+    let driver = Driver {
+        shared: shared.clone(),
+        handler: b.handler,
+        requests,
+        broker: b.broker,
+        tls,
+        keep_alive: b.keep_alive,
+        inflight: u16::try_from(b.window + 32).unwrap_or(u16::MAX),
+    };
+    let task = tokio::spawn(driver.run());
+    Ok(Device {
+        guard: Arc::new(Guard::new(shared.clone(), task)),
+        shared,
+    })
+}
+
+impl<M, S> Driver<M, S>
+where
+    M: ThingModel + Send + 'static,
+    M::Set: Send,
+    S: ThingServices + Send + 'static,
+{
+    async fn run(mut self) {
+        let mut conn: Option<Conn> = None;
+        self.shared.lock().session.start(Now::system());
+        loop {
+            self.pump(&mut conn).await;
+            if *self.shared.connection.borrow() == ConnectionState::Stopped {
+                break;
+            }
+            let deadline = self.shared.lock().session.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = poll(&mut conn) => self.network(event, &mut conn),
+                () = self.shared.wake.notified() => {}
+                () = sleep => self.shared.lock().session.tick(Now::system()),
+            }
+        }
+        tracing::debug!("device task stopped");
+    }
+
+    /// Performs effects and hands out events until the session has nothing more to say.
+    async fn pump(&mut self, conn: &mut Option<Conn>) {
+        loop {
+            let (effects, events) = self.drain();
+            if effects.is_empty() && events.is_empty() {
+                if let Some(c) = conn {
+                    flush(c);
+                }
+                return;
+            }
+            for effect in effects {
+                self.perform(effect, conn).await;
+            }
+            for event in events {
+                self.dispatch(event);
+            }
+        }
+    }
+
+    /// Takes the session's effects and events; acks go to their waiters here.
+    fn drain(&self) -> (Vec<Effect>, Vec<Event<S, M::Set>>) {
+        let mut core = self.shared.lock();
+        let effects: Vec<Effect> = std::iter::from_fn(|| core.session.poll_effect()).collect();
+        let mut events = Vec::new();
+        while let Some(event) = core.session.poll_event() {
+            match event {
+                Event::Delivered { token, result } => {
+                    if let Some((tx, _permit)) = core.waiters.remove(&token) {
+                        let _ = tx.send(result);
+                    }
+                }
+                other => events.push(other),
+            }
+        }
+        (effects, events)
+    }
+
+    async fn perform(&mut self, effect: Effect, conn: &mut Option<Conn>) {
+        match effect {
+            Effect::Connect { login, .. } => {
+                if let Some(old) = conn.take() {
+                    close(old).await;
+                }
+                *conn = Some(self.open(login));
+            }
+            Effect::Subscribe(filters) => {
+                if let Some(c) = conn {
+                    let subs = filters
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = c.client.try_subscribe_many(subs) {
+                        tracing::warn!("subscribe not queued: {e}");
+                    }
+                    c.subscribing = filters;
+                }
+            }
+            Effect::Publish { topic, payload } => match conn {
+                Some(c) => c.backlog.push_back((topic, payload)),
+                None => tracing::debug!("{topic}: not connected, not sent"),
+            },
+            Effect::Disconnect => {
+                if let Some(old) = conn.take() {
+                    close(old).await;
+                }
+            }
+            Effect::Persist(state) => {
+                if let Some(dir) = &self.shared.state_dir
+                    && let Err(e) = dir.store(&state)
+                {
+                    tracing::error!("{e}");
+                }
+            }
+        }
+    }
+
+    fn open(&self, login: x_protocol::MqttLogin) -> Conn {
+        let mut options = MqttOptions::new(login.client_id, &self.broker.host, self.broker.port);
+        options
+            .set_credentials(login.username, login.password.expose())
+            .set_keep_alive(self.keep_alive)
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+            .set_inflight(self.inflight);
+        if let Some(tls) = &self.tls {
+            options.set_transport(rumqttc::Transport::Tls(tls.clone()));
+        }
+        let capacity = usize::from(self.inflight) + 16;
+        let (client, events) = AsyncClient::new(options, capacity);
+        Conn {
+            client,
+            events,
+            subscribing: Vec::new(),
+            backlog: VecDeque::new(),
+        }
+    }
+
+    /// Feeds the session what the connection did.
+    fn network(&mut self, event: Result<MqttEvent, ConnectionError>, conn: &mut Option<Conn>) {
+        let now = Now::system();
+        let mut core = self.shared.lock();
+        match event {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => core.session.connected(now),
+            Ok(MqttEvent::Incoming(Packet::SubAck(ack))) => {
+                let filters = conn.as_mut().map(|c| std::mem::take(&mut c.subscribing));
+                let refused: Vec<String> = filters
+                    .unwrap_or_default()
+                    .into_iter()
+                    .zip(ack.return_codes.iter())
+                    .filter(|(_, code)| matches!(code, rumqttc::SubscribeReasonCode::Failure))
+                    .map(|(f, _)| f)
+                    .collect();
+                core.session.subscribed(&refused, now);
+            }
+            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                core.session.message(&p.topic, &p.payload, now);
+            }
+            Ok(_) => {}
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                *conn = None;
+                core.session.connect_refused(code as u8, now);
+            }
+            Err(e) => {
+                *conn = None;
+                core.session.disconnected(&e.to_string(), now);
+            }
+        }
+    }
+
+    /// Hands one event to the application: service calls to the handler or the stream,
+    /// the rest to the stream and the connection watch.
+    fn dispatch(&mut self, event: Event<S, M::Set>) {
+        let request = match event {
+            Event::State(state) => {
+                self.shared.connection.send_replace(state);
+                return;
+            }
+            Event::Delivered { .. } => return,
+            Event::ServiceCall { ticket, call } => match &mut self.handler {
+                Handler::Json(handle) => {
+                    let result = handle(call);
+                    let _ = self.shared.lock().session.reply_service(ticket, result);
+                    return;
+                }
+                Handler::Hex(handle) => {
+                    let mut out = [0u8; HEX_REPLY];
+                    let result = handle(call, &mut out);
+                    let mut core = self.shared.lock();
+                    let _ = match result {
+                        Ok(reply) => core
+                            .session
+                            .reply_service_hex(ticket, &out[..reply.len.min(HEX_REPLY)]),
+                        Err(e) => core.session.refuse_service(ticket, &e.to_string()),
+                    };
+                    return;
+                }
+                Handler::Stream => Request::Service(ServiceRequest {
+                    call: Some(call),
+                    ticket: Some(ticket),
+                    replier: self.shared.clone() as Arc<dyn Replier<S>>,
+                }),
+            },
+            Event::PropertiesSet(set) => Request::PropertiesSet(set),
+            Event::Passthrough(data) => Request::Passthrough(data),
+            Event::ConfigChanged(settings) => Request::ConfigChanged(settings),
+            Event::OtaNotify(notify) => Request::OtaNotify(notify),
+            Event::TimeSynced {
+                platform_ms,
+                timezone,
+            } => Request::TimeSynced {
+                platform_ms,
+                timezone,
+            },
+            Event::KeyRotated => Request::KeyRotated,
+        };
+        if let Err(e) = self.requests.try_send(request) {
+            self.shared
+                .dropped_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let request = e.into_inner();
+            tracing::warn!("request stream full: {} dropped", describe(&request));
+        }
+    }
+}
+
+/// What was dropped, for the log line.
+fn describe<M: ThingModel, S>(request: &Request<M, S>) -> &'static str {
+    match request {
+        Request::Service(_) => "service call (answered 4001)",
+        Request::PropertiesSet(_) => "property set notice",
+        Request::Passthrough(_) => "passthrough data",
+        Request::ConfigChanged(_) => "config notice",
+        Request::OtaNotify(_) => "OTA notify",
+        Request::TimeSynced { .. } => "time sync notice",
+        Request::KeyRotated => "key rotation notice",
+    }
+}
+
+/// Moves backlogged publishes into the client's request channel while it has room.
+fn flush(conn: &mut Conn) {
+    while let Some((topic, payload)) = conn.backlog.pop_front() {
+        match conn
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+        {
+            Ok(()) => {}
+            Err(rumqttc::ClientError::TryRequest(rumqttc::Request::Publish(p)))
+            | Err(rumqttc::ClientError::Request(rumqttc::Request::Publish(p))) => {
+                conn.backlog.push_front((p.topic, p.payload.to_vec()));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!("publish not queued: {e}");
+                break;
+            }
+        }
+    }
+}
+
+/// The next event of the connection; never resolves without one.
+async fn poll(conn: &mut Option<Conn>) -> Result<MqttEvent, ConnectionError> {
+    match conn {
+        Some(c) => {
+            let event = c.events.poll().await;
+            flush(c);
+            event
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends what is backlogged and DISCONNECT, and drives the connection until DISCONNECT is
+/// out (or a second passes).
+async fn close(mut conn: Conn) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while !conn.backlog.is_empty() {
+            flush(&mut conn);
+            if conn.events.poll().await.is_err() {
+                return;
+            }
+        }
+        if conn.client.try_disconnect().is_err() {
+            return;
+        }
+        loop {
+            match conn.events.poll().await {
+                Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
