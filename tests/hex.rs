@@ -904,3 +904,154 @@ fn every_hex_model_is_covered() {
     hex_models.sort();
     assert_eq!(hex_models, ["cold-chain-tracker.json", "meter-hex.json"]);
 }
+
+/// The script's type checks hold for values made in another JavaScript realm: a host binding
+/// or another context may hand `protocolToRawData` arrays built by another realm's `Array`,
+/// for which `instanceof Array` is false although they are arrays.
+mod other_realm {
+    use boa_engine::object::builtins::JsArray;
+    use boa_engine::{Context, JsString, JsValue, Source, js_string};
+    use serde_json::{Value, json};
+
+    /// A boa context that has run the tracker's script.
+    fn context() -> Context {
+        let (_, _, source) = super::load("cold-chain-tracker.json");
+        let mut context = Context::default();
+        context.eval(Source::from_bytes(&source)).unwrap();
+        context
+    }
+
+    /// `make` run in a fresh realm of the same context: what it builds has that realm's
+    /// `Array.prototype` and `Object.prototype`.
+    fn in_other_realm(
+        context: &mut Context,
+        make: impl FnOnce(&mut Context) -> JsValue,
+    ) -> JsValue {
+        let realm = context.create_realm().unwrap();
+        let home = context.enter_realm(realm);
+        let value = make(context);
+        context.enter_realm(home);
+        value
+    }
+
+    fn global(context: &mut Context, name: &str) -> JsValue {
+        context
+            .global_object()
+            .get(JsString::from(name), context)
+            .unwrap()
+    }
+
+    /// Calls a global function of the script's realm; its result as JSON, or the message of
+    /// what it threw.
+    fn call(context: &mut Context, function: &str, arg: JsValue) -> Result<Value, String> {
+        let f = global(context, function);
+        let f = f.as_callable().unwrap();
+        match f.call(&JsValue::undefined(), &[arg], context) {
+            Ok(v) => Ok(v.to_json(context).unwrap().unwrap()),
+            Err(e) => Err(e.try_native(context).unwrap().message().to_string()),
+        }
+    }
+
+    /// Whether the script's realm sees `value` as an `instanceof Array`.
+    fn instance_of_array(context: &mut Context, value: &JsValue) -> bool {
+        context
+            .eval(Source::from_bytes(
+                "function __instanceOfArray(x) { return x instanceof Array; }",
+            ))
+            .unwrap();
+        call(context, "__instanceOfArray", value.clone()).unwrap() == json!(true)
+    }
+
+    /// `protocolToRawData` of a message given as JSON, built in the script's realm and in
+    /// another one: the same bytes, or the same error.
+    fn both_ways(message: &Value) -> (Result<Value, String>, Result<Value, String>) {
+        let mut context = context();
+        let native = JsValue::from_json(message, &mut context).unwrap();
+        let foreign = in_other_realm(&mut context, |cx| JsValue::from_json(message, cx).unwrap());
+        let params = foreign
+            .as_object()
+            .unwrap()
+            .get(js_string!("Payload"), &mut context)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .get(js_string!("params"), &mut context)
+            .unwrap();
+        // The setup really is cross-realm: the script's realm sees no `instanceof Array`.
+        if message["Payload"]["params"].is_array() {
+            assert!(!instance_of_array(&mut context, &params));
+        }
+        (
+            call(&mut context, "protocolToRawData", native),
+            call(&mut context, "protocolToRawData", foreign),
+        )
+    }
+
+    #[test]
+    fn property_set_with_foreign_arrays() {
+        let message = json!({"HeaderCtrl": 20, "Payload": {"params": [
+            {"identify": "setpoint", "value": -18.5},
+            {"identify": "alarmLevels", "value": [10, 50, 90]}
+        ]}});
+        let (native, foreign) = both_ways(&message);
+        // setpoint (id 5) = -18.5 as f32 0xC1940000, alarmLevels (id 7): 3 x i32.
+        let expected = json!([
+            0x81, 5, 0xC1, 0x94, 0, 0, 7, 3, 0, 0, 0, 10, 0, 0, 0, 50, 0, 0, 0, 90
+        ]);
+        assert_eq!(native.unwrap(), expected);
+        assert_eq!(foreign.unwrap(), expected);
+    }
+
+    #[test]
+    fn service_call_with_foreign_objects_and_arrays() {
+        let ok = json!({"HeaderCtrl": 21, "Payload": {"serviceIdentify": "setThresholds",
+            "params": {"limits": {"low": -25, "high": -15}}}});
+        let (native, foreign) = both_ways(&ok);
+        assert_eq!(native.unwrap(), foreign.unwrap());
+        // An array is not an object of inputs, nor a struct, from whichever realm.
+        for (message, error) in [
+            (
+                json!({"HeaderCtrl": 21, "Payload": {"serviceIdentify": "setThresholds",
+                    "params": [1, 2]}}),
+                "Payload.params: expected an object of inputs",
+            ),
+            (
+                json!({"HeaderCtrl": 21, "Payload": {"serviceIdentify": "setThresholds",
+                    "params": {"limits": [1, 2]}}}),
+                "limits: expected an object, got 1,2",
+            ),
+        ] {
+            let (native, foreign) = both_ways(&message);
+            assert_eq!(native.unwrap_err(), error, "{message}");
+            assert_eq!(foreign.unwrap_err(), error, "{message}");
+        }
+    }
+
+    #[test]
+    fn property_ask_with_a_host_array_of_another_realm() {
+        let mut context = context();
+        let params = in_other_realm(&mut context, |cx| {
+            JsArray::from_iter(
+                [js_string!("setpoint").into(), js_string!("doorOpen").into()],
+                cx,
+            )
+            .into()
+        });
+        assert!(!instance_of_array(&mut context, &params));
+        let message =
+            JsValue::from_json(&json!({"HeaderCtrl": 23, "Payload": {}}), &mut context).unwrap();
+        message
+            .as_object()
+            .unwrap()
+            .get(js_string!("Payload"), &mut context)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .set(js_string!("params"), params, true, &mut context)
+            .unwrap();
+        assert_eq!(
+            call(&mut context, "protocolToRawData", message).unwrap(),
+            json!([0x83, 5, 4])
+        );
+    }
+}

@@ -428,6 +428,12 @@ function utf8Encode(s) {
   return out;
 }
 
+// Whether v is an array, from whichever realm it comes: a host binding or another context
+// may pass arrays made by another realm's Array, for which `instanceof Array` is false.
+function isArray(v) {
+  return Object.prototype.toString.call(v) === "[object Array]";
+}
+
 function describe(v) {
   var s = typeof v === "string" ? "\"" + v + "\"" : String(v);
   return s.length > 40 ? s.substring(0, 40) + "..." : s;
@@ -511,7 +517,7 @@ function writeValue(w, v, t, what) {
       }
       return;
     case "struct":
-      if (typeof v !== "object" || v === null || v instanceof Array) {
+      if (typeof v !== "object" || v === null || isArray(v)) {
         fail(what + ": expected an object, got " + describe(v));
       }
       for (var key in v) {
@@ -528,7 +534,7 @@ function writeValue(w, v, t, what) {
       }
       return;
     case "array":
-      if (!(v instanceof Array)) {
+      if (!isArray(v)) {
         fail(what + ": expected a list, got " + describe(v));
       }
       if ((t.size !== undefined && v.length > t.size) || v.length > 255) {
@@ -680,7 +686,7 @@ function protocolToRawData(obj) {
   var i;
   var entry;
   if (obj.HeaderCtrl === 20) {
-    if (!(p.params instanceof Array)) {
+    if (!isArray(p.params)) {
       fail("Payload.params: expected a list of {identify, value}");
     }
     w.u8(0x81);
@@ -713,7 +719,7 @@ function protocolToRawData(obj) {
       fail("serviceIdentify: unknown service " + describe(p.serviceIdentify));
     }
     var params = p.params === undefined ? {} : p.params;
-    if (params === null || typeof params !== "object" || params instanceof Array) {
+    if (params === null || typeof params !== "object" || isArray(params)) {
       fail("Payload.params: expected an object of inputs");
     }
     for (var key in params) {
@@ -733,7 +739,7 @@ function protocolToRawData(obj) {
     return w.bytes;
   }
   if (obj.HeaderCtrl === 23) {
-    if (!(p.params instanceof Array)) {
+    if (!isArray(p.params)) {
       fail("Payload.params: expected a list of property identifiers");
     }
     w.u8(0x83);
