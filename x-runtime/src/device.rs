@@ -25,7 +25,7 @@ use crate::session::{
 };
 use crate::state_dir::{StateDir, StateDirError};
 
-pub use crate::services::NoServices;
+pub use crate::empty::NoServices;
 
 /// Where the broker is: `mqtt://host:port` (plain TCP) or `mqtts://host:port` (TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]

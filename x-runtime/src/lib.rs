@@ -11,7 +11,7 @@
 pub mod backoff;
 mod device;
 mod driver;
-mod services;
+mod empty;
 pub mod session;
 pub mod state_dir;
 mod tls;
@@ -20,7 +20,7 @@ pub use device::{
     BrokerAddr, BrokerAddrError, Delivery, Device, DeviceBuilder, DeviceCounters, DeviceError,
     HexServiceFn, Request, ServiceFn, ServiceRequest,
 };
-pub use services::NoServices;
+pub use empty::{NoModel, NoProperties, NoServices};
 
 pub use backoff::BackoffConfig;
 pub use session::{
