@@ -1,18 +1,44 @@
-//! A smart plug's typed bindings, generated in build.rs from the platform's exported model,
-//! turning device state into protocol frames and platform commands into typed requests.
+//! A smart plug on the X platform: typed bindings generated in build.rs from the platform's
+//! exported model, running as a real device on the x-sdk runtime against a local platform
+//! (x-sim in-process, its own MQTT broker on a free loopback port).
+//!
+//! It logs in (auth phase, then the V2 login), reports firmware, syncs time, reports
+//! changing values and an event; then the platform side of the same program sends a
+//! property set, a property ask, a service call, a config set and passthrough data, and the
+//! device answers each. Every message is printed as it travels, one line each.
 //!
 //! Run: `cargo run -p smart-plug-example`
 
 // The whole generated module, in one line.
 x_sdk::include_model!("smart-plug");
 
-use x_sdk::model::{Date, ServiceFailure, ThingModel, ThingServices, ToPayload};
-use x_sdk::protocol::payload::{PropertySet, ServiceCall};
-use x_sdk::protocol::{
-    AckPayload, DeviceIdentity, Frame, HeaderCtrl, Identifier, MessageIdSource, Topic, TopicKind,
-};
+use std::path::Path;
+use std::time::Duration;
 
-/// The device side of the plug's services.
+use serde_json::json;
+use x_sdk::model::{Date, ServiceFailure};
+use x_sdk::protocol::DeviceIdentity;
+use x_sdk::runtime::{Device, Request};
+use x_sim::platform::Command;
+use x_sim::registry::Registry;
+use x_sim::sim::{Sim, SimConfig};
+
+/// The local platform's registry: the plug's product, with this device pre-registered.
+const REGISTRY: &str = r#"
+[[product]]
+open_id = "7ED01E2A"
+product_id = "AA30C505"
+product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
+registration = 1
+format = "json"
+model = "models/smart-plug.json"
+
+[[device]]
+product_id = "AA30C505"
+node_eui = "20MQTTJ000121"
+"#;
+
+/// The plug's relay: the device side of its services.
 struct Relay {
     energy: f64,
 }
@@ -44,160 +70,154 @@ impl SmartPlugServiceHandler for Relay {
     }
 }
 
-/// What the device does with one incoming frame: the ack it publishes, and on which topic.
-fn handle(
-    device: &DeviceIdentity,
-    state: &mut SmartPlug,
-    relay: &mut Relay,
-    topic: &str,
-    frame: &Frame,
-) -> Result<(String, Frame), Box<dyn std::error::Error>> {
-    let topic = Topic::parse_for(topic, device)?;
-    let (ack_kind, ack) = match topic.kind() {
-        TopicKind::PropertySet => {
-            let set: PropertySet = frame.payload_as()?;
-            let ack = match SmartPlug::decode_set(&set.params) {
-                Ok(set) => {
-                    state.apply(&set);
-                    AckPayload::success(Some(set.to_payload().into()))
-                }
-                Err(rejected) => AckPayload::failure(rejected.to_string()),
-            };
-            (TopicKind::PropertySetAck, ack)
-        }
-        TopicKind::ServiceCall => {
-            let call: ServiceCall = frame.payload_as()?;
-            let ack = match SmartPlugService::decode(&call.service, &call.params) {
-                Ok(call) => match call.dispatch(relay) {
-                    Ok(outputs) => AckPayload::success(Some(outputs.into())),
-                    Err(failure) => AckPayload::failure(failure.to_string()),
-                },
-                Err(rejected) => AckPayload::failure(rejected.to_string()),
-            };
-            (TopicKind::ServiceCallAck, ack)
-        }
-        other => return Err(format!("this example does not handle {other:?}").into()),
-    };
-    let ack_topic = match topic.identifier() {
-        Some(id) => Topic::with_identifier(device.clone(), ack_kind, id.clone())?,
-        None => Topic::new(device.clone(), ack_kind)?,
-    };
-    Ok((ack_topic.to_string(), Frame::ack_of(frame, &ack)))
+fn step(what: &str) {
+    println!("== {what}");
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121")?;
-    let ids = MessageIdSource::new();
-    let mut state = SmartPlug {
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // One line per message, both sides: the platform logs what it receives and sends.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "x_sim=info,x_runtime=warn".into()),
+        )
+        .with_ansi(colour)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stdout)
+        .init();
+
+    step("starting the local platform (x-sim, embedded broker)");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let sim = Sim::start(SimConfig::local(Registry::from_toml(REGISTRY, &root)?)).await?;
+    let broker = sim.mqtt_addr().ok_or("x-sim has no MQTT address")?;
+    let platform = sim.platform();
+
+    step("device: auth phase, V2 login, firmware report, time sync");
+    let identity = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121")?;
+    let mut relay = Relay { energy: 12.345 };
+    let device = Device::<SmartPlug, SmartPlugService>::builder(
+        identity.clone(),
+        "DB6FACEF35BEBA0517712F0E4BE32936".parse()?,
+    )
+    .broker(&format!("mqtt://{broker}"))?
+    .firmware("SP16A-HW2", "1.4.0")
+    .settings(serde_json::from_value(json!({"reportInterval": 60}))?)
+    .state(SmartPlug {
         switch: true,
-        power: 23.7,
         voltage: 220.4,
-        current: 0.11,
         energy: 12.345,
         ..SmartPlug::default()
-    };
-    let mut relay = Relay { energy: 12.345 };
+    })
+    .services(move |call: SmartPlugService| call.dispatch(&mut relay))
+    .connect()
+    .await?;
 
-    // A full property report.
-    let report = Frame::with_payload(
-        ids.next_id(),
-        HeaderCtrl::PropertyReport,
-        &state.report().to_payload(),
-    )?;
-    let topic = Topic::new(device.clone(), TopicKind::PropertyReport)?;
-    println!("{topic}\n  {}", String::from_utf8_lossy(&report.encode()));
-
-    // An event.
-    let overheat = OverheatEvent {
-        temperature: 96.5,
-        action: OverheatAction::PowerCut,
-    };
-    let event = Frame::with_payload(
-        ids.next_id(),
-        HeaderCtrl::EventReport,
-        &overheat.to_payload(),
-    )?;
-    let topic = Topic::with_identifier(
-        device.clone(),
-        TopicKind::EventReport,
-        Identifier::new(<OverheatEvent as x_sdk::model::ThingEvent>::IDENTIFIER)?,
-    )?;
-    println!("{topic}\n  {}", String::from_utf8_lossy(&event.encode()));
-
-    // Platform commands, as they arrive, and the acks the device sends back.
-    let prefix = device.topic_prefix();
-    let incoming = [
-        (
-            format!("{prefix}/model/property/set"),
-            r#"{"MessageId":192155183,"HeaderCtrl":20,"Payload":{"params":[{"identify":"countdown","value":"600"}]},"Version":"2.0"}"#,
-        ),
-        (
-            format!("{prefix}/model/property/set"),
-            r#"{"MessageId":192155184,"HeaderCtrl":20,"Payload":{"params":[{"identify":"power","value":"1"}]},"Version":"2.0"}"#,
-        ),
-        (
-            format!("{prefix}/model/service/reset"),
-            r#"{"MessageId":1231,"HeaderCtrl":21,"Payload":{"serviceIdentify":"reset","params":{"scope":1}},"Version":"2.0"}"#,
-        ),
-    ];
-    for (topic, text) in incoming {
-        let frame = Frame::decode(text.as_bytes())?;
-        let (ack_topic, ack) = handle(&device, &mut state, &mut relay, &topic, &frame)?;
-        println!(
-            "{topic}\n  <- {text}\n{ack_topic}\n  -> {}",
-            String::from_utf8_lossy(&ack.encode())
-        );
+    step("device: periodic reports of changing values");
+    for i in 0..3u8 {
+        let power = 23.7 + f32::from(i) * 1.5;
+        let current = power / 220.4;
+        let report = SmartPlugReport::default()
+            .with_power(power)
+            .with_current((current * 100.0).round() / 100.0);
+        device.report(report).await?.await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    println!("countdown is now {} s", state.countdown);
+    device.report_all().await?.await?;
+
+    step("device: an event");
+    device
+        .event(&OverheatEvent {
+            temperature: 96.5,
+            action: OverheatAction::PowerCut,
+        })
+        .await?
+        .await?;
+
+    step("platform: property set (countdown = \"600\", coerced to an int)");
+    let answer = platform
+        .send_command(
+            &identity,
+            Command::SetProperties(json!({"countdown": "600"})),
+            None,
+        )
+        .await?;
+    println!("   answer: {}", answer.payload);
+    println!(
+        "   device state: countdown = {} s",
+        device.state().countdown
+    );
+
+    step("platform: property set of a read-only property (refused by the model)");
+    let answer = platform
+        .send_command(&identity, Command::SetProperties(json!({"power": 1})), None)
+        .await?;
+    println!("   answer: {}", answer.payload);
+
+    step("platform: property ask");
+    let answer = platform
+        .send_command(
+            &identity,
+            Command::AskProperties(vec!["power".into(), "switch".into()]),
+            None,
+        )
+        .await?;
+    println!("   answer: {}", answer.payload);
+
+    step("platform: service call reset(scope 0), then reset(scope 1)");
+    for scope in [0, 1] {
+        let call = Command::CallService {
+            service: "reset".into(),
+            params: json!({ "scope": scope }),
+        };
+        let answer = platform.send_command(&identity, call, None).await?;
+        println!("   answer: {}", answer.payload);
+    }
+
+    step("platform: config set");
+    let answer = platform
+        .send_command(
+            &identity,
+            Command::SetConfig(json!({"reportInterval": 30})),
+            None,
+        )
+        .await?;
+    println!("   answer: {}", answer.payload);
+
+    step("platform: passthrough downlink; device: passthrough uplink");
+    platform
+        .send_command(&identity, Command::Passthrough(json!("A55A0102")), None)
+        .await?;
+    device.passthrough(json!("5AA50304")).await?.await?;
+
+    step("device: what the platform asked or told the application");
+    while let Ok(Some(request)) =
+        tokio::time::timeout(Duration::from_millis(100), device.next_request()).await
+    {
+        let text = match request {
+            Request::PropertiesSet(set) => format!("properties set: {set:?}"),
+            Request::ConfigChanged(settings) => format!("config changed: {settings:?}"),
+            Request::Passthrough(data) => format!("passthrough data: {data}"),
+            Request::TimeSynced {
+                platform_ms,
+                timezone,
+            } => format!("platform clock: {platform_ms} ms ({timezone})"),
+            other => format!("{other:?}"),
+        };
+        println!("   {text}");
+    }
+
+    let counters = device.counters().session;
+    step(&format!(
+        "done: {} frames sent, {} acked, {} received, {} refused commands, {} bad frames",
+        counters.sent,
+        counters.acked,
+        counters.received,
+        counters.refused_commands,
+        counters.bad_frames
+    ));
+    device.shutdown().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn property_set_is_applied_and_acked_on_set_ack() {
-        let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121").unwrap();
-        let mut state = SmartPlug::default();
-        let mut relay = Relay { energy: 0.0 };
-        let frame = Frame::decode(
-            br#"{"MessageId":"77","HeaderCtrl":20,"Payload":{"params":[{"identify":"childLock","value":"1"}]},"Version":"2.0"}"#,
-        )
-        .unwrap();
-        let topic = format!("{}/model/property/set", device.topic_prefix());
-        let (ack_topic, ack) = handle(&device, &mut state, &mut relay, &topic, &frame).unwrap();
-        assert!(state.child_lock);
-        assert_eq!(
-            ack_topic,
-            format!("{}/model/property/set_ack", device.topic_prefix())
-        );
-        assert_eq!(
-            String::from_utf8(ack.encode()).unwrap(),
-            r#"{"MessageId":"77","HeaderCtrl":20,"Payload":{"Code":"200","Msg":"SUCCESS","Data":{"childLock":1}},"Version":"2.0"}"#
-        );
-    }
-
-    #[test]
-    fn service_failure_is_a_4001_on_the_service_ack_topic() {
-        let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121").unwrap();
-        let frame = Frame::decode(
-            br#"{"MessageId":5,"HeaderCtrl":21,"Payload":{"serviceIdentify":"reset","params":{"scope":1}},"Version":"2.0"}"#,
-        )
-        .unwrap();
-        let topic = format!("{}/model/service/reset", device.topic_prefix());
-        let (ack_topic, ack) = handle(
-            &device,
-            &mut SmartPlug::default(),
-            &mut Relay { energy: 1.0 },
-            &topic,
-            &frame,
-        )
-        .unwrap();
-        assert_eq!(ack_topic, format!("{topic}/ack"));
-        let ack = ack.ack().unwrap();
-        assert_eq!(ack.code.as_str(), "4001");
-        assert_eq!(ack.msg, "factory reset needs the button held for 5 s");
-    }
 }
