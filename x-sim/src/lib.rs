@@ -9,6 +9,7 @@ pub mod cli;
 pub mod firmware;
 pub mod link;
 pub mod login;
+pub mod mosquitto;
 pub mod platform;
 pub mod registry;
 pub mod script;

@@ -1,0 +1,237 @@
+//! The same device code over a real Mosquitto (the Debian package), with x-sim joined to it
+//! as a client (`--broker` mode): the login, reports and commands; the broker killed and
+//! restarted under a reporting device; and `mqtts://` through Mosquitto's TLS listener with a
+//! CA of the test's own (and a device that does not trust the broker's certificate).
+#![allow(clippy::unwrap_used)]
+
+/// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
+#[rustfmt::skip]
+#[path = "golden/smart_plug.rs"]
+#[allow(dead_code)]
+pub mod plug;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plug::{SmartPlug, SmartPlugReport, SmartPlugService};
+use serde_json::json;
+use x_sdk::protocol::DeviceIdentity;
+use x_sdk::runtime::{BackoffConfig, ConnectionState, Device, DeviceBuilder};
+use x_sim::mosquitto::{Mosquitto, TlsFiles};
+use x_sim::platform::Command;
+use x_sim::registry::Registry;
+use x_sim::sim::{Mqtt, Sim, SimConfig};
+
+const REGISTRY: &str = r#"
+[[product]]
+open_id = "7ED01E2A"
+product_id = "AA30C505"
+product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
+registration = 1
+format = "json"
+model = "models/smart-plug.json"
+
+[[device]]
+product_id = "AA30C505"
+node_eui = "PLUG0001"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "5E7A0B32"
+product_key = "00112233445566778899AABBCCDDEEFF"
+registration = 0
+encrypted = true
+format = "json"
+model = "models/smart-plug.json"
+"#;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// x-sim as a client of `broker`.
+async fn platform_on(broker: &Mosquitto) -> Sim {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config = SimConfig::local(Registry::from_toml(REGISTRY, root).unwrap());
+    config.mqtt = Mqtt::External {
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+    };
+    config.http = None;
+    let sim = Sim::start(config).await.unwrap();
+    // The platform subscribes before devices come.
+    let until = std::time::Instant::now() + WAIT;
+    while !broker.log().contains(" 1 /sys/#") && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sim
+}
+
+fn plug(
+    url: &str,
+    product_id: &str,
+    key: &str,
+    node_eui: &str,
+) -> DeviceBuilder<SmartPlug, SmartPlugService> {
+    let id = DeviceIdentity::parse("7ED01E2A", product_id, node_eui).unwrap();
+    Device::<SmartPlug, SmartPlugService>::builder(id, key.parse().unwrap())
+        .broker(url)
+        .unwrap()
+        .backoff(BackoffConfig {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            jitter: 1.0,
+        })
+        .ack_timeout(Duration::from_secs(3))
+}
+
+#[tokio::test]
+async fn the_same_device_code_runs_over_mosquitto_and_survives_a_broker_restart() {
+    let mut broker = Mosquitto::start().unwrap();
+    let sim = platform_on(&broker).await;
+    let p = sim.platform();
+    let device = plug(
+        &broker.url(),
+        "5E7A0B32",
+        "00112233445566778899AABBCCDDEEFF",
+        "ENCMQ001",
+    )
+    .registration(x_sdk::protocol::RegistrationType::ProductSecretUnregistered)
+    .encrypted(true)
+    .connect()
+    .await
+    .unwrap();
+    let id = sim.device("5E7A0B32", "ENCMQ001").unwrap();
+    device
+        .report(SmartPlugReport::default().with_power(1.0))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let answer = p
+        .send_command(&id, Command::SetProperties(json!({"countdown": 60})), None)
+        .await
+        .unwrap();
+    assert!(answer.ack().unwrap().code.is_success());
+
+    // The broker goes away under a reporting device and comes back on the same port.
+    let mut states = device.connection();
+    broker.kill();
+    tokio::time::timeout(WAIT, async {
+        while !matches!(*states.borrow_and_update(), ConnectionState::Offline { .. }) {
+            states.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let offline = device
+        .report(SmartPlugReport::default().with_power(2.0))
+        .await;
+    assert!(offline.is_err(), "{offline:?}");
+    broker.restart().unwrap();
+    device.wait_online_for(WAIT).await.unwrap();
+    // The platform rejoins too; reports flow again once it is subscribed.
+    let mut acked: u8 = 0;
+    let until = std::time::Instant::now() + WAIT;
+    while acked < 5 && std::time::Instant::now() < until {
+        let d = device
+            .report(SmartPlugReport::default().with_power(10.0 + f32::from(acked)))
+            .await;
+        if let Ok(d) = d
+            && d.await.is_ok()
+        {
+            acked += 1;
+        }
+    }
+    assert_eq!(acked, 5, "{}", broker.log());
+    assert_eq!(p.latest_properties(&id)["power"].value, json!(14.0));
+}
+
+/// A CA and a server certificate for `localhost` signed by it, written under `dir`.
+fn certificates(dir: &Path) -> (PathBuf, TlsFiles) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "x-sdk test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let files = TlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    (ca_file, files)
+}
+
+#[tokio::test]
+async fn mqtts_with_a_ca_file_and_a_broker_it_does_not_trust() {
+    let dir = std::env::temp_dir().join(format!("x-sdk-tls-{}", std::process::id()));
+    let (ca_file, files) = certificates(&dir);
+    let broker = Mosquitto::start_with_tls(files).unwrap();
+    let sim = platform_on(&broker).await;
+    let url = broker.tls_url().unwrap();
+    let device = plug(
+        &url,
+        "AA30C505",
+        "DB6FACEF35BEBA0517712F0E4BE32936",
+        "PLUG0001",
+    )
+    .ca_file(&ca_file)
+    .connect()
+    .await
+    .unwrap();
+    device.report_all().await.unwrap().await.unwrap();
+    let id = sim.device("AA30C505", "PLUG0001").unwrap();
+    assert!(sim.platform().latest_properties(&id).contains_key("switch"));
+
+    // Another CA: the handshake fails, the device stays offline and says why.
+    let (other_ca, _) = certificates(&dir.join("other"));
+    let stranger = plug(
+        &url,
+        "AA30C505",
+        "DB6FACEF35BEBA0517712F0E4BE32936",
+        "PLUG0001",
+    )
+    .ca_file(&other_ca)
+    .start()
+    .unwrap();
+    let mut states = stranger.connection();
+    let reason = tokio::time::timeout(WAIT, async {
+        loop {
+            if let ConnectionState::Offline { reason, .. } = states.borrow_and_update().clone() {
+                return reason;
+            }
+            states.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+    // A CA file that is not PEM is refused up front, naming the file.
+    let bad = dir.join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let err = plug(
+        &url,
+        "AA30C505",
+        "DB6FACEF35BEBA0517712F0E4BE32936",
+        "PLUG0001",
+    )
+    .ca_file(&bad)
+    .start()
+    .unwrap_err();
+    assert!(err.to_string().contains("bad.pem"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
