@@ -449,7 +449,7 @@ pub enum Request<M: ThingModel, S> {
     /// New config settings, already merged and reported back.
     ConfigChanged(Map<String, Value>),
     /// An OTA notify, already acked with its DownID.
-    OtaNotify(OtaNotify),
+    OtaNotify(Box<OtaNotify>),
     /// The platform's clock was read.
     TimeSynced {
         /// Platform time, Unix milliseconds.
@@ -534,6 +534,7 @@ pub(crate) struct Shared<M: ThingModel, S> {
     pub(crate) connection: watch::Sender<ConnectionState>,
     pub(crate) requests: tokio::sync::Mutex<mpsc::Receiver<Request<M, S>>>,
     pub(crate) dropped_requests: std::sync::atomic::AtomicU64,
+    pub(crate) pubacks: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) state_dir: Option<StateDir>,
 }
 
@@ -770,6 +771,10 @@ where
                 .shared
                 .dropped_requests
                 .load(std::sync::atomic::Ordering::Relaxed),
+            pubacks: self
+                .shared
+                .pubacks
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -848,4 +853,6 @@ pub struct DeviceCounters {
     pub session: Counters,
     /// Requests dropped because the request stream was full (their acks were sent).
     pub dropped_requests: u64,
+    /// Publishes the broker confirmed (MQTT PUBACK), whatever the platform said of them.
+    pub pubacks: u64,
 }

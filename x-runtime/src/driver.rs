@@ -24,14 +24,112 @@ const MAX_PACKET: usize = 256 * 1024;
 /// The largest HEX service reply a handler may write.
 const HEX_REPLY: usize = 1024;
 
-/// One MQTT connection: the client half, its event loop, and what it is waiting for.
+/// How many connection events may wait for the driver.
+const EVENTS: usize = 256;
+
+/// One MQTT connection: the client half, the events its event loop's task forwards, and
+/// what it is waiting for. The event loop runs in a task of its own, so the driver's
+/// `select!` only ever cancels a channel receive (rumqttc does not promise that cancelling
+/// `EventLoop::poll` mid-connect is safe).
 struct Conn {
     client: AsyncClient,
-    events: EventLoop,
+    /// Boxed: a channel's storage is allocated in blocks of 32 slots, and an idle device
+    /// should not hold 32 unboxed events.
+    events: mpsc::Receiver<Box<Result<MqttEvent, ConnectionError>>>,
     /// The filters of the SUBSCRIBE in flight, to name refused ones from the SUBACK.
     subscribing: Vec<String>,
     /// Publishes the request channel had no room for, sent as soon as it has.
     backlog: VecDeque<(String, Vec<u8>)>,
+    /// What the connection task tells the driver without an event per packet.
+    signals: Arc<Signals>,
+}
+
+/// Counted or signalled by a connection's task instead of forwarded, so that a stream of
+/// PUBACKs does not wake the driver once per report.
+#[derive(Default)]
+pub(crate) struct Signals {
+    /// PUBACKs received (shared by every connection of a device).
+    pub(crate) pubacks: Arc<std::sync::atomic::AtomicU64>,
+    /// Set by the driver while it holds a backlog; the task then wakes it on each
+    /// outgoing publish (the request channel has room again).
+    backlogged: std::sync::atomic::AtomicBool,
+    room: tokio::sync::Notify,
+}
+
+impl Conn {
+    /// Starts the event loop's task.
+    fn spawn(
+        options: MqttOptions,
+        capacity: usize,
+        pubacks: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        let (client, mut events) = AsyncClient::new(options, capacity);
+        // Small frames, each waiting for an answer: no Nagle delay.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        events.set_network_options(network);
+        let (tx, rx) = mpsc::channel(EVENTS);
+        let signals = Arc::new(Signals {
+            pubacks,
+            ..Signals::default()
+        });
+        tokio::spawn(run_connection(events, tx, signals.clone()));
+        Self {
+            client,
+            events: rx,
+            subscribing: Vec::new(),
+            backlog: VecDeque::new(),
+            signals,
+        }
+    }
+}
+
+/// Polls one connection until it fails, forwarding every event. Once the driver lets go of
+/// it (after asking for DISCONNECT), it is polled until the DISCONNECT is out, for a second
+/// at most.
+async fn run_connection(
+    mut events: EventLoop,
+    tx: mpsc::Sender<Box<Result<MqttEvent, ConnectionError>>>,
+    signals: Arc<Signals>,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let event = events.poll().await;
+        match &event {
+            Ok(MqttEvent::Incoming(Packet::PubAck(_))) => {
+                signals.pubacks.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Publish(_))) => {
+                if signals.backlogged.load(Ordering::Relaxed) {
+                    signals.room.notify_one();
+                }
+                continue;
+            }
+            // What the session needs: CONNACK, SUBACK, publishes, and the end.
+            Ok(MqttEvent::Incoming(
+                Packet::ConnAck(_) | Packet::SubAck(_) | Packet::Publish(_),
+            ))
+            | Err(_) => {}
+            Ok(_) => continue,
+        }
+        let failed = event.is_err();
+        if tx.send(Box::new(event)).await.is_err() {
+            break;
+        }
+        if failed {
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match events.poll().await {
+                Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 pub(crate) struct Driver<M: ThingModel, S> {
@@ -86,6 +184,7 @@ where
         connection,
         requests: tokio::sync::Mutex::new(rx),
         dropped_requests: Default::default(),
+        pubacks: Arc::new(Default::default()),
         state_dir,
     });
     let driver = Driver {
@@ -126,7 +225,7 @@ where
                 }
             };
             tokio::select! {
-                event = poll(&mut conn) => self.network(event, &mut conn),
+                event = poll(&mut conn) => self.network(*event, &mut conn),
                 () = self.shared.wake.notified() => {}
                 () = sleep => self.shared.lock().session.tick(Now::system()),
             }
@@ -175,7 +274,7 @@ where
         match effect {
             Effect::Connect { login, .. } => {
                 if let Some(old) = conn.take() {
-                    close(old).await;
+                    close(old);
                 }
                 *conn = Some(self.open(login));
             }
@@ -196,7 +295,7 @@ where
             },
             Effect::Disconnect => {
                 if let Some(old) = conn.take() {
-                    close(old).await;
+                    close(old);
                 }
             }
             Effect::Persist(state) => {
@@ -220,14 +319,11 @@ where
         if let Some(tls) = &self.tls {
             options.set_transport(rumqttc::Transport::Tls(tls.clone()));
         }
-        let capacity = usize::from(self.inflight) + 16;
-        let (client, events) = AsyncClient::new(options, capacity);
-        Conn {
-            client,
-            events,
-            subscribing: Vec::new(),
-            backlog: VecDeque::new(),
-        }
+        Conn::spawn(
+            options,
+            usize::from(self.inflight) + 16,
+            self.shared.pubacks.clone(),
+        )
     }
 
     /// Feeds the session what the connection did.
@@ -298,7 +394,7 @@ where
             Event::PropertiesSet(set) => Request::PropertiesSet(set),
             Event::Passthrough(data) => Request::Passthrough(data),
             Event::ConfigChanged(settings) => Request::ConfigChanged(settings),
-            Event::OtaNotify(notify) => Request::OtaNotify(notify),
+            Event::OtaNotify(notify) => Request::OtaNotify(Box::new(notify)),
             Event::TimeSynced {
                 platform_ms,
                 timezone,
@@ -333,6 +429,14 @@ fn describe<M: ThingModel, S>(request: &Request<M, S>) -> &'static str {
 
 /// Moves backlogged publishes into the client's request channel while it has room.
 fn flush(conn: &mut Conn) {
+    flush_backlog(conn);
+    conn.signals.backlogged.store(
+        !conn.backlog.is_empty(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+fn flush_backlog(conn: &mut Conn) {
     while let Some((topic, payload)) = conn.backlog.pop_front() {
         match conn
             .client
@@ -353,36 +457,25 @@ fn flush(conn: &mut Conn) {
 }
 
 /// The next event of the connection; never resolves without one.
-async fn poll(conn: &mut Option<Conn>) -> Result<MqttEvent, ConnectionError> {
+async fn poll(conn: &mut Option<Conn>) -> Box<Result<MqttEvent, ConnectionError>> {
     match conn {
-        Some(c) => {
-            let event = c.events.poll().await;
-            flush(c);
-            event
-        }
+        Some(c) => loop {
+            let signals = c.signals.clone();
+            tokio::select! {
+                event = c.events.recv() => {
+                    flush(c);
+                    return event.unwrap_or_else(|| Box::new(Err(ConnectionError::RequestsDone)));
+                }
+                () = signals.room.notified() => flush(c),
+            }
+        },
         None => std::future::pending().await,
     }
 }
 
-/// Sends what is backlogged and DISCONNECT, and drives the connection until DISCONNECT is
-/// out (or a second passes).
-async fn close(mut conn: Conn) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while !conn.backlog.is_empty() {
-            flush(&mut conn);
-            if conn.events.poll().await.is_err() {
-                return;
-            }
-        }
-        if conn.client.try_disconnect().is_err() {
-            return;
-        }
-        loop {
-            match conn.events.poll().await {
-                Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
+/// Lets go of a connection: what is backlogged is queued if there is room, then DISCONNECT;
+/// its task sends them and ends.
+fn close(mut conn: Conn) {
+    flush(&mut conn);
+    let _ = conn.client.try_disconnect();
 }

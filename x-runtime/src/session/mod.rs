@@ -94,6 +94,8 @@ enum Phase {
 /// A device's protocol state machine, generic over its thing model `M` and its services `S`.
 pub struct Session<M: ThingModel, S> {
     config: DeviceConfig,
+    /// `/sys/{OpenID}/{ProductID}/{NodeEui}`, built once.
+    prefix: String,
     hex: Option<HexCodec<M, S>>,
     state: M,
     settings: Map<String, Value>,
@@ -107,6 +109,10 @@ pub struct Session<M: ThingModel, S> {
     jitter: Jitter,
     ids: MessageIdSource,
     in_flight: HashMap<MessageId, Vec<InFlight>>,
+    /// Deadlines of `in_flight` entries in the order they were set: the ack timeout is one
+    /// constant, so this is also their time order, and the earliest is at the front. Entries
+    /// acked meanwhile are skipped when they come up.
+    deadlines: VecDeque<(Instant, MessageId)>,
     full_hex_queue: VecDeque<(Token, Instant)>,
     next_token: u64,
     next_ticket: u64,
@@ -161,6 +167,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             // Ids start at a seeded point so that two boots rarely reuse one.
             ids: MessageIdSource::starting_at((seed as u32 % 1_000_000).max(1)),
             in_flight: HashMap::new(),
+            deadlines: VecDeque::new(),
             full_hex_queue: VecDeque::new(),
             next_token: 1,
             next_ticket: 1,
@@ -174,6 +181,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             counters: Counters::default(),
             effects: VecDeque::new(),
             events: VecDeque::new(),
+            prefix: config.identity.topic_prefix(),
             config,
         };
         if session.config.encrypted
@@ -287,8 +295,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             }
             _ => None,
         };
-        let acks = self.in_flight.values().flatten().map(|f| f.deadline);
-        let full_hex = self.full_hex_queue.iter().map(|(_, d)| *d);
+        let acks = self.deadlines.front().map(|(d, _)| *d);
+        let full_hex = self.full_hex_queue.front().map(|(_, d)| *d);
         phase.into_iter().chain(acks).chain(full_hex).min()
     }
 
@@ -340,7 +348,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             None => {
                 let payload = Value::Object(payload);
                 Ok(self.send_app(
-                    self.topic(TopicKind::PropertyReport),
+                    TopicKind::PropertyReport,
+                    self.topic_string(TopicKind::PropertyReport),
                     HeaderCtrl::PropertyReport,
                     payload,
                     now,
@@ -353,7 +362,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                     Ok(self.send_full_hex(&bytes, now))
                 } else {
                     Ok(self.send_app(
-                        self.topic(TopicKind::HexReport),
+                        TopicKind::HexReport,
+                        self.topic_string(TopicKind::HexReport),
                         HeaderCtrl::HexPropertyReport,
                         Value::String(x_protocol::model::hex::to_hex(&bytes)),
                         now,
@@ -391,7 +401,13 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             Topic::with_identifier(self.config.identity.clone(), TopicKind::EventReport, id)
                 .map_err(|e| DeliveryError::Encode(e.to_string()))?;
         let payload = Value::Object(checked::<E>(event)?);
-        Ok(self.send_app(topic, HeaderCtrl::EventReport, payload, now))
+        Ok(self.send_app(
+            TopicKind::EventReport,
+            topic.to_string(),
+            HeaderCtrl::EventReport,
+            payload,
+            now,
+        ))
     }
 
     /// Sends a HEX event report (19) on `model/hex/report`.
@@ -402,7 +418,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         self.require_online()?;
         let bytes = encode_hex(|out| event.encode_hex(out))?;
         Ok(self.send_app(
-            self.topic(TopicKind::HexReport),
+            TopicKind::HexReport,
+            self.topic_string(TopicKind::HexReport),
             HeaderCtrl::HexEventReport,
             Value::String(x_protocol::model::hex::to_hex(&bytes)),
             now,
@@ -417,7 +434,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         self.require_online()?;
         let payload = serde_json::json!({ "data": data });
         Ok(self.send_app(
-            self.topic(TopicKind::Uplink),
+            TopicKind::Uplink,
+            self.topic_string(TopicKind::Uplink),
             HeaderCtrl::Uplink,
             payload,
             now,
@@ -431,7 +449,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     pub fn history(&mut self, upload: Value, now: Now) -> Result<Token, DeliveryError> {
         self.require_online()?;
         Ok(self.send_app(
-            self.topic(TopicKind::HistoryReport),
+            TopicKind::HistoryReport,
+            self.topic_string(TopicKind::HistoryReport),
             HeaderCtrl::HistoryReport,
             upload,
             now,
@@ -583,6 +602,16 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         }
     }
 
+    /// The topic string of a device kind without an identifier level.
+    fn topic_string(&self, kind: TopicKind) -> String {
+        let suffix = kind.spec().suffix;
+        let mut topic = String::with_capacity(self.prefix.len() + 1 + suffix.len());
+        topic.push_str(&self.prefix);
+        topic.push('/');
+        topic.push_str(suffix);
+        topic
+    }
+
     fn topic(&self, kind: TopicKind) -> Topic {
         // Every kind passed here is a device kind without an identifier level.
         Topic::new(self.config.identity.clone(), kind).unwrap_or_else(|_| Topic::auth())
@@ -597,20 +626,20 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// Sends an application message and remembers it until its ack.
     fn send_app(
         &mut self,
-        topic: Topic,
+        kind: TopicKind,
+        topic: String,
         header_ctrl: HeaderCtrl,
         payload: Value,
         now: Now,
     ) -> Token {
         let token = self.token();
         let frame = Frame::new(self.ids.next_id(), header_ctrl, payload);
-        let ack_topic = topic
-            .kind()
+        let ack_topic = kind
             .spec()
             .reply_to(header_ctrl)
             .map_or(TopicKind::PropertyReportAck, |r| r.topic);
         self.expect_ack(&frame, ack_topic, Purpose::App(token), now);
-        self.publish(topic, frame);
+        self.publish_to(kind, topic, frame);
         token
     }
 
@@ -622,7 +651,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             .push_back((token, now.instant + self.config.timing.ack_timeout));
         self.counters.sent += 1;
         self.effects.push_back(Effect::Publish {
-            topic: self.topic(TopicKind::FullHex).to_string(),
+            topic: self.topic_string(TopicKind::FullHex),
             payload: text.into_bytes(),
         });
         token
@@ -644,25 +673,38 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     }
 
     fn expect_ack(&mut self, frame: &Frame, ack_topic: TopicKind, purpose: Purpose, now: Now) {
-        self.in_flight
-            .entry(frame.message_id.clone())
-            .or_default()
-            .push(InFlight {
+        self.wait_for_ack(
+            frame,
+            InFlight {
                 ack_topic,
                 header_ctrl: frame.header_ctrl,
                 deadline: now.instant + self.config.timing.ack_timeout,
                 purpose,
-            });
+            },
+        );
+    }
+
+    fn wait_for_ack(&mut self, frame: &Frame, waiting: InFlight) {
+        self.deadlines
+            .push_back((waiting.deadline, frame.message_id.clone()));
+        self.in_flight
+            .entry(frame.message_id.clone())
+            .or_default()
+            .push(waiting);
     }
 
     /// Encrypts (where the product and command call for it), encodes and publishes a frame.
-    fn publish(&mut self, topic: Topic, mut frame: Frame) {
+    fn publish(&mut self, topic: Topic, frame: Frame) {
+        self.publish_to(topic.kind(), topic.to_string(), frame);
+    }
+
+    fn publish_to(&mut self, kind: TopicKind, topic: String, mut frame: Frame) {
         tracing::debug!(
             device = %self.config.identity,
             message_id = %frame.message_id,
             header_ctrl = frame.header_ctrl.code(),
             "-> {} {}",
-            topic.kind().spec().suffix,
+            kind.spec().suffix,
             frame.payload
         );
         if self.config.encrypted && frame.header_ctrl.is_encrypted_uplink() {
@@ -676,7 +718,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         }
         self.counters.sent += 1;
         self.effects.push_back(Effect::Publish {
-            topic: topic.to_string(),
+            topic,
             payload: frame.encode(),
         });
     }
@@ -703,15 +745,13 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             topic.kind().spec().reply_to(reply.header_ctrl),
             self.last_input,
         ) {
-            self.in_flight
-                .entry(frame.message_id.clone())
-                .or_default()
-                .push(InFlight {
-                    ack_topic: ack.topic,
-                    header_ctrl: frame.header_ctrl,
-                    deadline: handled + self.config.timing.ack_timeout,
-                    purpose: Purpose::Answer,
-                });
+            let waiting = InFlight {
+                ack_topic: ack.topic,
+                header_ctrl: frame.header_ctrl,
+                deadline: handled + self.config.timing.ack_timeout,
+                purpose: Purpose::Answer,
+            };
+            self.wait_for_ack(&frame, waiting);
         }
         self.publish(topic, frame);
     }
@@ -745,16 +785,24 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     fn expire_acks(&mut self, now: Now) {
         let timeout = self.config.timing.ack_timeout;
         let mut expired = Vec::new();
-        self.in_flight.retain(|_, list| {
-            list.retain(|f| {
-                let keep = f.deadline > now.instant;
-                if !keep {
-                    expired.push(f.purpose.clone());
+        while let Some((deadline, id)) = self.deadlines.front().cloned() {
+            if deadline > now.instant {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(list) = self.in_flight.get_mut(&id) {
+                list.retain(|f| {
+                    let keep = f.deadline > now.instant;
+                    if !keep {
+                        expired.push(f.purpose.clone());
+                    }
+                    keep
+                });
+                if list.is_empty() {
+                    self.in_flight.remove(&id);
                 }
-                keep
-            });
-            !list.is_empty()
-        });
+            }
+        }
         while self
             .full_hex_queue
             .front()
@@ -782,6 +830,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
 
     /// Fails everything waiting for an ack (the connection is gone).
     fn fail_all(&mut self, error: &DeliveryError) {
+        self.deadlines.clear();
         let waiting: Vec<InFlight> = self.in_flight.drain().flat_map(|(_, v)| v).collect();
         for f in waiting {
             if let Purpose::App(token) = f.purpose {
