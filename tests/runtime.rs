@@ -500,3 +500,132 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+#[tokio::test]
+async fn services_answered_later_ota_notices_config_strings_and_hostile_frames() {
+    let sim = sim().await;
+    let p = sim.platform();
+    // No handler: calls arrive as requests and are answered when ready, from another task.
+    let id = DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap();
+    let device = Device::<SmartPlug, SmartPlugService>::builder(
+        id.clone(),
+        "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap(),
+    )
+    .broker(&format!("mqtt://{}", sim.mqtt_addr().unwrap()))
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    let worker = device.clone();
+    let answering = tokio::spawn(async move {
+        loop {
+            if let Some(Request::Service(mut req)) = worker.next_request().await {
+                let call = req.take_call().unwrap();
+                assert!(matches!(
+                    call,
+                    SmartPlugService::SetSchedule { repeat: true, .. }
+                ));
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                req.reply(Ok(serde_json::Map::new()));
+                return;
+            }
+        }
+    });
+    let call = Command::CallService {
+        service: "setSchedule".into(),
+        params: json!({"onAt": 1, "offAt": 2, "repeat": 1}),
+    };
+    let answer = p.send_command(&id, call, None).await.unwrap();
+    assert!(answer.ack().unwrap().code.is_success(), "{answer:?}");
+    answering.await.unwrap();
+
+    // An OTA notify is acked with its DownID and handed to the application.
+    let notify = x_sdk::protocol::payload::OtaNotify {
+        upgrade_type: 2,
+        url: "http://127.0.0.1:1/fw.bin".into(),
+        soft_ver: "1.5.0".into(),
+        soft_size: 1024,
+        md5: "0123456789abcdef0123456789abcdef".into(),
+        down_id: "D-42".into(),
+        firmware_name: Some("fw.bin".into()),
+        module: None,
+    };
+    let answer = p
+        .send_command(&id, Command::NotifyOta(notify), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.payload, json!({"DownID": "D-42"}));
+    next_matching(
+        &device,
+        |r| matches!(r, Request::OtaNotify(n) if n.soft_ver == "1.5.0"),
+    )
+    .await;
+
+    // Settings as JSON inside a string, as the vendor document shows it.
+    let answer = p
+        .send_command(&id, Command::SetConfig(json!("{\"mode\":\"eco\"}")), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.payload["Settings"], json!({"mode": "eco"}));
+
+    // Hostile frames: wrong payload types, an unknown HeaderCtrl, an ack for nothing sent.
+    let raw = |kind, header_ctrl, payload| Command::Raw {
+        kind,
+        identifier: None,
+        header_ctrl,
+        payload,
+    };
+    use x_sdk::protocol::{HeaderCtrl, TopicKind};
+    for (kind, hc, payload) in [
+        (
+            TopicKind::PropertySet,
+            HeaderCtrl::PropertySet,
+            json!("not an object"),
+        ),
+        (
+            TopicKind::PropertySet,
+            HeaderCtrl::PropertySet,
+            json!({"params": 5}),
+        ),
+        (TopicKind::PropertySet, HeaderCtrl::Unknown(99), json!({})),
+    ] {
+        let answer = p
+            .send_command(&id, raw(kind, hc, payload), None)
+            .await
+            .unwrap();
+        assert_eq!(answer.ack().unwrap().code.as_str(), "4001", "{answer:?}");
+    }
+    // An ask cannot be answered "4001" (its answer is a report): it is refused unanswered.
+    let refused = device.counters().session.refused_commands;
+    let ask = raw(
+        TopicKind::PropertyAsk,
+        HeaderCtrl::PropertyAsk,
+        json!({"params": [1, 2]}),
+    );
+    let _ = p
+        .send_command(&id, ask, Some(Duration::from_millis(300)))
+        .await;
+    assert_eq!(device.counters().session.refused_commands, refused + 1);
+    let before = device.counters().session.bad_frames;
+    let stray = raw(
+        TopicKind::PropertyReportAck,
+        HeaderCtrl::PropertyReport,
+        json!({"Code": "200"}),
+    );
+    // Nothing answers a stray ack: the platform's wait times out.
+    let _ = p
+        .send_command(&id, stray, Some(Duration::from_millis(300)))
+        .await;
+    let downlink_garbage = raw(
+        TopicKind::Downlink,
+        HeaderCtrl::SessionKeyUpdate,
+        json!({"x": 1}),
+    );
+    let _ = p
+        .send_command(&id, downlink_garbage, Some(Duration::from_millis(300)))
+        .await;
+    wait_for(|| device.counters().session.bad_frames >= before + 2).await;
+    // The device carries on.
+    assert!(device.is_online());
+    device.report_all().await.unwrap().await.unwrap();
+}

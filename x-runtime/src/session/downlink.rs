@@ -395,15 +395,19 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                         ..*r
                     })
             });
-        if let Some(reply) = reply {
-            tracing::warn!("refused: {reason}");
-            self.counters.refused_commands += 1;
-            self.answer(
-                topic,
-                frame,
-                AckPayload::failure(reason).to_value(),
-                Some(reply),
-            );
+        self.counters.refused_commands += 1;
+        match reply {
+            Some(reply) => {
+                tracing::warn!("refused: {reason}");
+                self.answer(
+                    topic,
+                    frame,
+                    AckPayload::failure(reason).to_value(),
+                    Some(reply),
+                );
+            }
+            // An ask is answered with a report, which cannot say "4001": no answer.
+            None => tracing::warn!("refused, with no ack to answer: {reason}"),
         }
     }
 
