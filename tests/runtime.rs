@@ -587,7 +587,7 @@ async fn services_answered_later_ota_notices_config_strings_and_hostile_frames()
             HeaderCtrl::PropertySet,
             json!({"params": 5}),
         ),
-        (TopicKind::PropertySet, HeaderCtrl::Unknown(99), json!({})),
+        (TopicKind::PropertySet, HeaderCtrl::ServiceCall, json!({})),
     ] {
         let answer = p
             .send_command(&id, raw(kind, hc, payload), None)
@@ -616,6 +616,10 @@ async fn services_answered_later_ota_notices_config_strings_and_hostile_frames()
     let _ = p
         .send_command(&id, stray, Some(Duration::from_millis(300)))
         .await;
+    let unknown = raw(TopicKind::PropertySet, HeaderCtrl::Unknown(99), json!({}));
+    let _ = p
+        .send_command(&id, unknown, Some(Duration::from_millis(300)))
+        .await;
     let downlink_garbage = raw(
         TopicKind::Downlink,
         HeaderCtrl::SessionKeyUpdate,
@@ -624,7 +628,7 @@ async fn services_answered_later_ota_notices_config_strings_and_hostile_frames()
     let _ = p
         .send_command(&id, downlink_garbage, Some(Duration::from_millis(300)))
         .await;
-    wait_for(|| device.counters().session.bad_frames >= before + 2).await;
+    wait_for(|| device.counters().session.bad_frames >= before + 3).await;
     // The device carries on.
     assert!(device.is_online());
     device.report_all().await.unwrap().await.unwrap();

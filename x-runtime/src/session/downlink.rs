@@ -34,6 +34,13 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             message_id = %frame.message_id,
         );
         let _entered = span.enter();
+        if let HeaderCtrl::Unknown(code) = frame.header_ctrl {
+            // Not a command of this protocol version: nothing is owed, nothing is done.
+            return self.bad(
+                &topic.to_string(),
+                &format!("unknown HeaderCtrl {code}: ignored"),
+            );
+        }
         if !topic
             .kind()
             .spec()

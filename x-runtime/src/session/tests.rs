@@ -468,11 +468,17 @@ fn garbage_unknown_commands_and_foreign_ids_are_counted_and_never_stop_the_devic
     }
     assert_eq!(h.s.counters().bad_frames, 5);
     assert!(h.published(None).is_empty());
-    // An unknown HeaderCtrl on a command topic is refused on its ack topic.
+    // An unknown HeaderCtrl is ignored; a known one on the wrong topic is refused on the
+    // topic's ack topic, echoing the HeaderCtrl it came with.
     let odd = Frame::new(3u32, HeaderCtrl::Unknown(99), json!({}));
     h.deliver("model/property/set", &odd);
+    assert!(h.published(None).is_empty());
+    assert_eq!(h.s.counters().bad_frames, 6);
+    let misplaced = Frame::new(4u32, HeaderCtrl::ServiceCall, json!({}));
+    h.deliver("model/property/set", &misplaced);
     let sent = h.published(None);
     assert_eq!(sent[0].0, "model/property/set_ack");
+    assert_eq!(sent[0].1.header_ctrl, HeaderCtrl::ServiceCall);
     assert_eq!(sent[0].1.ack().unwrap().code.as_str(), "4001");
     assert!(h.s.is_online());
     assert!(h.s.report_all(h.now).is_ok());
