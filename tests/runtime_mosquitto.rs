@@ -235,3 +235,98 @@ async fn mqtts_with_a_ca_file_and_a_broker_it_does_not_trust() {
     assert!(err.to_string().contains("bad.pem"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A scripted platform on Mosquitto that answers every auth request with `code`.
+async fn auth_answering(broker: &Mosquitto, code: i64) -> tokio::task::JoinHandle<()> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new(format!("fake-platform-{code}"), "127.0.0.1", broker.port());
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = AsyncClient::new(options, 16);
+    client
+        .subscribe("/sys/device/auth", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok(event) = events.poll().await {
+            let Event::Incoming(Packet::Publish(p)) = event else {
+                continue;
+            };
+            let Ok(request) = x_sdk::protocol::Frame::decode(&p.payload) else {
+                continue;
+            };
+            let auth: x_sdk::protocol::payload::AuthRequest = request.payload_as().unwrap();
+            let id = DeviceIdentity::new(auth.open_id, auth.product_id, auth.node_eui);
+            let reply = x_sdk::protocol::Frame::new(
+                request.message_id,
+                x_sdk::protocol::HeaderCtrl::Auth,
+                json!({ "Code": code }),
+            );
+            let topic = format!("{}/downlink", id.topic_prefix());
+            client
+                .publish(topic, QoS::AtLeastOnce, false, reply.encode())
+                .await
+                .unwrap();
+        }
+    });
+    // Subscribed before any device asks.
+    let until = std::time::Instant::now() + WAIT;
+    while !broker
+        .log()
+        .contains(&format!("fake-platform-{code} 1 /sys/device/auth"))
+        && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task
+}
+
+#[tokio::test]
+async fn every_auth_code_is_a_typed_refusal_and_only_busy_retries_soon() {
+    use x_sdk::protocol::payload::AuthCode;
+    use x_sdk::runtime::Refusal;
+    let broker = Mosquitto::start().unwrap();
+    for (code, expected) in [
+        (1, AuthCode::Busy),
+        (2, AuthCode::ProductNotRegistered),
+        (4, AuthCode::DeviceRejected),
+        (5, AuthCode::TypeMismatch),
+        (6, AuthCode::VersionMismatch),
+        (9, AuthCode::Unknown(9)),
+    ] {
+        let platform = auth_answering(&broker, code).await;
+        let device = plug(
+            &broker.url(),
+            "AA30C505",
+            "DB6FACEF35BEBA0517712F0E4BE32936",
+            "PLUG0001",
+        )
+        .start()
+        .unwrap();
+        let mut states = device.connection();
+        let (reason, retry_in) = tokio::time::timeout(WAIT, async {
+            loop {
+                if let ConnectionState::Refused { reason, retry_in } =
+                    states.borrow_and_update().clone()
+                {
+                    return (reason, retry_in);
+                }
+                states.changed().await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(reason, Refusal::Auth(expected), "code {code}");
+        // Busy backs off from the base (0.1 s here); the others wait at least half the cap (1 s).
+        if code == 1 {
+            assert!(retry_in <= Duration::from_millis(100), "{retry_in:?}");
+        } else {
+            assert!(
+                retry_in >= Duration::from_millis(500),
+                "code {code}: {retry_in:?}"
+            );
+        }
+        assert!(!reason.to_string().is_empty());
+        device.shutdown().await;
+        platform.abort();
+    }
+}
