@@ -633,3 +633,36 @@ async fn services_answered_later_ota_notices_config_strings_and_hostile_frames()
     assert!(device.is_online());
     device.report_all().await.unwrap().await.unwrap();
 }
+
+#[test]
+fn starting_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+    let id = DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap();
+    let err = Device::<SmartPlug, SmartPlugService>::builder(
+        id,
+        "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap(),
+    )
+    .start()
+    .unwrap_err();
+    assert!(
+        matches!(err, x_sdk::runtime::DeviceError::NoRuntime),
+        "{err}"
+    );
+    // Bad broker addresses name what is wrong.
+    for (addr, why) in [
+        ("http://x:1", "scheme"),
+        ("mqtt://:1883", "host is empty"),
+        ("mqtt://h:99999", "port"),
+    ] {
+        let id = DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap();
+        let err = Device::<SmartPlug, SmartPlugService>::builder(
+            id,
+            "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap(),
+        )
+        .broker(addr)
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(why) && err.to_string().contains(addr),
+            "{err}"
+        );
+    }
+}

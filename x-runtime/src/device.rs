@@ -134,6 +134,9 @@ pub enum DeviceError {
     /// The first login did not succeed in time.
     #[error("not online within {0:?}")]
     Timeout(Duration),
+    /// `start` or `connect` was called outside a tokio runtime.
+    #[error("a device runs on a tokio runtime: call start() or connect() inside one")]
+    NoRuntime,
 }
 
 /// Turns a session into a HEX product's (captured where the HEX bounds hold).

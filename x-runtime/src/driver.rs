@@ -149,6 +149,7 @@ where
     M::Set: Send,
     S: ThingServices + Send + 'static,
 {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| DeviceError::NoRuntime)?;
     let state_dir = b.state_dir.map(StateDir::new);
     let persisted = match &state_dir {
         Some(dir) => dir.load()?,
@@ -196,7 +197,7 @@ where
         keep_alive: b.keep_alive,
         inflight: u16::try_from(b.window + 32).unwrap_or(u16::MAX),
     };
-    let task = tokio::spawn(driver.run());
+    let task = runtime.spawn(driver.run());
     Ok(Device {
         guard: Arc::new(Guard::new(shared.clone(), task)),
         shared,

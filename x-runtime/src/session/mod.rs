@@ -343,34 +343,32 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     pub fn report(&mut self, report: &M::Report, now: Now) -> Result<Token, DeliveryError> {
         self.require_online()?;
         let payload = checked::<M::Report>(report)?;
-        self.state.merge(report);
-        match &self.hex {
-            None => {
-                let payload = Value::Object(payload);
-                Ok(self.send_app(
-                    TopicKind::PropertyReport,
-                    self.topic_string(TopicKind::PropertyReport),
-                    HeaderCtrl::PropertyReport,
-                    payload,
-                    now,
-                ))
-            }
+        // Encoded before the state changes: what cannot be sent leaves the state alone.
+        let hex = match &self.hex {
+            None => None,
             Some(hex) => {
                 let (encode, full) = (hex.encode_report, hex.full_hex);
-                let bytes = encode_hex(|out| encode(report, out))?;
-                if full {
-                    Ok(self.send_full_hex(&bytes, now))
-                } else {
-                    Ok(self.send_app(
-                        TopicKind::HexReport,
-                        self.topic_string(TopicKind::HexReport),
-                        HeaderCtrl::HexPropertyReport,
-                        Value::String(x_protocol::model::hex::to_hex(&bytes)),
-                        now,
-                    ))
-                }
+                Some((encode_hex(|out| encode(report, out))?, full))
             }
-        }
+        };
+        self.state.merge(report);
+        Ok(match hex {
+            None => self.send_app(
+                TopicKind::PropertyReport,
+                self.topic_string(TopicKind::PropertyReport),
+                HeaderCtrl::PropertyReport,
+                Value::Object(payload),
+                now,
+            ),
+            Some((bytes, true)) => self.send_full_hex(&bytes, now),
+            Some((bytes, false)) => self.send_app(
+                TopicKind::HexReport,
+                self.topic_string(TopicKind::HexReport),
+                HeaderCtrl::HexPropertyReport,
+                Value::String(x_protocol::model::hex::to_hex(&bytes)),
+                now,
+            ),
+        })
     }
 
     /// Sends a report of every property's current value.
