@@ -10,69 +10,23 @@
 #[allow(dead_code)]
 pub mod plug;
 
-use std::path::Path;
 use std::time::Duration;
+
+mod support;
 
 use plug::{
     OverheatAction, OverheatEvent, ResetOutput, ResetScope, SmartPlug, SmartPlugReport,
     SmartPlugService, SmartPlugServiceHandler,
 };
 use serde_json::json;
+use support::{WAIT, sim, wait_for};
 use x_sdk::model::{Date, ServiceFailure};
 use x_sdk::protocol::{DeviceIdentity, RegistrationType};
 use x_sdk::runtime::{
     BackoffConfig, ConnectionState, DeliveryError, Device, DeviceBuilder, Refusal, Request,
 };
 use x_sim::platform::Command;
-use x_sim::registry::Registry;
-use x_sim::sim::{Sim, SimConfig};
-
-const REGISTRY: &str = r#"
-[[product]]
-open_id = "7ED01E2A"
-product_id = "AA30C505"
-product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
-registration = 1
-format = "json"
-model = "models/smart-plug.json"
-
-[[device]]
-product_id = "AA30C505"
-node_eui = "PLUG0001"
-
-[[product]]
-open_id = "7ED01E2A"
-product_id = "5E7A0B32"
-product_key = "00112233445566778899AABBCCDDEEFF"
-registration = 0
-encrypted = true
-format = "json"
-model = "models/smart-plug.json"
-
-[[product]]
-open_id = "7ED01E2A"
-product_id = "2D2D2D2D"
-product_key = "A1A2A3A4A5A6A7A8A9AAABACADAEAFA0"
-registration = 2
-format = "json"
-model = "models/smart-plug.json"
-
-[[device]]
-product_id = "2D2D2D2D"
-node_eui = "PLUGT2"
-device_secret = "326086233FAB8A96566796551EB1DFF8"
-"#;
-
-async fn sim() -> Sim {
-    // RUST_LOG=x_runtime=debug,x_sim=info shows both sides of the traffic.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let registry = Registry::from_toml(REGISTRY, root).unwrap();
-    Sim::start(SimConfig::local(registry)).await.unwrap()
-}
+use x_sim::sim::Sim;
 
 /// The plug's relay, as product code implements the generated handler trait.
 #[derive(Default)]
@@ -121,8 +75,6 @@ fn plug(
         .ack_timeout(Duration::from_secs(3))
         .services(move |call: SmartPlugService| call.dispatch(&mut relay))
 }
-
-const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn a_type_1_plug_goes_online_and_answers_every_command() {
@@ -479,16 +431,6 @@ async fn next_matching(
             if wanted(&request) {
                 return;
             }
-        }
-    })
-    .await
-    .unwrap();
-}
-
-async fn wait_for(done: impl Fn() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await

@@ -9,77 +9,20 @@
 #[allow(dead_code)]
 pub mod meter;
 
-use std::path::Path;
-use std::time::Duration;
+
+mod support;
 
 use meter::{
     MeterHex, MeterHexReport, MeterHexService, MeterHexServiceHandler, ReadRegisterOutput,
     RelayControlOutput, TamperEvent, TamperKind, Tariff,
 };
 use serde_json::json;
+use support::{WAIT, sim};
 use x_sdk::model::{Date, ServiceFailure};
 use x_sdk::protocol::{DeviceIdentity, HeaderCtrl, TopicKind};
 use x_sdk::runtime::{Device, DeviceBuilder, NoModel, Request};
 use x_sim::platform::Command;
-use x_sim::registry::Registry;
-use x_sim::sim::{Sim, SimConfig};
-
-const REGISTRY: &str = r#"
-[[product]]
-open_id = "7ED01E2A"
-product_id = "4D455445"
-product_key = "0F1E2D3C4B5A69788796A5B4C3D2E1F0"
-registration = 1
-format = "hex"
-model = "models/meter-hex.json"
-
-[[device]]
-product_id = "4D455445"
-node_eui = "MTR00001"
-
-[[device]]
-product_id = "4D455445"
-node_eui = "MTR00002"
-
-[[product]]
-open_id = "7ED01E2A"
-product_id = "4D455446"
-product_key = "1F1E2D3C4B5A69788796A5B4C3D2E1F0"
-registration = 1
-encrypted = true
-format = "hex"
-model = "models/meter-hex.json"
-
-[[device]]
-product_id = "4D455446"
-node_eui = "MTRENC01"
-
-[[product]]
-open_id = "7ED01E2A"
-product_id = "9A55A55A"
-product_key = "2F1E2D3C4B5A69788796A5B4C3D2E1F0"
-registration = 1
-format = "passthrough"
-
-[[device]]
-product_id = "9A55A55A"
-node_eui = "DTU00001"
-"#;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn sim() -> Sim {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    Sim::start(SimConfig::local(
-        Registry::from_toml(REGISTRY, root).unwrap(),
-    ))
-    .await
-    .unwrap()
-}
+use x_sim::sim::Sim;
 
 struct Chip;
 

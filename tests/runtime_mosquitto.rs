@@ -13,48 +13,20 @@ pub mod plug;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod support;
+
 use plug::{SmartPlug, SmartPlugReport, SmartPlugService};
 use serde_json::json;
+use support::WAIT;
 use x_sdk::protocol::DeviceIdentity;
 use x_sdk::runtime::{BackoffConfig, ConnectionState, Device, DeviceBuilder};
 use x_sim::mosquitto::{Mosquitto, TlsFiles};
 use x_sim::platform::Command;
-use x_sim::registry::Registry;
-use x_sim::sim::{Mqtt, Sim, SimConfig};
-
-const REGISTRY: &str = r#"
-[[product]]
-open_id = "7ED01E2A"
-product_id = "AA30C505"
-product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
-registration = 1
-format = "json"
-model = "models/smart-plug.json"
-
-[[device]]
-product_id = "AA30C505"
-node_eui = "PLUG0001"
-
-[[product]]
-open_id = "7ED01E2A"
-product_id = "5E7A0B32"
-product_key = "00112233445566778899AABBCCDDEEFF"
-registration = 0
-encrypted = true
-format = "json"
-model = "models/smart-plug.json"
-"#;
-
-const WAIT: Duration = Duration::from_secs(15);
+use x_sim::sim::{Mqtt, Sim};
 
 /// x-sim as a client of `broker`.
 async fn platform_on(broker: &Mosquitto) -> Sim {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut config = SimConfig::local(Registry::from_toml(REGISTRY, root).unwrap());
+    let mut config = support::config();
     config.mqtt = Mqtt::External {
         host: "127.0.0.1".into(),
         port: broker.port(),

@@ -128,6 +128,12 @@ impl TopicSpec {
             .copied()
     }
 
+    /// The answer to a request with `header_ctrl` on this topic that is an ack
+    /// (`{Code, Msg, Data?}`), when one is allowed: where a "4001" can go.
+    pub fn ack_to(&self, header_ctrl: HeaderCtrl) -> Option<Reply> {
+        self.replies_to(header_ctrl).find(|r| r.is_ack)
+    }
+
     /// Every accepted answer for a request with `header_ctrl` on this topic.
     pub fn replies_to(&self, header_ctrl: HeaderCtrl) -> impl Iterator<Item = Reply> + '_ {
         self.replies

@@ -389,19 +389,16 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         let spec = topic.kind().spec();
         // A HeaderCtrl that does not belong on the topic is refused on the topic's ack
         // topic, echoing the HeaderCtrl it came with.
-        let reply = spec
-            .replies_to(frame.header_ctrl)
-            .find(|r| r.is_ack)
-            .or_else(|| {
-                spec.replies
-                    .iter()
-                    .find(|r| r.is_ack)
-                    .map(|r| x_protocol::Reply {
-                        request: frame.header_ctrl,
-                        header_ctrl: frame.header_ctrl,
-                        ..*r
-                    })
-            });
+        let reply = spec.ack_to(frame.header_ctrl).or_else(|| {
+            spec.replies
+                .iter()
+                .find(|r| r.is_ack)
+                .map(|r| x_protocol::Reply {
+                    request: frame.header_ctrl,
+                    header_ctrl: frame.header_ctrl,
+                    ..*r
+                })
+        });
         self.counters.refused_commands += 1;
         match reply {
             Some(reply) => {

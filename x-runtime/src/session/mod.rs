@@ -547,11 +547,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         };
         // A HEX call answered in JSON terms takes the ack form the table also allows (24
         // acked on the HEX downlink ack) rather than a service reply (26).
-        let reply = topic
-            .kind()
-            .spec()
-            .replies_to(request.header_ctrl)
-            .find(|r| r.is_ack);
+        let reply = topic.kind().spec().ack_to(request.header_ctrl);
         self.answer(&topic, &request, ack.to_value(), reply);
         Ok(())
     }
@@ -576,18 +572,10 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// # Errors
     /// The ticket was answered already.
     pub fn refuse_service(&mut self, ticket: Ticket, reason: &str) -> Result<(), Ticket> {
-        let Some((topic, request)) = self.tickets.remove(&ticket.0) else {
-            return Err(ticket);
-        };
-        self.counters.refused_commands += 1;
-        let ack = x_protocol::AckPayload::failure(reason);
-        let reply = topic
-            .kind()
-            .spec()
-            .replies_to(request.header_ctrl)
-            .find(|r| r.is_ack);
-        self.answer(&topic, &request, ack.to_value(), reply);
-        Ok(())
+        self.reply_service(
+            ticket,
+            Err(x_protocol::model::ServiceFailure(reason.to_owned())),
+        )
     }
 
     // ---- internals shared by the submodules -------------------------------------------

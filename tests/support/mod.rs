@@ -1,0 +1,123 @@
+//! What the runtime tests share: one registry of every kind of product, x-sim on it
+//! in-process, tracing to the test output, and waiting for a condition.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use x_sim::registry::Registry;
+use x_sim::sim::{Sim, SimConfig};
+
+/// How long a test waits for any one thing.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The products and devices of the runtime tests (model paths relative to the workspace):
+/// the smart plug plain and pre-registered (type 1), encrypted and self-registering (type 0),
+/// and with a burned-in DeviceSecret (type 2); the HEX meter plain and encrypted; a
+/// passthrough product.
+pub const REGISTRY: &str = r#"
+[[product]]
+open_id = "7ED01E2A"
+product_id = "AA30C505"
+product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
+registration = 1
+format = "json"
+model = "models/smart-plug.json"
+
+[[device]]
+product_id = "AA30C505"
+node_eui = "PLUG0001"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "5E7A0B32"
+product_key = "00112233445566778899AABBCCDDEEFF"
+registration = 0
+encrypted = true
+format = "json"
+model = "models/smart-plug.json"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "2D2D2D2D"
+product_key = "A1A2A3A4A5A6A7A8A9AAABACADAEAFA0"
+registration = 2
+format = "json"
+model = "models/smart-plug.json"
+
+[[device]]
+product_id = "2D2D2D2D"
+node_eui = "PLUGT2"
+device_secret = "326086233FAB8A96566796551EB1DFF8"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "4D455445"
+product_key = "0F1E2D3C4B5A69788796A5B4C3D2E1F0"
+registration = 1
+format = "hex"
+model = "models/meter-hex.json"
+
+[[device]]
+product_id = "4D455445"
+node_eui = "MTR00001"
+
+[[device]]
+product_id = "4D455445"
+node_eui = "MTR00002"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "4D455446"
+product_key = "1F1E2D3C4B5A69788796A5B4C3D2E1F0"
+registration = 1
+encrypted = true
+format = "hex"
+model = "models/meter-hex.json"
+
+[[device]]
+product_id = "4D455446"
+node_eui = "MTRENC01"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "9A55A55A"
+product_key = "2F1E2D3C4B5A69788796A5B4C3D2E1F0"
+registration = 1
+format = "passthrough"
+
+[[device]]
+product_id = "9A55A55A"
+node_eui = "DTU00001"
+"#;
+
+/// Logs to the test output; `RUST_LOG=x_runtime=debug,x_sim=info` shows both sides.
+pub fn tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// The tests' configuration of x-sim: [`REGISTRY`], in memory, free loopback ports.
+pub fn config() -> SimConfig {
+    tracing();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    SimConfig::local(Registry::from_toml(REGISTRY, root).expect("the tests' registry"))
+}
+
+/// x-sim in-process on its embedded broker.
+pub async fn sim() -> Sim {
+    Sim::start(config()).await.expect("x-sim starts")
+}
+
+/// Waits until `done` holds, failing the test after [`WAIT`].
+pub async fn wait_for(done: impl Fn() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("condition within the wait");
+}
