@@ -10,12 +10,14 @@
 //!
 //! `cargo bench --bench runtime` (needs `/usr/sbin/mosquitto`); `-- --quick` for fewer rounds.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 #[rustfmt::skip]
 #[path = "../tests/golden/smart_plug.rs"]
 #[allow(dead_code, missing_docs)]
 mod plug;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,8 +31,6 @@ use x_sdk::protocol::{
 };
 use x_sdk::runtime::Device;
 use x_sim::mosquitto::Mosquitto;
-use x_sim::registry::Registry;
-use x_sim::sim::{Sim, SimConfig};
 
 const PRODUCT_KEY: &str = "A1A2A3A4A5A6A7A8A9AAABACADAEAFA0";
 const SECRET: &str = "326086233FAB8A96566796551EB1DFF8";
@@ -193,24 +193,7 @@ async fn runtime_publish(port: u16, count: usize, round: usize) -> f64 {
 
 /// Pipelined reports acked by x-sim in memory.
 async fn through_sim(count: usize) -> f64 {
-    let registry = Registry::from_toml(
-        r#"
-[[product]]
-open_id = "7ED01E2A"
-product_id = "AA30C505"
-product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
-registration = 1
-format = "json"
-model = "models/smart-plug.json"
-
-[[device]]
-product_id = "AA30C505"
-node_eui = "PLUG0001"
-"#,
-        Path::new(env!("CARGO_MANIFEST_DIR")),
-    )
-    .expect("registry");
-    let sim = Sim::start(SimConfig::local(registry)).await.expect("x-sim");
+    let sim = support::sim().await;
     let id = DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").expect("id");
     let device = Device::<SmartPlug, SmartPlugService>::builder(
         id,
