@@ -1,24 +1,28 @@
-//! The HTTP JSON API over real HTTP (reqwest) against a platform whose devices are real MQTT
-//! clients: registrations and their errors, device state after reports, commands answered by
-//! the device (and bad answers, timeouts, unknown devices), OTA end to end (upload, task,
-//! notify on a firmware report, download with ranges, "done" once the new version is
-//! reported), and fault injection (silence, delay, drop, SessionKey rotation).
+//! The HTTP JSON API over real HTTP (reqwest) against a platform whose devices are the SDK's
+//! runtime (and wires where a device must misbehave): registrations and their errors, device
+//! state after reports, commands answered by the device (and bad answers, timeouts, unknown
+//! devices), OTA end to end (upload, task, notify on a firmware report, download with
+//! ranges, "done" once the new version is reported), and fault injection (silence, delay,
+//! drop, SessionKey rotation).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, Device, WAIT, ack_of, authenticate, node_euis, plug, plug_device};
+use common::smart_plug::{SmartPlug, SmartPlugReport};
+use common::wire::Wire;
+use common::{
+    Api, Params, WAIT, acked, no_request, node_euis, object, online, plug, plug_device, refusal,
+    request,
+};
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use serde_json::{Value, json};
-use x_protocol::payload::{AuthCode, SessionGrant};
-use x_protocol::{
-    AckPayload, ConnectType, DeviceIdentity, Frame, HeaderCtrl, ProductKey, RegistrationType,
-    derive_session_key,
-};
+use x_protocol::payload::{AuthCode, OtaNotify, SessionGrant};
+use x_protocol::{AckPayload, HeaderCtrl, RegistrationType, TopicKind};
+use x_runtime::{BackoffConfig, ConnectionState, NoModel, NoServices, Refusal, Request};
 use x_sim::sim::{Sim, SimConfig};
 
 /// The smart plug with PLUG0001, and the encrypted product.
@@ -231,37 +235,25 @@ async fn registrations_over_http() {
         assert!(nodes.contains(&node), "{node} not in {devices}");
     }
 
-    // The inline model is the one reports are checked against.
-    let new_plug = DeviceIdentity::parse("7ED01E2A", "C0FFEE01", "NEWPLUG1").unwrap();
-    let new_key: ProductKey = "0123456789ABCDEF0123456789ABCDEF".parse().unwrap();
-    let ty = RegistrationType::ProductSecretPreRegistered;
-    let mut dev = Device::online(addr, &new_plug, &new_key, ty).await;
-    dev.subscribe(&["model/property/report_ack"]).await;
-    for (report, code) in [
-        (json!({"power": 12.5}), "200"),
-        (json!({"power": 99_999}), "4001"),
-    ] {
-        let ack = dev.report_properties(report).await;
-        assert_eq!(ack.code.as_str(), code);
-    }
-    // The given secret is the one the V2 login takes.
-    let pass = DeviceIdentity::parse("7ED01E2A", "C0FFEE02", "PASS0001").unwrap();
-    let pass_key: ProductKey = "FEDCBA9876543210FEDCBA9876543210".parse().unwrap();
-    let mut pass_dev = Device::connect(
-        addr,
-        &pass,
-        &pass_key,
-        &given.parse().unwrap(),
-        ConnectType::Unchecked,
-        1,
-    )
-    .await
-    .unwrap();
-    pass_dev.subscribe(&["uplink_ack"]).await;
-    let ack = pass_dev
-        .acked("uplink", HeaderCtrl::Uplink, json!({"data": "AQID"}))
-        .await;
-    assert!(ack.code.is_success());
+    // The inline model is the one reports are checked against: a report in range is acked,
+    // one out of range (which only a wire sends) is refused.
+    let new_plug = Params::new("C0FFEE01", "NEWPLUG1", "0123456789ABCDEF0123456789ABCDEF");
+    let device = online(new_plug.plug(addr)).await;
+    let report = SmartPlugReport::default().with_power(12.5);
+    acked(device.report(report)).await.unwrap();
+    device.shutdown().await;
+    let mut wire = Wire::online(addr, &new_plug).await;
+    common::refused_report(&mut wire).await;
+    wire.disconnect().await;
+    // The given secret is the one the V2 login of a type-2 device takes.
+    let mut pass = Params::new("C0FFEE02", "PASS0001", "FEDCBA9876543210FEDCBA9876543210");
+    pass.registration = RegistrationType::DeviceSecretPreRegistered;
+    let pass_dev = pass
+        .builder::<NoModel, NoServices>(addr)
+        .device_secret(given.parse().unwrap());
+    let pass_dev = online(pass_dev).await;
+    acked(pass_dev.passthrough(json!("AQID"))).await.unwrap();
+    pass_dev.shutdown().await;
 
     // Disabled: auth answers 4; enabled again: 0.
     let path = "/api/devices/C0FFEE01/NEWPLUG1";
@@ -271,16 +263,15 @@ async fn registrations_over_http() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["enabled"], false);
     assert_eq!(api.ok(path).await["enabled"], false);
-    let reply = authenticate(addr, &new_plug, &new_key, ty).await;
-    assert_eq!(reply.code, AuthCode::DeviceRejected);
+    assert_eq!(
+        refusal(new_plug.plug(addr)).await,
+        Refusal::Auth(AuthCode::DeviceRejected)
+    );
     let (status, _) = api
         .send(api.patch(path).json(&json!({"enabled": true})))
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        authenticate(addr, &new_plug, &new_key, ty).await.code,
-        AuthCode::Ok
-    );
+    online(new_plug.plug(addr)).await.shutdown().await;
     let (status, body) = api
         .send(api.patch(path).json(&json!({"enabled": "no"})))
         .await;
@@ -299,7 +290,8 @@ async fn registrations_over_http() {
 async fn device_state_over_http() {
     let sim = start().await;
     let api = Api::new(&sim);
-    let (id, pk, ty) = plug();
+    let params = plug();
+    let addr = sim.mqtt_addr().unwrap();
 
     let before = api.ok(PLUG).await;
     assert_eq!(
@@ -307,32 +299,22 @@ async fn device_state_over_http() {
         (&json!(false), &json!("PLUG0001"), &json!(true))
     );
     assert_eq!(before["open_id"], "7ED01E2A");
-    let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
+    // A report the model rejects (acked 4001, not kept), from a wire.
+    let mut wire = Wire::online(addr, &params).await;
+    common::refused_report(&mut wire).await;
+    wire.disconnect().await;
+    let device = online(params.plug(addr).time_sync(false)).await;
     let online = api.until(PLUG, |d| d["online"] == true).await;
     assert!(online["last_offline"].is_null() || online["last_offline"].is_u64());
-    dev.subscribe(&[
-        "model/property/report_ack",
-        "model/event/overheat/report_ack",
-        "model/history/data/report_ack",
-    ])
-    .await;
 
     let history = json!({"params": [{
         "properties": [{"power": {"value": 1.5, "time": 1_700_000_000_000_i64}}],
         "events": [{"overheat": {"value": {"temperature": 90, "action": 1}, "time": 1_700_000_001_000_i64}}]
     }]});
     let started = now_ms();
-    // A property report, one the model rejects (acked 4001, not kept), an event, history.
-    let history_row = (
-        "model/history/data/report",
-        HeaderCtrl::HistoryReport,
-        history,
-        "200",
-    );
-    for (topic, ctrl, payload, code) in common::plug_reports().into_iter().chain([history_row]) {
-        let ack = dev.acked(topic, ctrl, payload).await;
-        assert_eq!(ack.code.as_str(), code, "{topic}");
-    }
+    // A property report, an event, history.
+    common::report_and_event(&device).await;
+    acked(device.history(history)).await.unwrap();
 
     // Latest properties with their time: the history entry is older than the live report.
     let latest = api.ok(&format!("{PLUG}/properties")).await;
@@ -374,7 +356,7 @@ async fn device_state_over_http() {
         json!({"temperature": 96.5, "action": 1})
     );
 
-    // Messages: the three accepted ones, paged.
+    // Messages: the accepted ones (after the login's firmware report), paged.
     let listed = api.ok(&format!("{PLUG}/messages")).await;
     let messages = listed.as_array().unwrap();
     let shape: Vec<(&Value, &Value)> = messages
@@ -384,6 +366,10 @@ async fn device_state_over_http() {
     assert_eq!(
         shape,
         vec![
+            (
+                &json!("/sys/7ED01E2A/AA30C505/PLUG0001/firmware_report"),
+                &json!(8)
+            ),
             (
                 &json!("/sys/7ED01E2A/AA30C505/PLUG0001/model/property/report"),
                 &json!(16)
@@ -399,9 +385,9 @@ async fn device_state_over_http() {
         ],
         "{messages:?}"
     );
-    assert_eq!(messages[1]["identifier"], "overheat");
-    assert_eq!(messages[0]["Payload"], json!({"switch": 1, "power": 12.5}));
-    assert!(messages[0]["time"].as_i64().unwrap() >= started);
+    assert_eq!(messages[2]["identifier"], "overheat");
+    assert_eq!(messages[1]["Payload"], json!({"switch": 1, "power": 12.5}));
+    assert!(messages[1]["time"].as_i64().unwrap() >= started);
     let seqs = common::seqs(&listed);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     let page = |after: u64, limit: usize| {
@@ -411,7 +397,7 @@ async fn device_state_over_http() {
     };
     assert_eq!(page(0, 2).await, seqs[..2]);
     assert_eq!(page(seqs[1], 2).await, seqs[2..]);
-    assert_eq!(page(seqs[2], 2).await, Vec::<u64>::new());
+    assert_eq!(page(seqs[3], 2).await, Vec::<u64>::new());
 
     // An unknown device is a 404 on every query.
     for what in ["", "/properties", "/history", "/events", "/messages"] {
@@ -428,32 +414,26 @@ async fn device_state_over_http() {
 async fn commands_over_http_return_the_answer() {
     let sim = start().await;
     let api = Api::new(&sim);
-    let (id, pk, ty) = plug();
-    let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
-    dev.subscribe(&[
-        "downlink",
-        "ask_firmware",
-        "firmware_report_ack",
-        "ask_config",
-        "down_config",
-        "model/property/set",
-        "model/service/reset",
-        "model/property/ask",
-        "model/property/report_ack",
-    ])
-    .await;
+    let params = plug();
+    let addr = sim.mqtt_addr().unwrap();
+    let state = SmartPlug {
+        power: 3.5,
+        ..SmartPlug::default()
+    };
+    let device = params
+        .plug(addr)
+        .firmware("h1", "1.0.1")
+        .settings(object(json!({"reportPeriod": 60})))
+        .state(state);
+    let device = online(device).await;
 
     // 20: property set; the answer is the ack.
-    let ((status, body), ()) = tokio::join!(
-        api.send(
+    let (status, body) = api
+        .send(
             api.post(&format!("{PLUG}/properties"))
-                .json(&json!({"switch": 1}))
-        ),
-        dev.answer_property_set(
-            json!([{"identify": "switch", "value": 1}]),
-            json!({"switch": 1})
+                .json(&json!({"switch": 1})),
         )
-    );
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let answer = &body["answer"];
     assert_eq!(answer["HeaderCtrl"], 20);
@@ -467,29 +447,30 @@ async fn commands_over_http_return_the_answer() {
         "{answer}"
     );
     assert!(answer["MessageId"].is_u64(), "{answer}");
+    assert!(device.state().switch);
 
     // 21: service call with its outputs.
-    let reset_outputs =
-        AckPayload::success(Some(json!({"result": 1, "resetAt": 1_700_000_000_000_i64})));
-    let ((status, body), ()) = tokio::join!(
-        api.send(
+    let (status, body) = api
+        .send(
             api.post(&format!("{PLUG}/services/reset"))
-                .json(&json!({"scope": 0}))
-        ),
-        dev.answer_service_call("reset", json!({"scope": 0}), &reset_outputs)
-    );
+                .json(&json!({"scope": 0})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["answer"]["HeaderCtrl"], 21);
-    assert_eq!(body["answer"]["Payload"]["Data"]["result"], 1);
-
-    // 23: property ask, answered by a report with the same MessageId (acked too).
-    let ((status, body), ()) = tokio::join!(
-        api.send(
-            api.post(&format!("{PLUG}/properties/ask"))
-                .json(&json!(["power"]))
-        ),
-        dev.answer_property_ask(json!(["power"]), json!({"power": 3.5}))
+    assert_eq!(
+        body["answer"]["Payload"]["Data"],
+        json!({"result": 1, "resetAt": 1_700_000_000_000_i64})
     );
+
+    // 23: property ask, answered from the state by a report with the same MessageId
+    // (acked too).
+    let (status, body) = api
+        .send(
+            api.post(&format!("{PLUG}/properties/ask"))
+                .json(&json!(["power"])),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["answer"]["HeaderCtrl"], 16);
     assert_eq!(body["answer"]["Payload"], json!({"power": 3.5}));
@@ -499,24 +480,21 @@ async fn commands_over_http_return_the_answer() {
     );
 
     // 14: config ask and set, each answered by a config report.
-    for (request, topic, settings) in [
+    for (request, what, settings) in [
         (
             api.get(&format!("{PLUG}/config")),
-            "ask_config",
+            "ask",
             json!({"reportPeriod": 60}),
         ),
         (
             api.post(&format!("{PLUG}/config"))
                 .json(&json!({"reportPeriod": 30})),
-            "down_config",
+            "set",
             json!({"reportPeriod": 30}),
         ),
     ] {
-        let ((status, body), ()) = tokio::join!(
-            api.send(request),
-            dev.answer_config(topic, settings.clone())
-        );
-        assert_eq!(status, StatusCode::OK, "{topic}: {body}");
+        let (status, body) = api.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{what}: {body}");
         assert_eq!(body["answer"]["Payload"], json!({"Settings": settings}));
     }
     assert_eq!(
@@ -526,55 +504,48 @@ async fn commands_over_http_return_the_answer() {
 
     // 13: firmware ask, answered by a firmware report (which is acked too).
     let report = json!({"HardVer": "h1", "SoftVer": "1.0.1", "Type": 2});
-    let ((status, body), ()) =
-        tokio::join!(api.send(api.get(&format!("{PLUG}/firmware"))), async {
-            let frame = dev.expect("ask_firmware", HeaderCtrl::AskFirmware).await;
-            let ack = dev
-                .answer_with_report(
-                    &frame,
-                    "firmware_report",
-                    HeaderCtrl::FirmwareReport,
-                    report.clone(),
-                )
-                .await;
-            assert!(ack_of(&ack).code.is_success());
-        });
+    let (status, body) = api.send(api.get(&format!("{PLUG}/firmware"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["answer"]["HeaderCtrl"], 8);
     assert_eq!(body["answer"]["Payload"], report);
-    let device = api.ok(PLUG).await;
-    assert_eq!(device["firmware"]["default"], report);
+    let state = api.ok(PLUG).await;
+    assert_eq!(state["firmware"]["default"], report);
     // No firmware server: no OTA progress.
-    assert_eq!(device["ota"], json!({}));
+    assert_eq!(state["ota"], json!({}));
 
     // 7: passthrough downlink, acked on downlink_ack.
-    let ((status, body), ()) = tokio::join!(
-        api.send(
+    let (status, body) = api
+        .send(
             api.post(&format!("{PLUG}/passthrough"))
-                .json(&json!("AQID"))
-        ),
-        dev.answer_downlink(json!({"data": "AQID"}))
-    );
+                .json(&json!("AQID")),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["answer"]["HeaderCtrl"], 7);
     assert_eq!(body["answer"]["Payload"]["Code"], "200");
+    let data = request(&device, |r| match r {
+        Request::Passthrough(d) => Some(d),
+        _ => None,
+    })
+    .await;
+    assert_eq!(data, json!("AQID"));
+    assert_eq!(device.counters().session.bad_frames, 0);
+    device.shutdown().await;
 
-    // A bad answer (set ack Data out of the model's range): 502 with the answer.
+    // What no runtime device answers, from a wire. A bad answer (set ack Data out of the
+    // model's range): 502 with the answer.
+    let mut dev = Wire::online(addr, &params).await;
     let ((status, body), ()) = tokio::join!(
         api.send(
             api.post(&format!("{PLUG}/properties"))
                 .json(&json!({"switch": 1}))
         ),
         async {
-            let (_, frame) = dev.next().await;
-            let data = json!({"power": 99_999});
-            dev.ack_success(
-                &frame,
-                "model/property/set_ack",
-                HeaderCtrl::PropertySet,
-                Some(data),
-            )
-            .await;
+            let m = dev
+                .expect(TopicKind::PropertySet, HeaderCtrl::PropertySet)
+                .await;
+            let ack = AckPayload::success(Some(json!({"power": 99_999})));
+            dev.answer(&m, ack.to_value()).await;
         }
     );
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
@@ -584,12 +555,12 @@ async fn commands_over_http_return_the_answer() {
 
     // No answer within ?timeout_ms: 504 (the command did go out).
     let started = Instant::now();
-    let ((status, body), (topic, _)) = tokio::join!(
+    let ((status, body), m) = tokio::join!(
         api.send(api.get(&format!("{PLUG}/config?timeout_ms=200"))),
         dev.next()
     );
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
-    assert_eq!(topic, "ask_config");
+    assert_eq!(m.topic.kind(), TopicKind::AskConfig);
     assert!(error(&body).contains("no answer"), "{body}");
     assert!(started.elapsed() >= Duration::from_millis(200));
     assert!(started.elapsed() < WAIT);
@@ -642,7 +613,6 @@ async fn ota_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start_with_data(dir.path()).await;
     let api = Api::new(&sim);
-    let (id, pk, ty) = plug();
     let bytes = image_bytes();
 
     // Upload the image, then make it the product's target.
@@ -702,59 +672,44 @@ async fn ota_end_to_end() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
-    // The device reports 1.0.1: the ack, then a notify for 1.0.2.
-    let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
-    dev.subscribe(&["ota_notify", "firmware_report_ack"]).await;
-    let report_id = dev.next_id();
-    dev.send(
-        "firmware_report",
-        Frame::new(
-            report_id,
-            HeaderCtrl::FirmwareReport,
-            json!({"HardVer": "h1", "SoftVer": "1.0.1", "Type": 2}),
-        ),
-    )
+    // The device logs in reporting 1.0.1: the report is acked, a notify for 1.0.2 follows,
+    // and the device acks it with its DownID.
+    let device = plug()
+        .plug(sim.mqtt_addr().unwrap())
+        .firmware("h1", "1.0.1");
+    let device = online(device.time_sync(false)).await;
+    let notify = request(&device, |r| match r {
+        Request::OtaNotify(n) => Some(OtaNotify::clone(&n)),
+        _ => None,
+    })
     .await;
-    let mut got = vec![dev.next().await, dev.next().await];
-    got.sort_by(|a, b| a.0.cmp(&b.0));
-    let [(ack_topic, ack), (notify_topic, notify)] = <[_; 2]>::try_from(got).unwrap();
-    assert_eq!(ack_topic, "firmware_report_ack");
-    assert_eq!(ack.message_id, report_id.into());
-    assert!(ack_of(&ack).code.is_success());
-    assert_eq!(
-        (notify_topic.as_str(), notify.header_ctrl),
-        ("ota_notify", HeaderCtrl::OtaNotify)
-    );
-    let n = &notify.payload;
     let url = format!(
         "http://{}/firmware/AA30C505/default/1.0.2/plug.bin",
         sim.http_addr().unwrap()
     );
-    assert_eq!(n["Url"], url.as_str());
-    assert_eq!(n["SoftVer"], "1.0.2");
-    assert_eq!(n["SoftSize"], bytes.len());
-    assert_eq!(n["MD5"], md5_hex(&bytes));
-    assert_eq!(n["Type"], 2);
-    assert_eq!(n["firmwareName"], "plug.bin");
-    assert!(n.get("Module").is_none(), "{n}");
-    let down_id = n["DownID"].as_str().unwrap().to_owned();
-    let ota = api.ok(PLUG).await["ota"]["default"].clone();
+    assert_eq!(notify.url, url);
+    assert_eq!(notify.soft_ver, "1.0.2");
+    assert_eq!(notify.soft_size, bytes.len() as u64);
+    assert_eq!(notify.md5, md5_hex(&bytes));
+    assert_eq!(notify.upgrade_type, 2);
+    assert_eq!(notify.firmware_name.as_deref(), Some("plug.bin"));
+    assert_eq!(notify.module, None);
+    let down_id = notify.down_id.clone();
+    let ota = api
+        .until(PLUG, |d| d["ota"]["default"]["status"] == "acked")
+        .await["ota"]["default"]
+        .clone();
     assert_eq!(
         (&ota["DownID"], &ota["SoftVer"]),
         (&json!(down_id), &json!("1.0.2"))
     );
 
-    // The device acks with the DownID.
-    dev.ack_ota_notify(&notify, &down_id).await;
-    api.until(PLUG, |d| d["ota"]["default"]["status"] == "acked")
-        .await;
-
     // It downloads the image, whole and in part, and checks size and MD5.
     let response = reqwest::get(&url).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.bytes().await.unwrap();
-    assert_eq!(body.len() as u64, n["SoftSize"].as_u64().unwrap());
-    assert_eq!(md5_hex(&body), n["MD5"].as_str().unwrap());
+    assert_eq!(body.len() as u64, notify.soft_size);
+    assert_eq!(md5_hex(&body), notify.md5);
     let response = api
         .client
         .get(&url)
@@ -770,28 +725,26 @@ async fn ota_end_to_end() {
     assert_eq!(response.bytes().await.unwrap(), bytes[1000..2000]);
 
     // It installs and reports 1.0.2: acked, no new notify, the OTA is done.
-    let report = json!({"HardVer": "h1", "SoftVer": "1.0.2", "Type": 2});
-    let ack = dev
-        .acked("firmware_report", HeaderCtrl::FirmwareReport, report)
-        .await;
-    assert!(ack.code.is_success());
-    let device = api
+    device.set_soft_ver(None, "1.0.2");
+    let state = api
         .until(PLUG, |d| d["ota"]["default"]["status"] == "done")
         .await;
-    assert_eq!(device["firmware"]["default"]["SoftVer"], "1.0.2");
-    assert_eq!(device["ota"]["default"]["DownID"], down_id.as_str());
-    assert!(dev.quiet_for(Duration::from_millis(300)).await);
+    assert_eq!(state["firmware"]["default"]["SoftVer"], "1.0.2");
+    assert_eq!(state["ota"]["default"]["DownID"], down_id.as_str());
+    assert!(no_request(&device, Duration::from_millis(300)).await);
 
     // A notify on demand, whatever the device runs.
-    let ((status, body), ()) = tokio::join!(api.send(api.post(&format!("{PLUG}/ota"))), async {
-        let frame = dev.expect("ota_notify", HeaderCtrl::OtaNotify).await;
-        assert_eq!(frame.payload["SoftVer"], "1.0.2");
-        assert_ne!(frame.payload["DownID"], down_id.as_str());
-        let echo = frame.payload["DownID"].as_str().unwrap();
-        dev.ack_ota_notify(&frame, echo).await;
+    let ((status, body), again) = tokio::join!(api.send(api.post(&format!("{PLUG}/ota"))), async {
+        request(&device, |r| match r {
+            Request::OtaNotify(n) => Some(OtaNotify::clone(&n)),
+            _ => None,
+        })
+        .await
     });
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["answer"]["HeaderCtrl"], 9);
+    assert_eq!(again.soft_ver, "1.0.2");
+    assert_ne!(again.down_id, down_id);
     // No task for that module: 409, nothing sent.
     let (status, body) = api
         .send(
@@ -801,7 +754,8 @@ async fn ota_end_to_end() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(error(&body).contains("wifi"), "{body}");
-    assert!(dev.quiet_for(Duration::from_millis(200)).await);
+    assert!(no_request(&device, Duration::from_millis(200)).await);
+    assert_eq!(device.counters().session.bad_frames, 0);
 }
 
 #[tokio::test]
@@ -851,9 +805,24 @@ async fn large_firmware_images_upload() {
 async fn faults_over_http() {
     let sim = start().await;
     let api = Api::new(&sim);
-    let (id, pk, ty) = plug();
-    let mut dev = Device::online(sim.mqtt_addr().unwrap(), &id, &pk, ty).await;
-    dev.subscribe(&["model/property/report_ack"]).await;
+    let addr = sim.mqtt_addr().unwrap();
+    // Acks awaited 1 s; after a drop, 5 s before the next login.
+    let device = plug()
+        .plug(addr)
+        .time_sync(false)
+        .ack_timeout(Duration::from_secs(1))
+        .backoff(BackoffConfig {
+            base: Duration::from_secs(5),
+            cap: Duration::from_secs(5),
+            jitter: 0.0,
+        });
+    let device = online(device).await;
+    common::wait_for("firmware reported", || {
+        sim.platform()
+            .state("firmware", "7ED01E2A/AA30C505/PLUG0001/default")
+            .is_some()
+    })
+    .await;
     assert_eq!(
         api.ok("/api/faults").await,
         json!({"silent": false, "delay_ms": 0})
@@ -865,13 +834,12 @@ async fn faults_over_http() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"silent": true, "delay_ms": 0}));
-    let report = json!({"switch": 1});
-    dev.send(
-        "model/property/report",
-        Frame::new(1000u32, HeaderCtrl::PropertyReport, report.clone()),
-    )
-    .await;
-    assert!(dev.quiet_for(Duration::from_millis(500)).await);
+    let report = || SmartPlugReport::default().with_switch(true);
+    let silent = acked(device.report(report())).await;
+    assert!(
+        matches!(silent, Err(x_runtime::DeliveryError::Timeout(_))),
+        "{silent:?}"
+    );
 
     // Delayed: the ack comes, late.
     let (status, body) = api
@@ -883,9 +851,8 @@ async fn faults_over_http() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"silent": false, "delay_ms": 300}));
     let sent = Instant::now();
-    let ack = dev.report_properties(report).await;
+    acked(device.report(report())).await.unwrap();
     let took = sent.elapsed();
-    assert!(ack.code.is_success());
     assert!(took >= Duration::from_millis(300), "{took:?}");
     let (status, body) = api
         .send(api.put("/api/faults").json(&json!({"delay_ms": 0})))
@@ -900,36 +867,43 @@ async fn faults_over_http() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(error(&body).contains("slow"), "{body}");
 
-    // Drop: the connection closes, the device shows offline.
+    // Drop: the connection closes, the device shows offline (and stays so while it waits).
+    let mut states = device.connection();
     let (status, body) = api.send(api.post(&format!("{PLUG}/drop"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"dropped": true}));
-    assert!(dev.closes_within(WAIT).await);
+    let offline = states.wait_for(|s| matches!(s, ConnectionState::Offline { .. }));
+    tokio::time::timeout(WAIT, offline).await.unwrap().unwrap();
     api.until(PLUG, |d| d["online"] == false).await;
     let (_, body) = api.send(api.post(&format!("{PLUG}/drop"))).await;
     assert_eq!(body, json!({"dropped": false}));
+    device.shutdown().await;
 
     // Session rotation: a plain product has none; an encrypted one's device gets 3.
     let (status, body) = api.send(api.post(&format!("{PLUG}/session/rotate"))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let (eid, epk, ety) = common::encrypted("ENC00001");
-    let mut enc = Device::online(sim.mqtt_addr().unwrap(), &eid, &epk, ety).await;
-    enc.subscribe(&["downlink", "model/property/report_ack"])
-        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let enc = common::encrypted("ENC00001")
+        .plug(addr)
+        .state_dir(dir.path());
+    let enc = online(enc).await;
     let path = "/api/devices/5E7A0B32/ENC00001";
     let before = api.ok(path).await["session_id"].clone();
     assert!(before.is_string(), "{before}");
     let (status, body) = api.send(api.post(&format!("{path}/session/rotate"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let grant: SessionGrant = serde_json::from_value(body.clone()).unwrap();
-    enc.expect_payload("downlink", HeaderCtrl::SessionKeyUpdate, body)
-        .await;
+    // The device took the new session from the HeaderCtrl 3 frame.
+    request(&enc, |r| matches!(r, Request::KeyRotated).then_some(())).await;
+    assert_eq!(
+        enc.persisted().unwrap().unwrap().session,
+        Some(grant.clone())
+    );
     assert_eq!(api.ok(path).await["session_id"], grant.session_id.as_str());
     assert_ne!(before, grant.session_id.as_str());
     // The new key works.
-    enc.key = Some(derive_session_key(&epk, &grant.session_id, grant.nonce).unwrap());
-    let ack = enc.report_properties(json!({"switch": 0})).await;
-    assert!(ack.code.is_success());
+    let report = SmartPlugReport::default().with_switch(false);
+    acked(enc.report(report)).await.unwrap();
 }
 
 /// A disk that fails is the server's fault, not the client's.

@@ -1,9 +1,10 @@
 #![allow(clippy::unwrap_used)]
 //! The platform as an MQTT client of a real Mosquitto (the Debian package: `apt-get install
 //! -y mosquitto`), in-process (`Sim::start` with `Mqtt::External`) and as `x-sim serve
-//! --broker mqtt://HOST:PORT`, with a plain rumqttc client as the device: the auth phase
-//! for a plain and an encrypted product, a property report, an event, time sync, a platform
-//! command, the platform rejoining a restarted broker, and a dropped platform leaving it.
+//! --broker mqtt://HOST:PORT`, with the SDK's runtime as the device (and a wire for a
+//! report the model refuses): the auth phase for a plain and an encrypted product, the
+//! firmware report, time sync, a property report, an event, a platform command, the
+//! platform rejoining a restarted broker, and a dropped platform leaving it.
 //!
 //! Mosquitto does not apply the platform's login rules (with an external broker they are the
 //! broker's: this one allows anonymous clients), so devices log in with their usual
@@ -18,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Device, PLUG_SECRET, Serve, WAIT, authenticate, plug_device};
+use common::wire::Wire;
+use common::{PLUG_SECRET, Params, Plug, Serve, WAIT, online, plug_device};
 use serde_json::{Value, json};
-use x_protocol::payload::AuthCode;
-use x_protocol::{DeviceIdentity, DeviceSecret, HeaderCtrl, ProductKey, RegistrationType};
+use x_protocol::{DeviceIdentity, DeviceSecret, HeaderCtrl, derive_session_key};
 use x_sim::platform::Command as PlatformCommand;
 use x_sim::sim::{Mqtt, Sim, SimConfig};
 
@@ -174,95 +175,60 @@ fn registry_toml() -> String {
     .concat()
 }
 
-struct Product {
-    id: DeviceIdentity,
-    key: ProductKey,
-    ty: RegistrationType,
-    encrypted: bool,
-}
-
-fn plain() -> Product {
-    let (id, key, ty) = common::plug();
-    Product {
-        id,
-        key,
-        ty,
-        encrypted: false,
-    }
-}
-
-fn encrypted(node_eui: &str) -> Product {
-    let (id, key, ty) = common::encrypted(node_eui);
-    Product {
-        id,
-        key,
-        ty,
-        encrypted: true,
-    }
-}
-
-/// The auth phase over `/sys/device/auth` (Code 0 with the DeviceSecret, and SessionID and
-/// Nonce for the encrypted product), then the device online with the V2 login and
-/// subscribed to its exact topics.
-async fn online(broker: SocketAddr, p: &Product) -> Device {
-    let reply = authenticate(broker, &p.id, &p.key, p.ty).await;
-    assert_eq!(reply.code, AuthCode::Ok, "{reply:?}");
-    let secret = reply.device_secret().unwrap();
+/// A device online: the auth phase (Code 0 with the DeviceSecret, and SessionID and Nonce
+/// for the encrypted product, which the platform holds), then the V2 login; its state
+/// directory in `dir`.
+async fn online_device(sim: &Sim, broker: SocketAddr, p: &Params, dir: &Path) -> Plug {
+    let device = online(p.plug(broker).state_dir(dir)).await;
+    let kept = device.persisted().unwrap().unwrap();
+    let secret: DeviceSecret = kept.device_secret.unwrap().expose().parse().unwrap();
     if !p.encrypted {
         assert_eq!(secret, PLUG_SECRET.parse::<DeviceSecret>().unwrap());
     }
-    assert_eq!(reply.session().is_some(), p.encrypted, "{reply:?}");
-    // Auth again (a new session for the encrypted product) and log in.
-    let mut dev = Device::online(broker, &p.id, &p.key, p.ty).await;
-    assert_eq!(dev.key.is_some(), p.encrypted);
-    let granted = dev
-        .subscribe(&[
-            "model/property/report_ack",
-            "model/event/overheat/report_ack",
-            "update_time_ack",
-            "model/property/set",
-        ])
-        .await;
-    assert!(granted.iter().all(|g| *g), "{granted:?}");
-    dev
+    assert_eq!(kept.session.is_some(), p.encrypted, "{:?}", kept.session);
+    if let Some(g) = kept.session {
+        let key = derive_session_key(&p.product_key, &g.session_id, g.nonce).unwrap();
+        assert_eq!(sim.platform().session_key(&p.id), Some(key));
+    }
+    device
 }
 
-/// A property report (and one the model refuses), an event and time sync, each acked on
-/// its ack topic (`{topic}_ack`) with the request's MessageId and HeaderCtrl (checked by
-/// `Device::acked`); nothing else arrives.
-async fn device_rows(dev: &mut Device) {
-    let time_sync = ("update_time", HeaderCtrl::TimeSync, json!(""), "200");
-    for (topic, ctrl, payload, code) in common::plug_reports().into_iter().chain([time_sync]) {
-        let ack = dev.acked(topic, ctrl, payload).await;
-        assert_eq!(ack.code.as_str(), code, "{topic}: {ack:?}");
-        if ctrl == HeaderCtrl::TimeSync {
-            let data = ack.data.unwrap();
-            assert!(
-                data["timestamp"].as_i64().unwrap() > 1_700_000_000_000,
-                "{data}"
-            );
-        }
-    }
-    // One ack each: the platform did not answer its own publishes.
-    assert!(dev.quiet_for(Duration::from_millis(300)).await);
+/// The firmware report and time sync of the login, a property report and an event: each
+/// resolves on its ack (on its ack topic, with the request's MessageId and HeaderCtrl),
+/// and no frame arrives that the device cannot use (an ack twice: the platform answering its
+/// own publishes).
+async fn device_rows(device: &Plug) {
+    common::wait_for("time synced", || device.platform_time().is_some()).await;
+    assert!(device.platform_time().unwrap() > 1_700_000_000_000);
+    common::report_and_event(device).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counters = device.counters().session;
+    assert_eq!(counters.bad_frames, 0, "{counters:?}");
+}
+
+/// A report the model refuses, from a wire with the device's state (no auth phase): acked
+/// 4001, once.
+async fn refused_report(broker: SocketAddr, p: &Params, device: &Plug) {
+    let kept = device.persisted().unwrap().unwrap();
+    let mut wire = Wire::resume(broker, p, kept).await;
+    common::refused_report(&mut wire).await;
+    assert!(wire.quiet_for(Duration::from_millis(300)).await);
+    wire.disconnect().await;
 }
 
 /// A property set from the platform, answered by the device with the applied values.
-async fn property_set(sim: &Sim, dev: &mut Device, switch: i64) {
-    let id = dev.id.clone();
-    let (answer, ()) = tokio::join!(
-        sim.platform().send_command(
-            &id,
+async fn property_set(sim: &Sim, device: &Plug, id: &DeviceIdentity, switch: i64) {
+    let answer = sim
+        .platform()
+        .send_command(
+            id,
             PlatformCommand::SetProperties(json!({"switch": switch})),
-            None
-        ),
-        dev.answer_property_set(
-            json!([{"identify": "switch", "value": switch}]),
-            json!({"switch": switch})
+            None,
         )
-    );
-    let answer = answer.unwrap();
+        .await
+        .unwrap();
     assert_eq!(answer.ack().unwrap().data, Some(json!({"switch": switch})));
+    assert_eq!(device.state().switch, switch == 1);
 }
 
 /// What the platform recorded from a device: only the device's own messages, once each.
@@ -293,14 +259,13 @@ async fn in_process_platform_over_mosquitto() {
     let me = sim.client_id().unwrap().to_owned();
     broker.expect_platform_subscribed(&me).await;
 
-    for p in [plain(), encrypted("ENC00001")] {
-        let mut dev = online(broker.addr(), &p).await;
-        if p.encrypted {
-            assert_eq!(sim.platform().session_key(&p.id), dev.key);
-        }
-        device_rows(&mut dev).await;
-        property_set(&sim, &mut dev, 0).await;
-        assert!(dev.quiet_for(Duration::from_millis(300)).await);
+    for p in [common::plug(), common::encrypted("ENC00001")] {
+        let dir = tempfile::tempdir().unwrap();
+        let device = online_device(&sim, broker.addr(), &p, dir.path()).await;
+        device_rows(&device).await;
+        property_set(&sim, &device, &p.id, 0).await;
+        device.shutdown().await;
+        refused_report(broker.addr(), &p, &device).await;
 
         let latest = sim.platform().latest_properties(&p.id);
         assert_eq!(
@@ -312,9 +277,10 @@ async fn in_process_platform_over_mosquitto() {
             ctrls,
             // (The report the model refused is not kept.)
             [
+                HeaderCtrl::FirmwareReport,
+                HeaderCtrl::TimeSync,
                 HeaderCtrl::PropertyReport,
                 HeaderCtrl::EventReport,
-                HeaderCtrl::TimeSync,
                 HeaderCtrl::PropertySet,
             ],
             "{}",
@@ -322,7 +288,7 @@ async fn in_process_platform_over_mosquitto() {
         );
         // The encrypted device's frames travelled encrypted; the platform keeps them plain.
         assert_eq!(
-            received(&sim, &p.id)[0].1,
+            received(&sim, &p.id)[2].1,
             json!({"switch": 1, "power": 12.5})
         );
     }
@@ -333,17 +299,19 @@ async fn platform_rejoins_a_restarted_mosquitto() {
     let mut broker = Mosquitto::start();
     let sim = external_sim(&broker).await;
     let me = sim.client_id().unwrap().to_owned();
-    let p = encrypted("ENC00002");
-    let mut dev = online(broker.addr(), &p).await;
-    property_set(&sim, &mut dev, 1).await;
-    drop(dev);
+    let p = common::encrypted("ENC00002");
+    let dir = tempfile::tempdir().unwrap();
+    let device = online_device(&sim, broker.addr(), &p, dir.path()).await;
+    property_set(&sim, &device, &p.id, 1).await;
+    device.shutdown().await;
 
     broker.restart();
     // The platform reconnects on its own and subscribes again.
     broker.expect_platform_subscribed(&me).await;
-    let mut dev = online(broker.addr(), &p).await;
-    device_rows(&mut dev).await;
-    property_set(&sim, &mut dev, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let device = online_device(&sim, broker.addr(), &p, dir.path()).await;
+    device_rows(&device).await;
+    property_set(&sim, &device, &p.id, 0).await;
 }
 
 #[tokio::test]
@@ -363,9 +331,14 @@ async fn serve_with_broker_flag_over_mosquitto() {
     let me = format!("x-sim-platform-{}-0", serve.child.id());
     broker.expect_platform_subscribed(&me).await;
 
-    for p in [plain(), encrypted("ENC00003")] {
-        let mut dev = online(broker.addr(), &p).await;
-        device_rows(&mut dev).await;
+    for p in [common::plug(), common::encrypted("ENC00003")] {
+        let dir = tempfile::tempdir().unwrap();
+        let device = online(p.plug(broker.addr()).state_dir(dir.path())).await;
+        let counters = device.counters().session;
+        assert_eq!(counters.bad_frames, 0, "{counters:?}");
+        common::report_and_event(&device).await;
+        device.shutdown().await;
+        refused_report(broker.addr(), &p, &device).await;
         let prefix = p.id.topic_prefix();
         assert!(serve.wait_log(&format!("<- {prefix}/update_time")));
         // It logs what it received and what it sent, and did not take its own acks for
@@ -381,13 +354,14 @@ async fn serve_with_broker_flag_over_mosquitto() {
         assert_eq!(count(&format!("<- {prefix}/model/property/report_ack")), 0);
         assert_eq!(count(&format!("<- {prefix}/downlink")), 0);
     }
+    // One auth phase per device (the wires log in with what the devices kept).
     assert_eq!(
         serve
             .log()
             .iter()
             .filter(|l| l.contains("<- /sys/device/auth"))
             .count(),
-        4
+        2
     );
 }
 
@@ -406,9 +380,11 @@ async fn a_dropped_platform_leaves_the_broker() {
         broker.log()
     );
     let sim = external_sim(&broker).await;
-    let mut dev = online(broker.addr(), &plain()).await;
-    device_rows(&mut dev).await;
-    property_set(&sim, &mut dev, 1).await;
+    let p = common::plug();
+    let dir = tempfile::tempdir().unwrap();
+    let device = online_device(&sim, broker.addr(), &p, dir.path()).await;
+    device_rows(&device).await;
+    property_set(&sim, &device, &p.id, 1).await;
     assert!(
         !broker.log().contains("already connected"),
         "{}",

@@ -8,10 +8,12 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{Api, Device, PLUG_SECRET, Refused, Serve};
+use common::smart_plug::SmartPlugReport;
+use common::wire::{Mqtt, Refused};
+use common::{Api, PLUG_SECRET, Params, Serve, acked, online};
 use rumqttc::ConnectReturnCode;
 use serde_json::json;
-use x_protocol::{ConnectType, DeviceIdentity, DeviceSecret};
+use x_protocol::{ConnectType, DeviceSecret, MqttLogin};
 
 /// The encrypted product, and the smart plug with PLUG0001 (given its secret).
 fn registry() -> String {
@@ -39,39 +41,40 @@ fn start(dir: &std::path::Path) -> Serve {
     )
 }
 
+/// The HeaderCtrl of each of a device's messages in the API.
+fn header_ctrls(messages: &serde_json::Value) -> Vec<i64> {
+    let list = messages.as_array().unwrap();
+    list.iter()
+        .map(|m| m["HeaderCtrl"].as_i64().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_killed_platform_restarts_with_everything() {
     let dir = tempfile::tempdir().unwrap();
     common::registry_file(dir.path(), &registry());
-
-    let (encrypted, enc_key, enc_ty) = common::encrypted("SELF0001");
-    let (plain, plain_key, _) = common::plug();
-    let plain_secret: DeviceSecret = PLUG_SECRET.parse().unwrap();
+    let encrypted = common::encrypted("SELF0001");
+    let plain = common::plug();
+    // The runtime devices keep what they learn (secrets, sessions) in state directories.
+    let (enc_state, plain_state) = (dir.path().join("enc"), dir.path().join("plain"));
 
     let first = start(dir.path());
     let mqtt = first.mqtt.unwrap();
     // A type-0 device registers itself at auth and reports (encrypted).
-    let mut dev = Device::online(mqtt, &encrypted, &enc_key, enc_ty).await;
-    let session_key = dev.key.clone().unwrap();
-    dev.subscribe(&["model/property/report_ack"]).await;
-    let ack = dev
-        .report_properties(json!({"switch": 1, "power": 42.5}))
-        .await;
-    assert_eq!(ack.code.as_str(), "200", "{ack:?}");
-    drop(dev);
+    let dev = encrypted.plug(mqtt).time_sync(false).state_dir(&enc_state);
+    let dev = online(dev).await;
+    let report = SmartPlugReport::default()
+        .with_switch(true)
+        .with_power(42.5);
+    acked(dev.report(report)).await.unwrap();
+    let session = dev.persisted().unwrap().unwrap().session.unwrap();
+    dev.shutdown().await;
     // A type-1 device logs in with a checked timestamp and goes offline.
-    let login_at = now();
-    let plain_dev = Device::connect(
-        mqtt,
-        &plain,
-        &plain_key,
-        &plain_secret,
-        ConnectType::TimestampChecked,
-        login_at,
-    )
-    .await
-    .unwrap();
-    drop(plain_dev);
+    let before = now();
+    let plain_dev = online(plain.plug(mqtt).state_dir(&plain_state)).await;
+    let login_at = plain_dev.persisted().unwrap().unwrap().last_login_timestamp;
+    assert!(login_at >= before, "{login_at} < {before}");
+    plain_dev.shutdown().await;
     // A device registered at run time over the HTTP API.
     let api = Api::at(first.http.unwrap());
     let new_device = json!({"product_id": "AA30C505", "node_eui": "RUNTIME1"});
@@ -106,61 +109,48 @@ async fn a_killed_platform_restarts_with_everything() {
     }
     let props = api.ok("/api/devices/5E7A0B32/SELF0001/properties").await;
     assert_eq!(props["power"]["value"], json!(42.5));
+    // Its firmware report at login and its property report.
     let messages = api.ok("/api/devices/5E7A0B32/SELF0001/messages").await;
-    assert_eq!(messages.as_array().unwrap().len(), 1);
+    assert_eq!(header_ctrls(&messages), [8, 16]);
     let firmware = api.ok("/api/firmware").await;
     assert_eq!(firmware[0]["size"], json!(4096));
 
-    // The last offline time survived: a login stamped before it is refused (CONNACK 5).
-    let stale = Device::connect(
-        mqtt,
-        &plain,
-        &plain_key,
-        &plain_secret,
+    // The last offline time survived: a login stamped before it (which no runtime device
+    // sends) is refused (CONNACK 5).
+    let secret: DeviceSecret = PLUG_SECRET.parse().unwrap();
+    let stale = MqttLogin::connect(
+        &plain.id,
+        &plain.product_key,
+        &secret,
         ConnectType::TimestampChecked,
         offline_at - 1,
-    )
-    .await;
+    );
     assert_eq!(
-        stale.err(),
+        Mqtt::open(mqtt, &stale).await.err(),
         Some(Refused::Code(ConnectReturnCode::NotAuthorized))
     );
     // The run-time device's secret works.
-    let runtime = DeviceIdentity::parse("7ED01E2A", "AA30C505", "RUNTIME1").unwrap();
-    let secret: DeviceSecret = runtime_secret.parse().unwrap();
+    let runtime = Params::new("AA30C505", "RUNTIME1", "DB6FACEF35BEBA0517712F0E4BE32936");
+    let runtime_dev = runtime
+        .plug(mqtt)
+        .device_secret(runtime_secret.parse().unwrap());
+    online(runtime_dev).await.shutdown().await;
+    // The session survived: the encrypted device goes on under its key, no new auth.
+    let dev = encrypted.plug(mqtt).time_sync(false).state_dir(&enc_state);
+    let dev = online(dev).await;
+    let report = SmartPlugReport::default().with_power(43.0);
+    acked(dev.report(report)).await.unwrap();
+    assert_eq!(dev.persisted().unwrap().unwrap().session, Some(session));
     assert!(
-        Device::connect(
-            mqtt,
-            &runtime,
-            &plain_key,
-            &secret,
-            ConnectType::Unchecked,
-            1
-        )
-        .await
-        .is_ok()
+        !second.log().iter().any(|l| l.contains("/sys/device/auth")),
+        "{:#?}",
+        second.log()
     );
-    // The session survived: the encrypted device goes on under its key without a new auth.
-    let secret = x_sim::registry::issued_secret(&enc_key, &encrypted.node_eui);
-    let mut dev = Device::connect(
-        mqtt,
-        &encrypted,
-        &enc_key,
-        &secret,
-        ConnectType::Unchecked,
-        1,
-    )
-    .await
-    .unwrap();
-    dev.key = Some(session_key);
-    dev.subscribe(&["model/property/report_ack"]).await;
-    let ack = dev.report_properties(json!({"power": 43.0})).await;
-    assert_eq!(ack.code.as_str(), "200", "{ack:?}");
     // New data gets sequence numbers after the old ones.
     let messages = api.ok("/api/devices/5E7A0B32/SELF0001/messages").await;
+    assert_eq!(header_ctrls(&messages), [8, 16, 8, 16]);
     let seqs = common::seqs(&messages);
-    assert_eq!(seqs.len(), 2);
-    assert!(seqs[1] > seqs[0], "{seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     // Every message in and out was logged, one line each.
     assert!(second.wait_log("<- /sys/7ED01E2A/5E7A0B32/SELF0001/model/property/report"));
     assert!(second.wait_log("-> /sys/7ED01E2A/5E7A0B32/SELF0001/model/property/report_ack"));

@@ -1,30 +1,35 @@
-//! A plain rumqttc client acting as a device, for tests of the platform: the auth phase,
-//! the V2 login, exact-topic subscriptions, frames out (encrypted when the device has a
-//! SessionKey) and frames in, and the device's side of platform commands. Nothing of the
-//! SDK's runtime is used. Also: the products and devices the tests share, an HTTP client for
-//! the API, and `x-sim serve` as a child process.
+//! What x-sim's tests share: the products and devices of their registries, the devices
+//! themselves, an HTTP client for the API, and `x-sim serve` as a child process.
 //!
-//! The device helpers that assert are plain functions returning their future and marked
-//! `#[track_caller]` (on an `async fn` the attribute does nothing): a failure names the
-//! test's line.
+//! The devices are the SDK's: a device that behaves is an `x_runtime::Device` on the
+//! generated smart-plug bindings ([`Params::plug`]); a test that must see or choose the
+//! bytes (what the platform sends, a device that misbehaves) uses a [`wire::Wire`], a raw
+//! connection whose login and answers are the runtime's sans-IO session's.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::VecDeque;
+pub mod wire;
+
+/// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
+#[rustfmt::skip]
+#[path = "../../../tests/golden/smart_plug.rs"]
+#[allow(dead_code)]
+pub mod smart_plug;
+
 use std::net::SocketAddr;
-use std::panic::Location;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
-    Packet, QoS,
+use serde_json::{Map, Value, json};
+use smart_plug::{
+    OverheatAction, OverheatEvent, ResetOutput, ResetScope, SmartPlug, SmartPlugReport,
+    SmartPlugService, SmartPlugServiceHandler,
 };
-use serde_json::{Value, json};
-use x_protocol::payload::{AuthReply, AuthRequest};
-use x_protocol::{
-    AckPayload, ConnectType, DeviceIdentity, DeviceSecret, Frame, HeaderCtrl, MqttLogin,
-    ProductKey, RegistrationType, SessionKey, derive_session_key,
+use x_protocol::model::{Date, ServiceFailure, ThingModel, ThingServices};
+use x_protocol::{ConnectType, DeviceIdentity, ProductKey, RegistrationType};
+use x_runtime::{
+    Ack, BackoffConfig, Delivery, DeliveryError, Device, DeviceBuilder, DeviceConfig, DeviceError,
+    Refusal, Request,
 };
 use x_sim::registry::Registry;
 use x_sim::sim::{Sim, SimConfig};
@@ -42,8 +47,13 @@ pub fn registry(toml: &str) -> Registry {
     Registry::from_toml(toml, root()).unwrap()
 }
 
-/// The platform in-process on free ports, in memory.
+/// The platform in-process on free ports, in memory. `RUST_LOG=x_sim=info,x_runtime=debug`
+/// shows both sides of the traffic.
 pub async fn sim(toml: &str) -> Sim {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     Sim::start(SimConfig::local(registry(toml))).await.unwrap()
 }
 
@@ -105,571 +115,225 @@ pub fn registry_file(dir: &Path, toml: &str) -> PathBuf {
     file
 }
 
-/// PLUG0001 of [`plug_product`]: its identity, the ProductKey and the registration type.
-pub fn plug() -> (DeviceIdentity, ProductKey, RegistrationType) {
-    (
-        DeviceIdentity::parse(OPEN_ID, PLUG_ID, "PLUG0001").unwrap(),
-        PLUG_KEY.parse().unwrap(),
-        RegistrationType::ProductSecretPreRegistered,
-    )
-}
-
-/// A device of [`encrypted_product`]: its identity, the ProductKey and the registration
-/// type.
-pub fn encrypted(node_eui: &str) -> (DeviceIdentity, ProductKey, RegistrationType) {
-    (
-        DeviceIdentity::parse(OPEN_ID, ENCRYPTED_ID, node_eui).unwrap(),
-        ENCRYPTED_KEY.parse().unwrap(),
-        RegistrationType::ProductSecretUnregistered,
-    )
-}
-
-/// Device messages of the smart plug (`P/topic`, HeaderCtrl, payload) and the ack Code each
-/// gets: a property report (switch 1, power 12.5), one the model refuses (power 99999:
-/// acked 4001, not kept) and an overheat event (temperature 96.5, action 1).
-pub fn plug_reports() -> [(&'static str, HeaderCtrl, Value, &'static str); 3] {
-    [
-        (
-            "model/property/report",
-            HeaderCtrl::PropertyReport,
-            json!({"switch": 1, "power": 12.5}),
-            "200",
-        ),
-        (
-            "model/property/report",
-            HeaderCtrl::PropertyReport,
-            json!({"power": 99_999}),
-            "4001",
-        ),
-        (
-            "model/event/overheat/report",
-            HeaderCtrl::EventReport,
-            json!({"temperature": 96.5, "action": 1}),
-            "200",
-        ),
-    ]
-}
-
-/// The payload of an ack frame.
-#[track_caller]
-pub fn ack_of(frame: &Frame) -> AckPayload {
-    serde_json::from_value(frame.payload.clone())
-        .unwrap_or_else(|e| panic!("not an ack ({e}): {frame:?}"))
-}
-
-/// A device connected to a broker.
-pub struct Device {
+/// The parameters burned into a test device.
+#[derive(Debug, Clone)]
+pub struct Params {
     pub id: DeviceIdentity,
-    pub client: AsyncClient,
-    events: EventLoop,
-    inbox: VecDeque<(String, Vec<u8>)>,
-    /// The SessionKey of an encrypted product: frames out are encrypted with it (except 1,
-    /// 28, 29) and frames in are decrypted.
-    pub key: Option<SessionKey>,
-    next_id: u32,
+    pub product_key: ProductKey,
+    pub registration: RegistrationType,
+    pub encrypted: bool,
 }
 
-/// Why a connection did not come up.
-#[derive(Debug, PartialEq)]
-pub enum Refused {
-    /// A CONNACK with this code.
-    Code(ConnectReturnCode),
-    /// The connection closed without a CONNACK.
-    Closed(String),
+/// PLUG0001 of [`plug_product`].
+pub fn plug() -> Params {
+    plug_named("PLUG0001")
 }
 
-async fn open(addr: SocketAddr, login: &MqttLogin) -> Result<(AsyncClient, EventLoop), Refused> {
-    let mut options = MqttOptions::new(&login.client_id, addr.ip().to_string(), addr.port());
-    options.set_credentials(&login.username, login.password.expose());
-    options.set_keep_alive(Duration::from_secs(30));
-    let (client, mut events) = AsyncClient::new(options, 64);
+/// A device of [`plug_product`] (registered or not).
+pub fn plug_named(node_eui: &str) -> Params {
+    Params {
+        id: DeviceIdentity::parse(OPEN_ID, PLUG_ID, node_eui).unwrap(),
+        product_key: PLUG_KEY.parse().unwrap(),
+        registration: RegistrationType::ProductSecretPreRegistered,
+        encrypted: false,
+    }
+}
+
+/// A device of [`encrypted_product`] (it registers itself at auth).
+pub fn encrypted(node_eui: &str) -> Params {
+    Params {
+        id: DeviceIdentity::parse(OPEN_ID, ENCRYPTED_ID, node_eui).unwrap(),
+        product_key: ENCRYPTED_KEY.parse().unwrap(),
+        registration: RegistrationType::ProductSecretUnregistered,
+        encrypted: true,
+    }
+}
+
+/// A smart-plug device as product code builds it.
+pub type Plug = Device<SmartPlug, SmartPlugService>;
+
+impl Params {
+    /// A device of another product of the tests' OpenID (type 1, plain).
+    pub fn new(product_id: &str, node_eui: &str, product_key: &str) -> Self {
+        Self {
+            id: DeviceIdentity::parse(OPEN_ID, product_id, node_eui).unwrap(),
+            product_key: product_key.parse().unwrap(),
+            registration: RegistrationType::ProductSecretPreRegistered,
+            encrypted: false,
+        }
+    }
+
+    /// A runtime device of any model with these parameters on the broker at `addr`:
+    /// reconnects paced from 100 ms to 2 s, acks awaited 3 s.
+    pub fn builder<M, S>(&self, addr: SocketAddr) -> DeviceBuilder<M, S>
+    where
+        M: ThingModel + Default + Send + 'static,
+        M::Set: Send,
+        S: ThingServices + Send + 'static,
+    {
+        Device::<M, S>::builder(self.id.clone(), self.product_key.clone())
+            .broker(&format!("mqtt://{addr}"))
+            .unwrap()
+            .registration(self.registration)
+            .encrypted(self.encrypted)
+            .backoff(BackoffConfig {
+                base: Duration::from_millis(100),
+                cap: Duration::from_secs(2),
+                jitter: 1.0,
+            })
+            .ack_timeout(Duration::from_secs(3))
+    }
+
+    /// The smart plug as product code writes it ([`Params::builder`]), its services run by
+    /// [`Relay`], firmware `h1` / `1.0.0`.
+    pub fn plug(&self, addr: SocketAddr) -> DeviceBuilder<SmartPlug, SmartPlugService> {
+        self.builder(addr)
+            .firmware("h1", "1.0.0")
+            .services(|call: SmartPlugService| call.dispatch(&mut Relay))
+    }
+
+    /// The session configuration of a [`wire::Wire`]: it sends nothing on its own (no
+    /// firmware report, no time sync) and logs in with an unchecked timestamp (so that it
+    /// may follow another login of the same device within a second).
+    pub fn config(&self) -> DeviceConfig {
+        let mut config = DeviceConfig::new(self.id.clone(), self.product_key.clone());
+        config.registration = self.registration;
+        config.encrypted = self.encrypted;
+        config.connect_type = ConnectType::Unchecked;
+        config.firmware.clear();
+        config.timing.time_sync = false;
+        config
+    }
+}
+
+/// The smart plug's services as product code implements the generated handler: `reset`
+/// with scope 0 answers `{result: 1, resetAt: 1700000000000}`, scope 1 fails;
+/// `setSchedule` needs `offAt` after `onAt`.
+pub struct Relay;
+
+impl SmartPlugServiceHandler for Relay {
+    fn reset(&mut self, scope: ResetScope) -> Result<ResetOutput, ServiceFailure> {
+        match scope {
+            ResetScope::Key0 => Ok(ResetOutput {
+                result: true,
+                reset_at: Date::from_millis(1_700_000_000_000),
+            }),
+            ResetScope::Key1 => Err("factory reset needs the button held".into()),
+        }
+    }
+
+    fn set_schedule(&mut self, on_at: Date, off_at: Date, _: bool) -> Result<(), ServiceFailure> {
+        if off_at <= on_at {
+            return Err("offAt must be later than onAt".into());
+        }
+        Ok(())
+    }
+}
+
+/// Starts a device and waits until it is online.
+pub async fn online<M, S>(builder: DeviceBuilder<M, S>) -> Device<M, S>
+where
+    M: ThingModel + Send + 'static,
+    M::Set: Send,
+    S: ThingServices + Send + 'static,
+{
+    tokio::time::timeout(2 * WAIT, builder.connect())
+        .await
+        .expect("not online in time")
+        .unwrap_or_else(|e| panic!("not online: {e}"))
+}
+
+/// Why the platform refused a runtime device's first login.
+pub async fn refusal(builder: DeviceBuilder<SmartPlug, SmartPlugService>) -> Refusal {
+    match tokio::time::timeout(2 * WAIT, builder.connect()).await {
+        Ok(Err(DeviceError::Refused(refusal))) => refusal,
+        Ok(Err(e)) => panic!("not a refusal: {e}"),
+        Ok(Ok(device)) => panic!("not refused: {device:?}"),
+        Err(_) => panic!("neither online nor refused in time"),
+    }
+}
+
+/// The platform's ack of something sent: waits for the window, then for the ack.
+pub async fn acked(
+    sent: impl Future<Output = Result<Delivery, DeliveryError>>,
+) -> Result<Ack, DeliveryError> {
+    let delivery = sent.await?;
+    tokio::time::timeout(WAIT, delivery)
+        .await
+        .expect("no outcome in time")
+}
+
+/// The smart plug's property report (switch on, power 12.5 W) and overheat event
+/// (96.5 degrees, power cut), both acked "200".
+pub async fn report_and_event(device: &Plug) {
+    let report = SmartPlugReport::default()
+        .with_switch(true)
+        .with_power(12.5);
+    acked(device.report(report)).await.unwrap();
+    let event = OverheatEvent {
+        temperature: 96.5,
+        action: OverheatAction::PowerCut,
+    };
+    acked(device.event(&event)).await.unwrap();
+}
+
+/// A property report the model refuses (power 99999, which no runtime device sends), sent
+/// over a wire: the platform acks it "4001" with the reason.
+pub async fn refused_report(wire: &mut wire::Wire) {
+    let topic = wire.topic(x_protocol::TopicKind::PropertyReport);
+    let ctrl = x_protocol::HeaderCtrl::PropertyReport;
+    let ack = wire.acked(&topic, ctrl, json!({"power": 99_999})).await;
+    assert_eq!(
+        (ack.code.as_str(), ack.msg.as_str()),
+        ("4001", "power: 99999 is above the maximum 3500")
+    );
+}
+
+/// The next request from the platform that `pick` takes, skipping others.
+pub async fn request<T>(
+    device: &Plug,
+    mut pick: impl FnMut(Request<SmartPlug, SmartPlugService>) -> Option<T>,
+) -> T {
     tokio::time::timeout(WAIT, async {
         loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Err(ConnectionError::ConnectionRefused(code)) => return Err(Refused::Code(code)),
-                Err(e) => return Err(Refused::Closed(e.to_string())),
-                _ => {}
+            let request = device.next_request().await.expect("the device stopped");
+            if let Some(t) = pick(request) {
+                return t;
             }
         }
     })
     .await
-    .expect("no CONNACK in time")?;
-    Ok((client, events))
+    .expect("no such request in time")
 }
 
-/// The auth phase: connects with the ProductKey, asks, returns the reply.
-pub async fn authenticate(
-    addr: SocketAddr,
-    id: &DeviceIdentity,
-    product_key: &ProductKey,
-    ty: RegistrationType,
-) -> AuthReply {
-    authenticate_as(addr, id, id, product_key, ty).await
+/// Whether no request but time-sync notices arrives within `within`.
+pub async fn no_request(device: &Plug, within: Duration) -> bool {
+    tokio::time::timeout(within, async {
+        loop {
+            match device.next_request().await {
+                Some(Request::TimeSynced { .. }) => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .is_err()
 }
 
-/// The auth phase with a request about `asked` from a login as `id`.
-pub async fn authenticate_as(
-    addr: SocketAddr,
-    id: &DeviceIdentity,
-    asked: &DeviceIdentity,
-    product_key: &ProductKey,
-    ty: RegistrationType,
-) -> AuthReply {
-    let login = MqttLogin::auth(id, product_key);
-    let (client, events) = open(addr, &login).await.unwrap();
-    let mut d = Device::new(id, client, events);
-    d.subscribe_full(&format!("{}/downlink", id.topic_prefix()))
-        .await;
-    let request = AuthRequest {
-        open_id: asked.open_id.clone(),
-        product_id: asked.product_id.clone(),
-        node_eui: asked.node_eui.clone(),
-        registration_type: ty,
-    };
-    let frame = Frame::with_payload(4242u32, HeaderCtrl::Auth, &request).unwrap();
-    d.publish_bytes("/sys/device/auth", frame.encode()).await;
-    let (topic, reply) = d.next_frame().await;
-    assert_eq!(topic, format!("{}/downlink", id.topic_prefix()));
-    assert_eq!(reply.message_id, 4242u32.into());
-    reply.payload_as().unwrap()
+/// Waits (up to [`WAIT`]) until `done` holds.
+pub async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < until, "still not {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
-impl Device {
-    fn new(id: &DeviceIdentity, client: AsyncClient, events: EventLoop) -> Self {
-        Self {
-            id: id.clone(),
-            client,
-            events,
-            inbox: VecDeque::new(),
-            key: None,
-            next_id: 1,
-        }
-    }
-
-    /// The V2 login.
-    pub async fn connect(
-        addr: SocketAddr,
-        id: &DeviceIdentity,
-        product_key: &ProductKey,
-        secret: &DeviceSecret,
-        ty: ConnectType,
-        timestamp: u64,
-    ) -> Result<Self, Refused> {
-        let login = MqttLogin::connect(id, product_key, secret, ty, timestamp);
-        let (client, events) = open(addr, &login).await?;
-        Ok(Self::new(id, client, events))
-    }
-
-    /// Both phases: auth (for the secret and session), then the V2 login with type 1 and
-    /// the current time.
-    pub async fn online(
-        addr: SocketAddr,
-        id: &DeviceIdentity,
-        product_key: &ProductKey,
-        ty: RegistrationType,
-    ) -> Self {
-        let reply = authenticate(addr, id, product_key, ty).await;
-        assert!(reply.code == x_protocol::payload::AuthCode::Ok, "{reply:?}");
-        let secret = reply.device_secret().unwrap();
-        let mut d = Self::connect(addr, id, product_key, &secret, ConnectType::Unchecked, 1)
-            .await
-            .unwrap();
-        if let Some(g) = reply.session() {
-            d.key = Some(derive_session_key(product_key, &g.session_id, g.nonce).unwrap());
-        }
-        d
-    }
-
-    /// Subscribes to `P/suffix` for each suffix (exact topics), waiting for the SUBACKs.
-    /// Returns the return codes.
-    pub async fn subscribe(&mut self, suffixes: &[&str]) -> Vec<bool> {
-        let mut granted = Vec::new();
-        for s in suffixes {
-            let topic = format!("{}/{s}", self.id.topic_prefix());
-            granted.push(self.subscribe_full(&topic).await);
-        }
-        granted
-    }
-
-    /// Subscribes to a full filter; whether it was granted.
-    pub async fn subscribe_full(&mut self, filter: &str) -> bool {
-        self.client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        let ack = self
-            .poll_until(|e| match e {
-                Event::Incoming(Packet::SubAck(a)) => Some(a.return_codes.clone()),
-                _ => None,
-            })
-            .await;
-        matches!(ack.first(), Some(rumqttc::SubscribeReasonCode::Success(_)))
-    }
-
-    /// Polls the connection until `f` picks an event, keeping publishes that arrive.
-    async fn poll_until<T>(&mut self, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let event = self.events.poll().await.expect("connection failed");
-                if let Event::Incoming(Packet::Publish(p)) = &event {
-                    self.inbox.push_back((p.topic.clone(), p.payload.to_vec()));
-                }
-                if let Some(t) = f(&event) {
-                    return t;
-                }
-            }
-        })
-        .await
-        .expect("timed out waiting on the connection")
-    }
-
-    /// Whether the connection closes within `within` (a dropped client, a refused publish).
-    pub async fn closes_within(&mut self, within: Duration) -> bool {
-        tokio::time::timeout(within, async {
-            loop {
-                if self.events.poll().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await
-        .is_ok()
-    }
-
-    /// Publishes raw bytes on a full topic and waits until they are sent.
-    pub async fn publish_bytes(&mut self, topic: &str, bytes: Vec<u8>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, bytes)
-            .await
-            .unwrap();
-        self.poll_until(|e| matches!(e, Event::Outgoing(Outgoing::Publish(_))).then_some(()))
-            .await;
-    }
-
-    /// A fresh MessageId.
-    pub fn next_id(&mut self) -> u32 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// Publishes a frame on `P/suffix`, encrypted with the SessionKey when there is one and
-    /// the command is encrypted.
-    pub async fn send(&mut self, suffix: &str, mut frame: Frame) {
-        if let Some(key) = &self.key
-            && frame.header_ctrl.is_encrypted_uplink()
-        {
-            frame.encrypt_payload(key);
-        }
-        let topic = format!("{}/{suffix}", self.id.topic_prefix());
-        self.publish_bytes(&topic, frame.encode()).await;
-    }
-
-    /// Sends a frame with a fresh MessageId and returns the next frame received (its topic
-    /// suffix, and the frame with its payload decrypted).
-    pub async fn request(
-        &mut self,
-        suffix: &str,
-        ctrl: HeaderCtrl,
-        payload: Value,
-    ) -> (String, Frame) {
-        let id = self.next_id();
-        self.send(suffix, Frame::new(id, ctrl, payload)).await;
-        let (topic, frame) = self.next().await;
-        assert_eq!(frame.message_id, id.into(), "{topic}: {frame:?}");
-        (topic, frame)
-    }
-
-    /// The next message: topic suffix (after `P/`) and the raw payload.
-    pub async fn next_raw(&mut self) -> (String, Vec<u8>) {
-        if self.inbox.is_empty() {
-            self.poll_until(|e| matches!(e, Event::Incoming(Packet::Publish(_))).then_some(()))
-                .await;
-        }
-        let (topic, payload) = self.inbox.pop_front().unwrap();
-        let prefix = format!("{}/", self.id.topic_prefix());
-        let suffix = topic.strip_prefix(&prefix).unwrap_or(&topic).to_owned();
-        (suffix, payload)
-    }
-
-    /// The next frame with a full topic.
-    async fn next_frame(&mut self) -> (String, Frame) {
-        if self.inbox.is_empty() {
-            self.poll_until(|e| matches!(e, Event::Incoming(Packet::Publish(_))).then_some(()))
-                .await;
-        }
-        let (topic, payload) = self.inbox.pop_front().unwrap();
-        (topic, Frame::decode(&payload).unwrap())
-    }
-
-    /// The next frame: topic suffix, and the frame with its payload decrypted when it is an
-    /// encrypted string.
-    pub async fn next(&mut self) -> (String, Frame) {
-        let (suffix, payload) = self.next_raw().await;
-        let mut frame = Frame::decode(&payload).unwrap();
-        if let (Some(key), Value::String(_)) = (&self.key, &frame.payload)
-            && let Ok(plain) = frame.decrypted_payload(key)
-        {
-            frame.payload = plain;
-        }
-        (suffix, frame)
-    }
-
-    /// Whether nothing arrives within `within`.
-    pub async fn quiet_for(&mut self, within: Duration) -> bool {
-        if !self.inbox.is_empty() {
-            return false;
-        }
-        tokio::time::timeout(within, async {
-            loop {
-                if let Ok(Event::Incoming(Packet::Publish(p))) = self.events.poll().await {
-                    self.inbox.push_back((p.topic.clone(), p.payload.to_vec()));
-                    return;
-                }
-            }
-        })
-        .await
-        .is_err()
-    }
-
-    /// Answers a command frame: publishes `answer` (same MessageId as `to`) on `P/suffix`.
-    pub async fn answer(&mut self, to: &Frame, suffix: &str, ctrl: HeaderCtrl, payload: Value) {
-        self.send(suffix, Frame::new(to.message_id.clone(), ctrl, payload))
-            .await;
-    }
-
-    /// Answers a command frame with a success ack carrying `data`.
-    pub async fn ack_success(
-        &mut self,
-        to: &Frame,
-        suffix: &str,
-        ctrl: HeaderCtrl,
-        data: Option<Value>,
-    ) {
-        let ack = serde_json::to_value(AckPayload::success(data)).unwrap();
-        self.answer(to, suffix, ctrl, ack).await;
-    }
-
-    /// Sends a frame with a fresh MessageId and takes the platform's ack of it, which must
-    /// arrive on `P/{suffix}_ack` with `ctrl` (and the MessageId). Returns the ack.
-    #[track_caller]
-    pub fn acked(
-        &mut self,
-        suffix: &str,
-        ctrl: HeaderCtrl,
-        payload: Value,
-    ) -> impl Future<Output = AckPayload> {
-        self.acked_at(Location::caller(), suffix, ctrl, payload)
-    }
-
-    async fn acked_at(
-        &mut self,
-        at: &Location<'_>,
-        suffix: &str,
-        ctrl: HeaderCtrl,
-        payload: Value,
-    ) -> AckPayload {
-        let (topic, frame) = self.request(suffix, ctrl, payload).await;
-        assert_eq!(
-            (topic.as_str(), frame.header_ctrl),
-            (format!("{suffix}_ack").as_str(), ctrl),
-            "at {at}: the ack of {suffix}: {frame:?}"
-        );
-        serde_json::from_value(frame.payload.clone())
-            .unwrap_or_else(|e| panic!("at {at}: not an ack ({e}): {frame:?}"))
-    }
-
-    /// A property report (16) with a fresh MessageId; its ack, checked as [`Self::acked`]
-    /// does.
-    #[track_caller]
-    pub fn report_properties(&mut self, properties: Value) -> impl Future<Output = AckPayload> {
-        self.acked_at(
-            Location::caller(),
-            "model/property/report",
-            HeaderCtrl::PropertyReport,
-            properties,
-        )
-    }
-
-    /// The next frame, which must arrive on `P/suffix` with `ctrl`.
-    #[track_caller]
-    pub fn expect(&mut self, suffix: &str, ctrl: HeaderCtrl) -> impl Future<Output = Frame> {
-        self.expect_at(Location::caller(), suffix, ctrl)
-    }
-
-    async fn expect_at(&mut self, at: &Location<'_>, suffix: &str, ctrl: HeaderCtrl) -> Frame {
-        let (topic, frame) = self.next().await;
-        assert_eq!(
-            (topic.as_str(), frame.header_ctrl),
-            (suffix, ctrl),
-            "at {at}: {frame:?}"
-        );
-        frame
-    }
-
-    /// The next frame, which must arrive on `P/suffix` with `ctrl` and carry `payload`
-    /// (decrypted).
-    #[track_caller]
-    pub fn expect_payload(
-        &mut self,
-        suffix: &str,
-        ctrl: HeaderCtrl,
-        payload: Value,
-    ) -> impl Future<Output = Frame> {
-        self.expect_payload_at(Location::caller(), suffix, ctrl, payload)
-    }
-
-    async fn expect_payload_at(
-        &mut self,
-        at: &Location<'_>,
-        suffix: &str,
-        ctrl: HeaderCtrl,
-        payload: Value,
-    ) -> Frame {
-        let frame = self.expect_at(at, suffix, ctrl).await;
-        assert_eq!(frame.payload, payload, "at {at}: the payload of {suffix}");
-        frame
-    }
-
-    /// The platform's passthrough downlink (7), which must carry `payload`, acked with
-    /// success.
-    #[track_caller]
-    pub fn answer_downlink(&mut self, payload: Value) -> impl Future<Output = ()> {
-        let at = Location::caller();
-        async move {
-            let frame = self
-                .expect_payload_at(at, "downlink", HeaderCtrl::Downlink, payload)
-                .await;
-            self.ack_success(&frame, "downlink_ack", HeaderCtrl::Downlink, None)
-                .await;
-        }
-    }
-
-    /// Answers a command with a report on `P/suffix` (same MessageId as `to`) and takes the
-    /// platform's ack of it, which must arrive on `P/{suffix}_ack` with `ctrl` and that
-    /// MessageId. Returns the ack.
-    #[track_caller]
-    pub fn answer_with_report(
-        &mut self,
-        to: &Frame,
-        suffix: &str,
-        ctrl: HeaderCtrl,
-        report: Value,
-    ) -> impl Future<Output = Frame> {
-        self.answer_with_report_at(Location::caller(), to, suffix, ctrl, report)
-    }
-
-    async fn answer_with_report_at(
-        &mut self,
-        at: &Location<'_>,
-        to: &Frame,
-        suffix: &str,
-        ctrl: HeaderCtrl,
-        report: Value,
-    ) -> Frame {
-        self.answer(to, suffix, ctrl, report).await;
-        let (topic, ack) = self.next().await;
-        assert_eq!(
-            (topic.as_str(), ack.header_ctrl, &ack.message_id),
-            (format!("{suffix}_ack").as_str(), ctrl, &to.message_id),
-            "at {at}: the ack of the report {suffix}: {ack:?}"
-        );
-        ack
-    }
-
-    /// The platform's property ask (23), which must ask for `params`, answered with the
-    /// property report `report` (16, with the ask's MessageId); the report's ack taken.
-    #[track_caller]
-    pub fn answer_property_ask(
-        &mut self,
-        params: Value,
-        report: Value,
-    ) -> impl Future<Output = ()> {
-        let at = Location::caller();
-        async move {
-            let asked = json!({"params": params});
-            let ask = self
-                .expect_payload_at(at, "model/property/ask", HeaderCtrl::PropertyAsk, asked)
-                .await;
-            self.answer_with_report_at(
-                at,
-                &ask,
-                "model/property/report",
-                HeaderCtrl::PropertyReport,
-                report,
-            )
-            .await;
-        }
-    }
-
-    /// The platform's service call (21) of `service`, which must carry `params`, answered
-    /// with `reply`.
-    #[track_caller]
-    pub fn answer_service_call(
-        &mut self,
-        service: &str,
-        params: Value,
-        reply: &AckPayload,
-    ) -> impl Future<Output = ()> {
-        let at = Location::caller();
-        async move {
-            let topic = format!("model/service/{service}");
-            let call = json!({"serviceIdentify": service, "params": params});
-            let call = self
-                .expect_payload_at(at, &topic, HeaderCtrl::ServiceCall, call)
-                .await;
-            let ack = serde_json::to_value(reply).unwrap();
-            self.answer(&call, &format!("{topic}/ack"), HeaderCtrl::ServiceCall, ack)
-                .await;
-        }
-    }
-
-    /// The platform's config ask (14 on `ask_config`, which must carry `{}`) or set (14 on
-    /// `down_config`, which must carry `{"Settings": settings}`), answered with a config
-    /// report of `settings`.
-    #[track_caller]
-    pub fn answer_config(&mut self, topic: &str, settings: Value) -> impl Future<Output = ()> {
-        let at = Location::caller();
-        async move {
-            let expected = if topic == "down_config" {
-                json!({"Settings": settings})
-            } else {
-                json!({})
-            };
-            let frame = self
-                .expect_payload_at(at, topic, HeaderCtrl::Config, expected)
-                .await;
-            let report = json!({"Settings": settings});
-            self.answer(&frame, "config_report", HeaderCtrl::Config, report)
-                .await;
-        }
-    }
-
-    /// Acks an OTA notify (9) with the DownID `down_id`.
-    pub async fn ack_ota_notify(&mut self, notify: &Frame, down_id: &str) {
-        let echo = json!({"DownID": down_id});
-        self.answer(notify, "ota_notify_ack", HeaderCtrl::OtaNotify, echo)
-            .await;
-    }
-
-    /// The platform's property set (20), which must set `params` (`[{"identify", "value"}]`),
-    /// answered with a success ack carrying `data`.
-    #[track_caller]
-    pub fn answer_property_set(&mut self, params: Value, data: Value) -> impl Future<Output = ()> {
-        let at = Location::caller();
-        async move {
-            let set = json!({"params": params});
-            let set = self
-                .expect_payload_at(at, "model/property/set", HeaderCtrl::PropertySet, set)
-                .await;
-            self.ack_success(
-                &set,
-                "model/property/set_ack",
-                HeaderCtrl::PropertySet,
-                Some(data),
-            )
-            .await;
-        }
+/// A JSON object.
+pub fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
     }
 }
 
