@@ -1,188 +1,69 @@
 //! The platform over the simulator broker, with real MQTT clients: the two-phase login of an
-//! encrypted type-0 product, acks of encrypted reports, events and time sync.
+//! encrypted type-0 product (and a type mismatch), acks of encrypted reports, events and
+//! time sync, commands answered. The device is
+//! a wire: its session logs in and answers the platform's commands; its reports are the
+//! test's frames (fixed MessageIds, a wrong key, payloads the model refuses).
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use common::smart_plug::{SmartPlug, SmartPlugService};
+use common::wire::Wire;
+use common::{Params, refusal};
 use serde_json::{Value, json};
-use x_protocol::payload::{AuthCode, AuthReply, AuthRequest, TimeSyncData};
-use x_protocol::{
-    ConnectType, DeviceIdentity, Frame, HeaderCtrl, MqttLogin, ProductKey, RegistrationType,
-    SessionKey, Topic, TopicKind, derive_session_key,
-};
-use x_sim::broker::BrokerHandle;
+use x_protocol::payload::{AuthCode, TimeSyncData};
+use x_protocol::{Frame, HeaderCtrl, RegistrationType, SessionKey, Topic, TopicKind};
+use x_runtime::{Event, Persisted, Refusal, Session};
 use x_sim::platform::Platform;
-use x_sim::registry::Registry;
-use x_sim::sim::{Sim, SimConfig};
+use x_sim::sim::Sim;
 
-const REGISTRY: &str = r#"
-[[product]]
-open_id = "7ED01E2A"
-product_id = "5E7A0B32"
-product_key = "00112233445566778899AABBCCDDEEFF"
-registration = 0
-encrypted = true
-format = "json"
-model = "models/smart-plug.json"
-"#;
-
-async fn start() -> (BrokerHandle, Platform, Sim) {
-    let registry = Registry::from_toml(
-        REGISTRY,
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")),
-    )
-    .unwrap();
-    let sim = Sim::start(SimConfig::local(registry)).await.unwrap();
-    (sim.broker().unwrap().clone(), sim.platform().clone(), sim)
+async fn start() -> (Platform, Sim) {
+    let sim = common::sim(&common::encrypted_product()).await;
+    (sim.platform().clone(), sim)
 }
 
-fn device() -> DeviceIdentity {
-    DeviceIdentity::parse("7ED01E2A", "5E7A0B32", "MTR0001").unwrap()
+fn device() -> Params {
+    common::encrypted("MTR0001")
 }
 
-fn product_key() -> ProductKey {
-    "00112233445566778899AABBCCDDEEFF".parse().unwrap()
-}
-
-fn client(broker: &BrokerHandle, login: &MqttLogin) -> (AsyncClient, EventLoop) {
-    let mut options = MqttOptions::new(
-        &login.client_id,
-        broker.addr().ip().to_string(),
-        broker.addr().port(),
-    );
-    options.set_credentials(&login.username, login.password.expose());
-    AsyncClient::new(options, 16)
-}
-
-/// Polls until a PUBLISH arrives; fails on a connection error or after two seconds.
-async fn next_publish(events: &mut EventLoop) -> (String, Frame) {
-    tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    return (p.topic, Frame::decode(&p.payload).unwrap());
-                }
-                Err(e) => panic!("connection failed: {e}"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("no message within two seconds")
-}
-
-async fn subscribed(events: &mut EventLoop) {
-    tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => return,
-                Err(e) => panic!("connection failed: {e}"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap();
-}
-
-/// The auth phase: returns the DeviceSecret's login for the V2 phase and the SessionKey.
-async fn authenticate(broker: &BrokerHandle, ty: RegistrationType) -> AuthReply {
-    let login = MqttLogin::auth(&device(), &product_key());
-    let (c, mut events) = client(broker, &login);
-    c.subscribe(
-        format!("{}/downlink", device().topic_prefix()),
-        QoS::AtLeastOnce,
-    )
-    .await
-    .unwrap();
-    subscribed(&mut events).await;
-    let request = AuthRequest {
-        open_id: device().open_id,
-        product_id: device().product_id,
-        node_eui: device().node_eui,
-        registration_type: ty,
-    };
-    let frame = Frame::with_payload(1231u32, HeaderCtrl::Auth, &request).unwrap();
-    c.publish("/sys/device/auth", QoS::AtLeastOnce, false, frame.encode())
-        .await
-        .unwrap();
-    let (topic, reply) = next_publish(&mut events).await;
-    assert_eq!(topic, format!("{}/downlink", device().topic_prefix()));
-    assert_eq!(reply.header_ctrl, HeaderCtrl::Auth);
-    assert_eq!(reply.message_id, 1231u32.into());
-    reply.payload_as().unwrap()
-}
-
-/// An ack of an encrypted product's message: its payload is encrypted under the SessionKey.
-fn plain_ack(frame: &Frame, key: &SessionKey) -> x_protocol::AckPayload {
-    serde_json::from_value(frame.decrypted_payload(key).unwrap()).unwrap()
+/// An ack of an encrypted product's message: it travels encrypted under the SessionKey.
+fn encrypted_ack(m: &common::wire::Incoming) -> x_protocol::AckPayload {
+    let sent = Frame::decode(&m.bytes).unwrap();
+    assert!(sent.payload.is_string(), "not encrypted: {sent:?}");
+    m.frame.ack().unwrap()
 }
 
 #[tokio::test]
 async fn two_phase_login_and_encrypted_reports() {
-    let (broker, platform, _sim) = start().await;
-    // A type mismatch is refused with code 5.
-    let refused = authenticate(&broker, RegistrationType::ProductSecretPreRegistered).await;
-    assert_eq!(refused.code, AuthCode::TypeMismatch);
-
-    // Type 0: the device registers itself and gets its secret and a session.
-    let reply = authenticate(&broker, RegistrationType::ProductSecretUnregistered).await;
-    assert_eq!(reply.code, AuthCode::Ok);
-    let secret = reply.device_secret().unwrap();
-    let grant = reply.session().unwrap();
-    let key: SessionKey =
-        derive_session_key(&product_key(), &grant.session_id, grant.nonce).unwrap();
-    assert_eq!(platform.session_key(&device()), Some(key.clone()));
-
-    // Phase 2 with the issued secret.
-    let login = MqttLogin::connect(
-        &device(),
-        &product_key(),
-        &secret,
-        ConnectType::Unchecked,
-        1_700_000_000,
-    );
-    let (c, mut events) = client(&broker, &login);
-    let p = device().topic_prefix();
-    // Exact ack topics: a wildcard over the device's own uplink topics would echo its
-    // publishes back to it (MQTT 3.1.1 has no "no local").
-    c.subscribe(format!("{p}/update_time_ack"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    c.subscribe(format!("{p}/model/property/report_ack"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    c.subscribe(format!("{p}/model/event/+/report_ack"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    for _ in 0..3 {
-        subscribed(&mut events).await;
-    }
+    let (platform, sim) = start().await;
+    let addr = sim.mqtt_addr().unwrap();
+    // Type 0: the device registers itself and gets its secret and a session, then logs in
+    // with the issued secret (phase 2).
+    let state = SmartPlug {
+        power: 3.5,
+        ..SmartPlug::default()
+    };
+    let session = Session::new(device().config(), state, Persisted::default(), 7);
+    let mut dev: Wire<SmartPlug, SmartPlugService> = Wire::start(addr, session).await;
+    assert!(dev.persisted.device_secret.is_some());
+    let key: SessionKey = dev.key.clone().unwrap();
+    assert_eq!(platform.session_key(&device().id), Some(key));
 
     // An encrypted property report: acked with its MessageId, recorded decrypted.
-    let mut report = Frame::new(
+    let report = dev.topic(TopicKind::PropertyReport);
+    let frame = Frame::new(
         77u32,
         HeaderCtrl::PropertyReport,
         json!({"switch": 1, "power": 12.5}),
     );
-    report.encrypt_payload(&key);
-    c.publish(
-        format!("{p}/model/property/report"),
-        QoS::AtLeastOnce,
-        false,
-        report.encode(),
-    )
-    .await
-    .unwrap();
-    let (topic, ack) = next_publish(&mut events).await;
-    assert_eq!(topic, format!("{p}/model/property/report_ack"));
-    assert_eq!(
-        (ack.message_id.clone(), ack.header_ctrl),
-        (77u32.into(), HeaderCtrl::PropertyReport)
-    );
-    assert!(plain_ack(&ack, &key).code.is_success());
+    dev.send(&report, frame).await;
+    let ack = dev
+        .expect(TopicKind::PropertyReportAck, HeaderCtrl::PropertyReport)
+        .await;
+    assert_eq!(ack.frame.message_id, 77u32.into());
+    assert!(encrypted_ack(&ack).code.is_success());
     let got = platform.received();
     assert_eq!(
         got.last().unwrap().payload,
@@ -192,78 +73,54 @@ async fn two_phase_login_and_encrypted_reports() {
     // Under another key: a 4001 that says why.
     let mut wrong = Frame::new(78u32, HeaderCtrl::PropertyReport, json!({"switch": 0}));
     wrong.encrypt_payload(&SessionKey::from_bytes([7; 16]));
-    c.publish(
-        format!("{p}/model/property/report"),
-        QoS::AtLeastOnce,
-        false,
-        wrong.encode(),
-    )
-    .await
-    .unwrap();
-    let (_, ack) = next_publish(&mut events).await;
-    let ack = plain_ack(&ack, &key);
+    dev.publish(&report, wrong.encode()).await;
+    let ack = dev.next().await;
+    let ack = encrypted_ack(&ack);
     assert_eq!(ack.code.as_str(), "4001");
     assert!(ack.msg.contains("padding"), "{}", ack.msg);
 
     // An event: acked on its own report_ack topic.
-    let mut event = Frame::new(
+    let overheat = dev.topic_of(TopicKind::EventReport, "overheat");
+    let event = Frame::new(
         79u32,
         HeaderCtrl::EventReport,
         json!({"temperature": 96.5, "action": 1}),
     );
-    event.encrypt_payload(&key);
-    c.publish(
-        format!("{p}/model/event/overheat/report"),
-        QoS::AtLeastOnce,
-        false,
-        event.encode(),
-    )
-    .await
-    .unwrap();
-    let (topic, ack) = next_publish(&mut events).await;
-    assert_eq!(topic, format!("{p}/model/event/overheat/report_ack"));
-    assert_eq!(ack.message_id, 79u32.into());
+    dev.send(&overheat, event).await;
+    let ack = dev.next().await;
+    assert_eq!(
+        ack.topic,
+        dev.topic_of(TopicKind::EventReportAck, "overheat")
+    );
+    assert_eq!(ack.frame.message_id, 79u32.into());
 
     // Reports and events are checked against the thing model: 4001 with the reasons.
     for (topic, payload, reason) in [
         (
-            "model/property/report",
+            report.clone(),
             json!({"colour": 1, "power": 9999}),
             "colour: unknown property; power: 9999 is above the maximum 3500",
         ),
         (
-            "model/property/report",
+            report.clone(),
             json!({"switch": "on"}),
             "switch: expected 0 or 1, got \"on\"",
         ),
         (
-            "model/event/overheat/report",
+            overheat.clone(),
             json!({"temperature": 96.5}),
             "action: missing",
         ),
         (
-            "model/event/meltdown/report",
+            dev.topic_of(TopicKind::EventReport, "meltdown"),
             json!({"level": 1}),
             "meltdown: unknown event",
         ),
     ] {
-        let ctrl = if topic.contains("event") {
-            HeaderCtrl::EventReport
-        } else {
-            HeaderCtrl::PropertyReport
-        };
-        let mut frame = Frame::new(81u32, ctrl, payload);
-        frame.encrypt_payload(&key);
-        c.publish(
-            format!("{p}/{topic}"),
-            QoS::AtLeastOnce,
-            false,
-            frame.encode(),
-        )
-        .await
-        .unwrap();
-        let (_, ack) = next_publish(&mut events).await;
-        let ack = plain_ack(&ack, &key);
+        let ctrl = topic.kind().spec().header_ctrls[0];
+        dev.send(&topic, Frame::new(81u32, ctrl, payload)).await;
+        let ack = dev.next().await;
+        let ack = encrypted_ack(&ack);
         assert_eq!(
             (ack.code.as_str(), ack.msg.as_str()),
             ("4001", reason),
@@ -273,74 +130,44 @@ async fn two_phase_login_and_encrypted_reports() {
 
     // Time sync: never encrypted; the ack carries the platform's time.
     let sync = Frame::new(80u32, HeaderCtrl::TimeSync, Value::String(String::new()));
-    c.publish(
-        format!("{p}/update_time"),
-        QoS::AtLeastOnce,
-        false,
-        sync.encode(),
-    )
-    .await
-    .unwrap();
-    let (topic, ack) = next_publish(&mut events).await;
-    assert_eq!(topic, format!("{p}/update_time_ack"));
-    let data: TimeSyncData = serde_json::from_value(ack.ack().unwrap().data.unwrap()).unwrap();
+    dev.send(&dev.topic(TopicKind::UpdateTime), sync).await;
+    let ack = dev
+        .expect(TopicKind::UpdateTimeAck, HeaderCtrl::TimeSync)
+        .await;
+    assert!(Frame::decode(&ack.bytes).unwrap().payload.is_object());
+    let data = ack.frame.ack().unwrap().data.unwrap();
+    let data: TimeSyncData = serde_json::from_value(data).unwrap();
     assert!(data.timestamp > 1_700_000_000_000);
     assert_eq!(data.timezone, "Asia/Shanghai");
 
-    // Platform commands, answered by the device with the same MessageId.
-    c.subscribe(format!("{p}/model/property/set"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    c.subscribe(format!("{p}/model/property/ask"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    for _ in 0..2 {
-        subscribed(&mut events).await;
-    }
+    // Platform commands, answered by the device's session with the same MessageId.
     let device_side = async {
-        for _ in 0..2 {
-            let (topic, frame) = next_publish(&mut events).await;
-            let request = frame.decrypted_payload(&key).unwrap();
-            let mut answer = if topic.ends_with("/model/property/set") {
-                assert_eq!(
-                    request,
-                    json!({"params": [{"identify": "switch", "value": "1"}]})
-                );
-                Frame::ack_of(
-                    &frame,
-                    &x_protocol::AckPayload::success(Some(json!({"switch": 1}))),
-                )
-            } else {
-                assert_eq!(request, json!({"params": ["power"]}));
-                Frame::new(
-                    frame.message_id.clone(),
-                    HeaderCtrl::PropertyReport,
-                    json!({"power": 3.5}),
-                )
-            };
-            answer.encrypt_payload(&key);
-            let reply_topic = if topic.ends_with("/set") {
-                format!("{p}/model/property/set_ack")
-            } else {
-                format!("{p}/model/property/report")
-            };
-            c.publish(reply_topic, QoS::AtLeastOnce, false, answer.encode())
-                .await
-                .unwrap();
-        }
-        // rumqttc sends queued publishes while its event loop is polled.
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            loop {
-                let _ = events.poll().await;
-            }
-        })
-        .await;
-        events
+        let m = dev
+            .expect(TopicKind::PropertySet, HeaderCtrl::PropertySet)
+            .await;
+        assert!(Frame::decode(&m.bytes).unwrap().payload.is_string());
+        assert_eq!(
+            m.frame.payload,
+            json!({"params": [{"identify": "switch", "value": "1"}]})
+        );
+        let events = dev.deliver(&m).await;
+        assert!(
+            matches!(events[..], [Event::PropertiesSet(_)]),
+            "{events:?}"
+        );
+        let m = dev
+            .expect(TopicKind::PropertyAsk, HeaderCtrl::PropertyAsk)
+            .await;
+        assert_eq!(m.frame.payload, json!({"params": ["power"]}));
+        dev.deliver(&m).await;
+        // The platform acks the report that answered.
+        dev.deliver_ack(TopicKind::PropertyReportAck, HeaderCtrl::PropertyReport)
+            .await;
     };
     let platform_side = async {
         let set = platform
             .command(
-                &Topic::new(device(), TopicKind::PropertySet).unwrap(),
+                &Topic::new(device().id, TopicKind::PropertySet).unwrap(),
                 HeaderCtrl::PropertySet,
                 json!({"params": [{"identify": "switch", "value": "1"}]}),
                 Duration::from_secs(2),
@@ -352,7 +179,7 @@ async fn two_phase_login_and_encrypted_reports() {
         assert_eq!(ack.data, Some(json!({"switch": 1})));
         let asked = platform
             .command(
-                &Topic::new(device(), TopicKind::PropertyAsk).unwrap(),
+                &Topic::new(device().id, TopicKind::PropertyAsk).unwrap(),
                 HeaderCtrl::PropertyAsk,
                 json!({"params": ["power"]}),
                 Duration::from_secs(2),
@@ -364,21 +191,30 @@ async fn two_phase_login_and_encrypted_reports() {
             (HeaderCtrl::PropertyReport, json!({"power": 3.5}))
         );
     };
-    let (mut events, ()) = tokio::join!(device_side, platform_side);
+    tokio::join!(device_side, platform_side);
+    assert_eq!(dev.session.counters().bad_frames, 0);
     // A command nobody answers times out.
-    let reset =
-        Topic::with_identifier(device(), TopicKind::ServiceCall, "reset".parse().unwrap()).unwrap();
+    let reset = dev.topic_of(TopicKind::ServiceCall, "reset");
     let silent = platform.command(
         &reset,
         HeaderCtrl::ServiceCall,
         json!({"serviceIdentify": "reset", "params": {"scope": 0}}),
         Duration::from_millis(200),
     );
-    let (result, _) = tokio::join!(silent, async {
-        let _ = tokio::time::timeout(Duration::from_millis(300), events.poll()).await;
-    });
+    let (result, call) = tokio::join!(silent, dev.next());
+    assert_eq!(call.topic, reset);
     assert!(matches!(
         result,
         Err(x_sim::platform::CommandError::Timeout { .. })
     ));
+    dev.disconnect().await;
+
+    // A type mismatch is refused with code 5 (a runtime device: it never sends one).
+    let mismatch = device()
+        .builder::<SmartPlug, SmartPlugService>(addr)
+        .registration(RegistrationType::ProductSecretPreRegistered);
+    assert_eq!(
+        refusal(mismatch).await,
+        Refusal::Auth(AuthCode::TypeMismatch)
+    );
 }
