@@ -5,82 +5,36 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
+use common::wire::{Mqtt, Refused};
+use common::{PLUG_SECRET, plug_device};
+use rumqttc::ConnectReturnCode;
 use x_protocol::{ConnectType, DeviceIdentity, MqttLogin};
-
-fn config() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("x-sim-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/smart-plug.json");
-    let file = dir.join("registry.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"
-[[product]]
-open_id = "7ED01E2A"
-product_id = "AA30C505"
-product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
-registration = 1
-format = "json"
-model = "{}"
-
-[[device]]
-product_id = "AA30C505"
-node_eui = "20MQTTJ000121"
-device_secret = "326086233FAB8A96566796551EB1DFF8"
-"#,
-            model.display()
-        ),
-    )
-    .unwrap();
-    file
-}
 
 #[tokio::test]
 async fn serve_runs_the_platform_for_real_clients() {
-    let serve = common::Serve::local(&config(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("device_secret = \"{PLUG_SECRET}\"");
+    let toml = [
+        common::plug_product(),
+        plug_device("20MQTTJ000121", &secret),
+    ]
+    .concat();
+    let serve = common::Serve::local(&common::registry_file(dir.path(), &toml), &[]);
     let addr = serve.mqtt.unwrap();
 
     let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121").unwrap();
-    let connect = |login: MqttLogin| async move {
-        let mut options = MqttOptions::new(&login.client_id, addr.ip().to_string(), addr.port());
-        options.set_credentials(&login.username, login.password.expose());
-        let (_c, mut events) = AsyncClient::new(options, 8);
-        tokio::time::timeout(Duration::from_secs(5), async move {
-            loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                    Err(ConnectionError::ConnectionRefused(code)) => return Err(code),
-                    Err(e) => panic!("{e}"),
-                    _ => {}
-                }
-            }
-        })
-        .await
-        .unwrap()
-    };
     let pk = "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap();
-    let good = MqttLogin::connect(
-        &device,
-        &pk,
-        &"326086233FAB8A96566796551EB1DFF8".parse().unwrap(),
-        ConnectType::Unchecked,
-        1,
-    );
-    assert_eq!(connect(good).await, Ok(()));
-    let bad = MqttLogin::connect(
-        &device,
-        &pk,
-        &"00000000000000000000000000000000".parse().unwrap(),
-        ConnectType::Unchecked,
-        1,
-    );
+    let login = |secret: &str| {
+        let secret = secret.parse().unwrap();
+        MqttLogin::connect(&device, &pk, &secret, ConnectType::Unchecked, 1)
+    };
+    assert!(Mqtt::open(addr, &login(PLUG_SECRET)).await.is_ok());
+    // A wrong secret.
+    let bad = login("00000000000000000000000000000000");
     assert_eq!(
-        connect(bad).await,
-        Err(ConnectReturnCode::BadUserNamePassword)
+        Mqtt::open(addr, &bad).await.err(),
+        Some(Refused::Code(ConnectReturnCode::BadUserNamePassword))
     );
     // Every message is logged as one line, the refusal with its CONNACK code.
     assert!(
