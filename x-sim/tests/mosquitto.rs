@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The platform as an MQTT client of a real Mosquitto (the Debian package: `apt-get install
 //! -y mosquitto`), in-process (`Sim::start` with `Mqtt::External`) and as `x-sim serve
 //! --broker mqtt://HOST:PORT`, with the SDK's runtime as the device (and a wire for a
@@ -10,157 +9,53 @@
 //! broker's: this one allows anonymous clients), so devices log in with their usual
 //! credentials and nothing is refused. MQTT 3.1.1 has no "no local": the platform, subscribed
 //! to `/sys/#`, receives its own publishes and must ignore them; devices subscribe exact
-//! topics.
+//! topics. The broker is `x_sim::mosquitto`'s, a Mosquitto of the test's own.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::wire::Wire;
 use common::{PLUG_SECRET, Params, Plug, Serve, WAIT, online, plug_device};
 use serde_json::{Value, json};
 use x_protocol::{DeviceIdentity, DeviceSecret, HeaderCtrl, derive_session_key};
+use x_sim::mosquitto::Mosquitto;
 use x_sim::platform::Command as PlatformCommand;
 use x_sim::sim::{Mqtt, Sim, SimConfig};
 
-const INSTALL: &str = "the mosquitto broker is not installed: run `apt-get install -y \
-                       mosquitto` (Debian package; the binary is /usr/sbin/mosquitto)";
-
-/// The mosquitto binary: on PATH, or in the sbin directories a non-root PATH may lack.
-fn mosquitto_binary() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join("mosquitto"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{INSTALL}"))
-}
-
 /// A Mosquitto of the test's own on a free loopback port; killed when dropped.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-    /// How many times it was started (each run logs to its own file).
-    runs: u32,
+fn mosquitto() -> Mosquitto {
+    Mosquitto::start().unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Mosquitto {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        // A free port can be taken by someone else before mosquitto binds it: try again.
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            if let Some(child) = spawn(dir.path(), port, 1) {
-                return Self {
-                    child,
-                    port,
-                    dir,
-                    runs: 1,
-                };
-            }
-        }
-        panic!("mosquitto did not start: {}", read_log(dir.path(), 1));
-    }
-
-    /// Kills it and starts it again on the same port.
-    fn restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.runs += 1;
-        self.child = spawn(self.dir.path(), self.port, self.runs)
-            .unwrap_or_else(|| panic!("mosquitto did not restart: {}", self.log()));
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    /// The current run's log.
-    fn log(&self) -> String {
-        read_log(self.dir.path(), self.runs)
-    }
-
-    /// Waits (up to [`WAIT`]) for the current run's log to contain `text`, letting the
-    /// test's runtime (and an in-process platform on it) run meanwhile.
-    async fn wait_log(&self, text: &str) -> bool {
-        let until = Instant::now() + WAIT;
-        while Instant::now() < until {
-            if self.log().contains(text) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
-    }
-
-    /// Waits (up to [`WAIT`]) for the platform's client `me` to subscribe to `/sys/#`;
-    /// fails with the log.
-    async fn expect_platform_subscribed(&self, me: &str) {
-        assert!(
-            self.wait_log(&format!("{me} 1 /sys/#")).await,
-            "{me} did not subscribe to /sys/#: {}",
-            self.log()
-        );
-    }
+fn addr(broker: &Mosquitto) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], broker.port()))
 }
 
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read_log(dir: &Path, run: u32) -> String {
-    std::fs::read_to_string(dir.join(format!("mosquitto-{run}.log"))).unwrap_or_default()
-}
-
-/// Starts mosquitto on `port`; `None` if it exits before it accepts connections.
-fn spawn(dir: &Path, port: u16, run: u32) -> Option<Child> {
-    let config = dir.join("mosquitto.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             log_dest stderr\nlog_type all\nlog_timestamp false\n"
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join(format!("mosquitto-{run}.log"))).unwrap();
-    let mut child = Command::new(mosquitto_binary())
-        .arg("-c")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run mosquitto ({e}); {INSTALL}"));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+/// Waits (up to [`WAIT`]) for the current run's log to contain `text`, letting the test's
+/// runtime (and an in-process platform on it) run meanwhile.
+async fn wait_log(broker: &Mosquitto, text: &str) -> bool {
     let until = Instant::now() + WAIT;
     while Instant::now() < until {
-        if child.try_wait().unwrap().is_some() {
-            return None;
+        if broker.log().contains(text) {
+            return true;
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Some(child);
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
+    false
+}
+
+/// Waits (up to [`WAIT`]) for the platform's client `me` to subscribe to `/sys/#`; fails
+/// with the log.
+async fn expect_platform_subscribed(broker: &Mosquitto, me: &str) {
+    assert!(
+        wait_log(broker, &format!("{me} 1 /sys/#")).await,
+        "{me} did not subscribe to /sys/#: {}",
+        broker.log()
+    );
 }
 
 /// One plain type-1 product (its device pre-registered with a secret) and one encrypted
@@ -244,7 +139,7 @@ async fn external_sim(broker: &Mosquitto) -> Sim {
     let mut config = SimConfig::local(common::registry(&registry_toml()));
     config.mqtt = Mqtt::External {
         host: "127.0.0.1".into(),
-        port: broker.port,
+        port: broker.port(),
     };
     config.http = None;
     Sim::start(config).await.unwrap()
@@ -252,20 +147,20 @@ async fn external_sim(broker: &Mosquitto) -> Sim {
 
 #[tokio::test]
 async fn in_process_platform_over_mosquitto() {
-    let broker = Mosquitto::start();
+    let broker = mosquitto();
     let sim = external_sim(&broker).await;
     assert!(sim.broker().is_none() && sim.mqtt_addr().is_none());
     // Joined as its own client, subscribed to /sys/#.
     let me = sim.client_id().unwrap().to_owned();
-    broker.expect_platform_subscribed(&me).await;
+    expect_platform_subscribed(&broker, &me).await;
 
     for p in [common::plug(), common::encrypted("ENC00001")] {
         let dir = tempfile::tempdir().unwrap();
-        let device = online_device(&sim, broker.addr(), &p, dir.path()).await;
+        let device = online_device(&sim, addr(&broker), &p, dir.path()).await;
         device_rows(&device).await;
         property_set(&sim, &device, &p.id, 0).await;
         device.shutdown().await;
-        refused_report(broker.addr(), &p, &device).await;
+        refused_report(addr(&broker), &p, &device).await;
 
         let latest = sim.platform().latest_properties(&p.id);
         assert_eq!(
@@ -296,28 +191,29 @@ async fn in_process_platform_over_mosquitto() {
 
 #[tokio::test]
 async fn platform_rejoins_a_restarted_mosquitto() {
-    let mut broker = Mosquitto::start();
+    let mut broker = mosquitto();
     let sim = external_sim(&broker).await;
     let me = sim.client_id().unwrap().to_owned();
     let p = common::encrypted("ENC00002");
     let dir = tempfile::tempdir().unwrap();
-    let device = online_device(&sim, broker.addr(), &p, dir.path()).await;
+    let device = online_device(&sim, addr(&broker), &p, dir.path()).await;
     property_set(&sim, &device, &p.id, 1).await;
     device.shutdown().await;
 
-    broker.restart();
+    broker.restart().unwrap();
     // The platform reconnects on its own and subscribes again.
-    broker.expect_platform_subscribed(&me).await;
+    expect_platform_subscribed(&broker, &me).await;
     let dir = tempfile::tempdir().unwrap();
-    let device = online_device(&sim, broker.addr(), &p, dir.path()).await;
+    let device = online_device(&sim, addr(&broker), &p, dir.path()).await;
     device_rows(&device).await;
     property_set(&sim, &device, &p.id, 0).await;
 }
 
 #[tokio::test]
 async fn serve_with_broker_flag_over_mosquitto() {
-    let broker = Mosquitto::start();
-    let config = common::registry_file(broker.dir.path(), &registry_toml());
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::registry_file(dir.path(), &registry_toml());
     let url = broker.url();
     let serve = Serve::start(&[
         "--config",
@@ -329,16 +225,16 @@ async fn serve_with_broker_flag_over_mosquitto() {
     ]);
     assert!(serve.mqtt.is_none() && serve.http.is_none());
     let me = format!("x-sim-platform-{}-0", serve.child.id());
-    broker.expect_platform_subscribed(&me).await;
+    expect_platform_subscribed(&broker, &me).await;
 
     for p in [common::plug(), common::encrypted("ENC00003")] {
         let dir = tempfile::tempdir().unwrap();
-        let device = online(p.plug(broker.addr()).state_dir(dir.path())).await;
+        let device = online(p.plug(addr(&broker)).state_dir(dir.path())).await;
         let counters = device.counters().session;
         assert_eq!(counters.bad_frames, 0, "{counters:?}");
         common::report_and_event(&device).await;
         device.shutdown().await;
-        refused_report(broker.addr(), &p, &device).await;
+        refused_report(addr(&broker), &p, &device).await;
         let prefix = p.id.topic_prefix();
         assert!(serve.wait_log(&format!("<- {prefix}/update_time")));
         // It logs what it received and what it sent, and did not take its own acks for
@@ -368,21 +264,19 @@ async fn serve_with_broker_flag_over_mosquitto() {
 /// A dropped platform leaves the broker instead of reconnecting for ever.
 #[tokio::test]
 async fn a_dropped_platform_leaves_the_broker() {
-    let broker = Mosquitto::start();
+    let broker = mosquitto();
     let first = external_sim(&broker).await;
     let me = first.client_id().unwrap().to_owned();
     drop(first);
     assert!(
-        broker
-            .wait_log(&format!("Client {me} closed its connection"))
-            .await,
+        wait_log(&broker, &format!("Client {me} closed its connection")).await,
         "{}",
         broker.log()
     );
     let sim = external_sim(&broker).await;
     let p = common::plug();
     let dir = tempfile::tempdir().unwrap();
-    let device = online_device(&sim, broker.addr(), &p, dir.path()).await;
+    let device = online_device(&sim, addr(&broker), &p, dir.path()).await;
     device_rows(&device).await;
     property_set(&sim, &device, &p.id, 1).await;
     assert!(
