@@ -8,6 +8,16 @@
 //! device answers each. Every message is printed as it travels, one line each.
 //!
 //! Run: `cargo run -p smart-plug-example`
+//!
+//! With `--broker` it is instead that one device on any platform, answering every command
+//! until Ctrl-C or `--seconds N` (see `--help`; every flag also reads an environment
+//! variable):
+//!
+//! ```sh
+//! cargo run -p smart-plug-example -- --broker mqtt://127.0.0.1:1883 --open-id 7ED01E2A \
+//!     --product-id AA30C505 --node-eui 20MQTTJ000121 \
+//!     --product-key DB6FACEF35BEBA0517712F0E4BE32936 --state-dir target/plug-state
+//! ```
 
 // The whole generated module, in one line.
 x_sdk::include_model!("smart-plug");
@@ -19,6 +29,8 @@ use serde_json::json;
 use x_sdk::model::{Date, ServiceFailure};
 use x_sdk::protocol::DeviceIdentity;
 use x_sdk::runtime::{Device, Request};
+
+mod device_mode;
 use x_sim::platform::Command;
 use x_sim::registry::Registry;
 use x_sim::sim::{Sim, SimConfig};
@@ -75,20 +87,54 @@ fn step(what: &str) {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // One line per message, both sides: the platform logs what it receives and sends.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let with_flags = !args.is_empty() || std::env::var_os("X_BROKER").is_some();
+    let result = if with_flags {
+        match device_mode::Flags::parse(&args) {
+            Ok(flags) => {
+                logging("x_runtime=warn");
+                device_mode::run(flags).await
+            }
+            Err(device_mode::FlagsError::Help(text)) => {
+                println!("{text}");
+                return std::process::ExitCode::SUCCESS;
+            }
+            Err(device_mode::FlagsError::Bad(line)) => {
+                eprintln!("smart-plug-example: {line}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    } else {
+        logging("x_sim=info,x_runtime=warn");
+        demo().await
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smart-plug-example: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line per event to stdout, colourless when piped.
+fn logging(default: &str) {
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "x_sim=info,x_runtime=warn".into()),
+                .unwrap_or_else(|_| default.into()),
         )
         .with_ansi(colour)
         .with_target(false)
         .without_time()
         .with_writer(std::io::stdout)
         .init();
+}
 
+/// The whole protocol against a local platform in this process.
+async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     step("starting the local platform (x-sim, embedded broker)");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let sim = Sim::start(SimConfig::local(Registry::from_toml(REGISTRY, &root)?)).await?;
