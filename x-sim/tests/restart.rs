@@ -43,10 +43,7 @@ fn start(dir: &std::path::Path) -> Serve {
 
 /// The HeaderCtrl of each of a device's messages in the API.
 fn header_ctrls(messages: &serde_json::Value) -> Vec<i64> {
-    let list = messages.as_array().unwrap();
-    list.iter()
-        .map(|m| m["HeaderCtrl"].as_i64().unwrap())
-        .collect()
+    common::each(messages, |m| m["HeaderCtrl"].as_i64())
 }
 
 #[tokio::test]

@@ -131,21 +131,15 @@ pub fn plug() -> Params {
 
 /// A device of [`plug_product`] (registered or not).
 pub fn plug_named(node_eui: &str) -> Params {
-    Params {
-        id: DeviceIdentity::parse(OPEN_ID, PLUG_ID, node_eui).unwrap(),
-        product_key: PLUG_KEY.parse().unwrap(),
-        registration: RegistrationType::ProductSecretPreRegistered,
-        encrypted: false,
-    }
+    Params::new(PLUG_ID, node_eui, PLUG_KEY)
 }
 
 /// A device of [`encrypted_product`] (it registers itself at auth).
 pub fn encrypted(node_eui: &str) -> Params {
     Params {
-        id: DeviceIdentity::parse(OPEN_ID, ENCRYPTED_ID, node_eui).unwrap(),
-        product_key: ENCRYPTED_KEY.parse().unwrap(),
         registration: RegistrationType::ProductSecretUnregistered,
         encrypted: true,
+        ..Params::new(ENCRYPTED_ID, node_eui, ENCRYPTED_KEY)
     }
 }
 
@@ -409,24 +403,23 @@ impl Api {
     }
 }
 
+/// What `pick` takes from each entry of a list the API answered (it must take something).
+pub fn each<'a, T>(list: &'a Value, pick: impl Fn(&'a Value) -> Option<T>) -> Vec<T> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|entry| pick(entry).unwrap_or_else(|| panic!("unexpected entry {entry}")))
+        .collect()
+}
+
 /// The `node_eui` of each device in the API's device list.
 pub fn node_euis(devices: &Value) -> Vec<&str> {
-    devices
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {devices}"))
-        .iter()
-        .map(|d| d["node_eui"].as_str().unwrap())
-        .collect()
+    each(devices, |d| d["node_eui"].as_str())
 }
 
 /// The `seq` of each message in a list of the API's messages.
 pub fn seqs(messages: &Value) -> Vec<u64> {
-    messages
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {messages}"))
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect()
+    each(messages, |m| m["seq"].as_u64())
 }
 
 /// `x-sim serve` as a child process: its addresses, and its log (stderr) collected in the
