@@ -3,17 +3,30 @@
 //! inherited from the model, so the file stays the one source of truth. User enum and struct
 //! types are compared by `const` assertions the compiler evaluates.
 
-use proc_macro2::{Span, TokenStream};
+use std::path::Path;
+
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use x_codegen::Model;
 use x_codegen::ir::{DataType, Field, Numeric};
 
 use crate::attr::{Ctxt, Spanned};
 
+/// A model file read by a derive: the validated model, and the tokens that make the
+/// compiler track the file.
+pub struct Loaded {
+    /// The file's model, validated.
+    pub model: Model,
+    /// `const _: &[u8] = include_bytes!("<absolute path>");`: the compiler records the file
+    /// as an input of the crate, so editing it re-runs the derive (procedural macros have no
+    /// stable way to declare the files they read).
+    pub track: TokenStream,
+}
+
 /// Reads and validates the model file named by `path`: relative to the crate's manifest
 /// directory, or else to the nearest ancestor directory that has it (so a workspace member
 /// can name `models/x.json` at the workspace root).
-pub fn load_model(cx: &Ctxt, path: &Spanned<String>) -> Option<Model> {
+pub fn load_model(cx: &Ctxt, path: &Spanned<String>) -> Option<Loaded> {
     let base = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_default();
@@ -33,7 +46,10 @@ pub fn load_model(cx: &Ctxt, path: &Spanned<String>) -> Option<Model> {
         }
     };
     match x_codegen::load(&text, "Model") {
-        Ok(m) => Some(m),
+        Ok(model) => Some(Loaded {
+            model,
+            track: track(&file),
+        }),
         Err(diags) => {
             let list = diags.iter().map(|d| format!("\n  {d}")).collect::<String>();
             cx.error(
@@ -42,6 +58,22 @@ pub fn load_model(cx: &Ctxt, path: &Spanned<String>) -> Option<Model> {
             );
             None
         }
+    }
+}
+
+/// The `include_bytes!` of `file` by its absolute path (`include_bytes!` resolves relative
+/// paths against the source file, not the manifest directory). Nothing for a path that is
+/// not UTF-8, which a string literal cannot name.
+fn track(file: &Path) -> TokenStream {
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    match absolute.to_str() {
+        Some(p) => {
+            let p = Literal::string(p);
+            quote!(
+                const _: &[u8] = ::core::include_bytes!(#p);
+            )
+        }
+        None => TokenStream::new(),
     }
 }
 

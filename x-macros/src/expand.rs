@@ -64,8 +64,9 @@ pub fn model(input: DeriveInput) -> TokenStream {
         let mut consts = TokenStream::new();
         let mut file_layout = None;
         if let Some(path) = &attrs.model
-            && let Some(model) = check::load_model(cx, path)
+            && let Some(check::Loaded { model, track }) = check::load_model(cx, path)
         {
+            consts.extend(track);
             file_layout = model.hex;
             for p in &mut props {
                 let Some(mp) = model
@@ -98,7 +99,7 @@ pub fn model(input: DeriveInput) -> TokenStream {
             let mut fields: Vec<Field> = props.iter().map(|p| p.field.clone()).collect();
             let model_fields: Vec<Field> =
                 model.properties.iter().map(|p| p.field.clone()).collect();
-            consts = check::fields(
+            consts.extend(check::fields(
                 cx,
                 &mut fields,
                 &model_fields,
@@ -107,7 +108,7 @@ pub fn model(input: DeriveInput) -> TokenStream {
                 "property",
                 "",
                 &krate,
-            );
+            ));
             for (p, f) in props.iter_mut().zip(fields) {
                 p.field = f;
             }
@@ -207,8 +208,9 @@ pub fn event(input: DeriveInput) -> TokenStream {
         let mut file_layout = None;
         let mut file_id = None;
         if let Some(path) = &attrs.model
-            && let Some(model) = check::load_model(cx, path)
+            && let Some(check::Loaded { model, track }) = check::load_model(cx, path)
         {
+            consts.extend(track);
             file_layout = model.hex;
             if let Some(i) = model.events.iter().position(|e| e.identifier == identifier) {
                 file_id = Some(x_codegen::hex::event_ids(&model)[i]);
@@ -236,7 +238,7 @@ pub fn event(input: DeriveInput) -> TokenStream {
                         _ => kind = Some(me.kind),
                     }
                     name.get_or_insert_with(|| me.name.clone());
-                    consts = check::fields(
+                    consts.extend(check::fields(
                         cx,
                         &mut outputs,
                         &me.outputs,
@@ -245,7 +247,7 @@ pub fn event(input: DeriveInput) -> TokenStream {
                         "output",
                         &format!(" of event `{identifier}`"),
                         &krate,
-                    );
+                    ));
                 }
             }
         }
@@ -417,12 +419,13 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 "ThingServices does not support generic types",
             );
         }
-        let model = attrs
-            .model
-            .as_ref()
-            .and_then(|path| Some((path, check::load_model(cx, path)?)));
-        let mut services = Vec::new();
         let mut consts = TokenStream::new();
+        let model = attrs.model.as_ref().and_then(|path| {
+            let loaded = check::load_model(cx, path)?;
+            consts.extend(loaded.track);
+            Some((path, loaded.model))
+        });
+        let mut services = Vec::new();
         let mut hex_ids = Vec::new();
         for (position, v) in data.variants.iter().enumerate() {
             let va = attr::parse(cx, &v.attrs, Place::Service);
