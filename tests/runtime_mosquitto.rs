@@ -76,6 +76,11 @@ async fn the_same_device_code_runs_over_mosquitto_and_survives_a_broker_restart(
     .await
     .unwrap();
     let id = sim.device("5E7A0B32", "ENCMQ001").unwrap();
+    // The auth connection, once closed, stays closed (rumqttc reconnects an event loop
+    // polled after its DISCONNECT: the runtime never does that).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let auth_connects = broker.log().matches("as 5E7A0B32-ENCMQ001 ").count();
+    assert_eq!(auth_connects, 1, "{}", broker.log());
     device
         .report(SmartPlugReport::default().with_power(1.0))
         .await

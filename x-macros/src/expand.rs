@@ -11,6 +11,7 @@ use x_codegen::ir::{
     Variant,
 };
 use x_codegen::names;
+use x_codegen::rust::{CodeGenerator, Options};
 
 use crate::ast;
 use crate::attr::{self, Attrs, Ctxt, Place};
@@ -34,6 +35,13 @@ fn krate(attrs: &Attrs) -> TokenStream {
         }
         None => quote!(::x_sdk),
     }
+}
+
+/// The emitter, naming the SDK by `krate`.
+fn codegen(krate: &TokenStream) -> CodeGenerator {
+    CodeGenerator::new(&Options {
+        krate: krate.clone(),
+    })
 }
 
 /// Reports validation diagnostics (duplicates, empty ranges, ...) at their spans.
@@ -151,10 +159,10 @@ pub fn model(input: DeriveInput) -> TokenStream {
             return TokenStream::new();
         }
         let vis = input.vis.to_token_stream_owned();
-        let impls = x_codegen::rust::model_impls(&input.ident, &vis, &properties, &krate);
+        let impls = codegen(&krate).model_impls(&input.ident, &vis, &properties);
         let hex = match layout {
             Some(layout) => {
-                x_codegen::rust::model_hex_impls(&input.ident, &properties, &ids, layout, &krate)
+                codegen(&krate).model_hex_impls(&input.ident, &properties, &ids, layout)
             }
             None => TokenStream::new(),
         };
@@ -290,10 +298,10 @@ pub fn event(input: DeriveInput) -> TokenStream {
             path: format!("event `{}`", input.ident),
             span: input.ident.span(),
         };
-        let impls = x_codegen::rust::event_impls(&input.ident, &event, &krate);
+        let impls = codegen(&krate).event_impls(&input.ident, &event);
         let hex = match (hex_order, hex_id) {
             (Some(order), Some(id)) => {
-                x_codegen::rust::event_hex_impls(&input.ident, &event, id, order, &krate)
+                codegen(&krate).event_hex_impls(&input.ident, &event, id, order)
             }
             _ => TokenStream::new(),
         };
@@ -314,7 +322,7 @@ pub fn structure(input: DeriveInput) -> TokenStream {
         if cx.has_errors() {
             return TokenStream::new();
         }
-        x_codegen::rust::struct_impls(&input.ident, &fields, &krate)
+        codegen(&krate).struct_impls(&input.ident, &fields)
     })
 }
 
@@ -382,7 +390,7 @@ pub fn enumeration(input: DeriveInput) -> TokenStream {
             rust_name: input.ident.to_string(),
             variants: variants.into_iter().map(|(v, _)| v).collect(),
         };
-        x_codegen::rust::enum_impls(&input.ident, &e, &krate)
+        codegen(&krate).enum_impls(&input.ident, &e)
     })
 }
 
@@ -578,15 +586,11 @@ pub fn services(input: DeriveInput) -> TokenStream {
             return TokenStream::new();
         }
         let vis = input.vis.to_token_stream_owned();
-        let impls = x_codegen::rust::services_impls(&input.ident, &vis, &services, &krate);
+        let impls = codegen(&krate).services_impls(&input.ident, &vis, &services);
         let hex = match order {
-            Some(order) => x_codegen::rust::services_hex_impls(
-                &input.ident,
-                &services,
-                &hex_ids,
-                order,
-                &krate,
-            ),
+            Some(order) => {
+                codegen(&krate).services_hex_impls(&input.ident, &services, &hex_ids, order)
+            }
             None => TokenStream::new(),
         };
         quote!(#impls #hex #consts)

@@ -19,6 +19,7 @@ use x_protocol::{ConnectType, DeviceIdentity, DeviceSecret, ProductKey, Registra
 
 use crate::backoff::BackoffConfig;
 use crate::driver;
+use crate::outbox::{Entry, OutboxError, OutboxLimits, OutboxWriter, Recovered};
 use crate::session::{
     Ack, ConnectionState, Counters, DeliveryError, DeviceConfig, Firmware, Now, Persisted, Refusal,
     Session, Ticket, Token,
@@ -119,6 +120,9 @@ pub enum DeviceError {
     /// The state directory could not be read.
     #[error(transparent)]
     StateDir(#[from] StateDirError),
+    /// The outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
     /// The broker address is invalid.
     #[error(transparent)]
     Broker(#[from] BrokerAddrError),
@@ -142,10 +146,11 @@ pub enum DeviceError {
 /// Turns a session into a HEX product's (captured where the HEX bounds hold).
 pub(crate) type HexSetup<M, S> = fn(Session<M, S>) -> Session<M, S>;
 
-/// A caller waiting for an ack, holding its window place.
+/// A caller waiting for an ack, holding its window place (outbox entries hold none: the
+/// session paces those).
 pub(crate) type Waiter = (
     oneshot::Sender<Result<Ack, DeliveryError>>,
-    OwnedSemaphorePermit,
+    Option<OwnedSemaphorePermit>,
 );
 
 /// Builds a [`Device`] from the parameters burned into it.
@@ -163,6 +168,7 @@ pub struct DeviceBuilder<M: ThingModel, S = NoServices> {
     pub(crate) veto: Option<crate::session::SetVeto<M>>,
     pub(crate) hex: Option<HexSetup<M, S>>,
     pub(crate) seed: Option<u64>,
+    pub(crate) outbox: Option<OutboxLimits>,
 }
 
 impl<M: ThingModel, S> std::fmt::Debug for DeviceBuilder<M, S> {
@@ -202,6 +208,7 @@ where
             veto: None,
             hex: None,
             seed: None,
+            outbox: Some(OutboxLimits::default()),
         }
     }
 }
@@ -290,6 +297,21 @@ where
         self
     }
 
+    /// Bounds of the outbox in the state directory (default 100,000 entries, 64 MiB, drop
+    /// the oldest when full); `None` keeps nothing (reports then fail while offline).
+    #[must_use]
+    pub fn outbox(mut self, limits: Option<OutboxLimits>) -> Self {
+        self.outbox = limits;
+        self
+    }
+
+    /// Entries per history upload (default 50).
+    #[must_use]
+    pub fn history_batch(mut self, entries: usize) -> Self {
+        self.config.timing.history_batch = entries.max(1);
+        self
+    }
+
     /// The MQTT keep-alive (default 60 s).
     #[must_use]
     pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
@@ -302,6 +324,7 @@ where
     #[must_use]
     pub fn window(mut self, window: usize) -> Self {
         self.window = window.max(1);
+        self.config.timing.window = self.window;
         self
     }
 
@@ -539,6 +562,8 @@ pub(crate) struct Shared<M: ThingModel, S> {
     pub(crate) dropped_requests: std::sync::atomic::AtomicU64,
     pub(crate) pubacks: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) state_dir: Option<StateDir>,
+    pub(crate) outbox: Option<OutboxWriter>,
+    pub(crate) recovered: Option<Recovered>,
 }
 
 impl<M: ThingModel, S> Shared<M, S> {
@@ -665,7 +690,44 @@ where
         let token = {
             let mut core = self.shared.lock();
             let token = send(&mut core.session, Now::system())?;
-            core.waiters.insert(token, (tx, permit));
+            core.waiters.insert(token, (tx, Some(permit)));
+            token
+        };
+        self.shared.wake.notify_one();
+        Ok(Delivery { token, rx })
+    }
+
+    /// Makes an entry durable in the outbox, then hands it to the session (live when it
+    /// can, history otherwise); the [`Delivery`] resolves on the platform's ack.
+    async fn store(
+        &self,
+        outbox: &OutboxWriter,
+        live: bool,
+        prepare: impl FnOnce(&mut Session<M, S>, Now) -> Result<Entry, DeliveryError>,
+    ) -> Result<Delivery, DeliveryError> {
+        let entry = {
+            let mut core = self.shared.lock();
+            if *core.session.connection() == ConnectionState::Stopped {
+                return Err(DeliveryError::Stopped);
+            }
+            prepare(&mut core.session, Now::system())?
+        };
+        let appended = outbox
+            .append(vec![entry.clone()])
+            .await
+            .map_err(|e| DeliveryError::Store(e.to_string()))?;
+        let seq = appended
+            .seqs
+            .first()
+            .copied()
+            .ok_or_else(|| DeliveryError::Store("no sequence number".into()))?;
+        let (tx, rx) = oneshot::channel();
+        let token = {
+            let mut core = self.shared.lock();
+            let dropped: Vec<u64> = appended.dropped.iter().map(|(s, _)| *s).collect();
+            core.session.dropped_stored(&dropped);
+            let token = core.session.queue_stored(seq, entry, live, Now::system());
+            core.waiters.insert(token, (tx, None));
             token
         };
         self.shared.wake.notify_one();
@@ -679,7 +741,13 @@ where
     /// [`DeliveryError::Offline`] when not online; [`DeliveryError::Encode`] for a HEX
     /// value that does not fit.
     pub async fn report(&self, report: M::Report) -> Result<Delivery, DeliveryError> {
-        self.send(|s, now| s.report(&report, now)).await
+        match &self.shared.outbox {
+            Some(outbox) => {
+                self.store(outbox, true, |s, now| s.prepare_report(&report, now))
+                    .await
+            }
+            None => self.send(|s, now| s.report(&report, now)).await,
+        }
     }
 
     /// Sends a report of every property's current value.
@@ -687,7 +755,8 @@ where
     /// # Errors
     /// As [`Device::report`].
     pub async fn report_all(&self) -> Result<Delivery, DeliveryError> {
-        self.send(|s, now| s.report_all(now)).await
+        let report = self.shared.lock().session.state().report();
+        self.report(report).await
     }
 
     /// Sends an event (JSON products).
@@ -695,7 +764,65 @@ where
     /// # Errors
     /// As [`Device::report`].
     pub async fn event<E: ThingEvent>(&self, event: &E) -> Result<Delivery, DeliveryError> {
-        self.send(|s, now| s.event(event, now)).await
+        match &self.shared.outbox {
+            Some(outbox) => {
+                self.store(outbox, true, |s, now| s.prepare_event(event, now))
+                    .await
+            }
+            None => self.send(|s, now| s.event(event, now)).await,
+        }
+    }
+
+    /// Records a report observed earlier (`observed_ms`, Unix ms), for devices that sample
+    /// locally and upload later: stored in the outbox and uploaded as history (27) with its
+    /// time. HEX products have no history: theirs is replayed as a HEX report.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Invalid`]; [`DeliveryError::Store`] without a state directory
+    /// (history lives in the outbox).
+    pub async fn record(
+        &self,
+        report: M::Report,
+        observed_ms: i64,
+    ) -> Result<Delivery, DeliveryError> {
+        let outbox = self.outbox()?;
+        self.store(outbox, false, |s, _| {
+            let mut entry = s.prepare_report(&report, Now::system())?;
+            entry.observed_ms = observed_ms;
+            Ok(entry)
+        })
+        .await
+    }
+
+    /// Records an event observed earlier, as [`Device::record`] does a report.
+    ///
+    /// # Errors
+    /// As [`Device::record`].
+    pub async fn record_event<E: ThingEvent>(
+        &self,
+        event: &E,
+        observed_ms: i64,
+    ) -> Result<Delivery, DeliveryError> {
+        let outbox = self.outbox()?;
+        self.store(outbox, false, |s, _| s.history_event(event, observed_ms))
+            .await
+    }
+
+    fn outbox(&self) -> Result<&OutboxWriter, DeliveryError> {
+        self.shared.outbox.as_ref().ok_or_else(|| {
+            DeliveryError::Store("history needs a state directory for the outbox".into())
+        })
+    }
+
+    /// Reports and events stored and not yet acked (waiting or in flight are both counted
+    /// by the outbox itself; this is what waits for an upload).
+    pub fn waiting_upload(&self) -> usize {
+        self.shared.lock().session.stored_waiting()
+    }
+
+    /// What opening the outbox found: a corrupt store set aside, if it was.
+    pub fn outbox_recovered(&self) -> Option<&Recovered> {
+        self.shared.recovered.as_ref()
     }
 
     /// Sends an event of a HEX product.
@@ -703,7 +830,13 @@ where
     /// # Errors
     /// As [`Device::report`].
     pub async fn hex_event<E: HexEvent>(&self, event: &E) -> Result<Delivery, DeliveryError> {
-        self.send(|s, now| s.hex_event(event, now)).await
+        match &self.shared.outbox {
+            Some(outbox) => {
+                self.store(outbox, true, |s, now| s.prepare_hex_event(event, now))
+                    .await
+            }
+            None => self.send(|s, now| s.hex_event(event, now)).await,
+        }
     }
 
     /// Sends passthrough data (HeaderCtrl 4).

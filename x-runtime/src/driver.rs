@@ -95,6 +95,12 @@ async fn run_connection(
     use std::sync::atomic::Ordering;
     loop {
         let event = events.poll().await;
+        // After an error or our own DISCONNECT the event loop must not be polled again:
+        // rumqttc would reconnect with the same credentials.
+        let end = matches!(
+            event,
+            Err(_) | Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect))
+        );
         match &event {
             Ok(MqttEvent::Incoming(Packet::PubAck(_))) => {
                 signals.pubacks.fetch_add(1, Ordering::Relaxed);
@@ -111,13 +117,16 @@ async fn run_connection(
                 Packet::ConnAck(_) | Packet::SubAck(_) | Packet::Publish(_),
             ))
             | Err(_) => {}
+            Ok(_) if end => return,
             Ok(_) => continue,
         }
-        let failed = event.is_err();
         if tx.send(Box::new(event)).await.is_err() {
+            if end {
+                return;
+            }
             break;
         }
-        if failed {
+        if end {
             return;
         }
     }
@@ -155,6 +164,19 @@ where
         Some(dir) => dir.load()?,
         None => Persisted::default(),
     };
+    let (outbox, recovered, restored) = match (&state_dir, b.outbox) {
+        (Some(dir), Some(limits)) => {
+            let now = x_protocol::model::Date::now().millis();
+            let (outbox, recovered) = crate::outbox::Outbox::open(dir.path(), limits, now)?;
+            let restored = outbox.oldest(usize::MAX)?;
+            (
+                Some(crate::outbox::OutboxWriter::spawn(outbox)),
+                recovered,
+                restored,
+            )
+        }
+        _ => (None, None, Vec::new()),
+    };
     let tls = if b.broker.tls {
         Some(crate::tls::configuration(b.ca_file.as_deref())?)
     } else {
@@ -170,6 +192,7 @@ where
         session = hex(session);
     }
     session.set_settings(b.settings);
+    session.restore_stored(restored);
     if let Some(veto) = b.veto {
         session.set_veto(veto);
     }
@@ -187,6 +210,8 @@ where
         dropped_requests: Default::default(),
         pubacks: Arc::new(Default::default()),
         state_dir,
+        outbox,
+        recovered,
     });
     let driver = Driver {
         shared: shared.clone(),
@@ -297,6 +322,11 @@ where
             Effect::Disconnect => {
                 if let Some(old) = conn.take() {
                     close(old);
+                }
+            }
+            Effect::Forget(seqs) => {
+                if let Some(outbox) = &self.shared.outbox {
+                    outbox.ack(seqs);
                 }
             }
             Effect::Persist(state) => {

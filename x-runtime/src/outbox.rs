@@ -102,6 +102,24 @@ pub enum OutboxError {
     Stopped,
 }
 
+/// Why a store file did not open.
+#[derive(Debug)]
+enum Unopened {
+    /// Another holder has it open.
+    InUse,
+    /// It is not a readable store.
+    Damaged(String),
+}
+
+impl std::fmt::Display for Unopened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InUse => f.write_str("in use"),
+            Self::Damaged(reason) => f.write_str(reason),
+        }
+    }
+}
+
 /// What opening found: a corrupt store is moved aside and a fresh one started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
@@ -152,9 +170,23 @@ impl Outbox {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-        match Self::open_file(&path, limits) {
+        // A store still held by a device of this process that is shutting down is given a
+        // moment to close; one in use for longer is an error, never "corrupt".
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let opened = loop {
+            match Self::open_file(&path, limits) {
+                Err(Unopened::InUse) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
+        match opened {
             Ok(outbox) => Ok((outbox, None)),
-            Err(reason) if path.exists() => {
+            Err(Unopened::InUse) => Err(fail(
+                "in use by another device or process (one outbox per state directory)".into(),
+            )),
+            Err(Unopened::Damaged(reason)) if path.exists() => {
                 let moved_to = dir.join(format!("{FILE}.corrupt-{now_ms}"));
                 std::fs::rename(&path, &moved_to).map_err(|e| fail(e.to_string()))?;
                 tracing::error!(
@@ -162,19 +194,28 @@ impl Outbox {
                     path.display(),
                     moved_to.display()
                 );
-                let outbox = Self::open_file(&path, limits).map_err(fail)?;
+                let outbox = Self::open_file(&path, limits).map_err(|e| fail(e.to_string()))?;
                 Ok((outbox, Some(Recovered { moved_to, reason })))
             }
-            Err(reason) => Err(fail(reason)),
+            Err(e) => Err(fail(e.to_string())),
         }
     }
 
-    fn open_file(path: &Path, limits: OutboxLimits) -> Result<Self, String> {
+    fn open_file(path: &Path, limits: OutboxLimits) -> Result<Self, Unopened> {
         // redb 4 asserts (panics) instead of failing on some truncated files; a damaged
         // store must be an error here, never a crash of the device.
-        let opened = std::panic::catch_unwind(|| Database::create(path))
-            .map_err(|_| "the store file is damaged (redb refused it)".to_owned())?;
-        let db = opened.map_err(|e| e.to_string())?;
+        let opened = std::panic::catch_unwind(|| Database::create(path)).map_err(|_| {
+            Unopened::Damaged("the store file is damaged (redb refused it)".to_owned())
+        })?;
+        let db = match opened {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(Unopened::InUse),
+            Err(e) => return Err(Unopened::Damaged(e.to_string())),
+        };
+        Self::load(db, path, limits).map_err(Unopened::Damaged)
+    }
+
+    fn load(db: Database, path: &Path, limits: OutboxLimits) -> Result<Self, String> {
         let mut sizes = BTreeMap::new();
         {
             let tx = db.begin_write().map_err(|e| e.to_string())?;
@@ -538,6 +579,21 @@ mod tests {
             assert_eq!(outbox.commit(&[report(2)], &[]).unwrap().seqs, [1]);
             std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    #[test]
+    fn a_store_in_use_is_an_error_and_is_not_moved_aside() {
+        let dir = temp("in-use");
+        let (mut first, _) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+        first.commit(&[report(1)], &[]).unwrap();
+        let err = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+        assert!(!dir.join(format!("{FILE}.corrupt-0")).exists());
+        drop(first);
+        let (again, recovered) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+        assert!(recovered.is_none());
+        assert_eq!(again.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

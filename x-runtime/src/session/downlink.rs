@@ -333,6 +333,17 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 self.deliver(token, result);
             }
             Purpose::TimeSync(sent) => self.time_synced(ack, sent, now),
+            Purpose::Stored(entries) => {
+                let result = if ack.code.is_success() {
+                    Ok(Ack { data: ack.data })
+                } else {
+                    Err(DeliveryError::Rejected {
+                        code: ack.code.to_string(),
+                        reason: ack.msg,
+                    })
+                };
+                self.stored_answered(entries, result, now);
+            }
             Purpose::Firmware { .. } | Purpose::Answer => {
                 if !ack.code.is_success() {
                     tracing::warn!(

@@ -203,6 +203,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         if self.config.timing.time_sync {
             self.sync_time(now);
         }
+        self.pump_stored(now);
     }
 
     /// The auth reply (HeaderCtrl 1 on the downlink).

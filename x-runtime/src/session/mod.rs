@@ -9,6 +9,7 @@
 
 mod downlink;
 mod login;
+mod stored;
 mod types;
 
 use std::collections::{HashMap, VecDeque};
@@ -59,6 +60,8 @@ enum Purpose {
     TimeSync(Instant),
     /// The session's own answer to a platform request (its ack is consumed silently).
     Answer,
+    /// Outbox entries sent together (one live frame, or one history batch).
+    Stored(Vec<(u64, crate::outbox::Entry)>),
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +117,12 @@ pub struct Session<M: ThingModel, S> {
     /// acked meanwhile are skipped when they come up.
     deadlines: VecDeque<(Instant, MessageId)>,
     full_hex_queue: VecDeque<(Token, Instant)>,
+    /// Outbox entries waiting to be sent, by sequence number (oldest first).
+    stored: std::collections::BTreeMap<u64, crate::outbox::Entry>,
+    /// The application's tokens of outbox entries, by sequence number.
+    stored_tokens: HashMap<u64, Token>,
+    /// Frames of stored entries waiting for their ack.
+    stored_in_flight: usize,
     next_token: u64,
     next_ticket: u64,
     tickets: HashMap<u64, (Topic, Frame)>,
@@ -169,6 +178,9 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             in_flight: HashMap::new(),
             deadlines: VecDeque::new(),
             full_hex_queue: VecDeque::new(),
+            stored: Default::default(),
+            stored_tokens: HashMap::new(),
+            stored_in_flight: 0,
             next_token: 1,
             next_ticket: 1,
             tickets: HashMap::new(),
@@ -286,7 +298,9 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         self.events.pop_front()
     }
 
-    /// The earliest moment [`Session::tick`] has something to do.
+    /// The earliest moment [`Session::tick`] may have something to do. It can be early (an
+    /// ack that came meanwhile leaves its deadline queued until then); a tick with nothing
+    /// due does nothing.
     pub fn next_deadline(&self) -> Option<Instant> {
         let phase = match &self.phase {
             Phase::Waiting { until, .. } => Some(*until),
@@ -809,6 +823,9 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                         self.send_firmware(report, tries + 1, now);
                     }
                 }
+                Purpose::Stored(entries) => {
+                    self.stored_answered(entries, Err(DeliveryError::Timeout(timeout)), now);
+                }
                 Purpose::Firmware { .. } | Purpose::TimeSync(_) | Purpose::Answer => {}
             }
         }
@@ -818,6 +835,13 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     fn fail_all(&mut self, error: &DeliveryError) {
         self.deadlines.clear();
         let waiting: Vec<InFlight> = self.in_flight.drain().flat_map(|(_, v)| v).collect();
+        // Outbox entries are not lost with the connection: they wait for the next upload.
+        self.requeue_stored(&waiting);
+        if *error == DeliveryError::Stopped {
+            for (_, token) in std::mem::take(&mut self.stored_tokens) {
+                self.deliver(token, Err(DeliveryError::Stopped));
+            }
+        }
         for f in waiting {
             if let Purpose::App(token) = f.purpose {
                 self.deliver(token, Err(error.clone()));

@@ -145,6 +145,10 @@ pub struct Timing {
     pub firmware_retries: u32,
     /// Whether to ask the platform for its time after every login.
     pub time_sync: bool,
+    /// Outbox entries in flight at once (live frames and history batches).
+    pub window: usize,
+    /// Entries per history upload.
+    pub history_batch: usize,
 }
 
 impl Default for Timing {
@@ -156,6 +160,8 @@ impl Default for Timing {
             backoff: BackoffConfig::default(),
             firmware_retries: 3,
             time_sync: true,
+            window: 32,
+            history_batch: 50,
         }
     }
 }
@@ -192,6 +198,8 @@ pub enum Effect {
     Disconnect,
     /// Write what must survive a restart to the state directory (atomically).
     Persist(Persisted),
+    /// The platform acked (or refused for good) these outbox entries: remove them.
+    Forget(Vec<u64>),
 }
 
 /// What a device keeps across restarts.
@@ -264,9 +272,15 @@ pub enum DeliveryError {
     /// lacks); `reason` says which field.
     #[error("cannot encode: {0}")]
     Encode(String),
-    /// The device was shut down.
+    /// The device was shut down (an outbox entry stays stored and is sent after a restart).
     #[error("the device was shut down")]
     Stopped,
+    /// The outbox was full and its policy dropped this entry to make room.
+    #[error("dropped from the full outbox")]
+    Dropped,
+    /// The outbox could not store it (the text says why).
+    #[error("not stored: {0}")]
+    Store(String),
 }
 
 /// Why the platform or broker refused the device; readable, and distinct per cause.
@@ -368,6 +382,10 @@ pub struct Counters {
     pub connects: u64,
     /// SessionKey rotations applied.
     pub rotations: u64,
+    /// Outbox entries dropped because the outbox was full.
+    pub outbox_dropped: u64,
+    /// Outbox entries the platform refused on their own (dropped, reported).
+    pub outbox_refused: u64,
 }
 
 /// What the platform asked or told the application.

@@ -1,0 +1,202 @@
+//! Store-and-forward against x-sim over a real Mosquitto: reports made while the broker is
+//! gone are kept in the outbox (a real redb file in the state directory) and arrive once
+//! each, with their original observation times, as history after it is back; data recorded
+//! for later goes as history; what the device process left in its outbox is sent after a
+//! restart.
+#![allow(clippy::unwrap_used)]
+
+/// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
+#[rustfmt::skip]
+#[path = "golden/smart_plug.rs"]
+#[allow(dead_code)]
+pub mod plug;
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use plug::{OverheatAction, OverheatEvent, SmartPlug, SmartPlugReport, SmartPlugService};
+use serde_json::json;
+use support::{WAIT, wait_for};
+use x_sdk::protocol::{DeviceIdentity, TopicKind};
+use x_sdk::runtime::{BackoffConfig, ConnectionState, Device, DeviceBuilder};
+use x_sim::mosquitto::Mosquitto;
+use x_sim::sim::{Mqtt, Sim};
+
+async fn platform_on(broker: &Mosquitto) -> Sim {
+    let mut config = support::config();
+    config.mqtt = Mqtt::External {
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+    };
+    config.http = None;
+    let sim = Sim::start(config).await.unwrap();
+    subscribed(broker).await;
+    sim
+}
+
+async fn subscribed(broker: &Mosquitto) {
+    let until = std::time::Instant::now() + WAIT;
+    while !broker.log().contains(" 1 /sys/#") && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn plug(broker: &Mosquitto, dir: &std::path::Path) -> DeviceBuilder<SmartPlug, SmartPlugService> {
+    let id = DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap();
+    Device::<SmartPlug, SmartPlugService>::builder(
+        id,
+        "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap(),
+    )
+    .broker(&broker.url())
+    .unwrap()
+    .state_dir(dir)
+    .history_batch(8)
+    .backoff(BackoffConfig {
+        base: Duration::from_millis(100),
+        cap: Duration::from_millis(500),
+        jitter: 0.5,
+    })
+    .ack_timeout(Duration::from_secs(3))
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("x-sdk-outbox-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Every power value x-sim holds for the device, with its time, by value.
+fn powers(sim: &Sim, id: &DeviceIdentity) -> BTreeMap<String, Vec<i64>> {
+    let mut by_value: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (_, timed) in sim.platform().property_history(id, Some("power")) {
+        by_value
+            .entry(timed.value.to_string())
+            .or_default()
+            .push(timed.time);
+    }
+    by_value
+}
+
+#[tokio::test]
+async fn reports_made_offline_arrive_once_with_their_times_after_the_broker_is_back() {
+    support::tracing();
+    let mut broker = Mosquitto::start().unwrap();
+    let sim = platform_on(&broker).await;
+    let dir = temp("offline");
+    let device = plug(&broker, &dir).connect().await.unwrap();
+    let id = sim.device("AA30C505", "PLUG0001").unwrap();
+    device
+        .report(SmartPlugReport::default().with_power(1.0))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    broker.kill();
+    let mut states = device.connection();
+    tokio::time::timeout(WAIT, async {
+        while !matches!(*states.borrow_and_update(), ConnectionState::Offline { .. }) {
+            states.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    // Offline: each report is durable when the call returns, and waits.
+    let mut deliveries = Vec::new();
+    let mut times = Vec::new();
+    for i in 0..30u16 {
+        let before = x_sdk::model::Date::now().millis();
+        let report = SmartPlugReport::default().with_power(100.0 + f32::from(i));
+        deliveries.push(device.report(report).await.unwrap());
+        times.push(before);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let event = OverheatEvent {
+        temperature: 91.0,
+        action: OverheatAction::PowerCut,
+    };
+    deliveries.push(device.event(&event).await.unwrap());
+    assert_eq!(device.waiting_upload(), 31);
+
+    broker.restart().unwrap();
+    subscribed(&broker).await;
+    for d in deliveries {
+        tokio::time::timeout(WAIT, d).await.unwrap().unwrap();
+    }
+    assert_eq!(device.waiting_upload(), 0);
+    let held = powers(&sim, &id);
+    for (i, before) in times.iter().enumerate() {
+        let value = json!(100.0 + i as f64).to_string();
+        let at = held
+            .get(&value)
+            .unwrap_or_else(|| panic!("{value} missing: {held:?}"));
+        assert_eq!(at.len(), 1, "{value} arrived {} times", at.len());
+        // Its original observation time, not the upload's (on the platform clock from the
+        // time sync, so within a little of the device's own).
+        assert!(
+            (at[0] - before).abs() < 1000,
+            "{value}: {} vs {before}",
+            at[0]
+        );
+    }
+    let uploads = sim
+        .platform()
+        .received_from(&id)
+        .iter()
+        .filter(|r| r.kind == TopicKind::HistoryReport)
+        .count();
+    assert!((4..=31).contains(&uploads), "{uploads} history uploads");
+    assert!(
+        sim.platform()
+            .events(&id)
+            .iter()
+            .any(|e| e.identifier == "overheat")
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn recorded_samples_go_as_history_and_a_restarted_device_sends_what_it_left() {
+    support::tracing();
+    let broker = Mosquitto::start().unwrap();
+    let sim = platform_on(&broker).await;
+    let dir = temp("restart");
+    let id = sim
+        .device("AA30C505", "PLUG0001")
+        .unwrap_or_else(|| DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap());
+    // Sampled locally an hour ago, uploaded now: history with the sample's time.
+    let device = plug(&broker, &dir).connect().await.unwrap();
+    let hour_ago = x_sdk::model::Date::now().millis() - 3_600_000;
+    device
+        .record(SmartPlugReport::default().with_power(7.5), hour_ago)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(powers(&sim, &id)[&json!(7.5).to_string()], vec![hour_ago]);
+
+    // Entries left in the outbox by a device that stopped before they were sent.
+    let offline = plug(&broker, &dir).broker("mqtt://127.0.0.1:1").unwrap();
+    device.shutdown().await;
+    drop(device);
+    let stranded = offline.start().unwrap();
+    for i in 0..5u16 {
+        let report = SmartPlugReport::default().with_power(200.0 + f32::from(i));
+        drop(stranded.report(report).await.unwrap());
+    }
+    assert_eq!(stranded.waiting_upload(), 5);
+    stranded.shutdown().await;
+    drop(stranded);
+    let again = plug(&broker, &dir).connect().await.unwrap();
+    wait_for(|| again.waiting_upload() == 0).await;
+    wait_for(|| powers(&sim, &id).contains_key(&json!(204.0).to_string())).await;
+    let held = powers(&sim, &id);
+    for i in 0..5 {
+        assert_eq!(held[&json!(200.0 + f64::from(i)).to_string()].len(), 1);
+    }
+    again.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
