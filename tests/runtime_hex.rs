@@ -216,17 +216,36 @@ async fn full_hex_reports_are_acked_in_order() {
 
 #[tokio::test]
 async fn a_passthrough_device_moves_application_data_both_ways() {
-    let sim = sim().await;
-    let id = DeviceIdentity::parse("7ED01E2A", "9A55A55A", "DTU00001").unwrap();
-    let device = Device::<NoModel>::builder(
-        id.clone(),
-        "2F1E2D3C4B5A69788796A5B4C3D2E1F0".parse().unwrap(),
+    passthrough(
+        "9A55A55A",
+        "2F1E2D3C4B5A69788796A5B4C3D2E1F0",
+        "DTU00001",
+        false,
     )
-    .broker(&format!("mqtt://{}", sim.mqtt_addr().unwrap()))
-    .unwrap()
-    .connect()
-    .await
-    .unwrap();
+    .await;
+}
+
+#[tokio::test]
+async fn an_encrypted_passthrough_device_moves_application_data_both_ways() {
+    passthrough(
+        "9A55A55B",
+        "3F1E2D3C4B5A69788796A5B4C3D2E1F0",
+        "DTUENC01",
+        true,
+    )
+    .await;
+}
+
+async fn passthrough(product_id: &str, key: &str, node_eui: &str, encrypted: bool) {
+    let sim = sim().await;
+    let id = DeviceIdentity::parse("7ED01E2A", product_id, node_eui).unwrap();
+    let device = Device::<NoModel>::builder(id.clone(), key.parse().unwrap())
+        .encrypted(encrypted)
+        .broker(&format!("mqtt://{}", sim.mqtt_addr().unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     device
         .passthrough(json!("68AA0011"))
         .await

@@ -14,7 +14,7 @@ pub const WAIT: Duration = Duration::from_secs(15);
 /// The products and devices of the runtime tests (model paths relative to the workspace):
 /// the smart plug plain and pre-registered (type 1), encrypted and self-registering (type 0),
 /// and with a burned-in DeviceSecret (type 2); the HEX meter plain and encrypted; a
-/// passthrough product.
+/// passthrough product, plain and encrypted.
 pub const REGISTRY: &str = r#"
 [[product]]
 open_id = "7ED01E2A"
@@ -89,6 +89,18 @@ format = "passthrough"
 [[device]]
 product_id = "9A55A55A"
 node_eui = "DTU00001"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "9A55A55B"
+product_key = "3F1E2D3C4B5A69788796A5B4C3D2E1F0"
+registration = 1
+encrypted = true
+format = "passthrough"
+
+[[device]]
+product_id = "9A55A55B"
+node_eui = "DTUENC01"
 "#;
 
 /// Logs to the test output; `RUST_LOG=x_runtime=debug,x_sim=info` shows both sides.
