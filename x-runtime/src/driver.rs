@@ -256,6 +256,10 @@ where
                 () = sleep => self.shared.lock().session.tick(Now::system()),
             }
         }
+        // The state directory is free again once the device has stopped.
+        if let Some(outbox) = &self.shared.outbox {
+            outbox.close().await;
+        }
         tracing::debug!("device task stopped");
     }
 

@@ -356,6 +356,8 @@ enum Job {
         usize,
         tokio::sync::oneshot::Sender<Result<Vec<(u64, Entry)>, OutboxError>>,
     ),
+    /// Commit what is queued, close the store and end the thread.
+    Close(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The outbox on a thread of its own, committing everything queued meanwhile in one
@@ -371,6 +373,7 @@ impl std::fmt::Debug for Job {
             Job::Append(e, _) => write!(f, "Append({})", e.len()),
             Job::Ack(s) => write!(f, "Ack({})", s.len()),
             Job::Oldest(n, _) => write!(f, "Oldest({n})"),
+            Job::Close(_) => f.write_str("Close"),
         }
     }
 }
@@ -385,7 +388,12 @@ impl OutboxWriter {
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    run_batch(&mut outbox, batch);
+                    if let Some(closed) = run_batch(&mut outbox, batch) {
+                        // The store closes before the closer hears so.
+                        drop(outbox);
+                        let _ = closed.send(());
+                        return;
+                    }
                 }
             })
             .map_or_else(|e| tracing::error!("outbox writer thread: {e}"), |_| ());
@@ -402,6 +410,15 @@ impl OutboxWriter {
             .send(Job::Append(entries, tx))
             .map_err(|_| OutboxError::Stopped)?;
         rx.await.unwrap_or(Err(OutboxError::Stopped))
+    }
+
+    /// Commits what is queued and closes the store (the directory can then be opened
+    /// again); later calls fail with [`OutboxError::Stopped`].
+    pub async fn close(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.jobs.send(Job::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Removes acked entries (in the next commit).
@@ -423,14 +440,16 @@ impl OutboxWriter {
 }
 
 /// One group commit: every append and ack of the batch in one transaction, then the
-/// answers; reads after it.
-fn run_batch(outbox: &mut Outbox, batch: Vec<Job>) {
+/// answers; reads after it. Returns the closer's reply when the batch asked to close.
+fn run_batch(outbox: &mut Outbox, batch: Vec<Job>) -> Option<tokio::sync::oneshot::Sender<()>> {
     let mut entries = Vec::new();
     let mut acked = Vec::new();
     let mut waiters = Vec::new();
     let mut reads = Vec::new();
+    let mut close = None;
     for job in batch {
         match job {
+            Job::Close(reply) => close = Some(reply),
             Job::Append(e, reply) => {
                 waiters.push((entries.len(), e.len(), reply));
                 entries.extend(e);
@@ -471,6 +490,7 @@ fn run_batch(outbox: &mut Outbox, batch: Vec<Job>) {
     for (n, reply) in reads {
         let _ = reply.send(outbox.oldest(n));
     }
+    close
 }
 
 #[cfg(test)]

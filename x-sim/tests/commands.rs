@@ -356,6 +356,46 @@ async fn commands_to_encrypted_devices_travel_encrypted() {
     assert!(matches!(result, Err(CommandError::Timeout { .. })));
 }
 
+#[tokio::test]
+async fn plaintext_from_a_device_of_an_encrypted_product_is_refused() {
+    let sim = sim().await;
+    let params = encrypted();
+    let mut wire = Wire::online(sim.mqtt_addr().unwrap(), &params).await;
+    let key = wire.key.clone().unwrap();
+    for (kind, ctrl, payload) in [
+        (
+            TopicKind::PropertyReport,
+            HeaderCtrl::PropertyReport,
+            json!({"power": 1}),
+        ),
+        (TopicKind::Uplink, HeaderCtrl::Uplink, json!({"data": "AA"})),
+        (
+            TopicKind::FirmwareReport,
+            HeaderCtrl::FirmwareReport,
+            json!({"HardVer": "1", "SoftVer": "1", "Type": 2}),
+        ),
+    ] {
+        let topic = wire.topic(kind);
+        let id = wire.next_id();
+        // Published as it is, without the encryption `send` would apply.
+        let frame = Frame::new(id.clone(), ctrl, payload);
+        wire.publish(&topic, frame.encode()).await;
+        let ack = wire.next().await;
+        let (want, _) = topic.reply_topic(ctrl).unwrap();
+        assert_eq!((&ack.topic, &ack.frame.message_id), (&want, &id));
+        // The refusal itself travels encrypted, like every ack of the product.
+        let plain = ack.frame.decrypted_payload(&key).unwrap();
+        let ack: AckPayload = serde_json::from_value(plain).unwrap();
+        assert_eq!(ack.code.as_str(), "4001", "{kind:?}");
+        assert!(ack.msg.contains("payload must be encrypted"), "{}", ack.msg);
+    }
+    assert!(
+        !sim.platform()
+            .latest_properties(&params.id)
+            .contains_key("power")
+    );
+}
+
 /// A misbehaving auth phase: logged in with the product credentials of `login`, a request
 /// about `asked`. The reply, on the login's downlink with the request's MessageId.
 async fn ask_auth_for(

@@ -614,6 +614,13 @@ impl Platform {
         if !self.is_encrypted(device) || !frame.header_ctrl.is_encrypted_uplink() {
             return Ok(frame.payload.clone());
         }
+        // Devices of an encrypted product must encrypt (only the platform may send either).
+        if !frame.payload.is_string() {
+            return Err(format!(
+                "payload must be encrypted for this product (HeaderCtrl {} travels encrypted)",
+                frame.header_ctrl.code()
+            ));
+        }
         self.inner.sessions.decrypt(device, frame)
     }
 

@@ -315,6 +315,8 @@ impl<M: ThingModel, S: ThingServices> Wire<M, S> {
                 };
                 self.persisted = p;
             }
+            // A wire has no outbox.
+            Effect::Forget(_) => {}
         }
     }
 
