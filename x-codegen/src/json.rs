@@ -117,14 +117,12 @@ impl Parser {
 
     fn identifier(&mut self, obj: &Map<String, Value>, path: &str) -> Option<String> {
         let id = self.string(obj, "identifier", path, true)?;
-        let valid = id.len() <= 50
-            && id.starts_with(|c: char| c.is_ascii_alphabetic())
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if names::check_identifier(&id).is_err() {
             self.error(
                 &join(path, "identifier"),
                 format!(
-                    "{id:?} is not a valid identifier (ASCII letters, digits and '_', starting with a letter, at most 50 characters)"
+                    "{id:?} is not a valid identifier ({})",
+                    names::IDENTIFIER_RULE
                 ),
             );
         }

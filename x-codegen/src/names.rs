@@ -2,6 +2,9 @@
 //! variants, with keywords escaped, so any valid identifier yields a valid Rust name.
 
 use heck::{ToLowerCamelCase, ToSnakeCase, ToUpperCamelCase};
+/// The thing model's identifier rule, x-protocol's: the model reader and the derives check
+/// identifiers with the function [`x_protocol::Identifier`] uses.
+pub use x_protocol::{IDENTIFIER_RULE, check_identifier};
 
 /// Rust keywords of every edition that can be written as raw identifiers (`r#type`).
 const RAW_KEYWORDS: &[&str] = &[

@@ -72,6 +72,31 @@ fn identifiers_and_names() {
     );
 }
 
+/// The model reader, the derives and `x_protocol::Identifier` share one identifier rule:
+/// a model file accepts exactly the identifiers a topic level accepts.
+#[test]
+fn one_identifier_rule_for_model_files_and_topics() {
+    let long = "x".repeat(50);
+    let too_long = "x".repeat(51);
+    let candidates = [
+        "a", "temp_1", "A9", &long, "", "1st", "_x", "a-b", "a/b", "a+b", "a#", "ä", &too_long,
+    ];
+    for id in candidates {
+        let model = json!({"events":[{"identifier":id,"name":"E","type":"info","outputData":[]}]});
+        let accepted = x_codegen::load(&model.to_string(), "Test").is_ok();
+        let identifier = x_protocol::Identifier::new(id);
+        assert_eq!(
+            accepted,
+            identifier.is_ok(),
+            "{id:?}: model file {accepted}, Identifier {identifier:?}"
+        );
+        assert_eq!(
+            x_codegen::names::check_identifier(id).is_ok(),
+            identifier.is_ok()
+        );
+    }
+}
+
 #[test]
 fn property_fields() {
     assert_error(

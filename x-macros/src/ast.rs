@@ -95,7 +95,8 @@ fn field(cx: &Ctxt, f: &syn::Field, attrs: &Attrs) -> Option<Field> {
         cx.error(
             id_span,
             format!(
-                "{identifier:?} is not a valid thing-model identifier (ASCII letters, digits and '_', starting with a letter, at most 50 characters); set one with #[thing(identifier = \"..\")]"
+                "{identifier:?} is not a valid thing-model identifier ({}); set one with #[thing(identifier = \"..\")]",
+                names::IDENTIFIER_RULE
             ),
         );
     }
@@ -131,11 +132,9 @@ pub fn hex_field(attrs: &Attrs) -> HexField {
     }
 }
 
-/// The same rule model files follow.
+/// The thing model's identifier rule: `x_protocol::check_identifier`, as for model files.
 pub fn valid_identifier(id: &str) -> bool {
-    id.len() <= 50
-        && id.starts_with(|c: char| c.is_ascii_alphabetic())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    names::check_identifier(id).is_ok()
 }
 
 /// The model data type a Rust field type stands for.

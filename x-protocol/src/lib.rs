@@ -37,5 +37,6 @@ pub use identity::{
 pub use message_id::MessageIdSource;
 pub use secret::{DeviceSecret, ProductKey, SecretString, SessionKey};
 pub use topic::{
-    Identifier, IdentifierError, Publisher, Reply, Topic, TopicError, TopicKind, TopicSpec,
+    IDENTIFIER_MAX_LEN, IDENTIFIER_RULE, Identifier, IdentifierError, Publisher, Reply, Topic,
+    TopicError, TopicKind, TopicSpec, check_identifier,
 };

@@ -27,8 +27,37 @@ pub enum Publisher {
     Platform,
 }
 
+/// The thing model's identifier rule, as a phrase for messages.
+pub const IDENTIFIER_RULE: &str =
+    "ASCII letters, digits and '_', starting with a letter, at most 50 characters";
+
+/// The longest identifier a thing model may declare.
+pub const IDENTIFIER_MAX_LEN: usize = 50;
+
+/// Checks an identifier against the thing model's rule ([`IDENTIFIER_RULE`]): the one rule
+/// for properties, events, services, parameters and struct fields, which the model reader,
+/// the derives and [`Identifier`] all apply.
+///
+/// # Errors
+/// What is wrong with it: empty, a character other than ASCII letters, digits and `_` (so
+/// never `/`, `+` or `#`), not starting with a letter, or longer than
+/// [`IDENTIFIER_MAX_LEN`].
+pub fn check_identifier(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() {
+        Err("is empty")
+    } else if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Err("may contain only ASCII letters, digits and '_'")
+    } else if !value.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        Err("must start with an ASCII letter")
+    } else if value.len() > IDENTIFIER_MAX_LEN {
+        Err("is longer than 50 characters")
+    } else {
+        Ok(())
+    }
+}
+
 /// An event or service identifier from the thing model, as it appears in a topic level:
-/// 1 to 64 ASCII letters, digits and underscores.
+/// valid by [`check_identifier`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identifier(String);
 
@@ -46,20 +75,13 @@ impl Identifier {
     /// Validates a thing-model identifier.
     ///
     /// # Errors
-    /// [`IdentifierError`] if it is empty, longer than 64 characters, or contains anything
-    /// but ASCII letters, digits and `_` (so never `/`, `+` or `#`).
+    /// [`IdentifierError`] with the reason [`check_identifier`] gives.
     pub fn new(value: impl Into<String>) -> Result<Self, IdentifierError> {
         let value = value.into();
-        let reason = if value.is_empty() {
-            "is empty"
-        } else if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            "may contain only ASCII letters, digits and '_'"
-        } else if value.len() > 64 {
-            "is longer than 64 characters"
-        } else {
-            return Ok(Self(value));
-        };
-        Err(IdentifierError { value, reason })
+        match check_identifier(&value) {
+            Ok(()) => Ok(Self(value)),
+            Err(reason) => Err(IdentifierError { value, reason }),
+        }
     }
 
     /// The identifier text.

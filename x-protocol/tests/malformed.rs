@@ -228,6 +228,11 @@ fn malformed_identities() {
     );
     let e = problem("one".parse::<RegistrationType>().map(drop));
     assert!(e.to_string().contains("\"one\""));
-    let e = Identifier::new("x".repeat(65)).unwrap_err();
-    assert!(e.to_string().ends_with("is longer than 64 characters"));
+    let e = Identifier::new("x".repeat(51)).unwrap_err();
+    assert!(e.to_string().ends_with("is longer than 50 characters"));
+    assert!(Identifier::new("x".repeat(50)).is_ok());
+    let e = Identifier::new("1st").unwrap_err();
+    assert!(e.to_string().ends_with("must start with an ASCII letter"));
+    let e = Identifier::new("").unwrap_err();
+    assert!(e.to_string().ends_with("is empty"));
 }

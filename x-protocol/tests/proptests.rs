@@ -80,7 +80,7 @@ proptest! {
     fn topic_build_then_parse_is_identity(
         device in device(),
         kind in prop::sample::select(TopicKind::ALL.to_vec()),
-        id in "[A-Za-z0-9_]{1,64}",
+        id in "[A-Za-z][A-Za-z0-9_]{0,49}",
     ) {
         let topic = if kind == TopicKind::Auth {
             Topic::auth()
