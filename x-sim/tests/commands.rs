@@ -545,3 +545,62 @@ async fn session_keys_rotate_when_they_expire() {
         .await
         .unwrap();
 }
+
+/// Auth requests that cannot be honoured get the code the document's table gives them, not
+/// silence (which a device reads as a retryable timeout).
+#[tokio::test]
+async fn unreadable_auth_requests_get_their_codes() {
+    let sim = sim().await;
+    let login = plug();
+    let mut mqtt = Mqtt::open(
+        sim.mqtt_addr().unwrap(),
+        &MqttLogin::auth(&login.id, &login.product_key),
+    )
+    .await
+    .unwrap();
+    mqtt.subscribe(&[TopicKind::Downlink.filter(&login.id)])
+        .await;
+    let request = |message_id: u32, version: &str, node_eui: &str, ty: Value| {
+        json!({
+            "MessageId": message_id,
+            "HeaderCtrl": 1,
+            "Payload": {"OpenID": "7ED01E2A", "ProductID": "AA30C505", "NodeEui": node_eui, "Type": ty},
+            "Version": version,
+        })
+    };
+    for (id, frame, code) in [
+        (
+            61,
+            request(61, "1.0", "PLUG0001", json!(1)),
+            AuthCode::VersionMismatch,
+        ),
+        (
+            62,
+            request(62, "2.0", "bad/eui", json!(1)),
+            AuthCode::DeviceRejected,
+        ),
+        (
+            63,
+            request(63, "2.0", "PLUG0001", json!(9)),
+            AuthCode::TypeMismatch,
+        ),
+        (
+            64,
+            request(64, "2.0", "PLUG0001", json!("one")),
+            AuthCode::TypeMismatch,
+        ),
+    ] {
+        mqtt.publish(
+            &Topic::auth().to_string(),
+            serde_json::to_vec(&frame).unwrap(),
+        )
+        .await;
+        let (topic, bytes) = mqtt.next().await;
+        assert_eq!(topic, TopicKind::Downlink.filter(&login.id));
+        let reply = Frame::decode(&bytes).unwrap();
+        assert_eq!(reply.message_id, x_protocol::MessageId::from(id as u32));
+        let reply: AuthReply = reply.payload_as().unwrap();
+        assert_eq!(reply.code, code, "{frame}");
+        assert!(reply.device_secret.is_none());
+    }
+}

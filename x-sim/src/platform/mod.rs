@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use x_protocol::payload::{AuthRequest, FirmwareReport, OtaNotify};
+use x_protocol::payload::{AuthCode, AuthRequest, FirmwareReport, OtaNotify};
 use x_protocol::topic::AUTH_TOPIC;
 use x_protocol::{
     AckPayload, DeviceIdentity, Frame, HeaderCtrl, MessageId, MessageIdSource, Publisher, Topic,
@@ -198,6 +198,41 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The auth reply with `code` to the request `id` of the login `device`.
+fn refuse_auth(device: &DeviceIdentity, id: MessageId, code: AuthCode) -> Option<Reply> {
+    let reply = x_protocol::payload::AuthReply {
+        code,
+        device_secret: None,
+        session_id: None,
+        nonce: None,
+    };
+    let topic = Topic::new(device.clone(), TopicKind::Downlink).ok()?;
+    let frame = Frame::with_payload(id, HeaderCtrl::Auth, &reply).ok()?;
+    let plain = frame.payload.clone();
+    Some(Reply::new(&topic, frame, plain))
+}
+
+/// The code the document's table gives an auth request whose payload does not read: an
+/// illegal NodeEui is 4, a Type that is no registration type 5, anything else about the
+/// product (OpenID, ProductID, a missing field) 2.
+fn bad_request_code(payload: &Value) -> AuthCode {
+    let node_ok = payload
+        .get("NodeEui")
+        .and_then(Value::as_str)
+        .is_some_and(|n| x_protocol::NodeEui::new(n).is_ok());
+    let type_ok = payload
+        .get("Type")
+        .and_then(Value::as_i64)
+        .is_some_and(|t| x_protocol::RegistrationType::from_code(t).is_ok());
+    if !node_ok {
+        AuthCode::DeviceRejected
+    } else if !type_ok {
+        AuthCode::TypeMismatch
+    } else {
+        AuthCode::ProductNotRegistered
+    }
 }
 
 /// At most this many characters of a payload go into a log line.
@@ -404,7 +439,24 @@ impl Platform {
     }
 
     fn auth(&self, device: &DeviceIdentity, payload: &[u8]) -> Option<Reply> {
-        let frame = Frame::decode(payload).ok()?;
+        let frame = match Frame::decode(payload) {
+            Ok(f) => f,
+            // A readable request of another protocol version gets the code the document
+            // gives for it; only one with no MessageId to answer goes unanswered.
+            Err(x_protocol::FrameError::Version { found }) => {
+                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: Version {found:?}: refused with code 6");
+                let id = serde_json::from_slice::<Value>(payload)
+                    .ok()
+                    .and_then(|v| {
+                        serde_json::from_value::<MessageId>(v.get("MessageId")?.clone()).ok()
+                    })?;
+                return refuse_auth(device, id, AuthCode::VersionMismatch);
+            }
+            Err(e) => {
+                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: unreadable, not answered: {e}");
+                return None;
+            }
+        };
         if frame.header_ctrl != HeaderCtrl::Auth {
             tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: HeaderCtrl {} is not an auth request", frame.header_ctrl);
             return None;
@@ -412,8 +464,9 @@ impl Platform {
         let request: AuthRequest = match frame.payload_as() {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: {e}");
-                return None;
+                let code = bad_request_code(&frame.payload);
+                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: {e}: refused with code {}", code.code());
+                return refuse_auth(device, frame.message_id, code);
             }
         };
         let mut grant = None;
