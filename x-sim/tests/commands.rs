@@ -604,3 +604,39 @@ async fn unreadable_auth_requests_get_their_codes() {
         assert!(reply.device_secret.is_none());
     }
 }
+
+/// An answer on the wrong topic or with the wrong HeaderCtrl is a violation the platform
+/// reports, not an answer it takes.
+#[tokio::test]
+async fn answers_off_the_command_table_are_refused() {
+    let sim = sim().await;
+    let params = plug();
+    let mut wire = Wire::online(sim.mqtt_addr().unwrap(), &params).await;
+    let p = sim.platform();
+    for (topic, ctrl) in [
+        (TopicKind::DownlinkAck, HeaderCtrl::PropertySet),
+        (TopicKind::PropertySetAck, HeaderCtrl::ServiceCall),
+    ] {
+        let set = Command::SetProperties(json!({"countdown": 5}));
+        let (result, ()) = tokio::join!(p.send_command(&params.id, set, None), async {
+            let m = wire
+                .expect(TopicKind::PropertySet, HeaderCtrl::PropertySet)
+                .await;
+            let ack = Frame::new(
+                m.frame.message_id.clone(),
+                ctrl,
+                AckPayload::success(Some(json!({"countdown": 5}))).to_value(),
+            );
+            let to = wire.topic(topic);
+            wire.send(&to, ack).await;
+        });
+        let err = result.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, CommandError::BadAnswer { .. }), "{text}");
+        assert!(
+            text.contains("the command table says HeaderCtrl 20 on"),
+            "{text}"
+        );
+        assert!(text.contains("model/property/set_ack"), "{text}");
+    }
+}

@@ -142,6 +142,7 @@ impl Platform {
                 .map(|p| p.format)
         };
         let outgoing = self.outgoing(device, &command, format)?;
+        let (topic, header_ctrl) = (outgoing.topic.clone(), outgoing.header_ctrl);
         let answer = self
             .command(
                 &outgoing.topic,
@@ -150,7 +151,9 @@ impl Platform {
                 timeout.unwrap_or(self.inner.config.command_timeout),
             )
             .await?;
-        match self.check_answer(device, &command, &answer) {
+        let checked = answered_where_the_table_says(&topic, header_ctrl, &answer)
+            .and_then(|()| self.check_answer(device, &command, &answer));
+        match checked {
             Ok(()) => Ok(answer),
             Err(reason) => Err(CommandError::BadAnswer {
                 device: device.to_string(),
@@ -399,6 +402,39 @@ impl Platform {
             }
         }
     }
+}
+
+/// Whether an answer came on a topic, and with a HeaderCtrl, that the command table allows
+/// for the command (a HEX service call may be answered either way the document shows: a
+/// service reply, 26, on `model/hex/report`, or an ack, 24, on `model/hex/downlink_ack`).
+fn answered_where_the_table_says(
+    command: &Topic,
+    header_ctrl: HeaderCtrl,
+    answer: &Answer,
+) -> Result<(), String> {
+    let allowed: Vec<(String, HeaderCtrl)> = command
+        .kind()
+        .spec()
+        .replies_to(header_ctrl)
+        .filter_map(|r| Some((command.answer_on(r)?.to_string(), r.header_ctrl)))
+        .collect();
+    if allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|(topic, hc)| *topic == answer.topic && *hc == answer.header_ctrl)
+    {
+        return Ok(());
+    }
+    let expected: Vec<String> = allowed
+        .iter()
+        .map(|(topic, hc)| format!("HeaderCtrl {} on {topic}", hc.code()))
+        .collect();
+    Err(format!(
+        "answered with HeaderCtrl {} on {}, the command table says {}",
+        answer.header_ctrl.code(),
+        answer.topic,
+        expected.join(" or ")
+    ))
 }
 
 /// The `params` list of a property set from `{"id": value}` or `{"params": [..]}`.
