@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::ir::{Access, DataType, Field, Model};
+use crate::ir::{DataType, Field, Model};
 use crate::rust::type_summary;
 
 /// The model as Markdown.
@@ -21,10 +21,7 @@ pub fn markdown(model: &Model, title: &str) -> String {
         let _ = writeln!(out, "|---|---|---|---|---|---|");
         for p in &model.properties {
             let f = &p.field;
-            let access = match p.access {
-                Access::ReadOnly => "r",
-                Access::ReadWrite => "rw",
-            };
+            let access = p.access.model_name();
             let _ = writeln!(
                 out,
                 "| `{}` | {} | {} | {} | {} | {} |",

@@ -2,7 +2,7 @@
 //! defaults into the encoding both emitters (Rust codec and parsing script) use, and the
 //! checks that reject what the codec could not honour.
 
-use crate::ir::{DataType, Diagnostic, Field, HexType, Model, Numeric, Wire};
+use crate::ir::{DataType, Diagnostic, Field, HexType, Model, Numeric, WireType};
 
 /// How one value is encoded, after defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,7 @@ pub struct Encoding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireForm {
     /// A number of this wire type (ints, floats, enum keys, dates).
-    Number(Wire),
+    Number(WireType),
     /// One byte, 0 or 1.
     Bool,
     /// u8 length, then UTF-8.
@@ -66,14 +66,14 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
             Ok(())
         }
     };
-    let int_wire = |w: Wire| w.int_range().is_some();
+    let int_wire = |w: WireType| w.int_range().is_some();
     match ty {
         DataType::Array { item, .. } => resolve(item, hex),
         DataType::Int(_) | DataType::Float(_) | DataType::Double(_) => {
             let default = match ty {
-                DataType::Int(_) => Wire::I32,
-                DataType::Float(_) => Wire::F32,
-                _ => Wire::F64,
+                DataType::Int(_) => WireType::I32,
+                DataType::Float(_) => WireType::F32,
+                _ => WireType::F64,
             };
             let wire = match declared {
                 None => default,
@@ -98,7 +98,7 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
                     wire.name()
                 ));
             }
-            if matches!(ty, DataType::Double(_)) && wire == Wire::F32 {
+            if matches!(ty, DataType::Double(_)) && wire == WireType::F32 {
                 return Err(
                     "a double would lose precision as f32; use f64 or a scaled integer".into(),
                 );
@@ -121,7 +121,7 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
         DataType::Bool(_) => {
             no_scaling("bool")?;
             match declared {
-                None | Some(HexType::Bool) | Some(HexType::Number(Wire::U8)) => {
+                None | Some(HexType::Bool) | Some(HexType::Number(WireType::U8)) => {
                     Ok(Encoding::plain(WireForm::Bool))
                 }
                 Some(other) => Err(format!(
@@ -133,7 +133,7 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
         DataType::Enum(_) => {
             no_scaling("enum")?;
             match declared {
-                None => Ok(Encoding::plain(WireForm::Number(Wire::U8))),
+                None => Ok(Encoding::plain(WireForm::Number(WireType::U8))),
                 Some(HexType::Number(w)) if int_wire(w) => Ok(Encoding::plain(WireForm::Number(w))),
                 Some(other) => Err(format!(
                     "an enum key travels as an integer wire type, not {}",
@@ -144,8 +144,8 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
         DataType::Date => {
             no_scaling("date")?;
             match declared {
-                None => Ok(Encoding::plain(WireForm::Number(Wire::U64))),
-                Some(HexType::Number(w @ (Wire::U64 | Wire::I64))) => {
+                None => Ok(Encoding::plain(WireForm::Number(WireType::U64))),
+                Some(HexType::Number(w @ (WireType::U64 | WireType::I64))) => {
                     Ok(Encoding::plain(WireForm::Number(w)))
                 }
                 Some(other) => Err(format!(
@@ -315,7 +315,7 @@ pub fn field(f: &Field, diags: &mut Vec<Diagnostic>) {
             }
         }
         (DataType::Enum(e), WireForm::Number(w)) => {
-            if let Some((lo, hi)) = w.int_range()
+            if let Some((lo, hi)) = int_range(w)
                 && let Some(v) = e
                     .variants
                     .iter()
@@ -345,9 +345,14 @@ pub fn field(f: &Field, diags: &mut Vec<Diagnostic>) {
     }
 }
 
+/// The raw integer range of a wire type, as numbers of the model (`None` for floats).
+fn int_range(w: WireType) -> Option<(f64, f64)> {
+    w.int_range().map(|(lo, hi)| (lo as f64, hi as f64))
+}
+
 /// Why a number's declared range does not fit its wire type after scaling, if it does not.
-fn range_problem(ty: &DataType, n: &Numeric, enc: &Encoding, w: Wire) -> Option<String> {
-    let (lo, hi) = w.int_range()?;
+fn range_problem(ty: &DataType, n: &Numeric, enc: &Encoding, w: WireType) -> Option<String> {
+    let (lo, hi) = int_range(w)?;
     let natural = match ty {
         DataType::Int(_) => Some((f64::from(i32::MIN), f64::from(i32::MAX))),
         _ => None,

@@ -3,6 +3,12 @@
 
 use proc_macro2::{Span, TokenStream};
 
+/// The runtime vocabulary the IR shares with the bindings: x-protocol's types, not copies,
+/// each with its one table of model spellings (`SPELLINGS`, `model_name`,
+/// `from_model_name`).
+pub use x_protocol::model::hex::{ByteOrder, WireType};
+pub use x_protocol::model::{Access, CallType, EventKind, Spelled};
+
 /// A whole thing model.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -38,82 +44,20 @@ pub enum HexMode {
     Positional,
 }
 
-/// Byte order of multi-byte values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ByteOrder {
-    /// `"big"` (the default).
-    #[default]
-    Big,
-    /// `"little"`.
-    Little,
+impl Spelled for HexMode {
+    const SPELLINGS: &'static [(Self, &'static str)] =
+        &[(Self::Tagged, "tagged"), (Self::Positional, "positional")];
 }
 
-/// A number's wire type in a HEX frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    /// u8.
-    U8,
-    /// i8.
-    I8,
-    /// u16.
-    U16,
-    /// i16.
-    I16,
-    /// u32.
-    U32,
-    /// i32.
-    I32,
-    /// u64.
-    U64,
-    /// i64.
-    I64,
-    /// f32.
-    F32,
-    /// f64.
-    F64,
-}
-
-impl Wire {
-    /// Every wire type with its model name.
-    pub const ALL: [(Wire, &'static str); 10] = [
-        (Wire::U8, "u8"),
-        (Wire::I8, "i8"),
-        (Wire::U16, "u16"),
-        (Wire::I16, "i16"),
-        (Wire::U32, "u32"),
-        (Wire::I32, "i32"),
-        (Wire::U64, "u64"),
-        (Wire::I64, "i64"),
-        (Wire::F32, "f32"),
-        (Wire::F64, "f64"),
-    ];
-
-    /// The model's name (`u16`, ...).
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(w, _)| *w == self)
-            .map_or("?", |(_, n)| n)
+impl HexMode {
+    /// Its spelling in a model file.
+    pub fn model_name(self) -> &'static str {
+        self.spelling()
     }
 
-    /// The wire type for a model name.
-    pub fn from_name(name: &str) -> Option<Wire> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(w, _)| *w)
-    }
-
-    /// The raw integer range, `None` for floats.
-    pub fn int_range(self) -> Option<(f64, f64)> {
-        Some(match self {
-            Wire::U8 => (0.0, 255.0),
-            Wire::I8 => (-128.0, 127.0),
-            Wire::U16 => (0.0, 65535.0),
-            Wire::I16 => (-32768.0, 32767.0),
-            Wire::U32 => (0.0, 4294967295.0),
-            Wire::I32 => (-2147483648.0, 2147483647.0),
-            Wire::U64 => (0.0, 18446744073709551615.0),
-            Wire::I64 => (-9223372036854775808.0, 9223372036854775807.0),
-            Wire::F32 | Wire::F64 => return None,
-        })
+    /// The mode a model file's spelling names, if any.
+    pub fn from_model_name(name: &str) -> Option<Self> {
+        Self::from_spelling(name)
     }
 }
 
@@ -134,7 +78,7 @@ pub struct HexField {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HexType {
     /// A number type.
-    Number(Wire),
+    Number(WireType),
     /// `bool`: one byte, 0 or 1.
     Bool,
     /// `text`: u8 length prefix, then UTF-8.
@@ -143,21 +87,24 @@ pub enum HexType {
     TextFixed(u32),
 }
 
-/// Whether the platform may write a property.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// `"r"`.
-    ReadOnly,
-    /// `"rw"`.
-    ReadWrite,
-}
+impl HexType {
+    /// The declared wire types a model file may spell, for messages: `u8, ..., f64, bool,
+    /// text or text:N`.
+    pub fn choices() -> String {
+        let names: Vec<&str> = WireType::SPELLINGS.iter().map(|(_, n)| *n).collect();
+        format!("{}, bool, text or text:N", names.join(", "))
+    }
 
-impl Access {
-    /// The model's spelling.
-    pub fn model_name(self) -> &'static str {
-        match self {
-            Self::ReadOnly => "r",
-            Self::ReadWrite => "rw",
+    /// The wire type a model file's spelling names (`u8` ... `f64`, `bool`, `text`,
+    /// `text:N`), if any: the one parser of model files and derive attributes.
+    pub fn from_model_name(name: &str) -> Option<Self> {
+        match name {
+            "bool" => Some(Self::Bool),
+            "text" => Some(Self::Text),
+            _ => match name.strip_prefix("text:") {
+                Some(n) => n.parse().ok().filter(|n| *n > 0).map(Self::TextFixed),
+                None => WireType::from_model_name(name).map(Self::Number),
+            },
         }
     }
 }
@@ -299,28 +246,6 @@ pub struct StructType {
     pub fields: Vec<Field>,
 }
 
-/// An event's `type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// `"info"`.
-    Info,
-    /// `"alert"`.
-    Alert,
-    /// `"error"`.
-    Error,
-}
-
-impl EventKind {
-    /// The model's spelling.
-    pub fn model_name(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Alert => "alert",
-            Self::Error => "error",
-        }
-    }
-}
-
 /// An event.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -342,25 +267,6 @@ pub struct Event {
     pub span: Span,
     /// The declared HEX id (default: position + 1).
     pub hex_id: Option<u32>,
-}
-
-/// A service's `callType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallType {
-    /// `"sync"`.
-    Sync,
-    /// `"async"`.
-    Async,
-}
-
-impl CallType {
-    /// The model's spelling.
-    pub fn model_name(self) -> &'static str {
-        match self {
-            Self::Sync => "sync",
-            Self::Async => "async",
-        }
-    }
 }
 
 /// A service.

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use crate::ir::{
-    Access, ByteOrder, CallType, DataType, Diagnostic, EnumType, Event, EventKind, Field, HexField,
-    HexLayout, HexMode, HexType, Model, Numeric, Property, Service, StructType, Variant, Wire,
+    Access, CallType, DataType, Diagnostic, EnumType, Event, EventKind, Field, HexField, HexLayout,
+    HexType, Model, Numeric, Property, Service, Spelled, StructType, Variant,
 };
 use crate::names;
 
@@ -115,6 +115,24 @@ impl Parser {
         }
     }
 
+    /// A value of the model's fixed vocabulary from its spelling (`T::SPELLINGS`, the one
+    /// table the derives read too); `None`, with an error naming the spellings, when it is
+    /// misspelled, or missing and `required`.
+    fn spelled<T: Spelled>(&mut self, v: Option<&Value>, at: &str, required: bool) -> Option<T> {
+        match v {
+            Some(Value::String(s)) if T::from_spelling(s).is_some() => T::from_spelling(s),
+            None if !required => None,
+            None => {
+                self.error(at, format!("is required ({})", T::choices()));
+                None
+            }
+            Some(other) => {
+                self.error(at, format!("expected {}, got {other}", T::choices()));
+                None
+            }
+        }
+    }
+
     fn identifier(&mut self, obj: &Map<String, Value>, path: &str) -> Option<String> {
         let id = self.string(obj, "identifier", path, true)?;
         if names::check_identifier(&id).is_err() {
@@ -165,21 +183,11 @@ impl Parser {
 
     fn property(&mut self, v: &Value, path: &str) -> Option<Property> {
         let obj = self.object(v, path)?;
-        let access = match obj.get("accessMode") {
-            Some(Value::String(s)) if s == "r" => Some(Access::ReadOnly),
-            Some(Value::String(s)) if s == "rw" => Some(Access::ReadWrite),
-            None => {
-                self.error(&join(path, "accessMode"), "is required (\"r\" or \"rw\")");
-                Some(Access::ReadOnly)
-            }
-            Some(other) => {
-                self.error(
-                    &join(path, "accessMode"),
-                    format!("expected \"r\" or \"rw\", got {other}"),
-                );
-                Some(Access::ReadOnly)
-            }
-        };
+        // Kept as read-only when missing or misspelled, so the rest of the property is checked.
+        let access = Some(
+            self.spelled(obj.get("accessMode"), &join(path, "accessMode"), true)
+                .unwrap_or(Access::ReadOnly),
+        );
         let required = match obj.get("required") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -263,25 +271,7 @@ impl Parser {
         let identifier = self.identifier(obj, path);
         let name = self.string(obj, "name", path, true);
         let desc = self.string(obj, "desc", path, false);
-        let kind = match obj.get("type") {
-            Some(Value::String(s)) if s == "info" => Some(EventKind::Info),
-            Some(Value::String(s)) if s == "alert" => Some(EventKind::Alert),
-            Some(Value::String(s)) if s == "error" => Some(EventKind::Error),
-            None => {
-                self.error(
-                    &join(path, "type"),
-                    "is required (\"info\", \"alert\" or \"error\")",
-                );
-                None
-            }
-            Some(other) => {
-                self.error(
-                    &join(path, "type"),
-                    format!("expected \"info\", \"alert\" or \"error\", got {other}"),
-                );
-                None
-            }
-        };
+        let kind: Option<EventKind> = self.spelled(obj.get("type"), &join(path, "type"), true);
         let identifier = identifier?;
         let outputs = self.params(obj, "outputData", path, &identifier);
         let hex_id = self.hex_id(obj, path);
@@ -303,24 +293,8 @@ impl Parser {
         let identifier = self.identifier(obj, path);
         let name = self.string(obj, "name", path, true);
         let desc = self.string(obj, "desc", path, false);
-        let call = match obj.get("callType") {
-            Some(Value::String(s)) if s == "sync" => Some(CallType::Sync),
-            Some(Value::String(s)) if s == "async" => Some(CallType::Async),
-            None => {
-                self.error(
-                    &join(path, "callType"),
-                    "is required (\"sync\" or \"async\")",
-                );
-                None
-            }
-            Some(other) => {
-                self.error(
-                    &join(path, "callType"),
-                    format!("expected \"sync\" or \"async\", got {other}"),
-                );
-                None
-            }
-        };
+        let call: Option<CallType> =
+            self.spelled(obj.get("callType"), &join(path, "callType"), true);
         let identifier = identifier?;
         let inputs = self.params(obj, "inputData", path, &identifier);
         let outputs = self.params(obj, "outputData", path, &identifier);
@@ -476,23 +450,11 @@ impl Parser {
     fn hex_layout(&mut self, v: &Value, path: &str) -> Option<HexLayout> {
         let map = self.spec_map(Some(v), path, "the hex layout", &["mode", "byteOrder"])?;
         let mut layout = HexLayout::default();
-        match map.get("mode") {
-            None => {}
-            Some(Value::String(m)) if m == "tagged" => layout.mode = HexMode::Tagged,
-            Some(Value::String(m)) if m == "positional" => layout.mode = HexMode::Positional,
-            Some(other) => self.error(
-                &join(path, "mode"),
-                format!("expected \"tagged\" or \"positional\", got {other}"),
-            ),
+        if let Some(mode) = self.spelled(map.get("mode"), &join(path, "mode"), false) {
+            layout.mode = mode;
         }
-        match map.get("byteOrder") {
-            None => {}
-            Some(Value::String(o)) if o == "big" => layout.byte_order = ByteOrder::Big,
-            Some(Value::String(o)) if o == "little" => layout.byte_order = ByteOrder::Little,
-            Some(other) => self.error(
-                &join(path, "byteOrder"),
-                format!("expected \"big\" or \"little\", got {other}"),
-            ),
+        if let Some(order) = self.spelled(map.get("byteOrder"), &join(path, "byteOrder"), false) {
+            layout.byte_order = order;
         }
         Some(layout)
     }
@@ -518,14 +480,12 @@ impl Parser {
         }
         if let Some(ty) = map.get("type") {
             hex.ty = match ty {
-                Value::String(t) => match parse_hex_type(t) {
+                Value::String(t) => match HexType::from_model_name(t) {
                     Some(t) => Some(t),
                     None => {
                         self.error(
                             &join(path, "type"),
-                            format!(
-                                "unknown hex type {t:?} (expected u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool, text or text:N)"
-                            ),
+                            format!("unknown hex type {t:?} (expected {})", HexType::choices()),
                         );
                         None
                     }
@@ -752,18 +712,6 @@ impl Parser {
             return None;
         }
         Some(n as u32)
-    }
-}
-
-/// `u8` ... `f64`, `bool`, `text`, `text:N`.
-fn parse_hex_type(t: &str) -> Option<HexType> {
-    match t {
-        "bool" => Some(HexType::Bool),
-        "text" => Some(HexType::Text),
-        _ => match t.strip_prefix("text:") {
-            Some(n) => n.parse().ok().filter(|n| *n > 0).map(HexType::TextFixed),
-            None => Wire::from_name(t).map(HexType::Number),
-        },
     }
 }
 

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::hex::{self, WireForm};
-use crate::ir::{ByteOrder, DataType, Field, HexMode, Model};
+use crate::ir::{ByteOrder, DataType, Field, Model};
 
 /// The codec shared by every product's script.
 const RUNTIME: &str = include_str!("hex_runtime.js");
@@ -45,14 +45,7 @@ pub fn script(model: &Model, source: &str) -> Result<String, NotHex> {
     );
     out.push_str("//\n// The product's layout: ids, wire types, scaling and the model's ranges.\n");
     out.push_str("var MODEL = {\n");
-    let _ = writeln!(
-        out,
-        "  mode: \"{}\",",
-        match layout.mode {
-            HexMode::Tagged => "tagged",
-            HexMode::Positional => "positional",
-        }
-    );
+    let _ = writeln!(out, "  mode: \"{}\",", layout.mode.model_name());
     let _ = writeln!(
         out,
         "  littleEndian: {},",
@@ -154,7 +147,7 @@ fn describe(ty: &DataType, enc: Option<&hex::Encoding>, depth: usize) -> String 
         DataType::Int(n) | DataType::Float(n) | DataType::Double(n) => {
             parts.push(format!("wire: \"{}\"", wire.unwrap_or("f64")));
             let e = enc.cloned().unwrap_or(hex::Encoding {
-                wire: WireForm::Number(crate::ir::Wire::F64),
+                wire: WireForm::Number(crate::ir::WireType::F64),
                 scale: 1.0,
                 offset: 0.0,
                 decimals: 0,

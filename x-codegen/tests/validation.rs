@@ -97,6 +97,38 @@ fn one_identifier_rule_for_model_files_and_topics() {
     }
 }
 
+/// Model files spell the vocabulary by the tables the derives and x-protocol use: every
+/// spelling of each table reads as its value.
+#[test]
+fn every_spelling_of_the_vocabulary_reads() {
+    use x_codegen::ir::{Access, ByteOrder, CallType, EventKind, HexMode, Spelled};
+    let load = |model: Value| x_codegen::load(&model.to_string(), "Test").unwrap();
+    for (access, s) in Access::SPELLINGS {
+        let m = load(
+            json!({"properties":[{"identifier":"p","name":"P","accessMode":s,"dataType":{"type":"bool"}}]}),
+        );
+        assert_eq!(m.properties[0].access, *access);
+    }
+    for (kind, s) in EventKind::SPELLINGS {
+        let m = load(json!({"events":[{"identifier":"e","name":"E","type":s,"outputData":[]}]}));
+        assert_eq!(m.events[0].kind, *kind);
+    }
+    for (call, s) in CallType::SPELLINGS {
+        let m = load(
+            json!({"services":[{"identifier":"s","name":"S","callType":s,"inputData":[],"outputData":[]}]}),
+        );
+        assert_eq!(m.services[0].call, *call);
+    }
+    for (order, s) in ByteOrder::SPELLINGS {
+        for (mode, t) in HexMode::SPELLINGS {
+            let m = load(
+                json!({"hex":{"mode":t,"byteOrder":s},"properties":[{"identifier":"p","name":"P","accessMode":"r","dataType":{"type":"bool"}}]}),
+            );
+            assert_eq!(m.hex.map(|h| (h.mode, h.byte_order)), Some((*mode, *order)));
+        }
+    }
+}
+
 #[test]
 fn property_fields() {
     assert_error(

@@ -8,7 +8,7 @@ use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned as _;
 use syn::{Attribute, LitStr, Token};
-use x_codegen::ir::{Access, ByteOrder, CallType, EventKind, HexMode, HexType, Wire};
+use x_codegen::ir::{Access, ByteOrder, CallType, EventKind, HexMode, HexType, Spelled};
 
 /// Collects errors across a whole derive, serde-style.
 #[derive(Default)]
@@ -225,36 +225,17 @@ pub fn parse(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Attrs {
                 "access" => {
                     dup(out.access.is_some());
                     let s = string(&meta, span)?;
-                    out.access = choice(
-                        cx,
-                        &s,
-                        "access",
-                        &[("r", Access::ReadOnly), ("rw", Access::ReadWrite)],
-                    );
+                    out.access = choice(cx, &s, "access");
                 }
                 "kind" => {
                     dup(out.kind.is_some());
                     let s = string(&meta, span)?;
-                    out.kind = choice(
-                        cx,
-                        &s,
-                        "kind",
-                        &[
-                            ("info", EventKind::Info),
-                            ("alert", EventKind::Alert),
-                            ("error", EventKind::Error),
-                        ],
-                    );
+                    out.kind = choice(cx, &s, "kind");
                 }
                 "call" => {
                     dup(out.call.is_some());
                     let s = string(&meta, span)?;
-                    out.call = choice(
-                        cx,
-                        &s,
-                        "call",
-                        &[("sync", CallType::Sync), ("async", CallType::Async)],
-                    );
+                    out.call = choice(cx, &s, "call");
                 }
                 "required" => {
                     dup(out.required.is_some());
@@ -340,29 +321,22 @@ pub fn parse(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Attrs {
     out
 }
 
-/// One of a fixed set of string values, or an error listing them.
-fn choice<T: Copy>(
-    cx: &Ctxt,
-    s: &Spanned<String>,
-    key: &str,
-    options: &[(&str, T)],
-) -> Option<Spanned<T>> {
-    if let Some((_, value)) = options.iter().find(|(name, _)| *name == s.value) {
-        return Some(Spanned {
-            value: *value,
+/// One of a fixed set of string values, read from its type's one spelling table (the
+/// model reader's too), or an error listing them.
+fn choice<T: Spelled>(cx: &Ctxt, s: &Spanned<String>, key: &str) -> Option<Spanned<T>> {
+    match T::from_spelling(&s.value) {
+        Some(value) => Some(Spanned {
+            value,
             span: s.span,
-        });
+        }),
+        None => {
+            cx.error(
+                s.span,
+                format!("{key} must be {}, not {:?}", T::choices(), s.value),
+            );
+            None
+        }
     }
-    let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
-    let listing = match names.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
-        _ => names.join(""),
-    };
-    cx.error(
-        s.span,
-        format!("{key} must be {listing}, not {:?}", s.value),
-    );
-    None
 }
 
 fn parse_hex_key(
@@ -394,24 +368,11 @@ fn parse_hex_key(
     match key.as_str() {
         "mode" => {
             let s = string(meta, span)?;
-            hex.mode = choice(
-                cx,
-                &s,
-                "hex mode",
-                &[
-                    ("tagged", HexMode::Tagged),
-                    ("positional", HexMode::Positional),
-                ],
-            );
+            hex.mode = choice(cx, &s, "hex mode");
         }
         "byte_order" => {
             let s = string(meta, span)?;
-            hex.byte_order = choice(
-                cx,
-                &s,
-                "byte_order",
-                &[("big", ByteOrder::Big), ("little", ByteOrder::Little)],
-            );
+            hex.byte_order = choice(cx, &s, "byte_order");
         }
         "id" => {
             let n = number(meta, span)?;
@@ -427,19 +388,11 @@ fn parse_hex_key(
         "type" => {
             let s = string(meta, span)?;
             let t = s.value.as_str();
-            let parsed = match t {
-                "bool" => Some(HexType::Bool),
-                "text" => Some(HexType::Text),
-                _ => match t.strip_prefix("text:") {
-                    Some(n) => n.parse().ok().filter(|n| *n > 0).map(HexType::TextFixed),
-                    None => Wire::from_name(t).map(HexType::Number),
-                },
-            };
-            match parsed {
+            match HexType::from_model_name(t) {
                 Some(value) => hex.ty = Some(Spanned { value, span }),
                 None => cx.error(
                     span,
-                    format!("unknown hex type {t:?} (expected u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool, text or text:N)"),
+                    format!("unknown hex type {t:?} (expected {})", HexType::choices()),
                 ),
             }
         }

@@ -19,9 +19,10 @@ pub const FRAME_SERVICE_CALL: u8 = 0x82;
 pub const FRAME_PROPERTY_ASK: u8 = 0x83;
 
 /// Byte order of multi-byte values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ByteOrder {
     /// Most significant byte first (the default).
+    #[default]
     Big,
     /// Least significant byte first.
     Little,
@@ -63,20 +64,9 @@ impl WireType {
         }
     }
 
-    /// Its name in the model (`u16`, `f32`, ...).
+    /// Its name in the model (`u16`, `f32`, ...): [`WireType::model_name`].
     pub const fn name(self) -> &'static str {
-        match self {
-            Self::U8 => "u8",
-            Self::I8 => "i8",
-            Self::U16 => "u16",
-            Self::I16 => "i16",
-            Self::U32 => "u32",
-            Self::I32 => "i32",
-            Self::U64 => "u64",
-            Self::I64 => "i64",
-            Self::F32 => "f32",
-            Self::F64 => "f64",
-        }
+        self.model_name()
     }
 
     /// The smallest and largest raw integer it holds (`None` for floats).
@@ -94,6 +84,24 @@ impl WireType {
         }
     }
 }
+
+spellings!(ByteOrder {
+    Big => "big",
+    Little => "little",
+});
+
+spellings!(WireType {
+    U8 => "u8",
+    I8 => "i8",
+    U16 => "u16",
+    I16 => "i16",
+    U32 => "u32",
+    I32 => "i32",
+    U64 => "u64",
+    I64 => "i64",
+    F32 => "f32",
+    F64 => "f64",
+});
 
 /// Why bytes could not be encoded or decoded. Decode errors name the byte offset and the
 /// field, so a firmware engineer can find the byte in a capture.

@@ -5,6 +5,8 @@
 //! Bindings come from `x-codegen` (model JSON) or from the `x-macros` derives; both emit
 //! implementations of these traits through one emitter, and neither needs an async runtime.
 
+#[macro_use]
+mod spelling;
 mod error;
 pub mod hex;
 mod spec;
@@ -13,6 +15,7 @@ mod value;
 
 pub use error::{Rejection, RejectionReason, Rejections, ValueError, ValueProblem};
 pub use spec::Spec;
+pub use spelling::Spelled;
 pub use traits::{
     Access, CallType, EventKind, FromPayload, PropertyDesc, ServiceFailure, ThingEnum, ThingEvent,
     ThingModel, ThingServices, ThingStruct, ToPayload, event_history, history_entry,

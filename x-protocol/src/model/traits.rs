@@ -38,6 +38,22 @@ pub enum CallType {
     Async,
 }
 
+spellings!(Access {
+    ReadOnly => "r",
+    ReadWrite => "rw",
+});
+
+spellings!(EventKind {
+    Info => "info",
+    Alert => "alert",
+    Error => "error",
+});
+
+spellings!(CallType {
+    Sync => "sync",
+    Async => "async",
+});
+
 /// One property, as the runtime and tools see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PropertyDesc {
