@@ -138,8 +138,33 @@ impl Authorizer for PlatformAccess {
         }
     }
 
+    fn superseded(&self, client_id: &str) -> Vec<String> {
+        let logins = lock(&self.logins);
+        let Some(Login::Device { device, .. }) = logins.get(client_id) else {
+            return Vec::new();
+        };
+        logins
+            .iter()
+            .filter(|(other, login)| {
+                other.as_str() != client_id
+                    && matches!(login, Login::Device { device: d, .. } if d == device)
+            })
+            .map(|(other, _)| other.clone())
+            .collect()
+    }
+
     fn disconnected(&self, client_id: &str) {
-        let login = lock(&self.logins).remove(client_id);
+        let mut logins = lock(&self.logins);
+        let login = logins.remove(client_id);
+        // A device still online under a newer connection has not gone offline.
+        let still_online = |device: &DeviceIdentity| {
+            logins
+                .values()
+                .any(|l| matches!(l, Login::Device { device: d, .. } if d == device))
+        };
+        let login =
+            login.filter(|l| !matches!(l, Login::Device { device, .. } if still_online(device)));
+        drop(logins);
         if let Some(Login::Device { device, .. }) = login {
             let at = now();
             lock(&self.last_offline).insert(device.to_string(), at);

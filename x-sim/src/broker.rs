@@ -52,6 +52,14 @@ pub trait Authorizer: Send + Sync + 'static {
     fn disconnected(&self, client_id: &str) {
         let _ = client_id;
     }
+
+    /// Other connected clients that the accepted `client_id` takes over (the same device
+    /// under another ClientID: a V2 ClientID carries its login timestamp). The broker closes
+    /// them, as MQTT 3.1.1 does for the same ClientID.
+    fn superseded(&self, client_id: &str) -> Vec<String> {
+        let _ = client_id;
+        Vec::new()
+    }
 }
 
 /// A message routed by the broker.
@@ -214,8 +222,14 @@ impl Connection {
             let mut r = lock(&routes);
             r.connections += 1;
             let number = r.connections;
-            // The same client id again: the older connection is taken over (MQTT 3.1.1).
+            // The same client id again: the older connection is taken over (MQTT 3.1.1);
+            // so is the same device under another client id.
             r.clients.insert(conn.client_id.clone(), (number, kill_tx));
+            for older in auth.superseded(&conn.client_id) {
+                if r.clients.remove(&older).is_some() {
+                    tracing::info!(target: "x_sim", "{older}: taken over by {}", conn.client_id);
+                }
+            }
             number
         };
         conn.send(&Packet::ConnAck(ConnAck::new(

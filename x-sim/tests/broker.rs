@@ -209,3 +209,30 @@ async fn a_dropped_client_sees_a_network_error_and_its_offline_time_is_kept() {
         Some(Refused::Code(ConnectReturnCode::NotAuthorized))
     );
 }
+
+/// A second V2 connection of the same device (another ClientID: it carries the login
+/// timestamp) takes over: the older one is closed, and the device does not go offline.
+#[tokio::test]
+async fn a_second_connection_of_a_device_takes_over() {
+    let (broker, access) = start().await;
+    let login = |ts| {
+        let secret = PLUG_SECRET.parse().unwrap();
+        MqttLogin::connect(&plug(), &product_key(), &secret, ConnectType::Unchecked, ts)
+    };
+    let mut first = Mqtt::open(broker.addr(), &login(now() - 10)).await.unwrap();
+    let second = Mqtt::open(broker.addr(), &login(now())).await.unwrap();
+    assert!(
+        first.closed_within(WAIT).await.is_some(),
+        "the older connection stays open"
+    );
+    // Its close is not the device going offline: it is online under the newer one.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(access.last_offline(&plug()), None);
+    assert!(access.online(&plug()));
+    second.disconnect().await;
+    let until = std::time::Instant::now() + WAIT;
+    while access.last_offline(&plug()).is_none() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(access.last_offline(&plug()).is_some());
+}
