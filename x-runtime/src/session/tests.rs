@@ -674,3 +674,47 @@ fn time_sync_sets_the_platform_clock() {
         )
     );
 }
+
+#[test]
+fn a_wrong_password_is_tried_a_handful_of_times_a_minute_not_stormed() {
+    // The defaults: 0.5 s doubling to a 60 s cap, full jitter; here a 30 s cap.
+    let mut c = config(RegistrationType::ProductSecretPreRegistered, false);
+    c.device_secret = Some("00000000000000000000000000000000".parse().unwrap());
+    c.timing.backoff = BackoffConfig {
+        base: Duration::from_millis(500),
+        cap: Duration::from_secs(30),
+        jitter: 1.0,
+    };
+    let mut h = Harness::new(c);
+    h.s.start(h.now);
+    let mut connects = 0;
+    let start = h.now.instant;
+    while h.now.instant < start + Duration::from_secs(60) {
+        for effect in h.effects() {
+            if let Effect::Connect { phase, .. } = effect {
+                connects += 1;
+                match phase {
+                    // The broker refuses the V2 login; the auth phase gives the same secret.
+                    LoginPhase::Connect => h.s.connect_refused(4, h.now),
+                    LoginPhase::Auth => {
+                        h.s.connected(h.now);
+                        h.s.subscribed(&[], h.now);
+                        let Some(Effect::Publish { payload, .. }) = h.effects().pop() else {
+                            panic!("no auth request")
+                        };
+                        let request = Frame::decode(&payload).unwrap();
+                        let reply =
+                            json!({"Code": 0, "DeviceSecret": "00000000000000000000000000000000"});
+                        h.deliver(
+                            "downlink",
+                            &Frame::new(request.message_id, HeaderCtrl::Auth, reply),
+                        );
+                    }
+                }
+            }
+        }
+        h.advance(Duration::from_millis(100));
+    }
+    // The V2 login, one auth phase, the V2 login again, then one attempt per 15-30 s.
+    assert!((3..=7).contains(&connects), "{connects} CONNECTs in 60 s");
+}
