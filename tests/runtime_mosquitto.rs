@@ -22,24 +22,6 @@ use x_sdk::protocol::DeviceIdentity;
 use x_sdk::runtime::{BackoffConfig, ConnectionState, Device, DeviceBuilder};
 use x_sim::mosquitto::{Mosquitto, TlsFiles};
 use x_sim::platform::Command;
-use x_sim::sim::{Mqtt, Sim};
-
-/// x-sim as a client of `broker`.
-async fn platform_on(broker: &Mosquitto) -> Sim {
-    let mut config = support::config();
-    config.mqtt = Mqtt::External {
-        host: "127.0.0.1".into(),
-        port: broker.port(),
-    };
-    config.http = None;
-    let sim = Sim::start(config).await.unwrap();
-    // The platform subscribes before devices come.
-    let until = std::time::Instant::now() + WAIT;
-    while !broker.log().contains(" 1 /sys/#") && std::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    sim
-}
 
 fn plug(
     url: &str,
@@ -62,7 +44,7 @@ fn plug(
 #[tokio::test]
 async fn the_same_device_code_runs_over_mosquitto_and_survives_a_broker_restart() {
     let mut broker = Mosquitto::start().unwrap();
-    let sim = platform_on(&broker).await;
+    let sim = support::sim_on(&broker).await;
     let p = sim.platform();
     let device = plug(
         &broker.url(),
@@ -158,7 +140,7 @@ async fn mqtts_with_a_ca_file_and_a_broker_it_does_not_trust() {
     let dir = std::env::temp_dir().join(format!("x-sdk-tls-{}", std::process::id()));
     let (ca_file, files) = certificates(&dir);
     let broker = Mosquitto::start_with_tls(files).unwrap();
-    let sim = platform_on(&broker).await;
+    let sim = support::sim_on(&broker).await;
     let url = broker.tls_url().unwrap();
     let device = plug(
         &url,

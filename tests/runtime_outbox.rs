@@ -22,26 +22,7 @@ use support::{WAIT, wait_for};
 use x_sdk::protocol::{DeviceIdentity, TopicKind};
 use x_sdk::runtime::{BackoffConfig, ConnectionState, Device, DeviceBuilder};
 use x_sim::mosquitto::Mosquitto;
-use x_sim::sim::{Mqtt, Sim};
-
-async fn platform_on(broker: &Mosquitto) -> Sim {
-    let mut config = support::config();
-    config.mqtt = Mqtt::External {
-        host: "127.0.0.1".into(),
-        port: broker.port(),
-    };
-    config.http = None;
-    let sim = Sim::start(config).await.unwrap();
-    subscribed(broker).await;
-    sim
-}
-
-async fn subscribed(broker: &Mosquitto) {
-    let until = std::time::Instant::now() + WAIT;
-    while !broker.log().contains(" 1 /sys/#") && std::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use x_sim::sim::Sim;
 
 fn plug(broker: &Mosquitto, dir: &std::path::Path) -> DeviceBuilder<SmartPlug, SmartPlugService> {
     let id = DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap();
@@ -83,7 +64,7 @@ fn powers(sim: &Sim, id: &DeviceIdentity) -> BTreeMap<String, Vec<i64>> {
 async fn reports_made_offline_arrive_once_with_their_times_after_the_broker_is_back() {
     support::tracing();
     let mut broker = Mosquitto::start().unwrap();
-    let sim = platform_on(&broker).await;
+    let sim = support::sim_on(&broker).await;
     let dir = temp("offline");
     let device = plug(&broker, &dir).connect().await.unwrap();
     let id = sim.device("AA30C505", "PLUG0001").unwrap();
@@ -121,7 +102,7 @@ async fn reports_made_offline_arrive_once_with_their_times_after_the_broker_is_b
     assert_eq!(device.waiting_upload(), 31);
 
     broker.restart().unwrap();
-    subscribed(&broker).await;
+    support::platform_subscribed(&broker).await;
     for d in deliveries {
         tokio::time::timeout(WAIT, d).await.unwrap().unwrap();
     }
@@ -162,7 +143,7 @@ async fn reports_made_offline_arrive_once_with_their_times_after_the_broker_is_b
 async fn recorded_samples_go_as_history_and_a_restarted_device_sends_what_it_left() {
     support::tracing();
     let broker = Mosquitto::start().unwrap();
-    let sim = platform_on(&broker).await;
+    let sim = support::sim_on(&broker).await;
     let dir = temp("restart");
     let id = sim
         .device("AA30C505", "PLUG0001")

@@ -123,6 +123,28 @@ pub async fn sim() -> Sim {
     Sim::start(config()).await.expect("x-sim starts")
 }
 
+/// x-sim joined to `broker` as a client (`--broker` mode), subscribed before this returns.
+pub async fn sim_on(broker: &x_sim::mosquitto::Mosquitto) -> Sim {
+    let mut config = config();
+    config.mqtt = x_sim::sim::Mqtt::External {
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+    };
+    config.http = None;
+    let sim = Sim::start(config).await.expect("x-sim starts");
+    platform_subscribed(broker).await;
+    sim
+}
+
+/// Waits until the platform's client has subscribed to `/sys/#` on `broker` (after it
+/// started or restarted).
+pub async fn platform_subscribed(broker: &x_sim::mosquitto::Mosquitto) {
+    let until = std::time::Instant::now() + WAIT;
+    while !broker.log().contains(" 1 /sys/#") && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until `done` holds, failing the test after [`WAIT`].
 pub async fn wait_for(done: impl Fn() -> bool) {
     tokio::time::timeout(WAIT, async {
