@@ -4,13 +4,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::frame::MessageId;
 
-/// Hands out message ids 1, 2, 3, ... for one device, wrapping from `u32::MAX` back to 1
-/// (0 is never issued, so it can mean "no id" in logs and stores).
+/// Hands out message ids 1, 2, 3, ... for one device, wrapping from `u32::MAX` (or the
+/// source's own upper bound) back to 1 (0 is never issued, so it can mean "no id" in logs and
+/// stores).
 ///
 /// It takes `&self`, so one source can be shared between tasks behind an `Arc`.
 #[derive(Debug)]
 pub struct MessageIdSource {
     next: AtomicU32,
+    last: u32,
 }
 
 impl MessageIdSource {
@@ -22,8 +24,19 @@ impl MessageIdSource {
     /// A source whose first id is `first` (0 is taken as 1). Useful to resume after a
     /// restart, or to start at a random point so ids of two boots rarely collide.
     pub fn starting_at(first: u32) -> Self {
+        Self::within(first, u32::MAX)
+    }
+
+    /// A source whose first id is `first` and whose ids never exceed `last` (after `last`
+    /// comes 1 again), leaving the ids above `last` to another allocator: the device
+    /// runtime derives the ids of stored reports from their outbox sequence numbers there.
+    /// `first` is brought into `1..=last`; a `last` of 0 is taken as 1.
+    pub fn within(first: u32, last: u32) -> Self {
+        let last = last.max(1);
+        let first = if first == 0 || first > last { 1 } else { first };
         Self {
-            next: AtomicU32::new(first.max(1)),
+            next: AtomicU32::new(first),
+            last,
         }
     }
 
@@ -36,7 +49,7 @@ impl MessageIdSource {
     pub fn next_u32(&self) -> u32 {
         let mut current = self.next.load(Ordering::Relaxed);
         loop {
-            let following = current.checked_add(1).unwrap_or(1);
+            let following = if current >= self.last { 1 } else { current + 1 };
             match self.next.compare_exchange_weak(
                 current,
                 following,
@@ -66,6 +79,15 @@ mod tests {
         let got: Vec<u32> = (0..4).map(|_| ids.next_u32()).collect();
         assert_eq!(got, [u32::MAX - 1, u32::MAX, 1, 2]);
         assert_eq!(MessageIdSource::new().next_id(), MessageId::Number(1));
+    }
+
+    #[test]
+    fn a_bounded_source_wraps_below_its_bound() {
+        let ids = MessageIdSource::within(9, 10);
+        let got: Vec<u32> = (0..4).map(|_| ids.next_u32()).collect();
+        assert_eq!(got, [9, 10, 1, 2]);
+        assert_eq!(MessageIdSource::within(50, 10).next_u32(), 1);
+        assert_eq!(MessageIdSource::within(0, 0).next_u32(), 1);
     }
 
     #[test]

@@ -710,7 +710,11 @@ where
             if *core.session.connection() == ConnectionState::Stopped {
                 return Err(DeliveryError::Stopped);
             }
-            prepare(&mut core.session, Now::system())?
+            let mut entry = prepare(&mut core.session, Now::system())?;
+            // Marked before it is stored: after a crash, an entry that may have gone out
+            // under its own id is sent again under that id.
+            entry.live = live && core.session.may_send_live();
+            entry
         };
         let appended = outbox
             .append(vec![entry.clone()])
@@ -726,7 +730,7 @@ where
             let mut core = self.shared.lock();
             let dropped: Vec<u64> = appended.dropped.iter().map(|(s, _)| *s).collect();
             core.session.dropped_stored(&dropped);
-            let token = core.session.queue_stored(seq, entry, live, Now::system());
+            let token = core.session.queue_stored(seq, entry, Now::system());
             core.waiters.insert(token, (tx, None));
             token
         };

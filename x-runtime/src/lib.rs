@@ -26,5 +26,5 @@ pub use empty::{NoModel, NoProperties, NoServices};
 pub use backoff::BackoffConfig;
 pub use session::{
     Ack, ConnectionState, Counters, DeliveryError, DeviceConfig, Effect, Event, Firmware,
-    LoginPhase, Now, Persisted, Refusal, Session, Ticket, Timing, Token,
+    LoginPhase, Now, Persisted, Refusal, Session, Ticket, Timing, Token, stored_message_id,
 };

@@ -18,6 +18,10 @@ use serde_json::Value;
 
 /// Entries by sequence number, as JSON.
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+/// Small values kept beside the entries: the next sequence number, so that numbers (and the
+/// MessageIds derived from them) are never reused, even after the outbox was empty.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_SEQ: &str = "next_seq";
 /// The store file inside the state directory.
 pub const FILE: &str = "outbox.redb";
 
@@ -45,6 +49,24 @@ pub struct Entry {
     pub payload: Value,
     /// When it was observed, Unix milliseconds (the platform clock where known).
     pub observed_ms: i64,
+    /// Whether it may have been sent live, under the MessageId its sequence number gives
+    /// (set before it is stored, so it survives a crash). Such an entry, when sent again,
+    /// travels alone under that same MessageId, so that a platform that got the first
+    /// send can recognise the second one; the others travel in history batches.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub live: bool,
+}
+
+impl Entry {
+    /// An entry observed at `observed_ms`, not (yet) sent live.
+    pub fn new(kind: EntryKind, payload: Value, observed_ms: i64) -> Self {
+        Self {
+            kind,
+            payload,
+            observed_ms,
+            live: false,
+        }
+    }
 }
 
 /// What to do when the outbox is full.
@@ -233,7 +255,22 @@ impl Outbox {
             }
         }
         let bytes = sizes.values().sum();
-        let next_seq = sizes.keys().next_back().map_or(1, |s| s + 1);
+        let stored_next = {
+            let read = db.begin_read().map_err(|e| e.to_string())?;
+            match read.open_table(META) {
+                Ok(meta) => meta
+                    .get(NEXT_SEQ)
+                    .map_err(|e| e.to_string())?
+                    .map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let next_seq = sizes
+            .keys()
+            .next_back()
+            .map_or(1, |s| s + 1)
+            .max(stored_next.unwrap_or(1));
         Ok(Self {
             db,
             path: path.to_owned(),
@@ -276,27 +313,28 @@ impl Outbox {
             .iter()
             .map(|e| serde_json::to_vec(e).unwrap_or_default())
             .collect();
-        let mut sizes = self.sizes.clone();
-        for seq in acked {
-            sizes.remove(seq);
-        }
-        let mut bytes: u64 = sizes.values().sum();
+        // Which entries make room is decided before anything changes (a refusal changes
+        // nothing), walking the oldest without copying the index.
+        let acked_bytes: u64 = acked.iter().filter_map(|s| self.sizes.get(s)).sum();
+        let acked_count = acked.iter().filter(|s| self.sizes.contains_key(s)).count();
+        let mut count = self.sizes.len() - acked_count;
+        let mut bytes = self.bytes - acked_bytes;
         let incoming: u64 = encoded.iter().map(|e| e.len() as u64).sum();
         let mut drop = Vec::new();
-        while sizes.len() + encoded.len() > self.limits.max_entries
+        let mut oldest = self.sizes.iter().filter(|(s, _)| !acked.contains(s));
+        while count + encoded.len() > self.limits.max_entries
             || bytes + incoming > self.limits.max_bytes
         {
-            if self.limits.policy == FullPolicy::RefuseNew || sizes.is_empty() {
+            let next = oldest.next();
+            let (Some((&seq, &size)), FullPolicy::DropOldest) = (next, self.limits.policy) else {
                 return Err(OutboxError::Full {
                     entries: self.sizes.len(),
                     bytes: self.bytes,
                 });
-            }
-            if let Some((&seq, &size)) = sizes.iter().next() {
-                sizes.remove(&seq);
-                bytes -= size;
-                drop.push(seq);
-            }
+            };
+            count -= 1;
+            bytes -= size;
+            drop.push(seq);
         }
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut appended = Appended::default();
@@ -316,14 +354,26 @@ impl Outbox {
                 table
                     .insert(seq, bytes.as_slice())
                     .map_err(|e| self.err(e))?;
-                sizes.insert(seq, bytes.len() as u64);
                 appended.seqs.push(seq);
+            }
+            if !encoded.is_empty() {
+                let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+                meta.insert(NEXT_SEQ, self.next_seq + encoded.len() as u64)
+                    .map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))?;
+        // Written: now the index follows.
+        for seq in acked.iter().chain(&drop) {
+            if let Some(size) = self.sizes.remove(seq) {
+                self.bytes -= size;
+            }
+        }
+        for (seq, bytes) in appended.seqs.iter().zip(encoded.iter()) {
+            self.sizes.insert(*seq, bytes.len() as u64);
+            self.bytes += bytes.len() as u64;
+        }
         self.next_seq += encoded.len() as u64;
-        self.bytes = sizes.values().sum();
-        self.sizes = sizes;
         Ok(appended)
     }
 
@@ -513,11 +563,49 @@ mod tests {
     }
 
     fn report(power: i64) -> Entry {
-        Entry {
-            kind: EntryKind::Report,
-            payload: json!({ "power": power }),
-            observed_ms: 1_700_000_000_000 + power,
-        }
+        Entry::new(
+            EntryKind::Report,
+            json!({ "power": power }),
+            1_700_000_000_000 + power,
+        )
+    }
+
+    #[test]
+    fn sequence_numbers_are_never_reused_even_after_the_outbox_was_empty() {
+        let dir = temp("never-reused");
+        let (mut outbox, _) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+        let first = outbox.commit(&[report(1), report(2)], &[]).unwrap().seqs;
+        outbox.commit(&[], &first).unwrap();
+        assert!(outbox.is_empty());
+        drop(outbox);
+        let (mut outbox, _) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+        let next = outbox.commit(&[report(3)], &[]).unwrap().seqs;
+        assert_eq!(
+            next,
+            [first[1] + 1],
+            "numbers continue after a reopen of an empty outbox"
+        );
+    }
+
+    #[test]
+    fn the_live_mark_survives_reopening_and_old_entries_without_it_read_as_unmarked() {
+        let dir = temp("live-mark");
+        let (mut outbox, _) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+        let mut live = report(1);
+        live.live = true;
+        outbox.commit(&[live.clone(), report(2)], &[]).unwrap();
+        drop(outbox);
+        let (outbox, _) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+        let held = outbox.oldest(10).unwrap();
+        assert_eq!(
+            held.iter().map(|(_, e)| e.live).collect::<Vec<_>>(),
+            [true, false]
+        );
+        // An entry written before the mark existed has no "live" field.
+        let old: Entry =
+            serde_json::from_str(r#"{"kind":"Report","payload":{"power":1},"observed_ms":5}"#)
+                .unwrap();
+        assert!(!old.live);
     }
 
     #[test]

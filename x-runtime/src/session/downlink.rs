@@ -299,12 +299,14 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         };
         let waiting = if topic.kind() == TopicKind::FullHexAck {
             // A full-HEX report has no MessageId; its acks come in order.
-            self.full_hex_queue.pop_front().map(|(token, _)| InFlight {
-                ack_topic: TopicKind::FullHexAck,
-                header_ctrl: HeaderCtrl::FullHexReport,
-                deadline: now.instant,
-                purpose: Purpose::App(token),
-            })
+            self.full_hex_queue
+                .pop_front()
+                .map(|(purpose, _)| InFlight {
+                    ack_topic: TopicKind::FullHexAck,
+                    header_ctrl: HeaderCtrl::FullHexReport,
+                    deadline: now.instant,
+                    purpose,
+                })
         } else {
             self.take_in_flight(&frame.message_id, topic.kind(), frame.header_ctrl)
         };

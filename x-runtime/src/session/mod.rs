@@ -19,10 +19,9 @@ use serde_json::{Map, Value};
 use x_protocol::model::hex::{HexError, HexEvent, HexModel, HexServices};
 use x_protocol::model::{ThingEvent, ThingModel, ThingServices, ToPayload};
 use x_protocol::payload::FirmwareReport;
-use x_protocol::{
-    DeviceSecret, Frame, HeaderCtrl, Identifier, MessageId, MessageIdSource, Topic, TopicKind,
-};
+use x_protocol::{DeviceSecret, Frame, HeaderCtrl, MessageId, MessageIdSource, Topic, TopicKind};
 
+pub use stored::stored_message_id;
 pub use types::{
     Ack, ConnectionState, Counters, DeliveryError, DeviceConfig, Effect, Event, Firmware,
     LoginPhase, Now, Persisted, Refusal, Ticket, Timing, Token,
@@ -116,7 +115,8 @@ pub struct Session<M: ThingModel, S> {
     /// constant, so this is also their time order, and the earliest is at the front. Entries
     /// acked meanwhile are skipped when they come up.
     deadlines: VecDeque<(Instant, MessageId)>,
-    full_hex_queue: VecDeque<(Token, Instant)>,
+    /// Full-HEX reports (28) waiting for their acks, which come in order (no MessageId).
+    full_hex_queue: VecDeque<(Purpose, Instant)>,
     /// Outbox entries waiting to be sent, by sequence number (oldest first).
     stored: std::collections::BTreeMap<u64, crate::outbox::Entry>,
     /// The application's tokens of outbox entries, by sequence number.
@@ -174,7 +174,13 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             backoff,
             jitter: Jitter::new(seed),
             // Ids start at a seeded point so that two boots rarely reuse one.
-            ids: MessageIdSource::starting_at((seed as u32 % 1_000_000).max(1)),
+            // Anywhere below OWN_IDS_LAST (the ids above are the stored entries', from their
+            // sequence numbers), so that a platform's memory of recent ids rarely meets one
+            // of an earlier boot.
+            ids: MessageIdSource::within(
+                (seed as u32 & stored::OWN_IDS_LAST).max(1),
+                stored::OWN_IDS_LAST,
+            ),
             in_flight: HashMap::new(),
             deadlines: VecDeque::new(),
             full_hex_queue: VecDeque::new(),
@@ -356,33 +362,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// value does not fit.
     pub fn report(&mut self, report: &M::Report, now: Now) -> Result<Token, DeliveryError> {
         self.require_online()?;
-        let payload = checked::<M::Report>(report)?;
-        // Encoded before the state changes: what cannot be sent leaves the state alone.
-        let hex = match &self.hex {
-            None => None,
-            Some(hex) => {
-                let (encode, full) = (hex.encode_report, hex.full_hex);
-                Some((encode_hex(|out| encode(report, out))?, full))
-            }
-        };
-        self.state.merge(report);
-        Ok(match hex {
-            None => self.send_app(
-                TopicKind::PropertyReport,
-                self.topic_string(TopicKind::PropertyReport),
-                HeaderCtrl::PropertyReport,
-                Value::Object(payload),
-                now,
-            ),
-            Some((bytes, true)) => self.send_full_hex(&bytes, now),
-            Some((bytes, false)) => self.send_app(
-                TopicKind::HexReport,
-                self.topic_string(TopicKind::HexReport),
-                HeaderCtrl::HexPropertyReport,
-                Value::String(x_protocol::model::hex::to_hex(&bytes)),
-                now,
-            ),
-        })
+        let entry = self.prepare_report(report, now)?;
+        self.send_entry(&entry, now)
     }
 
     /// Sends a report of every property's current value.
@@ -401,25 +382,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// [`Session::hex_event`]).
     pub fn event<E: ThingEvent>(&mut self, event: &E, now: Now) -> Result<Token, DeliveryError> {
         self.require_online()?;
-        if self.hex.is_some() {
-            return Err(DeliveryError::Encode(format!(
-                "event {}: a HEX product sends events as HEX (hex_event)",
-                E::IDENTIFIER
-            )));
-        }
-        let id =
-            Identifier::new(E::IDENTIFIER).map_err(|e| DeliveryError::Encode(e.to_string()))?;
-        let topic =
-            Topic::with_identifier(self.config.identity.clone(), TopicKind::EventReport, id)
-                .map_err(|e| DeliveryError::Encode(e.to_string()))?;
-        let payload = Value::Object(checked::<E>(event)?);
-        Ok(self.send_app(
-            TopicKind::EventReport,
-            topic.to_string(),
-            HeaderCtrl::EventReport,
-            payload,
-            now,
-        ))
+        let entry = self.prepare_event(event, now)?;
+        self.send_entry(&entry, now)
     }
 
     /// Sends a HEX event report (19) on `model/hex/report`.
@@ -428,14 +392,27 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// [`DeliveryError::Offline`], [`DeliveryError::Encode`] when a value does not fit.
     pub fn hex_event<E: HexEvent>(&mut self, event: &E, now: Now) -> Result<Token, DeliveryError> {
         self.require_online()?;
-        let bytes = encode_hex(|out| event.encode_hex(out))?;
-        Ok(self.send_app(
-            TopicKind::HexReport,
-            self.topic_string(TopicKind::HexReport),
-            HeaderCtrl::HexEventReport,
-            Value::String(x_protocol::model::hex::to_hex(&bytes)),
-            now,
-        ))
+        let entry = self.prepare_hex_event(event, now)?;
+        self.send_entry(&entry, now)
+    }
+
+    /// Sends a prepared report or event (not kept in an outbox) in the frame it travels in
+    /// on its own, the same frame a stored entry goes live in.
+    fn send_entry(
+        &mut self,
+        entry: &crate::outbox::Entry,
+        now: Now,
+    ) -> Result<Token, DeliveryError> {
+        if self.is_full_hex_report(entry) {
+            let token = self.token();
+            let text = entry.payload.as_str().unwrap_or_default().to_owned();
+            self.send_full_hex(&text, Purpose::App(token), now);
+            return Ok(token);
+        }
+        let (kind, topic, header_ctrl, payload) = self.live_frame(entry).ok_or_else(|| {
+            DeliveryError::Encode(format!("{:?}: no topic to send it on", entry.kind))
+        })?;
+        Ok(self.send_app(kind, topic, header_ctrl, payload, now))
     }
 
     /// Sends passthrough data (4) on `uplink`.
@@ -643,18 +620,16 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         token
     }
 
-    fn send_full_hex(&mut self, bytes: &[u8], now: Now) -> Token {
-        let token = self.token();
-        let text = x_protocol::model::hex::to_hex(bytes);
+    /// Publishes a full-HEX report (28: the bare hex text, no frame, never encrypted).
+    fn send_full_hex(&mut self, text: &str, purpose: Purpose, now: Now) {
         tracing::debug!(device = %self.config.identity, "-> model/hex (28) {text}");
         self.full_hex_queue
-            .push_back((token, now.instant + self.config.timing.ack_timeout));
+            .push_back((purpose, now.instant + self.config.timing.ack_timeout));
         self.counters.sent += 1;
         self.effects.push_back(Effect::Publish {
             topic: self.topic_string(TopicKind::FullHex),
-            payload: text.into_bytes(),
+            payload: text.as_bytes().to_vec(),
         });
-        token
     }
 
     fn send_firmware(&mut self, report: FirmwareReport, tries: u32, now: Now) {
@@ -808,8 +783,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             .front()
             .is_some_and(|(_, d)| *d <= now.instant)
         {
-            if let Some((token, _)) = self.full_hex_queue.pop_front() {
-                expired.push(Purpose::App(token));
+            if let Some((purpose, _)) = self.full_hex_queue.pop_front() {
+                expired.push(purpose);
             }
         }
         for purpose in expired {
@@ -834,7 +809,21 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// Fails everything waiting for an ack (the connection is gone).
     fn fail_all(&mut self, error: &DeliveryError) {
         self.deadlines.clear();
-        let waiting: Vec<InFlight> = self.in_flight.drain().flat_map(|(_, v)| v).collect();
+        let full_hex = self
+            .full_hex_queue
+            .drain(..)
+            .map(|(purpose, deadline)| InFlight {
+                ack_topic: TopicKind::FullHexAck,
+                header_ctrl: HeaderCtrl::FullHexReport,
+                deadline,
+                purpose,
+            });
+        let waiting: Vec<InFlight> = self
+            .in_flight
+            .drain()
+            .flat_map(|(_, v)| v)
+            .chain(full_hex)
+            .collect();
         // Outbox entries are not lost with the connection: they wait for the next upload.
         self.requeue_stored(&waiting);
         if *error == DeliveryError::Stopped {
@@ -846,9 +835,6 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             if let Purpose::App(token) = f.purpose {
                 self.deliver(token, Err(error.clone()));
             }
-        }
-        while let Some((token, _)) = self.full_hex_queue.pop_front() {
-            self.deliver(token, Err(error.clone()));
         }
         self.tickets.clear();
     }

@@ -5,14 +5,34 @@
 //! (the protocol has no HEX history). An entry leaves the outbox only after the platform's
 //! ack for it ([`Effect::Forget`]). A refused batch is split in halves until the refused
 //! entries are alone; a refused single entry is dropped and reported, the others re-sent.
+//!
+//! At-least-once, recognisably: an entry sent live goes under a MessageId derived from its
+//! sequence number ([`stored_message_id`], the same after a restart), and when it must be
+//! sent again (no ack in time, the connection gone, the process killed) it travels alone,
+//! as a one-entry history upload under that same MessageId. A platform that got the first
+//! send can tell the second one is the same message (x-sim does); entries never sent live
+//! travel in batches under fresh ids, and their times identify them.
 
 use serde_json::{Map, Value, json};
 use x_protocol::model::hex::HexEvent;
 use x_protocol::model::{ThingEvent, ThingModel, ThingServices};
-use x_protocol::{Frame, HeaderCtrl, Identifier, Topic, TopicKind};
+use x_protocol::{Frame, HeaderCtrl, Identifier, MessageId, Topic, TopicKind};
 
 use super::{DeliveryError, Effect, InFlight, Now, Phase, Purpose, Session, Token, checked};
 use crate::outbox::{Entry, EntryKind};
+
+/// The highest MessageId the session's own counter hands out; the ids above belong to
+/// stored entries ([`stored_message_id`]).
+pub(super) const OWN_IDS_LAST: u32 = 0x7FFF_FFFF;
+
+/// The MessageId a stored entry travels under when sent on its own: derived from its outbox
+/// sequence number (which is never reused), in the upper half of the id space, so that a
+/// re-send after a reconnect or a restart carries the id of the first send.
+pub fn stored_message_id(seq: u64) -> MessageId {
+    let half = u64::from(OWN_IDS_LAST) + 1;
+    let id = half + seq.saturating_sub(1) % half;
+    MessageId::from(u32::try_from(id).unwrap_or(u32::MAX))
+}
 
 impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// Checks a report against the model, merges it into the state and returns it as an
@@ -23,20 +43,21 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// state is left alone.
     pub fn prepare_report(&mut self, report: &M::Report, now: Now) -> Result<Entry, DeliveryError> {
         let payload = checked::<M::Report>(report)?;
+        // Encoded before the state changes: what cannot be sent leaves the state alone.
         let entry = match &self.hex {
-            None => Entry {
-                kind: EntryKind::Report,
-                payload: Value::Object(payload),
-                observed_ms: self.best_time(now),
-            },
+            None => Entry::new(
+                EntryKind::Report,
+                Value::Object(payload),
+                self.best_time(now),
+            ),
             Some(hex) => {
                 let encode = hex.encode_report;
                 let bytes = super::encode_hex(|out| encode(report, out))?;
-                Entry {
-                    kind: EntryKind::HexReport,
-                    payload: Value::String(x_protocol::model::hex::to_hex(&bytes)),
-                    observed_ms: self.best_time(now),
-                }
+                Entry::new(
+                    EntryKind::HexReport,
+                    Value::String(x_protocol::model::hex::to_hex(&bytes)),
+                    self.best_time(now),
+                )
             }
         };
         self.state.merge(report);
@@ -58,11 +79,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 E::IDENTIFIER
             )));
         }
-        Ok(Entry {
-            kind: EntryKind::Event(E::IDENTIFIER.to_owned()),
-            payload: Value::Object(checked::<E>(event)?),
-            observed_ms: self.best_time(now),
-        })
+        self.history_event(event, self.best_time(now))
     }
 
     /// A HEX event as an outbox entry.
@@ -75,23 +92,30 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         now: Now,
     ) -> Result<Entry, DeliveryError> {
         let bytes = super::encode_hex(|out| event.encode_hex(out))?;
-        Ok(Entry {
-            kind: EntryKind::HexEvent,
-            payload: Value::String(x_protocol::model::hex::to_hex(&bytes)),
-            observed_ms: self.best_time(now),
-        })
+        Ok(Entry::new(
+            EntryKind::HexEvent,
+            Value::String(x_protocol::model::hex::to_hex(&bytes)),
+            self.best_time(now),
+        ))
     }
 
-    /// Takes an entry the outbox holds under `seq`: with `live`, sent at once when online
-    /// with room in the window; otherwise (or without `live`: data sampled earlier) kept for
-    /// a history upload. The token resolves on its ack.
-    pub fn queue_stored(&mut self, seq: u64, entry: Entry, live: bool, now: Now) -> Token {
+    /// Whether an entry stored now could go live at once (online, room in the window): the
+    /// caller marks such an entry [`Entry::live`] before storing it.
+    pub fn may_send_live(&self) -> bool {
+        self.phase == Phase::Online && self.stored_in_flight < self.config.timing.window
+    }
+
+    /// Takes an entry the outbox holds under `seq`: one marked [`Entry::live`] is sent at
+    /// once when online with room in the window; otherwise (or unmarked: data sampled
+    /// earlier) it is kept for a history upload. The token resolves on its ack.
+    pub fn queue_stored(&mut self, seq: u64, mut entry: Entry, now: Now) -> Token {
         let token = self.token();
         self.stored_tokens.insert(seq, token);
-        if live && self.phase == Phase::Online && self.stored_in_flight < self.config.timing.window
-        {
+        if entry.live && self.may_send_live() {
             self.send_live(seq, entry, now);
         } else {
+            // Never sent under its own id: it may travel in a batch.
+            entry.live = false;
             self.stored.insert(seq, entry);
             self.pump_stored(now);
         }
@@ -122,17 +146,34 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         self.stored.len()
     }
 
-    fn send_live(&mut self, seq: u64, entry: Entry, now: Now) {
+    /// Sends an entry on its own under its own id: a report or event (16, 17), a HEX frame
+    /// (18, 19) or a full-HEX report (28, which has no id: its acks come in order).
+    fn send_live(&mut self, seq: u64, mut entry: Entry, now: Now) {
+        entry.live = true;
+        if self.is_full_hex_report(&entry) {
+            let text = entry.payload.as_str().unwrap_or_default().to_owned();
+            self.stored_in_flight += 1;
+            self.send_full_hex(&text, Purpose::Stored(vec![(seq, entry)]), now);
+            return;
+        }
         let Some((kind, topic, header_ctrl, payload)) = self.live_frame(&entry) else {
             return self.refused_stored(&[(seq, entry)], "cannot be sent".to_owned());
         };
-        let frame = Frame::new(self.ids.next_id(), header_ctrl, payload);
+        let frame = Frame::new(stored_message_id(seq), header_ctrl, payload);
         self.wait_stored(&frame, kind, vec![(seq, entry)], now);
         self.publish_to(kind, topic, frame);
     }
 
+    /// Whether an entry is a report of a full-HEX product (it goes as 28, bare hex).
+    pub(super) fn is_full_hex_report(&self, entry: &Entry) -> bool {
+        entry.kind == EntryKind::HexReport && self.hex.as_ref().is_some_and(|h| h.full_hex)
+    }
+
     /// The frame an entry travels in when sent on its own: 16, 17, 18 or 19.
-    fn live_frame(&self, entry: &Entry) -> Option<(TopicKind, String, HeaderCtrl, Value)> {
+    pub(super) fn live_frame(
+        &self,
+        entry: &Entry,
+    ) -> Option<(TopicKind, String, HeaderCtrl, Value)> {
         Some(match &entry.kind {
             EntryKind::Report => (
                 TopicKind::PropertyReport,
@@ -184,7 +225,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     }
 
     /// Sends what waits, oldest first, while the window has room: JSON products in history
-    /// batches, HEX products one frame each.
+    /// batches (an entry already sent under its own id goes alone, under that id again),
+    /// HEX products one frame each.
     pub(super) fn pump_stored(&mut self, now: Now) {
         while self.phase == Phase::Online
             && self.stored_in_flight < self.config.timing.window
@@ -196,18 +238,27 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 }
                 continue;
             }
+            if let Some(entry) = self.stored.first_entry()
+                && entry.get().live
+            {
+                let (seq, entry) = entry.remove_entry();
+                let id = stored_message_id(seq);
+                self.send_history(vec![(seq, entry)], id, now);
+                continue;
+            }
             let mut batch = Vec::new();
             while batch.len() < self.config.timing.history_batch.max(1) {
-                match self.stored.pop_first() {
-                    Some(e) => batch.push(e),
-                    None => break,
+                match self.stored.first_entry() {
+                    Some(e) if !e.get().live => batch.push(e.remove_entry()),
+                    _ => break,
                 }
             }
-            self.send_history(batch, now);
+            let id = self.ids.next_id();
+            self.send_history(batch, id, now);
         }
     }
 
-    fn send_history(&mut self, batch: Vec<(u64, Entry)>, now: Now) {
+    fn send_history(&mut self, batch: Vec<(u64, Entry)>, id: MessageId, now: Now) {
         let mut properties = Vec::new();
         let mut events = Vec::new();
         for (_, entry) in &batch {
@@ -229,7 +280,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             }
         }
         let payload = json!({ "params": [{ "properties": properties, "events": events }] });
-        let frame = Frame::new(self.ids.next_id(), HeaderCtrl::HistoryReport, payload);
+        let frame = Frame::new(id, HeaderCtrl::HistoryReport, payload);
         self.wait_stored(&frame, TopicKind::HistoryReport, batch, now);
         self.publish_to(
             TopicKind::HistoryReport,
@@ -263,8 +314,10 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 tracing::warn!(device = %self.config.identity, entries = entries.len(), "history batch refused ({reason}): splitting it");
                 let mut entries = entries;
                 let second = entries.split_off(entries.len() / 2);
-                self.send_history(entries, now);
-                self.send_history(second, now);
+                for half in [entries, second] {
+                    let id = self.ids.next_id();
+                    self.send_history(half, id, now);
+                }
             }
             Err(DeliveryError::Rejected { reason, .. }) => self.refused_stored(&entries, reason),
             Err(_) => {
@@ -303,23 +356,6 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         self.stored_in_flight = 0;
     }
 
-    /// A report as outbox entries fit to go as history (for devices that sample locally
-    /// and upload later): `report` observed at `observed_ms`.
-    ///
-    /// # Errors
-    /// [`DeliveryError::Invalid`].
-    pub fn history_entry(
-        &self,
-        report: &M::Report,
-        observed_ms: i64,
-    ) -> Result<Entry, DeliveryError> {
-        Ok(Entry {
-            kind: EntryKind::Report,
-            payload: Value::Object(checked::<M::Report>(report)?),
-            observed_ms,
-        })
-    }
-
     /// An event observed at `observed_ms`, as an outbox entry.
     ///
     /// # Errors
@@ -329,10 +365,11 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         event: &E,
         observed_ms: i64,
     ) -> Result<Entry, DeliveryError> {
-        Ok(Entry {
-            kind: EntryKind::Event(E::IDENTIFIER.to_owned()),
-            payload: Value::Object(checked::<E>(event)?),
+        Identifier::new(E::IDENTIFIER).map_err(|e| DeliveryError::Encode(e.to_string()))?;
+        Ok(Entry::new(
+            EntryKind::Event(E::IDENTIFIER.to_owned()),
+            Value::Object(checked::<E>(event)?),
             observed_ms,
-        })
+        ))
     }
 }
