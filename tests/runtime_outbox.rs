@@ -2,7 +2,7 @@
 //! gone are kept in the outbox (a real redb file in the state directory) and arrive once
 //! each, with their original observation times, as history after it is back; data recorded
 //! for later goes as history; what the device process left in its outbox is sent after a
-//! restart.
+//! restart; a report or upload whose ack was lost is sent again and held once.
 #![allow(clippy::unwrap_used)]
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
@@ -25,12 +25,16 @@ use x_sim::mosquitto::Mosquitto;
 use x_sim::sim::Sim;
 
 fn plug(broker: &Mosquitto, dir: &std::path::Path) -> DeviceBuilder<SmartPlug, SmartPlugService> {
+    plug_at(&broker.url(), dir)
+}
+
+fn plug_at(url: &str, dir: &std::path::Path) -> DeviceBuilder<SmartPlug, SmartPlugService> {
     let id = DeviceIdentity::parse("7ED01E2A", "AA30C505", "PLUG0001").unwrap();
     Device::<SmartPlug, SmartPlugService>::builder(
         id,
         "DB6FACEF35BEBA0517712F0E4BE32936".parse().unwrap(),
     )
-    .broker(&broker.url())
+    .broker(url)
     .unwrap()
     .state_dir(dir)
     .history_batch(8)
@@ -179,5 +183,86 @@ async fn recorded_samples_go_as_history_and_a_restarted_device_sends_what_it_lef
         assert_eq!(held[&json!(200.0 + f64::from(i)).to_string()].len(), 1);
     }
     again.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// x-sim on its embedded broker, and the plug online against it with a short ack timeout.
+async fn silent_sim_and_plug(
+    name: &str,
+) -> (Sim, Device<SmartPlug, SmartPlugService>, std::path::PathBuf) {
+    let sim = support::sim().await;
+    let dir = temp(name);
+    let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+    let device = plug_at(&url, &dir)
+        .ack_timeout(Duration::from_millis(400))
+        .connect()
+        .await
+        .unwrap();
+    (sim, device, dir)
+}
+
+#[tokio::test]
+async fn a_live_report_whose_ack_is_lost_is_sent_again_under_its_id_and_held_once() {
+    let (sim, device, dir) = silent_sim_and_plug("lost-ack").await;
+    let id = sim.device("AA30C505", "PLUG0001").unwrap();
+    // The platform takes the report but its ack never comes: the device sends it again
+    // (as a one-entry history upload under the same MessageId) until one is acked.
+    sim.platform().faults().set_silent(true);
+    let delivery = device
+        .report(SmartPlugReport::default().with_power(42.0))
+        .await
+        .unwrap();
+    wait_for(|| powers(&sim, &id).contains_key(&json!(42.0).to_string())).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sim.platform().faults().set_silent(false);
+    tokio::time::timeout(WAIT, delivery).await.unwrap().unwrap();
+
+    assert_eq!(powers(&sim, &id)[&json!(42.0).to_string()].len(), 1);
+    let live: Vec<_> = sim
+        .platform()
+        .received_from(&id)
+        .into_iter()
+        .filter(|r| r.kind == TopicKind::PropertyReport && r.payload == json!({"power": 42.0}))
+        .collect();
+    assert_eq!(live.len(), 1, "the live report is the one kept");
+    assert_eq!(
+        sim.platform()
+            .received_from(&id)
+            .iter()
+            .filter(|r| r.kind == TopicKind::HistoryReport)
+            .count(),
+        0,
+        "its re-sends were recognised, not recorded"
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_history_upload_whose_ack_is_lost_is_sent_again_and_its_entries_held_once() {
+    let (sim, device, dir) = silent_sim_and_plug("lost-history-ack").await;
+    let id = sim.device("AA30C505", "PLUG0001").unwrap();
+    sim.platform().faults().set_silent(true);
+    let hour_ago = x_sdk::model::Date::now().millis() - 3_600_000;
+    let mut deliveries = Vec::new();
+    for i in 0..5 {
+        let report = SmartPlugReport::default().with_power(300.0 + f32::from(i as u8));
+        deliveries.push(device.record(report, hour_ago + i).await.unwrap());
+    }
+    wait_for(|| powers(&sim, &id).contains_key(&json!(304.0).to_string())).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sim.platform().faults().set_silent(false);
+    for d in deliveries {
+        tokio::time::timeout(WAIT, d).await.unwrap().unwrap();
+    }
+    let held = powers(&sim, &id);
+    for i in 0..5 {
+        assert_eq!(
+            held[&json!(300.0 + f64::from(i)).to_string()],
+            vec![hour_ago + i64::from(i)],
+            "each sample once, with its own time"
+        );
+    }
+    device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,7 +3,7 @@
 //! (config, firmware, OTA progress). Written through to the store when one is attached, and
 //! restored from it at start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -227,6 +227,159 @@ pub(crate) struct Incoming<'a> {
     pub raw: Option<String>,
 }
 
+/// How many recent messages per device are remembered to recognise re-sends.
+const RECENT_PER_DEVICE: usize = 4096;
+
+/// What recording a message did.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Recorded {
+    /// It was new (a history upload possibly stripped of entries already held) and is kept.
+    New(Received),
+    /// It was a re-send of a message already kept: nothing was recorded. The record is the
+    /// incoming message (not stored), with the reason.
+    Duplicate(Received, String),
+}
+
+/// What x-sim remembers to keep at-least-once delivery harmless: per device, the recent
+/// messages by MessageId with what they said, and the times of the history entries held.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Recent messages: MessageId and content (see [`content_of`]), oldest first.
+    recent: VecDeque<(MessageId, Value)>,
+    ids: HashMap<MessageId, Value>,
+    /// History entries held: (is event, identifier, time).
+    history: HashSet<(bool, String, i64)>,
+}
+
+impl Seen {
+    fn remember(&mut self, r: &Received) {
+        if let Some(content) = content_of(
+            r.kind,
+            r.identifier.as_deref(),
+            &r.payload,
+            r.raw.as_deref(),
+        ) {
+            if self.recent.len() == RECENT_PER_DEVICE
+                && let Some((old, _)) = self.recent.pop_front()
+            {
+                self.ids.remove(&old);
+            }
+            self.recent
+                .push_back((r.message_id.clone(), content.clone()));
+            self.ids.insert(r.message_id.clone(), content);
+        }
+        if r.kind == TopicKind::HistoryReport {
+            for (event, id, time) in history_keys(&r.payload) {
+                self.history.insert((event, id, time));
+            }
+        }
+    }
+}
+
+/// What a data message says, times aside, in one form for a live report or event and a
+/// one-entry history upload of it: two messages of a device with the same MessageId and the
+/// same content are one message sent twice. `None` for messages that are not data.
+fn content_of(
+    kind: TopicKind,
+    identifier: Option<&str>,
+    payload: &Value,
+    raw: Option<&str>,
+) -> Option<Value> {
+    match kind {
+        TopicKind::PropertyReport => Some(serde_json::json!({ "properties": payload })),
+        TopicKind::EventReport => {
+            Some(serde_json::json!({ "event": identifier, "value": payload }))
+        }
+        TopicKind::HexReport => Some(serde_json::json!({ "hex": raw })),
+        TopicKind::HistoryReport => {
+            let batches = payload.get("params").and_then(Value::as_array)?;
+            let maps = |field: &str| -> Vec<&serde_json::Map<String, Value>> {
+                batches
+                    .iter()
+                    .filter_map(|b| b.get(field).and_then(Value::as_array))
+                    .flatten()
+                    .filter_map(Value::as_object)
+                    .collect()
+            };
+            let (properties, events) = (maps("properties"), maps("events"));
+            let untimed = |v: &Value| v.get("value").cloned().unwrap_or(Value::Null);
+            match (properties.as_slice(), events.as_slice()) {
+                ([one], []) => Some(serde_json::json!({
+                    "properties": one.iter().map(|(k, v)| (k.clone(), untimed(v))).collect::<serde_json::Map<_, _>>()
+                })),
+                ([], [one]) if one.len() == 1 => one
+                    .iter()
+                    .next()
+                    .map(|(id, v)| serde_json::json!({ "event": id, "value": untimed(v) })),
+                _ => Some(serde_json::json!({ "history": payload })),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The (is event, identifier, time) of every entry of a history upload.
+fn history_keys(payload: &Value) -> Vec<(bool, String, i64)> {
+    let mut keys = Vec::new();
+    for batch in payload
+        .get("params")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for (field, event) in [("properties", false), ("events", true)] {
+            for map in batch
+                .get(field)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+            {
+                for (id, v) in map {
+                    if let Some(time) = v.get("time").and_then(Value::as_i64) {
+                        keys.push((event, id.clone(), time));
+                    }
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// A history upload without the entries `held` already has; how many were taken out.
+fn without_held(payload: &Value, held: &HashSet<(bool, String, i64)>) -> (Value, usize) {
+    let mut payload = payload.clone();
+    let mut removed = 0;
+    if let Some(batches) = payload.get_mut("params").and_then(Value::as_array_mut) {
+        for batch in batches.iter_mut() {
+            for (field, event) in [("properties", false), ("events", true)] {
+                let Some(maps) = batch.get_mut(field).and_then(Value::as_array_mut) else {
+                    continue;
+                };
+                for map in maps.iter_mut() {
+                    if let Some(map) = map.as_object_mut() {
+                        map.retain(|id, v| {
+                            let time = v.get("time").and_then(Value::as_i64);
+                            let keep = time.is_none_or(|t| !held.contains(&(event, id.clone(), t)));
+                            removed += usize::from(!keep);
+                            keep
+                        });
+                    }
+                }
+                maps.retain(|m| m.as_object().is_none_or(|m| !m.is_empty()));
+            }
+        }
+        batches.retain(|b| {
+            ["properties", "events"].iter().any(|f| {
+                b.get(*f)
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+            })
+        });
+    }
+    (payload, removed)
+}
+
 /// The platform's data, in memory and written through to the store.
 #[derive(Debug, Default)]
 pub(crate) struct Data {
@@ -234,6 +387,7 @@ pub(crate) struct Data {
     next_seq: Mutex<u64>,
     last_seen: Mutex<HashMap<String, i64>>,
     state: Mutex<BTreeMap<(String, String), Value>>,
+    seen: Mutex<HashMap<String, Seen>>,
 }
 
 impl Data {
@@ -265,6 +419,10 @@ impl Data {
         }
         *lock(&data.next_seq) = after;
         for r in &received {
+            lock(&data.seen)
+                .entry(r.device.to_string())
+                .or_default()
+                .remember(r);
             lock(&data.last_seen)
                 .entry(r.device.to_string())
                 .and_modify(|t| *t = (*t).max(r.at_ms))
@@ -277,6 +435,62 @@ impl Data {
             }
         }
         Ok(data)
+    }
+
+    /// Records an accepted data message unless it is a re-send of one already kept: the
+    /// same MessageId with the same content (a live report and the one-entry history upload
+    /// a device re-sends it as count as the same), or history entries (identifier and time)
+    /// already held, which are taken out of the upload.
+    pub fn record_once(&self, store: Option<&Store>, mut m: Incoming<'_>) -> Recorded {
+        let device = m.device.to_string();
+        let id = m.frame.message_id.clone();
+        let content = content_of(
+            m.kind,
+            m.identifier.as_deref(),
+            &m.payload,
+            m.raw.as_deref(),
+        );
+        let mut removed = 0;
+        {
+            let seen = lock(&self.seen);
+            let held = seen.get(&device);
+            if let (Some(content), Some(held)) = (&content, held)
+                && held.ids.get(&id) == Some(content)
+            {
+                let reason = format!("a re-send of MessageId {id} (already held)");
+                return Recorded::Duplicate(self.unrecorded(m), reason);
+            }
+            if m.kind == TopicKind::HistoryReport
+                && let Some(held) = held
+            {
+                let (payload, n) = without_held(&m.payload, &held.history);
+                removed = n;
+                m.payload = payload;
+            }
+        }
+        if removed > 0 && history_keys(&m.payload).is_empty() {
+            let reason = format!("every entry of history upload {id} is already held");
+            return Recorded::Duplicate(self.unrecorded(m), reason);
+        }
+        if removed > 0 {
+            tracing::info!(target: "x_sim", "{device}: history upload {id}: {removed} entries already held, not recorded again");
+        }
+        Recorded::New(self.record(store, m))
+    }
+
+    /// A record of an incoming message that is not kept.
+    fn unrecorded(&self, m: Incoming<'_>) -> Received {
+        Received {
+            seq: 0,
+            device: m.device.clone(),
+            kind: m.kind,
+            identifier: m.identifier,
+            header_ctrl: m.frame.header_ctrl,
+            message_id: m.frame.message_id.clone(),
+            payload: m.payload,
+            raw: m.raw,
+            at_ms: now_ms(),
+        }
     }
 
     /// Records an accepted message (and stores it); returns the record.
@@ -311,6 +525,10 @@ impl Data {
             }
         };
         received.push(record.clone());
+        lock(&self.seen)
+            .entry(record.device.to_string())
+            .or_default()
+            .remember(&record);
         record
     }
 

@@ -536,17 +536,26 @@ impl Platform {
         });
         let ack = match outcome {
             Ok(understood) => {
-                let record = self.inner.data.record(
-                    self.inner.store.as_ref(),
-                    data::Incoming {
-                        device,
-                        kind,
-                        identifier: identifier.clone(),
-                        frame: &frame,
-                        payload: understood.payload.clone(),
-                        raw: understood.raw.clone(),
-                    },
-                );
+                let incoming = data::Incoming {
+                    device,
+                    kind,
+                    identifier: identifier.clone(),
+                    frame: &frame,
+                    payload: understood.payload.clone(),
+                    raw: understood.raw.clone(),
+                };
+                // At-least-once delivery from devices: a re-send is acked again, kept once.
+                let record = match self
+                    .inner
+                    .data
+                    .record_once(self.inner.store.as_ref(), incoming)
+                {
+                    data::Recorded::New(record) => record,
+                    data::Recorded::Duplicate(record, why) => {
+                        tracing::info!(target: "x_sim", "{topic}: {why}: acked, not recorded again");
+                        record
+                    }
+                };
                 if matches!(
                     kind,
                     TopicKind::PropertyReport | TopicKind::HexReport | TopicKind::FirmwareReport
