@@ -10,19 +10,28 @@
 //! - SUBSCRIBE filters the authorizer does not allow get return code 0x80 (failure);
 //! - a PUBLISH to a topic the client may not publish closes the connection (MQTT 3.1.1 has
 //!   no negative PUBACK);
-//! - QoS 0 and 1 (PUBACK); messages are delivered at the lower of the two QoS levels, without
-//!   retransmission; no retained messages, no persistent sessions (a local simulator).
+//! - QoS 0, 1 (PUBACK) and 2 (PUBREC, then PUBCOMP for the PUBREL; a repeated PUBLISH of a
+//!   packet id still awaiting its PUBREL is acknowledged again, not delivered again);
+//!   subscriptions are granted at most QoS 1 and messages delivered at the granted QoS,
+//!   without retransmission; no retained messages, no persistent sessions (a local
+//!   simulator);
+//! - a client that sends no packet for one and a half times its CONNECT keep-alive (MQTT
+//!   3.1.1, 3.1.2.10; keep-alive 0: no limit) is disconnected as if the network had failed,
+//!   and so is a connection whose CONNECT does not arrive within
+//!   [`BrokerConfig::connect_timeout`].
 //!
 //! In-process parties (the platform logic, tests) publish and subscribe through
 //! [`BrokerHandle`] without a socket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::v4::{
-    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode, UnsubAck,
+    ConnAck, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, Publish, SubAck,
+    SubscribeReasonCode, UnsubAck,
 };
 use rumqttc::mqttbytes::{self, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +42,29 @@ use crate::sync::lock;
 
 /// Largest packet accepted, in bytes.
 const MAX_PACKET: usize = 1024 * 1024;
+
+/// How the broker treats connections that are slow or go silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// How long a new TCP connection may take to send its complete CONNECT packet before it
+    /// is closed (default 10 s). Keep-alive does not apply before the CONNECT, since it is
+    /// the CONNECT that states it.
+    pub connect_timeout: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long a client with this CONNECT keep-alive (seconds) may send nothing: one and a half
+/// times the keep-alive (MQTT 3.1.1, 3.1.2.10); `None` for keep-alive 0 (no limit).
+pub fn idle_limit(keep_alive_secs: u16) -> Option<Duration> {
+    (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500))
+}
 
 /// Decides who may connect and what each client may do. Implemented by the platform.
 pub trait Authorizer: Send + Sync + 'static {
@@ -149,11 +181,24 @@ impl BrokerHandle {
     }
 }
 
-/// Starts a broker on `addr` (port 0 for a free port) and returns its handle.
+/// Starts a broker on `addr` (port 0 for a free port) with the default [`BrokerConfig`] and
+/// returns its handle.
 ///
 /// # Errors
 /// The address cannot be bound.
 pub async fn start(addr: SocketAddr, auth: Arc<dyn Authorizer>) -> std::io::Result<BrokerHandle> {
+    start_with(addr, auth, BrokerConfig::default()).await
+}
+
+/// Starts a broker on `addr` (port 0 for a free port) with `config` and returns its handle.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn start_with(
+    addr: SocketAddr,
+    auth: Arc<dyn Authorizer>,
+    config: BrokerConfig,
+) -> std::io::Result<BrokerHandle> {
     let listener = TcpListener::bind(addr).await?;
     let handle = BrokerHandle {
         addr: listener.local_addr()?,
@@ -161,11 +206,11 @@ pub async fn start(addr: SocketAddr, auth: Arc<dyn Authorizer>) -> std::io::Resu
     };
     let routes = handle.routes.clone();
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+        while let Ok((stream, peer)) = listener.accept().await {
             let routes = routes.clone();
             let auth = auth.clone();
             tokio::spawn(async move {
-                let _ = Connection::serve(stream, routes, auth).await;
+                let _ = Connection::serve(stream, peer, routes, auth, config).await;
             });
         }
     });
@@ -179,28 +224,56 @@ enum End {
     Protocol,
     Refused,
     Closed,
+    /// Nothing from the client within its keep-alive limit (or no CONNECT in time).
+    Silent,
 }
 
 struct Connection {
     stream: TcpStream,
     read: BytesMut,
     client_id: String,
+    /// One and a half times the client's keep-alive (`None`: no limit). Also bounds how long
+    /// a write to the client may take: a client that reads nothing for that long is as gone
+    /// as one that sends nothing.
+    idle_limit: Option<Duration>,
 }
 
 impl Connection {
     async fn serve(
         stream: TcpStream,
+        peer: SocketAddr,
         routes: Arc<Mutex<Routes>>,
         auth: Arc<dyn Authorizer>,
+        config: BrokerConfig,
     ) -> Result<(), End> {
         let mut conn = Connection {
             stream,
             read: BytesMut::with_capacity(4096),
             client_id: String::new(),
+            idle_limit: None,
         };
-        let Packet::Connect(connect) = conn.next_packet().await? else {
-            return Err(End::Protocol);
+        let first = tokio::time::timeout(config.connect_timeout, conn.next_packet()).await;
+        let connect = match first {
+            Ok(Ok(Packet::Connect(connect))) => connect,
+            Ok(Ok(other)) => {
+                tracing::info!(
+                    target: "x_sim",
+                    "<- {} from {peer} before any CONNECT: connection closed",
+                    packet_name(&other)
+                );
+                return Err(End::Protocol);
+            }
+            Ok(Err(end)) => return Err(end),
+            Err(_) => {
+                tracing::info!(
+                    target: "x_sim",
+                    "connection from {peer}: no CONNECT within {:?}, connection closed",
+                    config.connect_timeout
+                );
+                return Err(End::Silent);
+            }
         };
+        conn.idle_limit = idle_limit(connect.keep_alive);
         let (username, password) = connect
             .login
             .as_ref()
@@ -269,57 +342,32 @@ impl Connection {
         kill: &mut oneshot::Receiver<()>,
     ) -> Result<(), End> {
         let mut next_pkid: u16 = 0;
+        // QoS 2 packet ids received (and delivered) whose PUBREL has not come yet.
+        let mut awaiting_release: HashSet<u16> = HashSet::new();
+        // Reset by every packet that arrives; never fires without a keep-alive.
+        let idle = tokio::time::sleep(self.idle_limit.unwrap_or(Duration::MAX));
+        tokio::pin!(idle);
         loop {
             tokio::select! {
                 _ = &mut *kill => return Err(End::Closed),
-                packet = self.next_packet() => match packet? {
-                    Packet::Publish(p) => {
-                        if !auth.can_publish(&self.client_id, &p.topic) {
-                            tracing::info!(
-                                target: "x_sim",
-                                "<- PUBLISH {} from {}: not its topic, connection closed",
-                                p.topic,
-                                self.client_id
-                            );
-                            return Err(End::Refused);
-                        }
-                        if p.qos == QoS::AtLeastOnce {
-                            self.send(&Packet::PubAck(PubAck::new(p.pkid))).await?;
-                        }
-                        lock(routes).route(&Message {
-                            topic: p.topic,
-                            payload: p.payload,
-                            from: Some(self.client_id.clone()),
-                        });
+                () = &mut idle, if self.idle_limit.is_some() => {
+                    tracing::info!(
+                        target: "x_sim",
+                        "{}: no packet for {:?} (1.5 x its keep-alive), connection closed",
+                        self.client_id,
+                        self.idle_limit.unwrap_or_default()
+                    );
+                    return Err(End::Silent);
+                }
+                packet = self.next_packet() => {
+                    let packet = packet?;
+                    if let Some(limit) = self.idle_limit {
+                        idle.as_mut().reset(tokio::time::Instant::now() + limit);
                     }
-                    Packet::Subscribe(s) => {
-                        let mut codes = Vec::with_capacity(s.filters.len());
-                        for f in s.filters {
-                            if auth.can_subscribe(&self.client_id, &f.path) {
-                                let qos = if f.qos == QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
-                                lock(routes).subscribers.push(Subscriber { filter: f.path, qos, tx: tx.clone() });
-                                codes.push(SubscribeReasonCode::Success(qos));
-                            } else {
-                                tracing::info!(
-                                    target: "x_sim",
-                                    "<- SUBSCRIBE {} from {}: not its topic, SUBACK 0x80",
-                                    f.path,
-                                    self.client_id
-                                );
-                                codes.push(SubscribeReasonCode::Failure);
-                            }
-                        }
-                        self.send(&Packet::SubAck(SubAck::new(s.pkid, codes))).await?;
+                    if self.handle(packet, routes, auth, tx, &mut awaiting_release).await? {
+                        return Ok(());
                     }
-                    Packet::Unsubscribe(u) => {
-                        lock(routes).subscribers.retain(|s| !(s.tx.same_channel(tx) && u.topics.contains(&s.filter)));
-                        self.send(&Packet::UnsubAck(UnsubAck::new(u.pkid))).await?;
-                    }
-                    Packet::PingReq => self.send(&Packet::PingResp).await?,
-                    Packet::PubAck(_) => {}
-                    Packet::Disconnect => return Ok(()),
-                    _ => return Err(End::Protocol),
-                },
+                }
                 message = rx.recv() => {
                     let Some(message) = message else {
                         return Err(End::Closed);
@@ -340,6 +388,123 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Handles one packet from the client; `Ok(true)` when it is a DISCONNECT.
+    async fn handle(
+        &mut self,
+        packet: Packet,
+        routes: &Mutex<Routes>,
+        auth: &dyn Authorizer,
+        tx: &mpsc::UnboundedSender<Message>,
+        awaiting_release: &mut HashSet<u16>,
+    ) -> Result<bool, End> {
+        match packet {
+            Packet::Publish(p) => {
+                if !auth.can_publish(&self.client_id, &p.topic) {
+                    tracing::info!(
+                        target: "x_sim",
+                        "<- PUBLISH {} from {}: not its topic, connection closed",
+                        p.topic,
+                        self.client_id
+                    );
+                    return Err(End::Refused);
+                }
+                let deliver = match p.qos {
+                    QoS::AtMostOnce => true,
+                    QoS::AtLeastOnce => {
+                        self.send(&Packet::PubAck(PubAck::new(p.pkid))).await?;
+                        true
+                    }
+                    QoS::ExactlyOnce => {
+                        // MQTT 3.1.1, 4.3.3 (method A): delivered on the first PUBLISH of a
+                        // packet id; until its PUBREL, the same id is acknowledged again and
+                        // not delivered again.
+                        let first = awaiting_release.insert(p.pkid);
+                        if !first {
+                            tracing::info!(
+                                target: "x_sim",
+                                "<- PUBLISH {} from {}: QoS 2 packet id {} again before its PUBREL, PUBREC again, not delivered again",
+                                p.topic,
+                                self.client_id,
+                                p.pkid
+                            );
+                        }
+                        self.send(&Packet::PubRec(PubRec::new(p.pkid))).await?;
+                        first
+                    }
+                };
+                if deliver {
+                    lock(routes).route(&Message {
+                        topic: p.topic,
+                        payload: p.payload,
+                        from: Some(self.client_id.clone()),
+                    });
+                }
+            }
+            Packet::PubRel(r) => {
+                // Answered even for an id not awaited (MQTT 3.1.1, 4.3.3: a PUBREL is always
+                // answered with PUBCOMP), such as one resent after a reconnect.
+                awaiting_release.remove(&r.pkid);
+                self.send(&Packet::PubComp(PubComp::new(r.pkid))).await?;
+            }
+            Packet::Subscribe(s) => {
+                let mut codes = Vec::with_capacity(s.filters.len());
+                for f in s.filters {
+                    if auth.can_subscribe(&self.client_id, &f.path) {
+                        let qos = if f.qos == QoS::AtMostOnce {
+                            QoS::AtMostOnce
+                        } else {
+                            QoS::AtLeastOnce
+                        };
+                        lock(routes).subscribers.push(Subscriber {
+                            filter: f.path,
+                            qos,
+                            tx: tx.clone(),
+                        });
+                        codes.push(SubscribeReasonCode::Success(qos));
+                    } else {
+                        tracing::info!(
+                            target: "x_sim",
+                            "<- SUBSCRIBE {} from {}: not its topic, SUBACK 0x80",
+                            f.path,
+                            self.client_id
+                        );
+                        codes.push(SubscribeReasonCode::Failure);
+                    }
+                }
+                self.send(&Packet::SubAck(SubAck::new(s.pkid, codes)))
+                    .await?;
+            }
+            Packet::Unsubscribe(u) => {
+                lock(routes)
+                    .subscribers
+                    .retain(|s| !(s.tx.same_channel(tx) && u.topics.contains(&s.filter)));
+                self.send(&Packet::UnsubAck(UnsubAck::new(u.pkid))).await?;
+            }
+            Packet::PingReq => self.send(&Packet::PingResp).await?,
+            Packet::PubAck(_) => {}
+            Packet::Disconnect => return Ok(true),
+            ack @ (Packet::PubRec(_) | Packet::PubComp(_)) => {
+                tracing::info!(
+                    target: "x_sim",
+                    "<- {} from {}: the broker sends no QoS 2 message, so there is nothing to acknowledge; connection closed",
+                    packet_name(&ack),
+                    self.client_id
+                );
+                return Err(End::Protocol);
+            }
+            other => {
+                tracing::info!(
+                    target: "x_sim",
+                    "<- {} from {}: not a packet a client sends after its CONNECT, connection closed",
+                    packet_name(&other),
+                    self.client_id
+                );
+                return Err(End::Protocol);
+            }
+        }
+        Ok(false)
     }
 
     async fn next_packet(&mut self) -> Result<Packet, End> {
@@ -366,7 +531,43 @@ impl Connection {
         packet
             .write(&mut out, MAX_PACKET)
             .map_err(|_| End::Protocol)?;
-        self.stream.write_all(&out).await.map_err(|_| End::Io)
+        let write = self.stream.write_all(&out);
+        let Some(limit) = self.idle_limit else {
+            return write.await.map_err(|_| End::Io);
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(written) => written.map_err(|_| End::Io),
+            Err(_) => {
+                tracing::info!(
+                    target: "x_sim",
+                    "-> {}: {} not taken within {limit:?} (1.5 x its keep-alive), connection closed",
+                    self.client_id,
+                    packet_name(packet)
+                );
+                Err(End::Silent)
+            }
+        }
+    }
+}
+
+/// The MQTT name of a packet's type, for log lines (never its content: a CONNECT carries a
+/// password).
+fn packet_name(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
     }
 }
 
@@ -387,7 +588,20 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::topic_matches;
+    use std::time::Duration;
+
+    use super::{idle_limit, topic_matches};
+
+    #[test]
+    fn keep_alive_limits() {
+        assert_eq!(idle_limit(0), None);
+        assert_eq!(idle_limit(1), Some(Duration::from_millis(1500)));
+        assert_eq!(idle_limit(60), Some(Duration::from_secs(90)));
+        assert_eq!(
+            idle_limit(u16::MAX),
+            Some(Duration::from_millis(98_302_500))
+        );
+    }
 
     #[test]
     fn filters() {

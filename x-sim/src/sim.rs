@@ -10,7 +10,7 @@ use std::time::Duration;
 use x_protocol::DeviceIdentity;
 
 use crate::access::PlatformAccess;
-use crate::broker::BrokerHandle;
+use crate::broker::{BrokerConfig, BrokerHandle};
 use crate::firmware::Firmware;
 use crate::link::Link;
 use crate::platform::{Parts, Platform, PlatformConfig};
@@ -41,6 +41,8 @@ pub struct SimConfig {
     pub registry: Registry,
     /// The broker.
     pub mqtt: Mqtt,
+    /// The embedded broker's limits (CONNECT timeout); unused over an external broker.
+    pub broker: BrokerConfig,
     /// The HTTP API and firmware server's address; `None`: no HTTP.
     pub http: Option<SocketAddr>,
     /// Where the store and firmware images live; `None`: in memory, no firmware server.
@@ -55,6 +57,7 @@ impl SimConfig {
         Self {
             registry,
             mqtt: Mqtt::Embedded(SocketAddr::from(([127, 0, 0, 1], 0))),
+            broker: BrokerConfig::default(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: None,
             platform: PlatformConfig::default(),
@@ -172,9 +175,10 @@ impl Sim {
                     Some(store) => PlatformAccess::with_store(registry.clone(), store.clone())?,
                     None => PlatformAccess::new(registry.clone()),
                 };
-                let broker = crate::broker::start(addr, Arc::new(access.clone()))
-                    .await
-                    .map_err(|source| SimError::Listen { addr, source })?;
+                let broker =
+                    crate::broker::start_with(addr, Arc::new(access.clone()), config.broker)
+                        .await
+                        .map_err(|source| SimError::Listen { addr, source })?;
                 let inbox = broker.subscribe("/sys/#");
                 (Some(access), Some(broker.clone()), Arc::new(broker), inbox)
             }
