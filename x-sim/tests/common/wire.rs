@@ -46,12 +46,25 @@ pub struct Mqtt {
     inbox: VecDeque<(String, Vec<u8>)>,
 }
 
+/// The keep-alive of a [`Mqtt`] connection unless a test chooses one.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
 impl Mqtt {
     /// Connects with `login` and waits for the CONNACK.
     pub async fn open(addr: SocketAddr, login: &MqttLogin) -> Result<Self, Refused> {
+        Self::open_keeping_alive(addr, login, KEEP_ALIVE).await
+    }
+
+    /// As [`Mqtt::open`], with this keep-alive in the CONNECT (rumqttc pings only while the
+    /// connection is polled: one left alone goes silent).
+    pub async fn open_keeping_alive(
+        addr: SocketAddr,
+        login: &MqttLogin,
+        keep_alive: Duration,
+    ) -> Result<Self, Refused> {
         let mut options = MqttOptions::new(&login.client_id, addr.ip().to_string(), addr.port());
         options.set_credentials(&login.username, login.password.expose());
-        options.set_keep_alive(Duration::from_secs(30));
+        options.set_keep_alive(keep_alive);
         let (client, mut events) = AsyncClient::new(options, 64);
         tokio::time::timeout(WAIT, async {
             loop {
@@ -95,6 +108,29 @@ impl Mqtt {
             .unwrap();
         self.poll_until(|e| matches!(e, MqttEvent::Outgoing(Outgoing::Publish(_))).then_some(()))
             .await;
+    }
+
+    /// Publishes `bytes` on `topic` at QoS 2 and waits for the broker's PUBCOMP; the
+    /// packets of the handshake as they passed (`"PUBLISH 3"`, `"PUBREC 3"`, ...: the type
+    /// and the packet id).
+    pub async fn publish_exactly_once(&mut self, topic: &str, bytes: Vec<u8>) -> Vec<String> {
+        self.client
+            .publish(topic, QoS::ExactlyOnce, false, bytes)
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        self.poll_until(|e| {
+            let (packet, done) = match e {
+                MqttEvent::Outgoing(Outgoing::Publish(id)) => (format!("PUBLISH {id}"), false),
+                MqttEvent::Incoming(Packet::PubRec(r)) => (format!("PUBREC {}", r.pkid), false),
+                MqttEvent::Outgoing(Outgoing::PubRel(id)) => (format!("PUBREL {id}"), false),
+                MqttEvent::Incoming(Packet::PubComp(c)) => (format!("PUBCOMP {}", c.pkid), true),
+                _ => return None,
+            };
+            seen.push(packet);
+            done.then(|| seen.clone())
+        })
+        .await
     }
 
     /// The next message: its topic and payload.
@@ -188,6 +224,8 @@ pub struct Wire<M: ThingModel = NoModel, S: ThingServices = NoServices> {
     /// encrypted with it (except HeaderCtrl 1, 28, 29), encrypted frames in decrypted.
     pub key: Option<SessionKey>,
     addr: SocketAddr,
+    /// The keep-alive of its connections ([`KEEP_ALIVE`] unless chosen).
+    keep_alive: Duration,
     mqtt: Option<Mqtt>,
     ids: MessageIdSource,
 }
@@ -205,16 +243,38 @@ impl Wire {
     pub async fn resume(addr: SocketAddr, params: &Params, persisted: Persisted) -> Self {
         Self::start(addr, Session::new(params.config(), NoModel, persisted, 7)).await
     }
+
+    /// As [`Wire::online`], its connections stating `keep_alive` in their CONNECT. The wire
+    /// pings only while a test waits on it: left alone, it goes silent with its connection
+    /// open, as a device whose network vanished.
+    pub async fn online_keeping_alive(
+        addr: SocketAddr,
+        params: &Params,
+        keep_alive: Duration,
+    ) -> Self {
+        let session = Session::new(params.config(), NoModel, Persisted::default(), 7);
+        Self::start_keeping_alive(addr, session, keep_alive).await
+    }
 }
 
 impl<M: ThingModel, S: ThingServices> Wire<M, S> {
     /// Logs `session` in over raw connections to `addr`; panics if it is refused.
     pub async fn start(addr: SocketAddr, session: Session<M, S>) -> Self {
+        Self::start_keeping_alive(addr, session, KEEP_ALIVE).await
+    }
+
+    /// As [`Wire::start`], with this keep-alive in its CONNECTs.
+    pub async fn start_keeping_alive(
+        addr: SocketAddr,
+        session: Session<M, S>,
+        keep_alive: Duration,
+    ) -> Self {
         let mut wire = Self {
             session,
             persisted: Persisted::default(),
             key: None,
             addr,
+            keep_alive,
             mqtt: None,
             ids: MessageIdSource::starting_at(1000),
         };
@@ -280,7 +340,7 @@ impl<M: ThingModel, S: ThingServices> Wire<M, S> {
                 if let Some(old) = self.mqtt.take() {
                     old.disconnect().await;
                 }
-                match Mqtt::open(self.addr, &login).await {
+                match Mqtt::open_keeping_alive(self.addr, &login, self.keep_alive).await {
                     Ok(m) => {
                         self.mqtt = Some(m);
                         self.session.connected(now);
