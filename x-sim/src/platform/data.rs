@@ -247,8 +247,9 @@ struct Seen {
     /// Recent messages: MessageId and content (see [`content_of`]), oldest first.
     recent: VecDeque<(MessageId, Value)>,
     ids: HashMap<MessageId, Value>,
-    /// History entries held: (is event, identifier, time).
-    history: HashSet<(bool, String, i64)>,
+    /// History entries held: (is event, identifier, time, value as JSON text): two samples
+    /// of one property in the same millisecond with different values are two entries.
+    history: HashSet<(bool, String, i64, String)>,
 }
 
 impl Seen {
@@ -269,9 +270,7 @@ impl Seen {
             self.ids.insert(r.message_id.clone(), content);
         }
         if r.kind == TopicKind::HistoryReport {
-            for (event, id, time) in history_keys(&r.payload) {
-                self.history.insert((event, id, time));
-            }
+            self.history.extend(history_keys(&r.payload));
         }
     }
 }
@@ -318,8 +317,8 @@ fn content_of(
     }
 }
 
-/// The (is event, identifier, time) of every entry of a history upload.
-fn history_keys(payload: &Value) -> Vec<(bool, String, i64)> {
+/// The (is event, identifier, time, value) of every entry of a history upload.
+fn history_keys(payload: &Value) -> Vec<(bool, String, i64, String)> {
     let mut keys = Vec::new();
     for batch in payload
         .get("params")
@@ -337,7 +336,7 @@ fn history_keys(payload: &Value) -> Vec<(bool, String, i64)> {
             {
                 for (id, v) in map {
                     if let Some(time) = v.get("time").and_then(Value::as_i64) {
-                        keys.push((event, id.clone(), time));
+                        keys.push((event, id.clone(), time, value_text(v)));
                     }
                 }
             }
@@ -346,8 +345,13 @@ fn history_keys(payload: &Value) -> Vec<(bool, String, i64)> {
     keys
 }
 
+/// An entry's value as JSON text (the key of what it said).
+fn value_text(entry: &Value) -> String {
+    entry.get("value").map(Value::to_string).unwrap_or_default()
+}
+
 /// A history upload without the entries `held` already has; how many were taken out.
-fn without_held(payload: &Value, held: &HashSet<(bool, String, i64)>) -> (Value, usize) {
+fn without_held(payload: &Value, held: &HashSet<(bool, String, i64, String)>) -> (Value, usize) {
     let mut payload = payload.clone();
     let mut removed = 0;
     if let Some(batches) = payload.get_mut("params").and_then(Value::as_array_mut) {
@@ -360,7 +364,9 @@ fn without_held(payload: &Value, held: &HashSet<(bool, String, i64)>) -> (Value,
                     if let Some(map) = map.as_object_mut() {
                         map.retain(|id, v| {
                             let time = v.get("time").and_then(Value::as_i64);
-                            let keep = time.is_none_or(|t| !held.contains(&(event, id.clone(), t)));
+                            let keep = time.is_none_or(|t| {
+                                !held.contains(&(event, id.clone(), t, value_text(v)))
+                            });
                             removed += usize::from(!keep);
                             keep
                         });
