@@ -266,3 +266,136 @@ async fn a_history_upload_whose_ack_is_lost_is_sent_again_and_its_entries_held_o
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_full_outbox_drops_the_oldest_visibly_or_refuses_new_entries_by_policy() {
+    use x_sdk::runtime::DeliveryError;
+    use x_sdk::runtime::outbox::{FullPolicy, OutboxLimits};
+    let dir = temp("full");
+    let limits = |policy| OutboxLimits {
+        max_entries: 5,
+        max_bytes: 1024 * 1024,
+        policy,
+    };
+    // Offline (nothing listens on port 1), room for 5: the 3 oldest of 8 make room.
+    let offline = plug_at("mqtt://127.0.0.1:1", &dir)
+        .outbox(Some(limits(FullPolicy::DropOldest)))
+        .start()
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..8u8 {
+        let report = SmartPlugReport::default().with_power(500.0 + f32::from(i));
+        deliveries.push(offline.report(report).await.unwrap());
+    }
+    assert_eq!(offline.waiting_upload(), 5);
+    let mut results = Vec::new();
+    for d in deliveries.drain(..3) {
+        results.push(tokio::time::timeout(WAIT, d).await.unwrap());
+    }
+    assert!(
+        results.iter().all(|r| *r == Err(DeliveryError::Dropped)),
+        "{results:?}"
+    );
+    assert_eq!(offline.counters().session.outbox_dropped, 3);
+    offline.shutdown().await;
+    drop(offline);
+
+    // Online: the 5 kept arrive; the dropped never do.
+    let (sim, online, _) = {
+        let sim = support::sim().await;
+        let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+        let device = plug_at(&url, &dir)
+            .outbox(Some(limits(FullPolicy::DropOldest)))
+            .connect()
+            .await
+            .unwrap();
+        (sim, device, ())
+    };
+    let id = sim.device("AA30C505", "PLUG0001").unwrap();
+    wait_for(|| online.waiting_upload() == 0 && powers(&sim, &id).len() == 5).await;
+    let held: Vec<String> = powers(&sim, &id).into_keys().collect();
+    let kept: Vec<String> = (3..8)
+        .map(|i| json!(500.0 + f64::from(i)).to_string())
+        .collect();
+    assert_eq!(held, kept);
+    online.shutdown().await;
+    drop(online);
+
+    // Refusing new entries instead: the sixth is refused and the caller is told.
+    let _ = std::fs::remove_dir_all(&dir);
+    let refusing = plug_at("mqtt://127.0.0.1:1", &dir)
+        .outbox(Some(limits(FullPolicy::RefuseNew)))
+        .start()
+        .unwrap();
+    for i in 0..5u8 {
+        drop(
+            refusing
+                .report(SmartPlugReport::default().with_power(f32::from(i)))
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = refusing
+        .report(SmartPlugReport::default().with_power(9.0))
+        .await;
+    match refused {
+        Err(DeliveryError::Store(reason)) => assert!(reason.contains("full"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(refusing.waiting_upload(), 5);
+    refusing.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn entries_the_platform_refuses_in_a_history_batch_are_dropped_and_the_rest_kept() {
+    use x_sdk::runtime::outbox::{Entry, EntryKind, Outbox, OutboxLimits};
+    let dir = temp("refused-entries");
+    // An outbox left with 12 entries of which two the platform will refuse (above the
+    // model's maximum power, 3500: written straight to the store, as an older firmware
+    // with another model might have).
+    {
+        let (mut outbox, _) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+        let entries: Vec<Entry> = (0..12)
+            .map(|i| {
+                let power = if i == 3 || i == 8 {
+                    9000.0 + f64::from(i)
+                } else {
+                    600.0 + f64::from(i)
+                };
+                Entry::new(
+                    EntryKind::Report,
+                    json!({ "power": power }),
+                    1_700_000_000_000 + i64::from(i),
+                )
+            })
+            .collect();
+        outbox.commit(&entries, &[]).unwrap();
+    }
+    let sim = support::sim().await;
+    let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+    let device = plug_at(&url, &dir)
+        .history_batch(12)
+        .connect()
+        .await
+        .unwrap();
+    let id = sim.device("AA30C505", "PLUG0001").unwrap();
+    wait_for(|| device.counters().session.outbox_refused == 2 && device.waiting_upload() == 0)
+        .await;
+    wait_for(|| powers(&sim, &id).len() == 10).await;
+    let held = powers(&sim, &id);
+    for i in (0..12).filter(|i| *i != 3 && *i != 8) {
+        let value = json!(600.0 + f64::from(i)).to_string();
+        assert_eq!(
+            held[&value],
+            vec![1_700_000_000_000 + i64::from(i)],
+            "{value}"
+        );
+    }
+    device.shutdown().await;
+    drop(device);
+    // Gone from the store too: a restart has nothing left to send.
+    let (outbox, _) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+    assert!(outbox.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
