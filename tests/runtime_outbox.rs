@@ -399,3 +399,68 @@ async fn entries_the_platform_refuses_in_a_history_batch_are_dropped_and_the_res
     assert!(outbox.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_encrypted_product_stores_plain_and_encrypts_each_send_under_the_key_current_then() {
+    use x_sdk::protocol::RegistrationType;
+    use x_sdk::runtime::outbox::{Outbox, OutboxLimits};
+    let dir = temp("encrypted");
+    let enc = |url: &str| {
+        let id = DeviceIdentity::parse("7ED01E2A", "5E7A0B32", "ENCOUT01").unwrap();
+        Device::<SmartPlug, SmartPlugService>::builder(
+            id,
+            "00112233445566778899AABBCCDDEEFF".parse().unwrap(),
+        )
+        .broker(url)
+        .unwrap()
+        .registration(RegistrationType::ProductSecretUnregistered)
+        .encrypted(true)
+        .state_dir(&dir)
+        .ack_timeout(Duration::from_millis(400))
+    };
+    // Made before the device ever logged in: no key exists yet, and the store holds plain
+    // JSON.
+    let offline = enc("mqtt://127.0.0.1:1").start().unwrap();
+    for i in 0..5u8 {
+        let report = SmartPlugReport::default().with_power(700.0 + f32::from(i));
+        drop(offline.report(report).await.unwrap());
+    }
+    offline.shutdown().await;
+    drop(offline);
+    {
+        let (outbox, _) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+        let held = outbox.oldest(10).unwrap();
+        assert_eq!(held.len(), 5);
+        assert_eq!(held[0].1.payload, json!({ "power": 700.0 }));
+    }
+
+    let sim = support::sim().await;
+    let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+    let device = enc(&url).connect().await.unwrap();
+    let id = sim.device("5E7A0B32", "ENCOUT01").unwrap();
+    // x-sim refuses plaintext from an encrypted product (4001): all five held means each
+    // went encrypted under the session's key.
+    wait_for(|| device.waiting_upload() == 0 && powers(&sim, &id).len() == 5).await;
+
+    // Sent, not acked, and the key rotates before the re-send: the re-send goes under the
+    // new key, and x-sim still holds each report once.
+    sim.platform().faults().set_silent(true);
+    let mut deliveries = Vec::new();
+    for i in 0..5u8 {
+        let report = SmartPlugReport::default().with_power(800.0 + f32::from(i));
+        deliveries.push(device.report(report).await.unwrap());
+    }
+    wait_for(|| powers(&sim, &id).len() == 10).await;
+    sim.platform().rotate_key(&id).unwrap();
+    wait_for(|| device.counters().session.rotations == 1).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    sim.platform().faults().set_silent(false);
+    for d in deliveries {
+        tokio::time::timeout(WAIT, d).await.unwrap().unwrap();
+    }
+    let held = powers(&sim, &id);
+    assert_eq!(held.len(), 10, "{held:?}");
+    assert!(held.values().all(|times| times.len() == 1), "{held:?}");
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
