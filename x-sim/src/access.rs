@@ -1,6 +1,7 @@
 //! The platform's access rules on the broker: who may connect (the login rules over the
 //! registry), and which topics each client may publish and subscribe. Also keeps each
-//! device's last offline time, which type-1 logins are checked against.
+//! device's last offline time, which type-1 logins are checked against, and records refused
+//! publishes and subscriptions in the violation log.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -11,6 +12,7 @@ use x_protocol::{DeviceIdentity, Publisher, Topic};
 
 use crate::broker::Authorizer;
 use crate::login::{Login, check_connect};
+use crate::platform::violations::{Evidence, Rule, ViolationLog, registry_secrets};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use crate::sync::{lock, read};
@@ -22,6 +24,7 @@ pub struct PlatformAccess {
     logins: Arc<Mutex<HashMap<String, Login>>>,
     last_offline: Arc<Mutex<HashMap<String, u64>>>,
     store: Option<Store>,
+    violations: Option<ViolationLog>,
 }
 
 impl PlatformAccess {
@@ -32,6 +35,7 @@ impl PlatformAccess {
             logins: Arc::default(),
             last_offline: Arc::default(),
             store: None,
+            violations: None,
         }
     }
 
@@ -46,7 +50,27 @@ impl PlatformAccess {
             logins: Arc::default(),
             last_offline: Arc::new(Mutex::new(last_offline)),
             store: Some(store),
+            violations: None,
         })
+    }
+
+    /// These rules, recording refused publishes ([`Rule::ForbiddenTopic`]) and
+    /// subscriptions ([`Rule::ForbiddenSubscription`]) in `log`.
+    #[must_use]
+    pub fn with_violations(mut self, log: ViolationLog) -> Self {
+        self.violations = Some(log);
+        self
+    }
+
+    /// Records a violation of the device behind `client_id`.
+    fn violation(&self, client_id: &str, rule: Rule, reason: &str, evidence: Evidence<'_>) {
+        let Some(log) = &self.violations else { return };
+        let device = match lock(&self.logins).get(client_id) {
+            Some(Login::Auth { device } | Login::Device { device, .. }) => device.clone(),
+            None => return,
+        };
+        let secrets = registry_secrets(&read(&self.registry), &device);
+        log.record(&device, rule, reason, evidence, &secrets);
     }
 
     /// Whether a device is connected after its V2 login.
@@ -126,6 +150,44 @@ impl Authorizer for PlatformAccess {
             }),
             None => false,
         }
+    }
+
+    fn refused_publish(&self, client_id: &str, topic: &str, payload: &[u8]) {
+        let reason = match self.login(client_id) {
+            Some(Login::Auth { .. }) => format!(
+                "an auth-phase login may publish only {AUTH_TOPIC}, not {topic}: connection closed"
+            ),
+            Some(Login::Device { .. }) => format!(
+                "{topic} is not a topic this device may publish (its own device topics of the command table): connection closed"
+            ),
+            None => return,
+        };
+        self.violation(
+            client_id,
+            Rule::ForbiddenTopic,
+            &reason,
+            Evidence::of(topic, payload),
+        );
+    }
+
+    fn refused_subscribe(&self, client_id: &str, filter: &str) {
+        let reason = match self.login(client_id) {
+            Some(Login::Auth { device }) => format!(
+                "an auth-phase login may subscribe only {}/downlink, not {filter}: SUBACK 0x80",
+                device.topic_prefix()
+            ),
+            Some(Login::Device { device, .. }) => format!(
+                "{filter} is outside the device's own topics {}/...: SUBACK 0x80",
+                device.topic_prefix()
+            ),
+            None => return,
+        };
+        self.violation(
+            client_id,
+            Rule::ForbiddenSubscription,
+            &reason,
+            Evidence::of(filter, b""),
+        );
     }
 
     fn can_subscribe(&self, client_id: &str, filter: &str) -> bool {

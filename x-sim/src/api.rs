@@ -1,6 +1,7 @@
 //! The HTTP JSON API, in the spirit of the platform's application interface: devices and
-//! their state, latest properties, history and events, registrations, commands that return
-//! the device's answer, firmware uploads and OTA tasks, and fault injection. Documented in
+//! their state, latest properties, history and events, the rules each broke, registrations,
+//! commands that return the device's answer, firmware uploads and OTA tasks, and fault
+//! injection. Documented in
 //! docs/x-sim.md; firmware images themselves are served under `/firmware/...`.
 
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/devices/{product}/{node}/history", get(history))
         .route("/api/devices/{product}/{node}/events", get(events))
         .route("/api/devices/{product}/{node}/messages", get(messages))
+        .route("/api/devices/{product}/{node}/violations", get(violations))
         .route(
             "/api/devices/{product}/{node}/services/{service}",
             post(call_service),
@@ -257,6 +259,7 @@ fn device_json(p: &Platform, d: &DeviceIdentity) -> Value {
         "firmware": firmware,
         "config": p.state("config", &d.to_string()),
         "ota": ota,
+        "violations": p.violation_count(d),
     })
 }
 
@@ -331,17 +334,7 @@ impl Dev {
 
     /// A numeric query parameter.
     fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
-        self.query
-            .get(name)
-            .map(|v| {
-                v.parse().map_err(|_| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("?{name}: expected a non-negative integer, got {v:?}"),
-                    )
-                })
-            })
-            .transpose()
+        number(&self.query, name)
     }
 
     /// Sends a command and answers with the device's answer (`?timeout_ms=N`).
@@ -350,6 +343,24 @@ impl Dev {
         let answer = self.p.send_command(&self.d, command, timeout).await?;
         Ok(Json(json!({"answer": answer_json(&answer)})))
     }
+}
+
+/// A numeric query parameter.
+fn number<T: std::str::FromStr>(
+    query: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    query
+        .get(name)
+        .map(|v| {
+            v.parse().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("?{name}: expected a non-negative integer, got {v:?}"),
+                )
+            })
+        })
+        .transpose()
 }
 
 /// A JSON body as `T`; errors name the field (`body.product_key: ...`).
@@ -440,6 +451,50 @@ async fn messages(dev: Dev) -> ApiResult {
         })
         .collect();
     Ok(Json(Value::Array(list)))
+}
+
+/// `GET .../violations?after=SEQ&limit=N`: the rules the device broke, oldest first, with
+/// how many there were in all and how many were dropped to keep the newest. Also answered
+/// for a device of a registered product that is not registered itself but broke a rule (an
+/// auth request refused because it is not pre-registered).
+async fn violations(
+    State(p): State<Platform>,
+    Path((product, node)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("device {product}/{node} is not registered"),
+        )
+    };
+    let d = match p.identity(&product, &node) {
+        Some(d) => d,
+        None => {
+            let open_id = read(p.registry())
+                .product(&product)
+                .map(|p| p.open_id.to_string())
+                .ok_or_else(not_found)?;
+            DeviceIdentity::parse(&open_id, &product, &node)
+                .ok()
+                .filter(|d| p.violation_count(d) > 0)
+                .ok_or_else(not_found)?
+        }
+    };
+    let after = number::<u64>(&query, "after")?.unwrap_or(0);
+    let limit = number::<usize>(&query, "limit")?.unwrap_or(usize::MAX);
+    let list: Vec<Value> = p
+        .violations(&d)
+        .iter()
+        .filter(|v| v.seq > after)
+        .take(limit)
+        .map(crate::platform::Violation::to_json)
+        .collect();
+    Ok(Json(json!({
+        "total": p.violation_count(&d),
+        "dropped": p.violations_dropped(&d),
+        "violations": list,
+    })))
 }
 
 async fn set_properties(dev: Dev, body: Bytes) -> ApiResult {

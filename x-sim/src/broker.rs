@@ -80,6 +80,18 @@ pub trait Authorizer: Send + Sync + 'static {
     /// Whether `client_id` may subscribe to `filter`.
     fn can_subscribe(&self, client_id: &str, filter: &str) -> bool;
 
+    /// `client_id` published `payload` on `topic`, which [`Authorizer::can_publish`]
+    /// refused; the broker closes the connection next.
+    fn refused_publish(&self, client_id: &str, topic: &str, payload: &[u8]) {
+        let _ = (client_id, topic, payload);
+    }
+
+    /// `client_id` subscribed to `filter`, which [`Authorizer::can_subscribe`] refused; the
+    /// SUBACK says 0x80 for it.
+    fn refused_subscribe(&self, client_id: &str, filter: &str) {
+        let _ = (client_id, filter);
+    }
+
     /// `client_id` went away (closed, refused a publish, or lost).
     fn disconnected(&self, client_id: &str) {
         let _ = client_id;
@@ -408,6 +420,7 @@ impl Connection {
                         p.topic,
                         self.client_id
                     );
+                    auth.refused_publish(&self.client_id, &p.topic, &p.payload);
                     return Err(End::Refused);
                 }
                 let deliver = match p.qos {
@@ -470,6 +483,7 @@ impl Connection {
                             f.path,
                             self.client_id
                         );
+                        auth.refused_subscribe(&self.client_id, &f.path);
                         codes.push(SubscribeReasonCode::Failure);
                     }
                 }

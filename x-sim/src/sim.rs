@@ -13,7 +13,7 @@ use crate::access::PlatformAccess;
 use crate::broker::{BrokerConfig, BrokerHandle};
 use crate::firmware::Firmware;
 use crate::link::Link;
-use crate::platform::{Parts, Platform, PlatformConfig};
+use crate::platform::{Parts, Platform, PlatformConfig, ViolationLog};
 use crate::registry::{Device, DeviceEntry, Product, Registry};
 use crate::store::Store;
 use crate::sync::{read, write};
@@ -150,6 +150,8 @@ impl Sim {
             }
         }
         let registry = Arc::new(RwLock::new(registry));
+        let violations =
+            ViolationLog::restore(store.as_ref(), config.platform.violations_per_device)?;
 
         let http = match config.http {
             Some(addr) => Some(
@@ -174,7 +176,8 @@ impl Sim {
                 let access = match &store {
                     Some(store) => PlatformAccess::with_store(registry.clone(), store.clone())?,
                     None => PlatformAccess::new(registry.clone()),
-                };
+                }
+                .with_violations(violations.clone());
                 let broker =
                     crate::broker::start_with(addr, Arc::new(access.clone()), config.broker)
                         .await
@@ -203,6 +206,7 @@ impl Sim {
             store,
             firmware,
             config: platform_config,
+            violations,
         })?;
         let mut tasks = vec![platform.serve(inbox)];
         if let Some(listener) = http {

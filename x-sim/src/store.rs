@@ -1,6 +1,6 @@
 //! The simulator's crash-safe store: what it must not lose across a restart or a crash
 //! (products and devices changed at run time, last offline times, everything received from
-//! devices, and small state maps), kept in one [redb] file.
+//! devices, the violation log, and small state maps), kept in one [redb] file.
 //!
 //! Every write is one committed redb transaction, durable when the call returns. Products
 //! and devices are stored as JSON records of this module's own shape; a record that does
@@ -37,6 +37,9 @@ const LAST_OFFLINE: TableDefinition<&[u8], u64> = TableDefinition::new("last_off
 const RECEIVED: TableDefinition<u64, &[u8]> = TableDefinition::new("received");
 /// Every state map: JSON values by (map, key).
 const STATE: TableDefinition<(&[u8], &[u8]), &[u8]> = TableDefinition::new("state");
+/// Violations of each device, as JSON records by (`OpenID/ProductID/NodeEui`, sequence
+/// number): the newest of each device only.
+const VIOLATIONS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("violations");
 /// Counters.
 const META: TableDefinition<&[u8], u64> = TableDefinition::new("meta");
 /// The last sequence number given out, kept apart from `RECEIVED` so that it is never
@@ -144,6 +147,7 @@ impl Store {
             tx.open_table(LAST_OFFLINE)?;
             tx.open_table(RECEIVED)?;
             tx.open_table(STATE)?;
+            tx.open_table(VIOLATIONS)?;
             tx.open_table(META)?;
             tx.commit()?;
             Ok(())
@@ -283,6 +287,48 @@ impl Store {
     /// A failed read.
     pub fn received_count(&self) -> Result<u64, StoreError> {
         self.read(|tx| Ok(tx.open_table(RECEIVED)?.len()?))
+    }
+
+    /// Stores violation `seq` of `device` (`OpenID/ProductID/NodeEui`) and removes the
+    /// device's violations numbered below `oldest_kept`, in one committed transaction.
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn append_violation(
+        &self,
+        device: &str,
+        seq: u64,
+        record: &serde_json::Value,
+        oldest_kept: u64,
+    ) -> Result<(), StoreError> {
+        let json = encode(&VIOLATIONS, format_args!("{device}/{seq}"), record)?;
+        let device = device.as_bytes();
+        self.write(|tx| {
+            let mut table = tx.open_table(VIOLATIONS)?;
+            table.insert((device, seq), json.as_slice())?;
+            table.retain_in((device, 0)..(device, oldest_kept), |_, _| false)?;
+            Ok(())
+        })
+    }
+
+    /// Every stored violation: device, sequence number and record, by device and then
+    /// sequence number.
+    ///
+    /// # Errors
+    /// A failed read, or a record that does not decode.
+    pub fn violations(&self) -> Result<Vec<(String, u64, serde_json::Value)>, StoreError> {
+        self.scan(
+            VIOLATIONS,
+            (Unbounded, Unbounded),
+            usize::MAX,
+            |(device, seq), json| {
+                let device = text(&VIOLATIONS, device)?;
+                let value = decode(&VIOLATIONS, format_args!("{device}/{seq}"), json)?;
+                Ok((device, seq, value))
+            },
+        )?
+        .into_iter()
+        .collect()
     }
 
     /// Sets `key` in the state map `map` (created on first use), replacing its value.

@@ -3,10 +3,12 @@
 //! HEX products go through the product's parsing script (20/21/23 become 22/24/25 on the HEX
 //! downlink), as on the real platform. The answer is matched by MessageId and checked: set
 //! acks and service outputs against the thing model, answers to a property ask for the asked
-//! properties, an OTA ack for its DownID.
+//! properties, an OTA ack for its DownID. An answer that fails a check is a violation of the
+//! device, kept in the violation log with its frame.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use x_protocol::payload::{FirmwareReport, OtaNotify};
@@ -14,7 +16,8 @@ use x_protocol::{
     AckPayload, DeviceIdentity, Frame, HeaderCtrl, Identifier, MessageId, Topic, TopicKind,
 };
 
-use super::Platform;
+use super::violations::Evidence;
+use super::{Broken, Platform, Rule};
 use crate::registry::Format;
 use crate::sync::{lock, read};
 
@@ -110,6 +113,25 @@ pub enum CommandError {
     },
 }
 
+/// A device's answer as it reaches the command waiting for it.
+pub(super) struct Delivered {
+    /// The answer.
+    pub answer: Answer,
+    /// Its bytes as they came.
+    pub bytes: Bytes,
+    /// The rule its frame broke (a HeaderCtrl not of its topic, a plain or undecryptable
+    /// payload), for a checked command to report.
+    pub broken: Option<Broken>,
+}
+
+/// A command waiting for its answer.
+pub(super) struct Waiting {
+    /// Where the answer goes.
+    pub tx: oneshot::Sender<Delivered>,
+    /// Whether the command checks the answer (and so records its violations).
+    pub checked: bool,
+}
+
 /// Where a command goes and what it carries.
 struct Outgoing {
     topic: Topic,
@@ -143,23 +165,43 @@ impl Platform {
         };
         let outgoing = self.outgoing(device, &command, format)?;
         let (topic, header_ctrl) = (outgoing.topic.clone(), outgoing.header_ctrl);
-        let answer = self
-            .command(
+        let Delivered {
+            answer,
+            bytes,
+            broken,
+        } = self
+            .exchange(
                 &outgoing.topic,
                 outgoing.header_ctrl,
                 outgoing.payload,
                 timeout.unwrap_or(self.inner.config.command_timeout),
+                true,
             )
             .await?;
+        // The first rule the answer broke: where it came, how it came, what it says.
         let checked = answered_where_the_table_says(&topic, header_ctrl, &answer)
-            .and_then(|()| self.check_answer(device, &command, &answer));
+            .map_err(|reason| Broken::new(Rule::AnswerOffTable, reason))
+            .and_then(|()| broken.map_or(Ok(()), Err))
+            .and_then(|()| {
+                self.check_answer(device, &command, &answer)
+                    .map_err(|reason| Broken::new(Rule::BadAnswer, reason))
+            });
         match checked {
             Ok(()) => Ok(answer),
-            Err(reason) => Err(CommandError::BadAnswer {
-                device: device.to_string(),
-                reason,
-                answer: Box::new(answer),
-            }),
+            Err(broken) => {
+                let frame = Frame::decode(&bytes).ok();
+                let evidence = Evidence {
+                    frame: frame.as_ref(),
+                    plain: frame.as_ref().and_then(|f| self.decrypted(device, f)),
+                    ..Evidence::of(&answer.topic, &bytes)
+                };
+                self.violation(device, &broken, evidence);
+                Err(CommandError::BadAnswer {
+                    device: device.to_string(),
+                    reason: broken.reason,
+                    answer: Box::new(answer),
+                })
+            }
         }
     }
 
@@ -374,6 +416,21 @@ impl Platform {
         payload: Value,
         timeout: Duration,
     ) -> Result<Answer, CommandError> {
+        self.exchange(topic, header_ctrl, payload, timeout, false)
+            .await
+            .map(|d| d.answer)
+    }
+
+    /// [`Platform::command`], with the answer's bytes and the rule its frame broke; a
+    /// `checked` command records that violation itself.
+    async fn exchange(
+        &self,
+        topic: &Topic,
+        header_ctrl: HeaderCtrl,
+        payload: Value,
+        timeout: Duration,
+        checked: bool,
+    ) -> Result<Delivered, CommandError> {
         let Some(device) = topic.device().cloned() else {
             return Err(CommandError::Build(
                 "the auth topic takes no commands".into(),
@@ -389,7 +446,7 @@ impl Platform {
         }
         let (tx, rx) = oneshot::channel();
         let key = (device.to_string(), id);
-        lock(&self.inner.pending).insert(key.clone(), tx);
+        lock(&self.inner.pending).insert(key.clone(), Waiting { tx, checked });
         self.publish(&topic.to_string(), &frame, &payload);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => Ok(answer),

@@ -2,23 +2,27 @@
 //! DeviceSecret, and SessionID/Nonce for encrypted products), acks of every device message on
 //! the right topic with the request's MessageId and HeaderCtrl, decryption, thing-model checks
 //! of JSON reports ("4001" with the reason), HEX reports decoded by the product's parsing
-//! script, time sync, firmware reports with OTA, SessionKey rotation, and a record of
-//! everything received (persisted when a store is attached).
+//! script, time sync, firmware reports with OTA, SessionKey rotation, a record of
+//! everything received, and a log of every rule a device broke (both persisted when a store
+//! is attached).
 //!
 //! Platform commands and the device's answers are in [`command`]; stored data and its
-//! queries in [`data`]; sessions and key rotation in [`session`].
+//! queries in [`data`]; sessions and key rotation in [`session`]; the violation log in
+//! [`violations`].
 
 pub mod command;
 pub mod data;
 pub mod session;
+pub mod violations;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use x_protocol::payload::{AuthCode, AuthRequest, FirmwareReport, OtaNotify};
 use x_protocol::topic::AUTH_TOPIC;
 use x_protocol::{
@@ -28,6 +32,7 @@ use x_protocol::{
 
 pub use command::{Answer, Command, CommandError};
 pub use data::Received;
+pub use violations::{Rule, Violation, ViolationLog};
 
 use crate::access::PlatformAccess;
 use crate::broker::Message;
@@ -38,6 +43,7 @@ use crate::registry::{Format, Registry};
 use crate::store::Store;
 use crate::sync::{lock, read, write};
 use session::Sessions;
+use violations::{Evidence, registry_secrets};
 
 /// How the platform behaves where the protocol leaves it a choice.
 #[derive(Debug, Clone)]
@@ -51,6 +57,9 @@ pub struct PlatformConfig {
     pub command_timeout: Duration,
     /// The firmware server's base URL (`http://127.0.0.1:PORT`), for OTA notify URLs.
     pub firmware_url: Option<String>,
+    /// How many violations are kept per device (the newest; older ones are counted and
+    /// dropped). Default 1000.
+    pub violations_per_device: usize,
 }
 
 impl Default for PlatformConfig {
@@ -60,6 +69,7 @@ impl Default for PlatformConfig {
             session_ttl: Duration::from_secs(48 * 3600),
             command_timeout: Duration::from_secs(5),
             firmware_url: None,
+            violations_per_device: 1000,
         }
     }
 }
@@ -138,6 +148,9 @@ pub struct Parts {
     pub firmware: Option<Firmware>,
     /// Behaviour settings.
     pub config: PlatformConfig,
+    /// The violation log, restored from the same store ([`ViolationLog::restore`]) and
+    /// shared with the broker's access rules, which record forbidden topics in it.
+    pub violations: ViolationLog,
 }
 
 impl std::fmt::Debug for Parts {
@@ -172,6 +185,7 @@ struct Inner {
     config: PlatformConfig,
     sessions: Sessions,
     data: data::Data,
+    violations: ViolationLog,
     ids: MessageIdSource,
     pending: Mutex<Pending>,
     faults: Faults,
@@ -187,7 +201,24 @@ impl std::fmt::Debug for Platform {
 }
 
 /// Commands waiting for their answer, by device and MessageId.
-type Pending = HashMap<(String, MessageId), oneshot::Sender<Answer>>;
+type Pending = HashMap<(String, MessageId), command::Waiting>;
+
+/// Why the platform refused a device message: the rule broken and the reason the device is
+/// told ("4001" Msg).
+#[derive(Debug, Clone, PartialEq)]
+struct Broken {
+    rule: Rule,
+    reason: String,
+}
+
+impl Broken {
+    fn new(rule: Rule, reason: impl Into<String>) -> Self {
+        Self {
+            rule,
+            reason: reason.into(),
+        }
+    }
+}
 
 /// Why the platform could not start.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +266,22 @@ fn bad_request_code(payload: &Value) -> AuthCode {
     }
 }
 
+/// Why an auth reply refuses, for the violation log; `None` for success and for what is the
+/// platform's fault (1, busy).
+fn auth_refusal(code: AuthCode) -> Option<&'static str> {
+    match code {
+        AuthCode::ProductNotRegistered => Some(
+            "the product is not registered, not this OpenID's, or not the product the login named",
+        ),
+        AuthCode::DeviceRejected => {
+            Some("the device is disabled, not pre-registered, or not the device the login named")
+        }
+        AuthCode::TypeMismatch => Some("Type is not the product's registration type"),
+        AuthCode::VersionMismatch => Some("the protocol versions disagree"),
+        AuthCode::Ok | AuthCode::Busy | AuthCode::Unknown(_) => None,
+    }
+}
+
 /// At most this many characters of a payload go into a log line.
 const LOG_PAYLOAD: usize = 400;
 
@@ -264,6 +311,7 @@ impl Platform {
                 config: parts.config,
                 sessions,
                 data,
+                violations: parts.violations,
                 ids: MessageIdSource::default(),
                 pending: Mutex::default(),
                 faults: Faults::default(),
@@ -414,6 +462,11 @@ impl Platform {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::warn!(target: "x_sim", "{}: {e}", message.topic);
+                        self.violation(
+                            &device,
+                            &Broken::new(Rule::ForbiddenTopic, e.to_string()),
+                            Evidence::of(&message.topic, &message.payload),
+                        );
                         return Handled::default();
                     }
                 };
@@ -421,16 +474,21 @@ impl Platform {
                 if topic.kind() == TopicKind::FullHex {
                     log_raw();
                     return Handled {
-                        replies: self.full_hex(&device, &message.payload),
+                        replies: self.full_hex(&device, &topic, &message.payload),
                         ota: Vec::new(),
                     };
                 }
                 match Frame::decode(&message.payload) {
-                    Ok(frame) => self.device_frame(&device, &topic, frame),
+                    Ok(frame) => self.device_frame(&device, &topic, frame, &message.payload),
                     Err(e) => {
                         log_raw();
                         // No MessageId to ack with: the device sees no ack.
                         tracing::warn!(target: "x_sim", "{topic}: unreadable frame, not acked: {e}");
+                        self.violation(
+                            &device,
+                            &Broken::new(Rule::UnreadableFrame, format!("{e} (not acked)")),
+                            Evidence::of(&message.topic, &message.payload),
+                        );
                         Handled::default()
                     }
                 }
@@ -439,26 +497,50 @@ impl Platform {
     }
 
     fn auth(&self, device: &DeviceIdentity, payload: &[u8]) -> Option<Reply> {
+        let broken = |rule, reason: String| {
+            self.violation(
+                device,
+                &Broken::new(rule, reason),
+                Evidence::of(AUTH_TOPIC, payload),
+            );
+        };
         let frame = match Frame::decode(payload) {
             Ok(f) => f,
             // A readable request of another protocol version gets the code the document
             // gives for it; only one with no MessageId to answer goes unanswered.
             Err(x_protocol::FrameError::Version { found }) => {
                 tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: Version {found:?}: refused with code 6");
-                let id = serde_json::from_slice::<Value>(payload)
-                    .ok()
-                    .and_then(|v| {
-                        serde_json::from_value::<MessageId>(v.get("MessageId")?.clone()).ok()
-                    })?;
+                let id = serde_json::from_slice::<Value>(payload).ok().and_then(|v| {
+                    serde_json::from_value::<MessageId>(v.get("MessageId")?.clone()).ok()
+                });
+                let Some(id) = id else {
+                    broken(
+                        Rule::UnreadableFrame,
+                        format!("Version {found:?}, and no MessageId to answer with: not answered"),
+                    );
+                    return None;
+                };
+                broken(
+                    Rule::AuthRefused,
+                    format!("Version {found:?}, only \"2.0\" is supported: refused with code 6"),
+                );
                 return refuse_auth(device, id, AuthCode::VersionMismatch);
             }
             Err(e) => {
                 tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: unreadable, not answered: {e}");
+                broken(Rule::UnreadableFrame, format!("{e} (not answered)"));
                 return None;
             }
         };
         if frame.header_ctrl != HeaderCtrl::Auth {
             tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: HeaderCtrl {} is not an auth request", frame.header_ctrl);
+            broken(
+                Rule::HeaderCtrlMismatch,
+                format!(
+                    "HeaderCtrl {} does not belong on {AUTH_TOPIC} (only 1, the auth request): not answered",
+                    frame.header_ctrl.code()
+                ),
+            );
             return None;
         }
         let request: AuthRequest = match frame.payload_as() {
@@ -466,6 +548,10 @@ impl Platform {
             Err(e) => {
                 let code = bad_request_code(&frame.payload);
                 tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: {e}: refused with code {}", code.code());
+                broken(
+                    Rule::AuthRefused,
+                    format!("{e}: refused with code {}", code.code()),
+                );
                 return refuse_auth(device, frame.message_id, code);
             }
         };
@@ -482,6 +568,12 @@ impl Platform {
                 .cloned();
             (reply, registered)
         };
+        if let Some(why) = auth_refusal(reply.code) {
+            broken(
+                Rule::AuthRefused,
+                format!("refused with code {}: {why}", reply.code.code()),
+            );
+        }
         if reply.code == x_protocol::payload::AuthCode::Ok {
             // Persist a self-registered (type 0) device.
             if let (Some(store), Some(d)) = (&self.inner.store, registered)
@@ -499,17 +591,26 @@ impl Platform {
         Some(Reply::new(&topic, frame, plain))
     }
 
-    fn device_frame(&self, device: &DeviceIdentity, topic: &Topic, frame: Frame) -> Handled {
+    fn device_frame(
+        &self,
+        device: &DeviceIdentity,
+        topic: &Topic,
+        frame: Frame,
+        bytes: &Bytes,
+    ) -> Handled {
         let kind = topic.kind();
         let identifier = topic.identifier().map(|i| i.as_str().to_owned());
         let belongs = kind.spec().header_ctrls.contains(&frame.header_ctrl);
         let plain = if belongs {
             self.plain_payload(device, &frame)
         } else {
-            Err(format!(
-                "HeaderCtrl {} does not belong on {}",
-                frame.header_ctrl.code(),
-                kind.spec().suffix
+            Err(Broken::new(
+                Rule::HeaderCtrlMismatch,
+                format!(
+                    "HeaderCtrl {} does not belong on {}",
+                    frame.header_ctrl.code(),
+                    kind.spec().suffix
+                ),
             ))
         };
         tracing::info!(
@@ -528,7 +629,7 @@ impl Platform {
         };
         let Some(ack_spec) = ack_spec else {
             // Answers to platform commands, and config reports: recorded, not acked.
-            return self.answer_frame(device, topic, frame, plain);
+            return self.answer_frame(device, topic, frame, plain, bytes);
         };
         let mut ota = Vec::new();
         let outcome = plain.and_then(|payload| {
@@ -562,7 +663,7 @@ impl Platform {
                 ) {
                     // The answer to a property ask (23/25), a HEX service call (24) or a
                     // firmware ask (13).
-                    self.answer(device, answer_of(topic, &frame, &record));
+                    self.answer(device, answer_of(topic, &frame, &record), bytes, None);
                 }
                 if kind == TopicKind::FirmwareReport
                     && let Some(notify) = self.firmware_reported(device, &record.payload)
@@ -571,9 +672,16 @@ impl Platform {
                 }
                 AckPayload::success(understood.ack_data)
             }
-            Err(reason) => {
-                tracing::warn!(target: "x_sim", "{topic}: rejected: {reason}");
-                AckPayload::failure(reason)
+            Err(broken) => {
+                tracing::warn!(target: "x_sim", "{topic}: rejected: {}", broken.reason);
+                // Kept in the violation log, with its payload decrypted where it decrypts.
+                let name = topic.to_string();
+                let evidence = Evidence {
+                    plain: self.decrypted(device, &frame),
+                    ..Evidence::of_frame(&name, bytes, &frame)
+                };
+                self.violation(device, &broken, evidence);
+                AckPayload::failure(broken.reason)
             }
         };
         let ack_topic = topic.answer_on(ack_spec);
@@ -595,19 +703,22 @@ impl Platform {
     }
 
     /// A device's answer to a command, or a config report: recorded and handed to the
-    /// command waiting for it.
+    /// command waiting for it. A frame that broke a rule (a HeaderCtrl not of its topic, a
+    /// plain or undecryptable payload) goes to the violation log, by the checked command
+    /// waiting for it ([`Platform::send_command`]) if there is one, else here.
     fn answer_frame(
         &self,
         device: &DeviceIdentity,
         topic: &Topic,
         frame: Frame,
-        plain: Result<Value, String>,
+        plain: Result<Value, Broken>,
+        bytes: &Bytes,
     ) -> Handled {
-        let payload = match plain {
-            Ok(p) => p,
-            Err(reason) => {
-                tracing::warn!(target: "x_sim", "{topic}: {reason}");
-                frame.payload.clone()
+        let (payload, broken) = match plain {
+            Ok(p) => (p, None),
+            Err(broken) => {
+                tracing::warn!(target: "x_sim", "{topic}: {}", broken.reason);
+                (frame.payload.clone(), Some(broken))
             }
         };
         let record = self.inner.data.record(
@@ -624,8 +735,32 @@ impl Platform {
         if topic.kind() == TopicKind::ConfigReport {
             self.put_state("config", &device.to_string(), &record.payload);
         }
-        self.answer(device, answer_of(topic, &frame, &record));
+        if let Some(broken) = self.answer(device, answer_of(topic, &frame, &record), bytes, broken)
+        {
+            let name = topic.to_string();
+            self.violation(device, &broken, Evidence::of_frame(&name, bytes, &frame));
+        }
         Handled::default()
+    }
+
+    /// Records that `device` broke a rule, secrets (its DeviceSecret, ProductKey and
+    /// SessionKeys) taken out of the record.
+    fn violation(&self, device: &DeviceIdentity, broken: &Broken, evidence: Evidence<'_>) {
+        let mut secrets = registry_secrets(&read(&self.inner.registry), device);
+        secrets.extend(self.inner.sessions.key_hexes(device));
+        self.inner
+            .violations
+            .record(device, broken.rule, &broken.reason, evidence, &secrets);
+    }
+
+    /// The payload of a frame of an encrypted product decrypted, when it is encrypted and
+    /// decrypts.
+    fn decrypted(&self, device: &DeviceIdentity, frame: &Frame) -> Option<Value> {
+        (self.is_encrypted(device)
+            && frame.header_ctrl.is_encrypted_uplink()
+            && frame.payload.is_string())
+        .then(|| self.inner.sessions.decrypt(device, frame).ok())
+        .flatten()
     }
 
     /// What a device message means, once decrypted: checked against the model, decoded
@@ -637,12 +772,15 @@ impl Platform {
         identifier: Option<&str>,
         frame: &Frame,
         payload: Value,
-    ) -> Result<Understood, String> {
+    ) -> Result<Understood, Broken> {
         match kind {
             TopicKind::HexReport => {
-                let hex = payload
-                    .as_str()
-                    .ok_or_else(|| format!("Payload: expected a hex string, got {payload}"))?;
+                let hex = payload.as_str().ok_or_else(|| {
+                    Broken::new(
+                        Rule::BadPayload,
+                        format!("Payload: expected a hex string, got {payload}"),
+                    )
+                })?;
                 let decoded = self.decode_hex(device, hex, Some(frame.header_ctrl))?;
                 Ok(Understood {
                     payload: decoded,
@@ -655,8 +793,12 @@ impl Platform {
                 Ok(Understood::plain(payload))
             }
             TopicKind::FirmwareReport => {
-                serde_json::from_value::<FirmwareReport>(payload.clone())
-                    .map_err(|e| format!("Payload: not a firmware report: {e}"))?;
+                serde_json::from_value::<FirmwareReport>(payload.clone()).map_err(|e| {
+                    Broken::new(
+                        Rule::BadPayload,
+                        format!("Payload: not a firmware report: {e}"),
+                    )
+                })?;
                 Ok(Understood::plain(payload))
             }
             TopicKind::UpdateTime => Ok(Understood {
@@ -672,26 +814,56 @@ impl Platform {
 
     /// The frame's payload in plain JSON: decrypted for encrypted products, except the
     /// commands that are never encrypted.
-    fn plain_payload(&self, device: &DeviceIdentity, frame: &Frame) -> Result<Value, String> {
+    fn plain_payload(&self, device: &DeviceIdentity, frame: &Frame) -> Result<Value, Broken> {
         if !self.is_encrypted(device) || !frame.header_ctrl.is_encrypted_uplink() {
             return Ok(frame.payload.clone());
         }
         // Devices of an encrypted product must encrypt (only the platform may send either).
         if !frame.payload.is_string() {
-            return Err(format!(
-                "payload must be encrypted for this product (HeaderCtrl {} travels encrypted)",
-                frame.header_ctrl.code()
+            return Err(Broken::new(
+                Rule::Plaintext,
+                format!(
+                    "payload must be encrypted for this product (HeaderCtrl {} travels encrypted)",
+                    frame.header_ctrl.code()
+                ),
             ));
         }
-        self.inner.sessions.decrypt(device, frame)
+        self.inner
+            .sessions
+            .decrypt(device, frame)
+            .map_err(|reason| Broken::new(Rule::Undecryptable, reason))
     }
 
-    /// Hands a device's answer to the command waiting for it (same MessageId).
-    fn answer(&self, device: &DeviceIdentity, answer: Answer) {
+    /// Hands a device's answer (with its bytes, and the rule its frame broke, if any) to the
+    /// command waiting for it (same MessageId). Returns the rule broken when no checked
+    /// command took it: the caller records it.
+    fn answer(
+        &self,
+        device: &DeviceIdentity,
+        answer: Answer,
+        bytes: &Bytes,
+        broken: Option<Broken>,
+    ) -> Option<Broken> {
         let waiting =
             lock(&self.inner.pending).remove(&(device.to_string(), answer.message_id.clone()));
-        if let Some(tx) = waiting {
-            let _ = tx.send(answer);
+        match waiting {
+            Some(w) if w.checked => {
+                let _ = w.tx.send(command::Delivered {
+                    answer,
+                    bytes: bytes.clone(),
+                    broken,
+                });
+                None
+            }
+            Some(w) => {
+                let _ = w.tx.send(command::Delivered {
+                    answer,
+                    bytes: bytes.clone(),
+                    broken: None,
+                });
+                broken
+            }
+            None => broken,
         }
     }
 
@@ -702,8 +874,11 @@ impl Platform {
         kind: TopicKind,
         identifier: Option<&str>,
         payload: &Value,
-    ) -> Result<(), String> {
-        let Some(model) = self.model_of(device, Some(Format::Json))? else {
+    ) -> Result<(), Broken> {
+        let model = self
+            .model_of(device, Some(Format::Json))
+            .map_err(|reason| Broken::new(Rule::ThingModel, reason))?;
+        let Some(model) = model else {
             return Ok(());
         };
         let result = match kind {
@@ -711,7 +886,7 @@ impl Platform {
             TopicKind::HistoryReport => crate::validate::history(&model, payload),
             _ => crate::validate::event_report(&model, identifier.unwrap_or_default(), payload),
         };
-        result.map_err(|rejections| rejections.to_string())
+        result.map_err(|rejections| Broken::new(Rule::ThingModel, rejections.to_string()))
     }
 
     /// The device's product model (of products with format `only`, when given).
@@ -742,7 +917,7 @@ impl Platform {
         device: &DeviceIdentity,
         hex: &str,
         expect: Option<HeaderCtrl>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, Broken> {
         let script = {
             let registry = read(&self.inner.registry);
             match registry.product(device.product_id.as_str()) {
@@ -751,15 +926,19 @@ impl Platform {
             }
         }
         .ok_or_else(|| {
-            format!(
-                "product {} is not a HEX product with a parsing script",
-                device.product_id
+            Broken::new(
+                Rule::HexParse,
+                format!(
+                    "product {} is not a HEX product with a parsing script",
+                    device.product_id
+                ),
             )
         })?;
-        let bytes = x_protocol::model::hex::from_hex(hex).map_err(|e| e.to_string())?;
+        let hex_error = |e: &dyn std::fmt::Display| Broken::new(Rule::HexParse, e.to_string());
+        let bytes = x_protocol::model::hex::from_hex(hex).map_err(|e| hex_error(&e))?;
         let decoded = crate::script::with_script(&script, move |s| s.raw_data_to_protocol(&bytes))
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| hex_error(&e))?
+            .map_err(|e| hex_error(&e))?;
         let decoded_ctrl = decoded.get("HeaderCtrl").and_then(Value::as_i64);
         if let Some(expect) = expect {
             let want = match expect {
@@ -768,14 +947,20 @@ impl Platform {
                 _ => 21,
             };
             if decoded_ctrl != Some(want) {
-                return Err(format!(
-                    "HeaderCtrl {} but the parsing script decoded {}",
-                    expect.code(),
-                    decoded.get("HeaderCtrl").cloned().unwrap_or(Value::Null)
+                return Err(Broken::new(
+                    Rule::HeaderCtrlMismatch,
+                    format!(
+                        "HeaderCtrl {} but the parsing script decoded {}",
+                        expect.code(),
+                        decoded.get("HeaderCtrl").cloned().unwrap_or(Value::Null)
+                    ),
                 ));
             }
         }
-        if let Some(model) = self.model_of(device, Some(Format::Hex))? {
+        let model = self
+            .model_of(device, Some(Format::Hex))
+            .map_err(|reason| Broken::new(Rule::ThingModel, reason))?;
+        if let Some(model) = model {
             let payload = decoded.get("Payload").cloned().unwrap_or(Value::Null);
             let checked = match decoded_ctrl {
                 Some(16) => crate::validate::property_report(&model, &payload),
@@ -789,13 +974,13 @@ impl Platform {
                 ),
                 _ => Ok(()),
             };
-            checked.map_err(|r| r.to_string())?;
+            checked.map_err(|r| Broken::new(Rule::ThingModel, r.to_string()))?;
         }
         Ok(decoded)
     }
 
     /// A full-HEX report (28): the bare hex through the script, acked with 28.
-    fn full_hex(&self, device: &DeviceIdentity, payload: &[u8]) -> Vec<Reply> {
+    fn full_hex(&self, device: &DeviceIdentity, topic: &Topic, payload: &[u8]) -> Vec<Reply> {
         let text = String::from_utf8_lossy(payload).into_owned();
         // A full-HEX report has no MessageId of its own; the ack gets a fresh one.
         let frame = Frame::new(
@@ -818,9 +1003,15 @@ impl Platform {
                 );
                 AckPayload::success(None)
             }
-            Err(reason) => {
-                tracing::warn!(target: "x_sim", "full-HEX report of {device} rejected: {reason}");
-                AckPayload::failure(reason)
+            Err(broken) => {
+                tracing::warn!(target: "x_sim", "full-HEX report of {device} rejected: {}", broken.reason);
+                let name = topic.to_string();
+                let evidence = Evidence {
+                    header_ctrl: Some(HeaderCtrl::FullHexReport),
+                    ..Evidence::of(&name, payload)
+                };
+                self.violation(device, &broken, evidence);
+                AckPayload::failure(broken.reason)
             }
         };
         match Topic::new(device.clone(), TopicKind::FullHexAck) {

@@ -116,6 +116,17 @@ impl Sessions {
         }
     }
 
+    /// The device's current and previous SessionKey as hex, to keep out of records.
+    pub fn key_hexes(&self, device: &DeviceIdentity) -> Vec<zeroize::Zeroizing<String>> {
+        let Some(session) = self.get(device) else {
+            return Vec::new();
+        };
+        std::iter::once(&session.key)
+            .chain(session.previous.as_ref().map(|(_, k)| k))
+            .map(|k| zeroize::Zeroizing::new(k.expose_hex().to_owned()))
+            .collect()
+    }
+
     fn get(&self, device: &DeviceIdentity) -> Option<Session> {
         lock(&self.map).get(&device.to_string()).cloned()
     }
