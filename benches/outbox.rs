@@ -12,7 +12,6 @@
 //! `cargo bench --bench outbox`; `-- --quick` for a smaller run.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 #[rustfmt::skip]

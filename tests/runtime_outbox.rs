@@ -464,3 +464,56 @@ async fn an_encrypted_product_stores_plain_and_encrypts_each_send_under_the_key_
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn live_reports_keep_flowing_while_an_outage_drains() {
+    use x_sdk::runtime::outbox::{Entry, EntryKind, Outbox, OutboxLimits};
+    let dir = temp("flowing");
+    {
+        let (mut outbox, _) = Outbox::open(&dir, OutboxLimits::default(), 0).unwrap();
+        let entries: Vec<Entry> = (0..400)
+            .map(|i| {
+                Entry::new(
+                    EntryKind::Report,
+                    json!({ "power": f64::from(i) }),
+                    1_700_000_000_000 + i64::from(i),
+                )
+            })
+            .collect();
+        outbox.commit(&entries, &[]).unwrap();
+    }
+    let sim = support::sim().await;
+    // A slow platform: every ack 40 ms late, so the backlog (5 per upload, half of a window
+    // of 4 for it) takes seconds.
+    sim.platform().faults().set_delay(Duration::from_millis(40));
+    let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+    let device = plug_at(&url, &dir)
+        .history_batch(5)
+        .window(4)
+        .connect()
+        .await
+        .unwrap();
+    let id = sim.device("AA30C505", "PLUG0001").unwrap();
+    wait_for(|| device.waiting_upload() < 400).await;
+    let live = device
+        .report(SmartPlugReport::default().with_power(3333.0))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), live)
+        .await
+        .expect("the live report is acked within 2 s")
+        .unwrap();
+    let left = device.waiting_upload();
+    assert!(left > 100, "the backlog was still draining ({left} left)");
+    assert!(
+        sim.platform()
+            .received_from(&id)
+            .iter()
+            .any(|r| r.kind == TopicKind::PropertyReport && r.payload == json!({"power": 3333.0})),
+        "it went live, not behind the backlog"
+    );
+    sim.platform().faults().set_delay(Duration::ZERO);
+    wait_for(|| device.waiting_upload() == 0 && powers(&sim, &id).len() == 401).await;
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -59,8 +59,9 @@ enum Purpose {
     TimeSync(Instant),
     /// The session's own answer to a platform request (its ack is consumed silently).
     Answer,
-    /// Outbox entries sent together (one live frame, or one history batch).
-    Stored(Vec<(u64, crate::outbox::Entry)>),
+    /// Outbox entries sent together (one live frame, or one history batch), and in which
+    /// lane.
+    Stored(Vec<(u64, crate::outbox::Entry)>, stored::Lane),
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +124,9 @@ pub struct Session<M: ThingModel, S> {
     stored_tokens: HashMap<u64, Token>,
     /// Frames of stored entries waiting for their ack.
     stored_in_flight: usize,
+    /// Of those, the frames of the backlog (history uploads, HEX replays): at most half the
+    /// window, so that live reports keep flowing while an outage drains.
+    backlog_in_flight: usize,
     next_token: u64,
     next_ticket: u64,
     tickets: HashMap<u64, (Topic, Frame)>,
@@ -187,6 +191,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             stored: Default::default(),
             stored_tokens: HashMap::new(),
             stored_in_flight: 0,
+            backlog_in_flight: 0,
             next_token: 1,
             next_ticket: 1,
             tickets: HashMap::new(),
@@ -798,8 +803,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                         self.send_firmware(report, tries + 1, now);
                     }
                 }
-                Purpose::Stored(entries) => {
-                    self.stored_answered(entries, Err(DeliveryError::Timeout(timeout)), now);
+                Purpose::Stored(entries, lane) => {
+                    self.stored_answered(entries, lane, Err(DeliveryError::Timeout(timeout)), now);
                 }
                 Purpose::Firmware { .. } | Purpose::TimeSync(_) | Purpose::Answer => {}
             }

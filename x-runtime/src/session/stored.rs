@@ -21,6 +21,16 @@ use x_protocol::{Frame, HeaderCtrl, Identifier, MessageId, Topic, TopicKind};
 use super::{DeliveryError, Effect, InFlight, Now, Phase, Purpose, Session, Token, checked};
 use crate::outbox::{Entry, EntryKind};
 
+/// Which lane a stored entry travels in: sent as it was made (live), or from the backlog
+/// (uploads after an outage, re-sends). The backlog may take half the window, never more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Sent when made.
+    Live,
+    /// Sent from what waited.
+    Backlog,
+}
+
 /// The highest MessageId the session's own counter hands out; the ids above belong to
 /// stored entries ([`stored_message_id`]).
 pub(super) const OWN_IDS_LAST: u32 = 0x7FFF_FFFF;
@@ -112,7 +122,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         let token = self.token();
         self.stored_tokens.insert(seq, token);
         if entry.live && self.may_send_live() {
-            self.send_live(seq, entry, now);
+            self.send_live(seq, entry, Lane::Live, now);
         } else {
             // Never sent under its own id: it may travel in a batch.
             entry.live = false;
@@ -148,20 +158,35 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
 
     /// Sends an entry on its own under its own id: a report or event (16, 17), a HEX frame
     /// (18, 19) or a full-HEX report (28, which has no id: its acks come in order).
-    fn send_live(&mut self, seq: u64, mut entry: Entry, now: Now) {
+    fn send_live(&mut self, seq: u64, mut entry: Entry, lane: Lane, now: Now) {
         entry.live = true;
         if self.is_full_hex_report(&entry) {
             let text = entry.payload.as_str().unwrap_or_default().to_owned();
-            self.stored_in_flight += 1;
-            self.send_full_hex(&text, Purpose::Stored(vec![(seq, entry)]), now);
+            self.count_in_flight(lane);
+            self.send_full_hex(&text, Purpose::Stored(vec![(seq, entry)], lane), now);
             return;
         }
         let Some((kind, topic, header_ctrl, payload)) = self.live_frame(&entry) else {
             return self.refused_stored(&[(seq, entry)], "cannot be sent".to_owned());
         };
         let frame = Frame::new(stored_message_id(seq), header_ctrl, payload);
-        self.wait_stored(&frame, kind, vec![(seq, entry)], now);
+        self.wait_stored(&frame, kind, vec![(seq, entry)], lane, now);
         self.publish_to(kind, topic, frame);
+    }
+
+    fn count_in_flight(&mut self, lane: Lane) {
+        self.stored_in_flight += 1;
+        if lane == Lane::Backlog {
+            self.backlog_in_flight += 1;
+        }
+    }
+
+    /// Whether the backlog may send another frame: online, room in the window, and the
+    /// backlog within its half of it.
+    fn backlog_has_room(&self) -> bool {
+        self.phase == Phase::Online
+            && self.stored_in_flight < self.config.timing.window
+            && self.backlog_in_flight < (self.config.timing.window / 2).max(1)
     }
 
     /// Whether an entry is a report of a full-HEX product (it goes as 28, bare hex).
@@ -214,27 +239,25 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         frame: &Frame,
         kind: TopicKind,
         entries: Vec<(u64, Entry)>,
+        lane: Lane,
         now: Now,
     ) {
         let ack_topic = kind
             .spec()
             .reply_to(frame.header_ctrl)
             .map_or(TopicKind::PropertyReportAck, |r| r.topic);
-        self.stored_in_flight += 1;
-        self.expect_ack(frame, ack_topic, Purpose::Stored(entries), now);
+        self.count_in_flight(lane);
+        self.expect_ack(frame, ack_topic, Purpose::Stored(entries, lane), now);
     }
 
-    /// Sends what waits, oldest first, while the window has room: JSON products in history
-    /// batches (an entry already sent under its own id goes alone, under that id again),
-    /// HEX products one frame each.
+    /// Sends what waits, oldest first, while the backlog has room (half the window, so
+    /// live reports keep flowing): JSON products in history batches (an entry already sent
+    /// under its own id goes alone, under that id again), HEX products one frame each.
     pub(super) fn pump_stored(&mut self, now: Now) {
-        while self.phase == Phase::Online
-            && self.stored_in_flight < self.config.timing.window
-            && !self.stored.is_empty()
-        {
+        while self.backlog_has_room() && !self.stored.is_empty() {
             if self.hex.is_some() {
                 if let Some((seq, entry)) = self.stored.pop_first() {
-                    self.send_live(seq, entry, now);
+                    self.send_live(seq, entry, Lane::Backlog, now);
                 }
                 continue;
             }
@@ -281,7 +304,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         }
         let payload = json!({ "params": [{ "properties": properties, "events": events }] });
         let frame = Frame::new(id, HeaderCtrl::HistoryReport, payload);
-        self.wait_stored(&frame, TopicKind::HistoryReport, batch, now);
+        self.wait_stored(&frame, TopicKind::HistoryReport, batch, Lane::Backlog, now);
         self.publish_to(
             TopicKind::HistoryReport,
             self.topic_string(TopicKind::HistoryReport),
@@ -293,10 +316,14 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     pub(super) fn stored_answered(
         &mut self,
         entries: Vec<(u64, Entry)>,
+        lane: Lane,
         result: Result<super::Ack, DeliveryError>,
         now: Now,
     ) {
         self.stored_in_flight = self.stored_in_flight.saturating_sub(1);
+        if lane == Lane::Backlog {
+            self.backlog_in_flight = self.backlog_in_flight.saturating_sub(1);
+        }
         match result {
             Ok(ack) => {
                 let seqs: Vec<u64> = entries.iter().map(|(s, _)| *s).collect();
@@ -349,11 +376,12 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// Puts in-flight stored entries back (the connection is gone).
     pub(super) fn requeue_stored(&mut self, waiting: &[InFlight]) {
         for f in waiting {
-            if let Purpose::Stored(entries) = &f.purpose {
+            if let Purpose::Stored(entries, _) = &f.purpose {
                 self.stored.extend(entries.iter().cloned());
             }
         }
         self.stored_in_flight = 0;
+        self.backlog_in_flight = 0;
     }
 
     /// An event observed at `observed_ms`, as an outbox entry.
