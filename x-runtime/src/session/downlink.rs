@@ -335,7 +335,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 self.deliver(token, result);
             }
             Purpose::TimeSync(sent) => self.time_synced(ack, sent, now),
-            Purpose::Stored(entries) => {
+            Purpose::Stored(entries, lane) => {
                 let result = if ack.code.is_success() {
                     Ok(Ack { data: ack.data })
                 } else {
@@ -344,7 +344,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                         reason: ack.msg,
                     })
                 };
-                self.stored_answered(entries, result, now);
+                self.stored_answered(entries, lane, result, now);
             }
             Purpose::Firmware { .. } | Purpose::Answer => {
                 if !ack.code.is_success() {
@@ -401,14 +401,14 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     fn refuse(&mut self, topic: &Topic, frame: &Frame, reason: &str) {
         let spec = topic.kind().spec();
         // A HeaderCtrl that does not belong on the topic is refused on the topic's ack
-        // topic, echoing the HeaderCtrl it came with.
+        // topic with the HeaderCtrl the table gives that ack (the same MessageId says what
+        // it answers): what the device sends stays on the table, whatever it was sent.
         let reply = spec.ack_to(frame.header_ctrl).or_else(|| {
             spec.replies
                 .iter()
                 .find(|r| r.is_ack)
                 .map(|r| x_protocol::Reply {
                     request: frame.header_ctrl,
-                    header_ctrl: frame.header_ctrl,
                     ..*r
                 })
         });

@@ -469,7 +469,8 @@ fn garbage_unknown_commands_and_foreign_ids_are_counted_and_never_stop_the_devic
     assert_eq!(h.s.counters().bad_frames, 5);
     assert!(h.published(None).is_empty());
     // An unknown HeaderCtrl is ignored; a known one on the wrong topic is refused on the
-    // topic's ack topic, echoing the HeaderCtrl it came with.
+    // topic's ack topic, with the HeaderCtrl the table gives that ack (the device's frame
+    // stays on the table) and the request's MessageId.
     let odd = Frame::new(3u32, HeaderCtrl::Unknown(99), json!({}));
     h.deliver("model/property/set", &odd);
     assert!(h.published(None).is_empty());
@@ -478,7 +479,8 @@ fn garbage_unknown_commands_and_foreign_ids_are_counted_and_never_stop_the_devic
     h.deliver("model/property/set", &misplaced);
     let sent = h.published(None);
     assert_eq!(sent[0].0, "model/property/set_ack");
-    assert_eq!(sent[0].1.header_ctrl, HeaderCtrl::ServiceCall);
+    assert_eq!(sent[0].1.header_ctrl, HeaderCtrl::PropertySet);
+    assert_eq!(sent[0].1.message_id, MessageId::from(4u32));
     assert_eq!(sent[0].1.ack().unwrap().code.as_str(), "4001");
     assert!(h.s.is_online());
     assert!(h.s.report_all(h.now).is_ok());
