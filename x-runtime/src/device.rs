@@ -19,6 +19,7 @@ use x_protocol::{ConnectType, DeviceIdentity, DeviceSecret, ProductKey, Registra
 
 use crate::backoff::BackoffConfig;
 use crate::driver;
+use crate::ota::{Installer, OtaConfig, OtaEvent};
 use crate::outbox::{Entry, OutboxError, OutboxLimits, OutboxWriter, Recovered};
 use crate::session::{
     Ack, ConnectionState, Counters, DeliveryError, DeviceConfig, Firmware, Now, Persisted, Refusal,
@@ -141,6 +142,9 @@ pub enum DeviceError {
     /// `start` or `connect` was called outside a tokio runtime.
     #[error("a device runs on a tokio runtime: call start() or connect() inside one")]
     NoRuntime,
+    /// OTA was configured without a state directory to download into.
+    #[error("OTA needs a state directory (DeviceBuilder::state_dir) to download into")]
+    OtaWithoutStateDir,
 }
 
 /// Turns a session into a HEX product's (captured where the HEX bounds hold).
@@ -169,6 +173,8 @@ pub struct DeviceBuilder<M: ThingModel, S = NoServices> {
     pub(crate) hex: Option<HexSetup<M, S>>,
     pub(crate) seed: Option<u64>,
     pub(crate) outbox: Option<OutboxLimits>,
+    pub(crate) ota: Option<Arc<dyn Installer>>,
+    pub(crate) ota_config: OtaConfig,
 }
 
 impl<M: ThingModel, S> std::fmt::Debug for DeviceBuilder<M, S> {
@@ -209,6 +215,8 @@ where
             hex: None,
             seed: None,
             outbox: Some(OutboxLimits::default()),
+            ota: None,
+            ota_config: OtaConfig::default(),
         }
     }
 }
@@ -302,6 +310,22 @@ where
     #[must_use]
     pub fn outbox(mut self, limits: Option<OutboxLimits>) -> Self {
         self.outbox = limits;
+        self
+    }
+
+    /// Runs OTA updates with `installer`: each notify for another version than the
+    /// module's is downloaded into the state directory (resumable, exactly SoftSize bytes,
+    /// MD5 verified), installed, and the new version reported after a new login; progress
+    /// and outcome arrive as [`Request::Ota`]. Needs a state directory. Without an
+    /// installer, notifies are handed to the application as [`Request::OtaNotify`].
+    pub fn ota(mut self, installer: impl Installer) -> Self {
+        self.ota = Some(Arc::new(installer));
+        self
+    }
+
+    /// How OTA downloads go (size limit, attempts, backoff, CA file); see [`OtaConfig`].
+    pub fn ota_config(mut self, config: OtaConfig) -> Self {
+        self.ota_config = config;
         self
     }
 
@@ -474,8 +498,11 @@ pub enum Request<M: ThingModel, S> {
     Passthrough(Value),
     /// New config settings, already merged and reported back.
     ConfigChanged(Map<String, Value>),
-    /// An OTA notify, already acked with its DownID.
+    /// An OTA notify, already acked with its DownID (without an installer: with one, the
+    /// runtime runs the update and says how it goes with [`Request::Ota`]).
     OtaNotify(Box<OtaNotify>),
+    /// How an update the runtime runs goes (with an installer, [`DeviceBuilder::ota`]).
+    Ota(OtaEvent),
     /// The platform's clock was read.
     TimeSynced {
         /// Platform time, Unix milliseconds.

@@ -149,6 +149,8 @@ pub(crate) struct Driver<M: ThingModel, S> {
     tls: Option<rumqttc::TlsConfiguration>,
     keep_alive: Duration,
     inflight: u16,
+    /// The OTA task, with an installer configured.
+    ota: Option<crate::ota::manager::OtaHandle>,
 }
 
 /// Builds the session and the shared core, and spawns the driver task.
@@ -159,6 +161,9 @@ where
     S: ThingServices + Send + 'static,
 {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| DeviceError::NoRuntime)?;
+    if b.ota.is_some() && b.state_dir.is_none() {
+        return Err(DeviceError::OtaWithoutStateDir);
+    }
     let state_dir = b.state_dir.map(StateDir::new);
     let persisted = match &state_dir {
         Some(dir) => dir.load()?,
@@ -193,6 +198,18 @@ where
     }
     session.set_settings(b.settings);
     session.restore_stored(restored);
+    if let (Some(dir), Some(_)) = (&state_dir, &b.ota) {
+        // What an earlier OTA installed stands while the burned-in version is the one it
+        // replaced.
+        let installed = crate::ota::Installed::load(&dir.path().join("ota"));
+        let firmware = session.config().firmware.clone();
+        for fw in firmware {
+            let effective = installed.effective(fw.module.as_deref(), &fw.soft_ver);
+            if effective != fw.soft_ver {
+                session.set_soft_ver(fw.module.as_deref(), effective);
+            }
+        }
+    }
     if let Some(veto) = b.veto {
         session.set_veto(veto);
     }
@@ -213,9 +230,24 @@ where
         outbox,
         recovered,
     });
+    let ota = match (&b.ota, &shared.state_dir) {
+        (Some(installer), Some(dir)) => Some(crate::ota::manager::spawn(
+            &runtime,
+            Arc::new(OtaLink {
+                shared: shared.clone(),
+                requests: requests.clone(),
+            }),
+            installer.clone(),
+            b.ota_config.clone(),
+            dir.path().to_owned(),
+            seed,
+        )?),
+        _ => None,
+    };
     let driver = Driver {
         shared: shared.clone(),
         handler: b.handler,
+        ota,
         requests,
         broker: b.broker,
         tls,
@@ -429,7 +461,13 @@ where
             Event::PropertiesSet(set) => Request::PropertiesSet(set),
             Event::Passthrough(data) => Request::Passthrough(data),
             Event::ConfigChanged(settings) => Request::ConfigChanged(settings),
-            Event::OtaNotify(notify) => Request::OtaNotify(Box::new(notify)),
+            Event::OtaNotify(notify) => match &self.ota {
+                Some(ota) => {
+                    ota.notify(crate::ota::Update::from_notify(&notify));
+                    return;
+                }
+                None => Request::OtaNotify(Box::new(notify)),
+            },
             Event::TimeSynced {
                 platform_ms,
                 timezone,
@@ -449,6 +487,53 @@ where
     }
 }
 
+/// The OTA task's view of its device: versions from the session, events to the
+/// application's request stream, the new version reported after a new login.
+struct OtaLink<M: ThingModel, S> {
+    shared: Arc<Shared<M, S>>,
+    requests: mpsc::Sender<Request<M, S>>,
+}
+
+impl<M, S> crate::ota::manager::OtaHost for OtaLink<M, S>
+where
+    M: ThingModel + Send + 'static,
+    M::Set: Send,
+    S: ThingServices + Send + 'static,
+{
+    fn current_version(&self, module: Option<&str>) -> Option<String> {
+        let core = self.shared.lock();
+        core.session
+            .config()
+            .firmware
+            .iter()
+            .find(|f| f.module.as_deref() == module)
+            .map(|f| f.soft_ver.clone())
+    }
+
+    fn emit(&self, event: crate::ota::OtaEvent) {
+        if self.requests.try_send(Request::Ota(event)).is_err() {
+            self.shared
+                .dropped_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("request stream full: OTA progress dropped");
+        }
+    }
+
+    fn installed(&self, module: Option<&str>, version: &str) {
+        {
+            let mut core = self.shared.lock();
+            core.session.set_soft_ver(module, version);
+            core.session.relogin(Now::system());
+        }
+        self.shared.wake.notify_one();
+    }
+
+    fn report_firmware(&self) {
+        self.shared.lock().session.report_firmware(Now::system());
+        self.shared.wake.notify_one();
+    }
+}
+
 /// What was dropped, for the log line.
 fn describe<M: ThingModel, S>(request: &Request<M, S>) -> &'static str {
     match request {
@@ -457,6 +542,7 @@ fn describe<M: ThingModel, S>(request: &Request<M, S>) -> &'static str {
         Request::Passthrough(_) => "passthrough data",
         Request::ConfigChanged(_) => "config notice",
         Request::OtaNotify(_) => "OTA notify",
+        Request::Ota(_) => "OTA progress",
         Request::TimeSynced { .. } => "time sync notice",
         Request::KeyRotated => "key rotation notice",
     }

@@ -12,6 +12,7 @@ pub mod backoff;
 mod device;
 mod driver;
 mod empty;
+pub mod ota;
 pub mod outbox;
 pub mod session;
 pub mod state_dir;

@@ -1,5 +1,5 @@
-//! TLS for `mqtts://` brokers: rustls with the ring provider, trusting the CA certificates
-//! of a PEM file or, without one, the system's roots.
+//! TLS for `mqtts://` brokers and `https://` firmware downloads: rustls with the ring
+//! provider, trusting the CA certificates of a PEM file or, without one, the system's roots.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +13,18 @@ use crate::device::DeviceError;
 pub(crate) fn configuration(
     ca_file: Option<&Path>,
 ) -> Result<rumqttc::TlsConfiguration, DeviceError> {
+    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(client_config(
+        ca_file, true,
+    )?)))
+}
+
+/// A rustls client configuration trusting `ca_file` (PEM), or the system roots; with
+/// `need_roots`, finding none is an error (for HTTP downloads it is not: only an `https://`
+/// URL would need them, and it then fails naming the certificate).
+pub(crate) fn client_config(
+    ca_file: Option<&Path>,
+    need_roots: bool,
+) -> Result<rustls::ClientConfig, DeviceError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -37,7 +49,7 @@ pub(crate) fn configuration(
             for cert in found.certs {
                 let _ = roots.add(cert);
             }
-            if roots.is_empty() {
+            if roots.is_empty() && need_roots {
                 return Err(DeviceError::Tls(
                     "no CA file given and no system root certificates found".into(),
                 ));
@@ -50,5 +62,5 @@ pub(crate) fn configuration(
         .map_err(|e| DeviceError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
+    Ok(config)
 }

@@ -322,6 +322,23 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         }
     }
 
+    /// Logs in again from the start, closing the connection the session has: after an OTA
+    /// install, the document's "auth/connect again" (the firmware report after the login
+    /// carries the new version).
+    pub fn relogin(&mut self, now: Now) {
+        if matches!(self.phase, Phase::Idle | Phase::Stopped) {
+            return;
+        }
+        if self.phase == Phase::Online {
+            self.last_offline_s = u64::try_from(self.best_time(now) / 1000).unwrap_or(0);
+        }
+        tracing::info!(device = %self.config.identity, "logging in again");
+        self.effects.push_back(Effect::Disconnect);
+        self.fail_all(&DeliveryError::Disconnected);
+        let phase = self.first_phase();
+        self.open(phase, now);
+    }
+
     /// Whether the auth phase can give the device new credentials.
     fn can_reauth(&self) -> bool {
         self.config.registration.needs_auth_for_secret() || self.config.encrypted

@@ -1,0 +1,381 @@
+//! OTA on the device against x-sim's firmware server (real HTTP on loopback, real files in
+//! the state directory): an update x-sim's OTA task offers is downloaded, verified,
+//! installed by the file-swapping installer and reported after a new login; the version
+//! running is not downloaded again; a wrong MD5 or a too-large image is never installed;
+//! two modules update independently; an encrypted product gets its notify encrypted.
+#![allow(clippy::unwrap_used)]
+
+/// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
+#[rustfmt::skip]
+#[path = "golden/smart_plug.rs"]
+#[allow(dead_code)]
+pub mod plug;
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plug::{SmartPlug, SmartPlugService};
+use support::{WAIT, wait_for};
+use x_sdk::protocol::{DeviceIdentity, RegistrationType};
+use x_sdk::runtime::ota::{FileInstaller, OtaConfig, OtaError, OtaEvent};
+use x_sdk::runtime::{BackoffConfig, Device, DeviceBuilder, Request};
+use x_sim::sim::Sim;
+
+const PLUG: &str = "AA30C505";
+const PLUG_KEY: &str = "DB6FACEF35BEBA0517712F0E4BE32936";
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("x-sdk-ota-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// x-sim with a data directory (so it has a firmware server) and its HTTP listener.
+async fn sim_with_firmware(dir: &Path) -> Sim {
+    let mut config = support::config();
+    config.data_dir = Some(dir.join("sim"));
+    Sim::start(config).await.unwrap()
+}
+
+/// Bytes of an image that are not all alike.
+fn image(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn device(
+    sim: &Sim,
+    product: &str,
+    key: &str,
+    node: &str,
+    dir: &Path,
+) -> DeviceBuilder<SmartPlug, SmartPlugService> {
+    let id = DeviceIdentity::parse("7ED01E2A", product, node).unwrap();
+    Device::<SmartPlug, SmartPlugService>::builder(id, key.parse().unwrap())
+        .broker(&format!("mqtt://{}", sim.mqtt_addr().unwrap()))
+        .unwrap()
+        .state_dir(dir.join("state"))
+        .firmware("HW1", "1.0.0")
+        .ota(FileInstaller::new(dir.join("installed")))
+        .ota_config(OtaConfig {
+            backoff: BackoffConfig {
+                base: Duration::from_millis(50),
+                cap: Duration::from_millis(200),
+                jitter: 0.2,
+            },
+            ..OtaConfig::default()
+        })
+}
+
+/// The OTA events of a device until one for which `last` holds.
+async fn ota_events(
+    device: &Device<SmartPlug, SmartPlugService>,
+    last: impl Fn(&OtaEvent) -> bool,
+) -> Vec<OtaEvent> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(request) = device.next_request().await {
+            if let Request::Ota(event) = request {
+                let done = last(&event);
+                seen.push(event);
+                if done {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no final OTA event; saw {seen:?}"));
+    seen
+}
+
+fn finished(e: &OtaEvent) -> bool {
+    matches!(e, OtaEvent::Installed { .. } | OtaEvent::Failed { .. })
+}
+
+/// What x-sim last heard of a device's module version.
+fn reported(sim: &Sim, id: &DeviceIdentity, module: &str) -> Option<String> {
+    let firmware = sim
+        .platform()
+        .state("firmware", &format!("{id}/{module}"))?;
+    firmware.get("SoftVer")?.as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn an_offered_update_is_downloaded_verified_installed_and_reported() {
+    let dir = temp("happy");
+    let sim = sim_with_firmware(&dir).await;
+    let bytes = image(300_000, 7);
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(PLUG, "default", "1.1.0", "plug-1.1.0.bin", &bytes)
+        .unwrap();
+    firmware.set_task(PLUG, "default", "1.1.0").unwrap();
+
+    let device = device(&sim, PLUG, PLUG_KEY, "PLUG0001", &dir)
+        .connect()
+        .await
+        .unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "1.1.0"),
+        "{events:?}"
+    );
+    assert!(matches!(
+        events.first(),
+        Some(OtaEvent::Started {
+            from: 0,
+            total: 300_000,
+            ..
+        })
+    ));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, OtaEvent::Progress { .. }))
+    );
+    let installed = FileInstaller::new(dir.join("installed"));
+    let target = dir.join("installed").join("default.bin");
+    assert_eq!(std::fs::read(&target).unwrap(), bytes);
+    drop(installed);
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    // Logged in again and reported the new version.
+    wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.1.0")).await;
+    assert!(device.counters().session.connects >= 2);
+    // Nothing left half-done in the state directory.
+    let ota_dir = dir.join("state").join("ota");
+    let left: Vec<_> = std::fs::read_dir(&ota_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "installed.json")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    device.shutdown().await;
+    drop(device);
+
+    // A restart with the same burned-in version reports what was installed, and x-sim
+    // (whose task is that version) offers nothing more.
+    let again = device_restart(&sim, &dir).await;
+    wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.1.0")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(Some(r)) =
+        tokio::time::timeout(Duration::from_millis(50), again.next_request()).await
+    {
+        assert!(
+            !matches!(r, Request::Ota(OtaEvent::Started { .. })),
+            "downloaded again"
+        );
+    }
+    again.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn device_restart(sim: &Sim, dir: &Path) -> Device<SmartPlug, SmartPlugService> {
+    device(sim, PLUG, PLUG_KEY, "PLUG0001", dir)
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_version_running_is_not_downloaded_and_a_wrong_md5_is_never_installed() {
+    let dir = temp("md5");
+    let sim = sim_with_firmware(&dir).await;
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(PLUG, "default", "1.0.0", "same.bin", &image(1000, 1))
+        .unwrap();
+    firmware
+        .upload(PLUG, "default", "2.0.0", "two.bin", &image(50_000, 2))
+        .unwrap();
+    let device = device(&sim, PLUG, PLUG_KEY, "PLUG0001", &dir)
+        .connect()
+        .await
+        .unwrap();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+
+    // The same version: acked, nothing downloaded.
+    firmware.set_task(PLUG, "default", "1.0.0").unwrap();
+    let notify = sim.platform().ota_notify_for(&id, None).unwrap();
+    sim.platform().send_ota(&id, notify, None).await.unwrap();
+    let events = ota_events(&device, |e| matches!(e, OtaEvent::UpToDate { .. })).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+
+    // Another version under a wrong MD5: downloaded, refused, not installed.
+    firmware.set_task(PLUG, "default", "2.0.0").unwrap();
+    let mut notify = sim.platform().ota_notify_for(&id, None).unwrap();
+    notify.md5 = "00000000000000000000000000000000".into();
+    sim.platform().send_ota(&id, notify, None).await.unwrap();
+    let events = ota_events(&device, finished).await;
+    match events.last() {
+        Some(OtaEvent::Failed {
+            error: OtaError::Digest { expected, got },
+            version,
+            ..
+        }) => {
+            assert_eq!(version, "2.0.0");
+            assert_eq!(expected, "00000000000000000000000000000000");
+            assert_eq!(got.len(), 32);
+        }
+        other => panic!("expected a digest failure, got {other:?} ({events:?})"),
+    }
+    assert!(!dir.join("installed").join("default.bin").exists());
+    let part = dir.join("state").join("ota").join("default.part");
+    assert!(!part.exists(), "a bad image is not kept");
+    assert_eq!(reported(&sim, &id, "default").as_deref(), Some("1.0.0"));
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_image_larger_than_the_maximum_fails_before_anything_is_written() {
+    let dir = temp("too-large");
+    let sim = sim_with_firmware(&dir).await;
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(PLUG, "default", "3.0.0", "big.bin", &image(20_000, 3))
+        .unwrap();
+    firmware.set_task(PLUG, "default", "3.0.0").unwrap();
+    let device = device(&sim, PLUG, PLUG_KEY, "PLUG0001", &dir)
+        .ota_config(OtaConfig {
+            max_image_bytes: 10_000,
+            ..OtaConfig::default()
+        })
+        .connect()
+        .await
+        .unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(
+            events.last(),
+            Some(OtaEvent::Failed {
+                error: OtaError::TooLarge {
+                    size: 20_000,
+                    max: 10_000
+                },
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, OtaEvent::Started { .. })));
+    assert!(!dir.join("state").join("ota").join("default.part").exists());
+    // A platform that offers it again after each failure report is not followed into a
+    // loop: the same target fails at most 3 times.
+    let mut failures = 1;
+    while let Ok(Some(r)) =
+        tokio::time::timeout(Duration::from_millis(500), device.next_request()).await
+    {
+        if matches!(r, Request::Ota(OtaEvent::Failed { .. })) {
+            failures += 1;
+        }
+    }
+    assert!(failures <= 3, "{failures} failures");
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn two_modules_update_independently() {
+    let dir = temp("modules");
+    let sim = sim_with_firmware(&dir).await;
+    let firmware = sim.platform().firmware().unwrap();
+    let (main, wifi) = (image(80_000, 4), image(40_000, 5));
+    firmware
+        .upload(PLUG, "default", "1.2.0", "main.bin", &main)
+        .unwrap();
+    firmware
+        .upload(PLUG, "wifi", "2.1", "wifi.bin", &wifi)
+        .unwrap();
+    firmware.set_task(PLUG, "default", "1.2.0").unwrap();
+    firmware.set_task(PLUG, "wifi", "2.1").unwrap();
+    let device = device(&sim, PLUG, PLUG_KEY, "PLUG0001", &dir)
+        .module_firmware("wifi", "W1", "2.0")
+        .connect()
+        .await
+        .unwrap();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    let mut installed = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while installed.len() < 2 {
+            match device.next_request().await {
+                Some(Request::Ota(OtaEvent::Installed { module, version })) => {
+                    installed.push((module, version));
+                }
+                Some(Request::Ota(OtaEvent::Failed { error, .. })) => panic!("{error}"),
+                Some(_) => {}
+                None => panic!("stopped"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    installed.sort();
+    assert_eq!(
+        installed,
+        [
+            ("default".into(), "1.2.0".into()),
+            ("wifi".into(), "2.1".into())
+        ]
+    );
+    let inst = FileInstaller::new(dir.join("installed"));
+    let _ = inst;
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        main
+    );
+    let wifi_file = dir
+        .join("installed")
+        .join(format!("m-{}.bin", hex::encode("wifi")));
+    assert_eq!(std::fs::read(wifi_file).unwrap(), wifi);
+    wait_for(|| {
+        reported(&sim, &id, "default").as_deref() == Some("1.2.0")
+            && reported(&sim, &id, "wifi").as_deref() == Some("2.1")
+    })
+    .await;
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_encrypted_product_gets_its_notify_encrypted_and_updates() {
+    let dir = temp("encrypted");
+    let sim = sim_with_firmware(&dir).await;
+    let product = "5E7A0B32";
+    let bytes = image(64_000, 6);
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(product, "default", "1.0.1", "enc.bin", &bytes)
+        .unwrap();
+    firmware.set_task(product, "default", "1.0.1").unwrap();
+    let device = device(
+        &sim,
+        product,
+        "00112233445566778899AABBCCDDEEFF",
+        "ENCOTA01",
+        &dir,
+    )
+    .registration(RegistrationType::ProductSecretUnregistered)
+    .encrypted(true)
+    .connect()
+    .await
+    .unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "1.0.1"),
+        "{events:?}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    let id = sim.device(product, "ENCOTA01").unwrap();
+    wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.0.1")).await;
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
