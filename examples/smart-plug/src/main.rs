@@ -5,7 +5,10 @@
 //! It logs in (auth phase, then the V2 login), reports firmware, syncs time, reports
 //! changing values and an event; then the platform side of the same program sends a
 //! property set, a property ask, a service call, a config set and passthrough data, and the
-//! device answers each. Every message is printed as it travels, one line each.
+//! device answers each; the platform takes the device off for a moment (an outage: its
+//! reports wait in the durable outbox and go up as history, with their own times, once it
+//! is back); and x-sim's firmware server offers an update, which the device downloads,
+//! verifies, installs and reports. Every message is printed as it travels, one line each.
 //!
 //! Run: `cargo run -p smart-plug-example`
 //!
@@ -28,7 +31,8 @@ use std::time::Duration;
 use serde_json::json;
 use x_sdk::model::{Date, ServiceFailure};
 use x_sdk::protocol::DeviceIdentity;
-use x_sdk::runtime::{Device, Request};
+use x_sdk::runtime::ota::{FileInstaller, OtaEvent};
+use x_sdk::runtime::{BackoffConfig, ConnectionState, Device, Request};
 
 mod device_mode;
 use x_sim::platform::Command;
@@ -135,10 +139,28 @@ fn logging(default: &str) {
 
 /// The whole protocol against a local platform in this process.
 async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    step("starting the local platform (x-sim, embedded broker)");
+    step("starting the local platform (x-sim, embedded broker, firmware server)");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let sim = Sim::start(SimConfig::local(Registry::from_toml(REGISTRY, &root)?)).await?;
+    // The platform's data and the device's state directory live in a temporary directory
+    // removed at the end.
+    let work = std::env::temp_dir().join(format!("smart-plug-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let mut config = SimConfig::local(Registry::from_toml(REGISTRY, &root)?);
+    config.data_dir = Some(work.join("platform"));
+    let sim = Sim::start(config).await?;
     let broker = sim.mqtt_addr().ok_or("x-sim has no MQTT address")?;
+    let result = run_device(&sim, &work, broker).await;
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// The device's part of the demo, and the platform's commands to it.
+async fn run_device(
+    sim: &Sim,
+    work: &Path,
+    broker: std::net::SocketAddr,
+) -> Result<(), Box<dyn std::error::Error>> {
     let platform = sim.platform();
 
     step("device: auth phase, V2 login, firmware report, time sync");
@@ -149,7 +171,14 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
         "DB6FACEF35BEBA0517712F0E4BE32936".parse()?,
     )
     .broker(&format!("mqtt://{broker}"))?
+    .state_dir(work.join("device"))
+    .backoff(BackoffConfig {
+        base: Duration::from_millis(200),
+        cap: Duration::from_millis(800),
+        jitter: 0.2,
+    })
     .firmware("SP16A-HW2", "1.4.0")
+    .ota(FileInstaller::new(work.join("device").join("installed")))
     .settings(serde_json::from_value(json!({"reportInterval": 60}))?)
     .state(SmartPlug {
         switch: true,
@@ -254,6 +283,74 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
         };
         println!("   {text}");
     }
+
+    step("outage: the platform takes the device off; its reports wait in the outbox");
+    platform.set_enabled("AA30C505", "20MQTTJ000121", false)?;
+    let mut connection = device.connection();
+    while device.is_online() {
+        connection.changed().await?;
+    }
+    let mut waiting = Vec::new();
+    for i in 0..3u8 {
+        let report = SmartPlugReport::default().with_power(40.0 + f32::from(i));
+        // Durable when the call returns; acked after the device is back.
+        waiting.push(device.report(report).await?);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    println!("   {} reports waiting for upload", device.waiting_upload());
+    step("back online: the waiting reports go up as history (27) with their own times");
+    platform.set_enabled("AA30C505", "20MQTTJ000121", true)?;
+    for delivery in waiting {
+        delivery.await?;
+    }
+    for (id, timed) in platform.property_history(&identity, Some("power")) {
+        if timed.value.as_f64().is_some_and(|v| v >= 40.0) {
+            println!(
+                "   platform holds {id} = {} at {} ms",
+                timed.value, timed.time
+            );
+        }
+    }
+    if !matches!(*connection.borrow(), ConnectionState::Online) {
+        device.wait_online().await?;
+    }
+
+    step("OTA: x-sim's firmware server offers 1.5.0; the device downloads, verifies, installs");
+    let image: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let firmware = platform.firmware().ok_or("x-sim has no firmware server")?;
+    firmware.upload("AA30C505", "default", "1.5.0", "sp16a-1.5.0.bin", &image)?;
+    firmware.set_task("AA30C505", "default", "1.5.0")?;
+    let notify = platform.ota_notify_for(&identity, None)?;
+    platform.send_ota(&identity, notify, None).await?;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(request) = device.next_request().await {
+            match request {
+                Request::Ota(OtaEvent::Progress { done, total, .. }) if done == total => {
+                    println!("   downloaded {done} of {total} bytes");
+                }
+                Request::Ota(OtaEvent::Installed { module, version }) => {
+                    return Ok(format!("{module} {version} installed"));
+                }
+                Request::Ota(OtaEvent::Failed { error, .. }) => return Err(error.to_string()),
+                _ => {}
+            }
+        }
+        Err("the device stopped".to_owned())
+    })
+    .await
+    .map_err(|_| "no OTA outcome within 10 s")??;
+    println!("   {outcome}; logging in again to report it");
+    device.wait_online().await?;
+    let reported = loop {
+        let firmware = platform.state("firmware", &format!("{identity}/default"));
+        if let Some(v) = firmware.and_then(|f| f.get("SoftVer").cloned())
+            && v == "1.5.0"
+        {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("   platform sees firmware {reported}");
 
     let counters = device.counters().session;
     step(&format!(

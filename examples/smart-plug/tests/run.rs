@@ -39,6 +39,13 @@ fn the_example_runs_every_step_and_exits_0() {
         "uplink",
         "countdown = 600 s",
         "passthrough data: \"A55A0102\"",
+        "3 reports waiting for upload",
+        "model/history/data/report",
+        "platform holds power = 42.0 at",
+        "ota_notify_ack",
+        "default 1.5.0 installed",
+        "\"SoftVer\":\"1.5.0\"",
+        "platform sees firmware \"1.5.0\"",
         "0 bad frames",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");

@@ -237,7 +237,7 @@ async fn attempt(
         .map_err(|e| io("cannot seek in", e))?;
     file.set_len(at).map_err(|e| io("cannot truncate", e))?;
     let step = (update.size / 20).max(1);
-    let mut reported = at / step;
+    let mut reported = at;
     let result = loop {
         let chunk = tokio::time::timeout(config.stall_timeout, response.chunk()).await;
         let bytes = match chunk {
@@ -255,8 +255,8 @@ async fn attempt(
             // Cut off at SoftSize while it streams: nothing past it is written.
             break Err(Attempt::Fail(OtaError::Oversize { size: update.size }));
         }
-        if at / step != reported {
-            reported = at / step;
+        if at / step != reported / step {
+            reported = at;
             progress.progress(at, update.size);
         }
     };
@@ -278,7 +278,9 @@ async fn attempt(
     {
         return Err(Attempt::Fail(OtaError::Oversize { size: update.size }));
     }
-    progress.progress(at, update.size);
+    if reported != at {
+        progress.progress(at, update.size);
+    }
     Ok(())
 }
 
