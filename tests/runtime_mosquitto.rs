@@ -10,7 +10,6 @@
 #[allow(dead_code)]
 pub mod plug;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod support;
@@ -20,7 +19,7 @@ use serde_json::json;
 use support::WAIT;
 use x_sdk::protocol::DeviceIdentity;
 use x_sdk::runtime::{BackoffConfig, ConnectionState, Device, DeviceBuilder};
-use x_sim::mosquitto::{Mosquitto, TlsFiles};
+use x_sim::mosquitto::Mosquitto;
 use x_sim::platform::Command;
 
 fn plug(
@@ -108,37 +107,10 @@ async fn the_same_device_code_runs_over_mosquitto_and_survives_a_broker_restart(
     assert_eq!(p.latest_properties(&id)["power"].value, json!(14.0));
 }
 
-/// A CA and a server certificate for `localhost` signed by it, written under `dir`.
-fn certificates(dir: &Path) -> (PathBuf, TlsFiles) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "x-sdk test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    let files = TlsFiles {
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    };
-    std::fs::write(&files.cert, cert.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    (ca_file, files)
-}
-
 #[tokio::test]
 async fn mqtts_with_a_ca_file_and_a_broker_it_does_not_trust() {
     let dir = std::env::temp_dir().join(format!("x-sdk-tls-{}", std::process::id()));
-    let (ca_file, files) = certificates(&dir);
+    let (ca_file, files) = support::certificates(&dir);
     let broker = Mosquitto::start_with_tls(files).unwrap();
     let sim = support::sim_on(&broker).await;
     let url = broker.tls_url().unwrap();
@@ -157,7 +129,7 @@ async fn mqtts_with_a_ca_file_and_a_broker_it_does_not_trust() {
     assert!(sim.platform().latest_properties(&id).contains_key("switch"));
 
     // Another CA: the handshake fails, the device stays offline and says why.
-    let (other_ca, _) = certificates(&dir.join("other"));
+    let (other_ca, _) = support::certificates(&dir.join("other"));
     let stranger = plug(
         &url,
         "AA30C505",

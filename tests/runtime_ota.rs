@@ -2,7 +2,8 @@
 //! the state directory): an update x-sim's OTA task offers is downloaded, verified,
 //! installed by the file-swapping installer and reported after a new login; the version
 //! running is not downloaded again; a wrong MD5 or a too-large image is never installed;
-//! two modules update independently; an encrypted product gets its notify encrypted.
+//! two modules update independently; an encrypted product gets its notify encrypted; an
+//! `https://` URL is downloaded over TLS, trusting the configured CA only.
 #![allow(clippy::unwrap_used)]
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
@@ -61,14 +62,7 @@ fn device(
         .state_dir(dir.join("state"))
         .firmware("HW1", "1.0.0")
         .ota(FileInstaller::new(dir.join("installed")))
-        .ota_config(OtaConfig {
-            backoff: BackoffConfig {
-                base: Duration::from_millis(50),
-                cap: Duration::from_millis(200),
-                jitter: 0.2,
-            },
-            ..OtaConfig::default()
-        })
+        .ota_config(quick_ota())
 }
 
 /// The OTA events of a device until one for which `last` holds.
@@ -378,4 +372,143 @@ async fn an_encrypted_product_gets_its_notify_encrypted_and_updates() {
     wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.0.1")).await;
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Serves `body` over HTTPS on a free loopback port with the certificate in `files`, to
+/// every connection; returns the port.
+async fn https_server(files: &x_sim::mosquitto::TlsFiles, body: Vec<u8>) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = std::sync::Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(&body).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_https_url_is_downloaded_trusting_the_configured_ca() {
+    let dir = temp("https");
+    let (ca_file, files) = support::certificates(&dir.join("tls"));
+    let bytes = image(120_000, 9);
+    let port = https_server(&files, bytes.clone()).await;
+    let sim = sim_with_firmware(&dir).await;
+    let md5 = {
+        use md5::{Digest, Md5};
+        hex::encode(Md5::digest(&bytes))
+    };
+    let notify = |down_id: &str| x_sdk::protocol::payload::OtaNotify {
+        upgrade_type: 2,
+        url: format!("https://localhost:{port}/plug-1.3.0.bin"),
+        soft_ver: "1.3.0".into(),
+        soft_size: bytes.len() as u64,
+        md5: md5.clone(),
+        down_id: down_id.into(),
+        firmware_name: Some("plug-1.3.0.bin".into()),
+        module: None,
+    };
+
+    // Without the CA: the server is not trusted and nothing is installed.
+    let untrusting = device(&sim, PLUG, PLUG_KEY, "PLUG0001", &dir)
+        .ota_config(OtaConfig {
+            attempts: 2,
+            ca_file: Some(support::certificates(&dir.join("other")).0),
+            ..quick_ota()
+        })
+        .connect()
+        .await
+        .unwrap();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    sim.platform()
+        .send_ota(&id, notify("D1"), None)
+        .await
+        .unwrap();
+    let events = ota_events(&untrusting, finished).await;
+    match events.last() {
+        Some(OtaEvent::Failed {
+            error: OtaError::Network { reason, .. },
+            ..
+        }) => {
+            assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+        }
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
+    assert!(!dir.join("installed").join("default.bin").exists());
+    untrusting.shutdown().await;
+    drop(untrusting);
+
+    // With it: downloaded over TLS, verified, installed.
+    let trusting = device(&sim, PLUG, PLUG_KEY, "PLUG0001", &dir)
+        .ota_config(OtaConfig {
+            ca_file: Some(ca_file),
+            ..quick_ota()
+        })
+        .connect()
+        .await
+        .unwrap();
+    sim.platform()
+        .send_ota(&id, notify("D2"), None)
+        .await
+        .unwrap();
+    let events = ota_events(&trusting, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "1.3.0"),
+        "{events:?}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    trusting.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Short pauses between download attempts.
+fn quick_ota() -> OtaConfig {
+    OtaConfig {
+        backoff: BackoffConfig {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(200),
+            jitter: 0.2,
+        },
+        ..OtaConfig::default()
+    }
 }

@@ -155,3 +155,31 @@ pub async fn wait_for(done: impl Fn() -> bool) {
     .await
     .expect("condition within the wait");
 }
+
+/// A CA and a server certificate for `localhost` and `127.0.0.1` signed by it, written
+/// under `dir`: the CA file, and the server's certificate and key files.
+pub fn certificates(dir: &Path) -> (std::path::PathBuf, x_sim::mosquitto::TlsFiles) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "x-sdk test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("server");
+    let cert = params.signed_by(&key, &issuer).expect("server certificate");
+    std::fs::create_dir_all(dir).expect("certificate dir");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("CA file");
+    let files = x_sim::mosquitto::TlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    std::fs::write(&files.cert, cert.pem()).expect("server certificate file");
+    std::fs::write(&files.key, key.serialize_pem()).expect("server key file");
+    (ca_file, files)
+}
