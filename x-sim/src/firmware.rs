@@ -8,6 +8,13 @@
 //! replaced atomically (temporary file, fsync, rename); image bytes live in
 //! `{dir}/images/{n}.bin`, named by a counter so that no user-supplied string ever becomes a
 //! file name. A re-upload writes a new file, commits the index, then deletes the old file.
+//!
+//! Downloads can be made to misbehave ([`DownloadFaults`], per image or for every image), and
+//! every request an image gets is recorded ([`Firmware::requests`]), both in memory only.
+
+mod faults;
+
+pub use faults::{DEFAULT_CHUNK_SIZE, DownloadFaults, DownloadRequest, FILLER, REQUESTS_PER_IMAGE};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,7 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::header::RANGE;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use md5::{Digest, Md5};
@@ -186,6 +194,8 @@ struct Inner {
     /// Random per process, so DownIDs of different runs are unlikely to repeat.
     down_id_seed: u64,
     down_id_counter: AtomicU64,
+    /// Download faults in force and the requests each image got.
+    faults: Mutex<faults::FaultState>,
 }
 
 /// The firmware store, OTA task list and HTTP server. Cheap to clone (shared state).
@@ -233,6 +243,7 @@ impl Firmware {
                 writer: Mutex::new(()),
                 down_id_seed: RandomState::new().hash_one(dir),
                 down_id_counter: AtomicU64::new(0),
+                faults: Mutex::default(),
             }),
         })
     }
@@ -473,6 +484,74 @@ impl Firmware {
             .with_state(self.clone())
     }
 
+    /// Makes every `GET` of every image misbehave as `faults` say, until cleared, replaced
+    /// or spent ([`DownloadFaults::responses`]). An image's own faults
+    /// ([`Firmware::set_image_faults`]) take precedence. In memory only.
+    pub fn set_faults(&self, faults: DownloadFaults) {
+        tracing::info!(target: "x_sim", ?faults, "firmware download faults set for every image");
+        self.fault_state().set_every(Some(faults));
+    }
+
+    /// Makes every `GET` of the image `product_id`/`module`/`version` misbehave as `faults`
+    /// say (`None`: no faults of its own), until cleared, replaced or spent. The image need
+    /// not exist yet: the faults apply once it is uploaded.
+    pub fn set_image_faults(
+        &self,
+        product_id: &str,
+        module: &str,
+        version: &str,
+        faults: Option<DownloadFaults>,
+    ) {
+        tracing::info!(
+            target: "x_sim",
+            product_id, module, version, ?faults,
+            "firmware download faults set for one image"
+        );
+        self.fault_state()
+            .set_image(image_key(product_id, module, version), faults);
+    }
+
+    /// The faults in force for every image, if any.
+    pub fn faults(&self) -> Option<DownloadFaults> {
+        self.fault_state().every()
+    }
+
+    /// The faults in force for one image of its own, if any (not those for every image).
+    pub fn image_faults(
+        &self,
+        product_id: &str,
+        module: &str,
+        version: &str,
+    ) -> Option<DownloadFaults> {
+        self.fault_state()
+            .image(&image_key(product_id, module, version))
+    }
+
+    /// Takes every download fault away: images are served normally again.
+    pub fn clear_faults(&self) {
+        self.fault_state().clear();
+    }
+
+    /// The requests the image `product_id`/`module`/`version` got (`GET` and `HEAD` of its
+    /// download URL), oldest first: the newest [`REQUESTS_PER_IMAGE`]. Requests for a file
+    /// name that is not the image's are 404s and not recorded.
+    pub fn requests(&self, product_id: &str, module: &str, version: &str) -> Vec<DownloadRequest> {
+        self.fault_state()
+            .requests(&image_key(product_id, module, version))
+    }
+
+    /// Forgets the requests of every image.
+    pub fn clear_requests(&self) {
+        self.fault_state().clear_requests();
+    }
+
+    fn fault_state(&self) -> MutexGuard<'_, faults::FaultState> {
+        self.inner
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn next_down_id(&self) -> String {
         let n = self.inner.down_id_counter.fetch_add(1, Ordering::Relaxed);
         // Distinct for 2^32 consecutive notifies of one process.
@@ -504,34 +583,64 @@ impl Firmware {
     }
 }
 
-/// The download handler: looks the image up, then hands the request to [`ServeFile`].
+/// The download handler: looks the image up, then hands the request to [`ServeFile`], or to
+/// the fault injection when faults are in force for a `GET` of it; records the request.
 async fn download(
     State(firmware): State<Firmware>,
     UrlPath((product, module, version, file)): UrlPath<(String, String, String, String)>,
     request: Request,
 ) -> Response {
     let (parts, _body) = request.into_parts();
+    let key = image_key(&product, &module, &version);
+    let range = parts
+        .headers
+        .get(RANGE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let mut faults = None;
     // A re-upload may delete the file between the look-up and the open: look up again once.
     for _ in 0..2 {
         let Some(path) = firmware.file_for(&product, &module, &version, &file) else {
             break;
         };
-        let mut request = Request::new(Body::empty());
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = parts.uri.clone();
-        *request.headers_mut() = parts.headers.clone();
-        match ServeFile::new(&path).try_call(request).await {
-            Ok(response) => return response.map(Body::new),
+        if faults.is_none() && parts.method == Method::GET {
+            faults = firmware.fault_state().take(&key);
+        }
+        let served = match &faults {
+            Some(f) => faults::faulted_response(&path, &parts, f).await,
+            None => {
+                let mut request = Request::new(Body::empty());
+                *request.method_mut() = parts.method.clone();
+                *request.uri_mut() = parts.uri.clone();
+                *request.headers_mut() = parts.headers.clone();
+                ServeFile::new(&path)
+                    .try_call(request)
+                    .await
+                    .map(|r| r.map(Body::new))
+            }
+        };
+        let response = match served {
+            Ok(response) => response,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "serving firmware image");
-                return (
+                (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("reading firmware image {product}/{module}/{version}/{file}: {e}\n"),
                 )
-                    .into_response();
+                    .into_response()
             }
-        }
+        };
+        firmware.fault_state().record(
+            key,
+            DownloadRequest {
+                method: parts.method.to_string(),
+                range,
+                status: response.status().as_u16(),
+                faulted: faults.is_some(),
+                at_ms: crate::platform::now_ms(),
+            },
+        );
+        return response;
     }
     (
         StatusCode::NOT_FOUND,

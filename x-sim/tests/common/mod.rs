@@ -337,6 +337,12 @@ pub struct Api {
     pub client: reqwest::Client,
 }
 
+/// Installs the process-wide rustls provider reqwest needs (the workspace's reqwest has
+/// none of its own: see x-sim's Cargo.toml); call before building an HTTP client.
+pub fn http_ready() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Api {
     /// For an in-process platform.
     pub fn new(sim: &Sim) -> Self {
@@ -345,6 +351,7 @@ impl Api {
 
     /// For the API on `http`.
     pub fn at(http: SocketAddr) -> Self {
+        http_ready();
         Self {
             base: format!("http://{http}"),
             client: reqwest::Client::new(),
