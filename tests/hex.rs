@@ -13,6 +13,10 @@ pub mod meter_hex;
 #[rustfmt::skip]
 #[path = "golden/cold_chain_tracker.rs"]
 pub mod cold_chain_tracker;
+/// Generated from models/env-sensor-hex.json (positional, big-endian, signed, enums).
+#[rustfmt::skip]
+#[path = "golden/env_sensor_hex.rs"]
+pub mod env_sensor_hex;
 
 use serde_json::{Map, Value, json};
 use x_codegen::ir::{DataType, Field, Model};
@@ -304,6 +308,112 @@ mod meter {
     }
 }
 
+mod sensor {
+    use super::env_sensor_hex::*;
+    use super::*;
+
+    struct Reply(Option<CalibrateOutput>);
+
+    impl EnvSensorHexServiceHandler for Reply {
+        fn calibrate(&mut self, _: i32) -> Result<CalibrateOutput, ServiceFailure> {
+            self.0.take().ok_or_else(|| "refused".into())
+        }
+    }
+
+    #[test]
+    fn uplinks_rust_encode_script_decode() {
+        let (model, script, _) = load("env-sensor-hex.json");
+        let script = std::cell::RefCell::new(script);
+        run(|rng| {
+            let mut script = script.borrow_mut();
+            let mut buf = [0u8; 256];
+            let props: Vec<Field> = model.properties.iter().map(|p| p.field.clone()).collect();
+            let payload = gen_params(rng, &props);
+            let report = EnvSensorHexReport::from_payload(&payload).unwrap();
+            let n = EnvSensorHex::encode_report(&report, &mut buf).unwrap();
+            let decoded = script.raw_data_to_protocol(&buf[..n]).unwrap();
+            assert_eq!(
+                norm(decoded),
+                norm(json!({"HeaderCtrl": 16, "Payload": report.to_payload()}))
+            );
+            assert_eq!(EnvSensorHex::decode_report(&buf[..n]).unwrap(), report);
+
+            let outputs = gen_params(rng, &model.events[0].outputs);
+            let ev = SensorFaultEvent::from_payload(&outputs).unwrap();
+            let n = ev.encode_hex(&mut buf).unwrap();
+            assert_eq!(SensorFaultEvent::decode_hex(&buf[..n]).unwrap(), ev);
+            assert_eq!(
+                norm(script.raw_data_to_protocol(&buf[..n]).unwrap()),
+                norm(json!({"HeaderCtrl": 17, "Event": "sensorFault", "Payload": ev.to_payload()}))
+            );
+
+            let outputs = gen_params(rng, &model.services[0].outputs);
+            let ok = rng.chance();
+            let mut reply = Reply(ok.then(|| CalibrateOutput::from_payload(&outputs).unwrap()));
+            let call = EnvSensorHexService::Calibrate { reference: 800 };
+            let written = call.dispatch_hex(&mut reply, &mut buf).unwrap();
+            let expected = if ok {
+                json!({"HeaderCtrl": 21, "Service": "calibrate", "Payload": {"Code": "200", "Data": outputs}})
+            } else {
+                json!({"HeaderCtrl": 21, "Service": "calibrate", "Payload": {"Code": "4001"}})
+            };
+            let decoded = script.raw_data_to_protocol(&buf[..written.len]).unwrap();
+            assert_eq!(norm(decoded), norm(expected));
+        });
+    }
+
+    #[test]
+    fn downlinks_script_encode_rust_decode() {
+        let (model, script, _) = load("env-sensor-hex.json");
+        let script = std::cell::RefCell::new(script);
+        run(|rng| {
+            let mut script = script.borrow_mut();
+            let mut params = Vec::new();
+            for p in model
+                .properties
+                .iter()
+                .filter(|p| p.access == x_codegen::ir::Access::ReadWrite)
+            {
+                if rng.chance() {
+                    let v = gen_value(rng, &p.field.ty, &p.field);
+                    params.push(json!({"identify": p.field.identifier, "value": stringly(rng, v)}));
+                }
+            }
+            let typed: Vec<PropertyValue> =
+                serde_json::from_value(Value::Array(params.clone())).unwrap();
+            let expected = EnvSensorHex::decode_set(&typed).unwrap();
+            let bytes = script
+                .protocol_to_raw_data(&json!({"HeaderCtrl": 20, "Payload": {"params": params}}))
+                .unwrap();
+            assert_eq!(EnvSensorHex::decode_set_hex(&bytes).unwrap(), expected);
+
+            let inputs: Map<String, Value> = gen_params(rng, &model.services[0].inputs)
+                .into_iter()
+                .map(|(k, v)| (k, stringly(rng, v)))
+                .collect();
+            let expected = EnvSensorHexService::decode("calibrate", &inputs).unwrap();
+            let bytes = script
+                .protocol_to_raw_data(&json!({"HeaderCtrl": 21, "Payload": {"serviceIdentify": "calibrate", "params": inputs}}))
+                .unwrap();
+            assert_eq!(
+                EnvSensorHexService::decode_call_hex(&bytes).unwrap(),
+                expected
+            );
+
+            let ids: Vec<&str> = model
+                .properties
+                .iter()
+                .filter(|_| rng.chance())
+                .map(|p| p.field.identifier.as_str())
+                .collect();
+            let bytes = script
+                .protocol_to_raw_data(&json!({"HeaderCtrl": 23, "Payload": {"params": ids}}))
+                .unwrap();
+            assert_eq!(EnvSensorHex::decode_ask(&bytes).unwrap(), ids);
+        });
+    }
+}
+
 mod tracker {
     use super::cold_chain_tracker::*;
     use super::*;
@@ -411,7 +521,11 @@ mod tracker {
 
 #[test]
 fn script_is_plain_es5_and_a_commonjs_module() {
-    for file in ["meter-hex.json", "cold-chain-tracker.json"] {
+    for file in [
+        "meter-hex.json",
+        "cold-chain-tracker.json",
+        "env-sensor-hex.json",
+    ] {
         let (_, _, source) = load(file);
         for forbidden in [
             "let ",
@@ -902,7 +1016,14 @@ fn every_hex_model_is_covered() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     hex_models.sort();
-    assert_eq!(hex_models, ["cold-chain-tracker.json", "meter-hex.json"]);
+    assert_eq!(
+        hex_models,
+        [
+            "cold-chain-tracker.json",
+            "env-sensor-hex.json",
+            "meter-hex.json"
+        ]
+    );
 }
 
 /// The script's type checks hold for values made in another JavaScript realm: a host binding
