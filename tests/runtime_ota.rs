@@ -3,7 +3,11 @@
 //! installed by the file-swapping installer and reported after a new login; the version
 //! running is not downloaded again; a wrong MD5 or a too-large image is never installed;
 //! two modules update independently; an encrypted product gets its notify encrypted; an
-//! `https://` URL is downloaded over TLS, trusting the configured CA only.
+//! `https://` URL is downloaded over TLS, trusting the configured CA only. With x-sim's
+//! download faults: a body cut off mid-way resumes from the byte it had (`Range`), a server
+//! without Range support restarts cleanly from zero, a short body is never installed and
+//! resumes once the server has it all, an oversize body is cut off and refused, and a device
+//! process SIGKILLed mid-download resumes from its partial file after a restart.
 #![allow(clippy::unwrap_used)]
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
@@ -511,4 +515,329 @@ fn quick_ota() -> OtaConfig {
         },
         ..OtaConfig::default()
     }
+}
+
+/// x-sim with an image of `len` bytes as the task for the plug's default module, and the
+/// plug's device builder.
+async fn offered(
+    name: &str,
+    len: usize,
+) -> (
+    PathBuf,
+    Sim,
+    Vec<u8>,
+    DeviceBuilder<SmartPlug, SmartPlugService>,
+) {
+    let dir = temp(name);
+    let sim = sim_with_firmware(&dir).await;
+    let bytes = image(len, 11);
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(PLUG, "default", "1.9.0", "plug-1.9.0.bin", &bytes)
+        .unwrap();
+    let builder = device(&sim, PLUG, PLUG_KEY, "PLUG0001", &dir).ota_config(OtaConfig {
+        attempts: 3,
+        ..quick_ota()
+    });
+    (dir, sim, bytes, builder)
+}
+
+fn faults(sim: &Sim, faults: Option<x_sim::firmware::DownloadFaults>) {
+    let firmware = sim.platform().firmware().unwrap();
+    firmware.set_image_faults(PLUG, "default", "1.9.0", faults);
+}
+
+fn requests(sim: &Sim) -> Vec<x_sim::firmware::DownloadRequest> {
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .requests(PLUG, "default", "1.9.0")
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect()
+}
+
+fn offer(sim: &Sim) {
+    let firmware = sim.platform().firmware().unwrap();
+    firmware.set_task(PLUG, "default", "1.9.0").unwrap();
+}
+
+#[tokio::test]
+async fn a_download_cut_off_mid_way_resumes_from_the_byte_it_had() {
+    use x_sim::firmware::DownloadFaults;
+    let (dir, sim, bytes, builder) = offered("resume", 256_000).await;
+    faults(&sim, Some(DownloadFaults::dropping_after(100_000).times(1)));
+    offer(&sim);
+    let device = builder.connect().await.unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { .. })),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, OtaEvent::Started { from: 100_000, .. })),
+        "{events:?}"
+    );
+    let gets = requests(&sim);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[0].range, None);
+    assert_eq!(gets[1].range.as_deref(), Some("bytes=100000-"));
+    assert_eq!(gets[1].status, 206);
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_server_without_range_support_restarts_the_download_cleanly_from_zero() {
+    use x_sim::firmware::DownloadFaults;
+    let (dir, sim, bytes, builder) = offered("no-range", 200_000).await;
+    // Every answer ignores Range; the first is also cut off after 80,000 bytes.
+    sim.platform()
+        .firmware()
+        .unwrap()
+        .set_faults(DownloadFaults::ignoring_range());
+    faults(
+        &sim,
+        Some(
+            DownloadFaults {
+                ignore_range: true,
+                ..DownloadFaults::dropping_after(80_000)
+            }
+            .times(1),
+        ),
+    );
+    offer(&sim);
+    let device = builder.connect().await.unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { .. })),
+        "{events:?}"
+    );
+    let gets = requests(&sim);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[1].range.as_deref(), Some("bytes=80000-"));
+    assert_eq!(gets[1].status, 200, "answered with the whole image");
+    // Not the first 80,000 bytes twice: the image as it is.
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_short_body_is_never_installed_and_resumes_once_the_server_has_it_all() {
+    use x_sim::firmware::DownloadFaults;
+    let (dir, sim, bytes, builder) = offered("short", 100_000).await;
+    faults(&sim, Some(DownloadFaults::short_by(1_000)));
+    offer(&sim);
+    let device = builder.connect().await.unwrap();
+    let events = ota_events(&device, finished).await;
+    match events.last() {
+        Some(OtaEvent::Failed {
+            error:
+                OtaError::Truncated {
+                    got,
+                    size,
+                    attempts,
+                },
+            ..
+        }) => {
+            assert_eq!((*got, *size, *attempts), (99_000, 100_000, 3));
+        }
+        other => panic!("expected a truncated download, got {other:?} ({events:?})"),
+    }
+    assert!(!dir.join("installed").join("default.bin").exists());
+    let part = dir.join("state").join("ota").join("default.part");
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        99_000,
+        "kept to resume"
+    );
+
+    // The server is mended; the next notify resumes from byte 99,000.
+    faults(&sim, None);
+    sim.platform().firmware().unwrap().clear_requests();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    let mut notify = sim.platform().ota_notify_for(&id, None).unwrap();
+    notify.down_id = "AGAIN".into();
+    sim.platform().send_ota(&id, notify, None).await.unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { .. })),
+        "{events:?}"
+    );
+    assert_eq!(requests(&sim)[0].range.as_deref(), Some("bytes=99000-"));
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_oversize_body_is_cut_off_at_soft_size_and_never_installed() {
+    use x_sim::firmware::DownloadFaults;
+    let (dir, sim, _, builder) = offered("oversize", 100_000).await;
+    faults(&sim, Some(DownloadFaults::long_by(5_000)));
+    offer(&sim);
+    let device = builder.connect().await.unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(
+            events.last(),
+            Some(OtaEvent::Failed {
+                error: OtaError::Oversize { size: 100_000 },
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    assert!(!dir.join("installed").join("default.bin").exists());
+    assert!(!dir.join("state").join("ota").join("default.part").exists());
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, OtaEvent::Progress { done, .. } if *done > 100_000)),
+        "nothing past SoftSize was written"
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Environment of the OTA child process: broker URL and working directory.
+const CHILD_ENV: &str = "X_OTA_CHILD";
+
+/// The device process of the kill test: the plug with OTA, printing its OTA events, until
+/// killed (or installed).
+#[test]
+#[ignore = "the device process of the OTA kill test; that test starts it"]
+fn ota_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (url, dir) = spec.split_once('|').unwrap();
+    let dir = PathBuf::from(dir);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let id = DeviceIdentity::parse("7ED01E2A", PLUG, "PLUG0001").unwrap();
+            let device =
+                Device::<SmartPlug, SmartPlugService>::builder(id, PLUG_KEY.parse().unwrap())
+                    .broker(url)
+                    .unwrap()
+                    .state_dir(dir.join("state"))
+                    .firmware("HW1", "1.0.0")
+                    .ota(FileInstaller::new(dir.join("installed")))
+                    .ota_config(quick_ota())
+                    .start()
+                    .unwrap();
+            while let Some(request) = device.next_request().await {
+                use std::io::Write;
+                let line = match request {
+                    Request::Ota(OtaEvent::Started { from, .. }) => format!("started {from}"),
+                    Request::Ota(OtaEvent::Progress { done, .. }) => format!("progress {done}"),
+                    Request::Ota(OtaEvent::Installed { .. }) => "installed".to_owned(),
+                    Request::Ota(OtaEvent::Failed { error, .. }) => format!("failed {error}"),
+                    _ => continue,
+                };
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}").unwrap();
+                out.flush().unwrap();
+            }
+        });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_killed_mid_download_resumes_from_its_partial_file_after_a_restart() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use x_sim::firmware::DownloadFaults;
+    let (dir, sim, bytes, _) = offered("killed", 400_000).await;
+    // Slow: 8 KiB every 20 ms, about a second for the image.
+    sim.platform()
+        .firmware()
+        .unwrap()
+        .set_faults(DownloadFaults::delayed(8192, Duration::from_millis(20)));
+    offer(&sim);
+    let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+    let spawn = || {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "ota_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{url}|{}", dir.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // The first run: killed once a third of the image is on disk.
+    let mut child = spawn();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut killed_at = 0;
+    for line in lines.map_while(Result::ok) {
+        if let Some(done) = line.strip_prefix("progress ") {
+            let done: u64 = done.parse().unwrap();
+            if done > 130_000 {
+                child.kill().unwrap(); // SIGKILL
+                killed_at = done;
+                break;
+            }
+        }
+        assert!(line != "installed", "installed before the kill");
+    }
+    child.wait().unwrap();
+    assert!(killed_at > 0);
+    let part = dir.join("state").join("ota").join("default.part");
+    let held = std::fs::metadata(&part).unwrap().len();
+    assert!(held >= killed_at, "{held} < {killed_at}");
+
+    // The second run resumes from what the partial file holds and installs.
+    let mut child = spawn();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        let done = line == "installed" || line.starts_with("failed");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("installed"),
+        "{seen:?}"
+    );
+    let from: u64 = seen
+        .iter()
+        // (libtest's "test ota_child ... " may precede the first line)
+        .find_map(|l| l.split("started ").nth(1))
+        .unwrap_or_else(|| panic!("no start in {seen:?}"))
+        .parse()
+        .unwrap();
+    assert!(from >= killed_at, "resumed from {from}, had {killed_at}");
+    let ranges: Vec<Option<String>> = requests(&sim).into_iter().map(|r| r.range).collect();
+    assert!(
+        ranges.contains(&Some(format!("bytes={from}-"))),
+        "{ranges:?}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
