@@ -841,3 +841,102 @@ async fn a_device_killed_mid_download_resumes_from_its_partial_file_after_a_rest
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An installer that refuses: the flash is write-protected.
+struct WriteProtected;
+
+impl x_sdk::runtime::ota::Installer for WriteProtected {
+    fn install(&self, image: &Path, update: &x_sdk::runtime::ota::Update) -> Result<(), String> {
+        assert_eq!(std::fs::metadata(image).unwrap().len(), update.size);
+        assert!(!update.down_id.is_empty());
+        Err(format!(
+            "flash bank for {} is write-protected",
+            update.module_name()
+        ))
+    }
+}
+
+#[tokio::test]
+async fn an_installer_failure_keeps_the_old_version_reports_it_and_tells_the_application() {
+    let (dir, sim, _, builder) = offered("install-fails", 50_000).await;
+    offer(&sim);
+    let device = builder.ota(WriteProtected).connect().await.unwrap();
+    let events = ota_events(&device, finished).await;
+    match events.last() {
+        Some(OtaEvent::Failed {
+            error: OtaError::Install(reason),
+            version,
+            ..
+        }) => {
+            assert_eq!(version, "1.9.0");
+            assert!(reason.contains("write-protected"), "{reason}");
+        }
+        other => panic!("expected an installer failure, got {other:?}"),
+    }
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    assert_eq!(reported(&sim, &id, "default").as_deref(), Some("1.0.0"));
+    // No new login: the device did not take the new version.
+    assert_eq!(
+        device.counters().session.connects,
+        2,
+        "auth phase and V2 login only"
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_second_notify_supersedes_a_running_update_only_for_another_target() {
+    use x_sim::firmware::DownloadFaults;
+    let (dir, sim, _, builder) = offered("supersede", 300_000).await;
+    let newer = image(60_000, 12);
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(PLUG, "default", "2.0.0", "plug-2.0.0.bin", &newer)
+        .unwrap();
+    // 1.9.0 downloads slowly: there is time to send the other notifies.
+    faults(
+        &sim,
+        Some(DownloadFaults::delayed(8192, Duration::from_millis(20))),
+    );
+    let device = builder.connect().await.unwrap();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    offer(&sim);
+    let slow = sim.platform().ota_notify_for(&id, None).unwrap();
+    sim.platform()
+        .send_ota(&id, slow.clone(), None)
+        .await
+        .unwrap();
+    ota_events(&device, |e| matches!(e, OtaEvent::Progress { .. })).await;
+    // The same image again (another DownID): not a new update.
+    let mut again = slow.clone();
+    again.down_id = "SAME-AGAIN".into();
+    sim.platform().send_ota(&id, again, None).await.unwrap();
+    // Another target: the running download stops and 2.0.0 is installed.
+    firmware.set_task(PLUG, "default", "2.0.0").unwrap();
+    let newer_notify = sim.platform().ota_notify_for(&id, None).unwrap();
+    sim.platform()
+        .send_ota(&id, newer_notify, None)
+        .await
+        .unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "2.0.0"),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, OtaEvent::Installed { version, .. } if version == "1.9.0")),
+        "{events:?}"
+    );
+    let slow_gets = requests(&sim).len();
+    assert_eq!(slow_gets, 1, "the same image was not fetched twice");
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        newer
+    );
+    wait_for(|| reported(&sim, &id, "default").as_deref() == Some("2.0.0")).await;
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
