@@ -121,15 +121,15 @@ fn last_offline_key(client_id: &str, username: &str) -> Option<String> {
 }
 
 impl Authorizer for PlatformAccess {
-    fn connect(&self, client_id: &str, username: &str, password: &str) -> Result<(), u8> {
+    fn connect(&self, client_id: &str, username: &str, password: &str) -> Result<Login, u8> {
         let last = last_offline_key(client_id, username)
             .and_then(|key| lock(&self.last_offline).get(&key).copied());
         let registry = read(&self.registry);
         match check_connect(&registry, client_id, username, password, now(), last) {
             Ok(login) => {
                 tracing::info!(target: "x_sim", "<- CONNECT {client_id}: accepted");
-                lock(&self.logins).insert(client_id.to_owned(), login);
-                Ok(())
+                lock(&self.logins).insert(client_id.to_owned(), login.clone());
+                Ok(login)
             }
             Err(refusal) => {
                 tracing::info!(

@@ -38,6 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::login::Login;
 use crate::sync::lock;
 
 /// Largest packet accepted, in bytes.
@@ -68,11 +69,13 @@ pub fn idle_limit(keep_alive_secs: u16) -> Option<Duration> {
 
 /// Decides who may connect and what each client may do. Implemented by the platform.
 pub trait Authorizer: Send + Sync + 'static {
-    /// Decides a CONNECT; `Err` carries the CONNACK return code (4 or 5).
+    /// Decides a CONNECT: `Ok` with who the client is, which the broker attaches to every
+    /// message the connection publishes ([`Message::login`]); `Err` with the CONNACK return
+    /// code (4 or 5).
     ///
     /// # Errors
     /// The return code of the refusal.
-    fn connect(&self, client_id: &str, username: &str, password: &str) -> Result<(), u8>;
+    fn connect(&self, client_id: &str, username: &str, password: &str) -> Result<Login, u8>;
 
     /// Whether `client_id` may publish on `topic`.
     fn can_publish(&self, client_id: &str, topic: &str) -> bool;
@@ -115,6 +118,10 @@ pub struct Message {
     pub payload: Bytes,
     /// Who published it (`None` for in-process publishers).
     pub from: Option<String>,
+    /// The publisher's login as its CONNECT was accepted ([`Authorizer::connect`]), taken
+    /// along with the message, so that whoever handles it later knows the sender even when
+    /// the connection has closed in between (`None` for in-process publishers).
+    pub login: Option<Login>,
 }
 
 struct Subscriber {
@@ -171,6 +178,7 @@ impl BrokerHandle {
             topic: topic.to_owned(),
             payload: payload.into(),
             from: None,
+            login: None,
         };
         lock(&self.routes).route(&message);
     }
@@ -244,6 +252,8 @@ struct Connection {
     stream: TcpStream,
     read: BytesMut,
     client_id: String,
+    /// Who the client is, as its CONNECT was accepted.
+    login: Option<Login>,
     /// One and a half times the client's keep-alive (`None`: no limit). Also bounds how long
     /// a write to the client may take: a client that reads nothing for that long is as gone
     /// as one that sends nothing.
@@ -262,6 +272,7 @@ impl Connection {
             stream,
             read: BytesMut::with_capacity(4096),
             client_id: String::new(),
+            login: None,
             idle_limit: None,
         };
         let first = tokio::time::timeout(config.connect_timeout, conn.next_packet()).await;
@@ -290,15 +301,18 @@ impl Connection {
             .login
             .as_ref()
             .map_or(("", ""), |l| (l.username.as_str(), l.password.as_str()));
-        if let Err(code) = auth.connect(&connect.client_id, username, password) {
-            let code = if code == 4 {
-                ConnectReturnCode::BadUserNamePassword
-            } else {
-                ConnectReturnCode::NotAuthorized
-            };
-            conn.send(&Packet::ConnAck(ConnAck::new(code, false)))
-                .await?;
-            return Err(End::Refused);
+        match auth.connect(&connect.client_id, username, password) {
+            Ok(login) => conn.login = Some(login),
+            Err(code) => {
+                let code = if code == 4 {
+                    ConnectReturnCode::BadUserNamePassword
+                } else {
+                    ConnectReturnCode::NotAuthorized
+                };
+                conn.send(&Packet::ConnAck(ConnAck::new(code, false)))
+                    .await?;
+                return Err(End::Refused);
+            }
         }
         conn.client_id = connect.client_id.clone();
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
@@ -452,6 +466,7 @@ impl Connection {
                         topic: p.topic,
                         payload: p.payload,
                         from: Some(self.client_id.clone()),
+                        login: self.login.clone(),
                     });
                 }
             }

@@ -134,6 +134,7 @@ pub async fn connect_client(
                         topic: p.topic,
                         payload: Bytes::from(p.payload.to_vec()),
                         from: None,
+                        login: None,
                     };
                     if tx.send(message).is_err() {
                         return;

@@ -406,12 +406,14 @@ impl Platform {
         }
     }
 
-    /// Who sent a message: the login behind its client id on the embedded broker; over an
-    /// external broker, the topic (or the auth request) names the device. Messages the
-    /// platform published itself come back here too and are recognised by their topic.
+    /// Who sent a message: on the embedded broker, the login the broker accepted for the
+    /// connection, which comes with the message (not looked up now: the connection may have
+    /// closed since, after its PUBACK); over an external broker, the topic (or the auth
+    /// request) names the device. Messages the platform published itself come back here
+    /// too and are recognised by their topic.
     fn origin(&self, message: &Message) -> Option<Origin> {
         match (&message.from, &self.inner.access) {
-            (Some(client), Some(access)) => match access.login(client)? {
+            (Some(_), Some(_)) => match message.login.clone()? {
                 Login::Auth { device } => Some(Origin::Auth(device)),
                 Login::Device { device, .. } => Some(Origin::Device(device)),
             },

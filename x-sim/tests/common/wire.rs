@@ -110,6 +110,24 @@ impl Mqtt {
             .await;
     }
 
+    /// Publishes `bytes` on `topic` (QoS 1) and waits for the broker's PUBACK of it.
+    pub async fn publish_acked(&mut self, topic: &str, bytes: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, bytes)
+            .await
+            .unwrap();
+        let mut sent = None;
+        self.poll_until(|e| match e {
+            MqttEvent::Outgoing(Outgoing::Publish(id)) => {
+                sent = Some(*id);
+                None
+            }
+            MqttEvent::Incoming(Packet::PubAck(a)) if Some(a.pkid) == sent => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+
     /// Publishes `bytes` on `topic` at QoS 2 and waits for the broker's PUBCOMP; the
     /// packets of the handshake as they passed (`"PUBLISH 3"`, `"PUBREC 3"`, ...: the type
     /// and the packet id).
@@ -522,6 +540,24 @@ impl<M: ThingModel, S: ThingServices> Wire<M, S> {
             frame.encrypt_payload(key);
         }
         self.publish(topic, frame.encode()).await;
+    }
+
+    /// Publishes a frame as [`Wire::send`] does and waits for the broker's PUBACK (not the
+    /// platform's ack).
+    pub async fn send_acked(&mut self, topic: &Topic, mut frame: Frame) {
+        if let Some(key) = &self.key
+            && frame.header_ctrl.is_encrypted_uplink()
+        {
+            frame.encrypt_payload(key);
+        }
+        self.mqtt()
+            .publish_acked(&topic.to_string(), frame.encode())
+            .await;
+    }
+
+    /// Closes the connection without a DISCONNECT, as a device whose network failed.
+    pub fn vanish(mut self) {
+        drop(self.mqtt.take());
     }
 
     /// Sends a frame with a fresh MessageId and takes the platform's ack of it, which must
