@@ -258,6 +258,33 @@ fn type_1_runs_the_auth_phase_then_logs_in_with_the_secret_it_learnt() {
 }
 
 #[test]
+fn an_unacked_firmware_report_is_sent_again_three_times_then_left() {
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    let timeout = c.timing.ack_timeout;
+    let mut h = Harness::new(c);
+    h.login(None);
+    let first = h.published(None);
+    assert_eq!(first[0].0, "firmware_report");
+    let mut sends = 1;
+    for _ in 0..6 {
+        h.advance(timeout + Duration::from_millis(1));
+        sends += h
+            .published(None)
+            .iter()
+            .filter(|(topic, _)| topic == "firmware_report")
+            .count();
+    }
+    assert_eq!(sends, 4, "the report and its three re-sends (the document's 2-3)");
+    // Asked (13): a report again, with the ask's MessageId.
+    let ask = Frame::new(77u32, HeaderCtrl::AskFirmware, json!({}));
+    h.deliver("ask_firmware", &ask);
+    let sent = h.published(None);
+    assert_eq!(sent[0].0, "firmware_report");
+    assert_eq!(sent[0].1.message_id, MessageId::from(77u32));
+}
+
+#[test]
 fn online_reports_firmware_and_acks_resolve_deliveries() {
     let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
     c.device_secret = Some(SECRET.parse().unwrap());
