@@ -227,6 +227,23 @@ pub(crate) struct Incoming<'a> {
     pub raw: Option<String>,
 }
 
+impl Incoming<'_> {
+    /// Its record, received now, not (yet) numbered or kept.
+    fn unrecorded(self) -> Received {
+        Received {
+            seq: 0,
+            device: self.device.clone(),
+            kind: self.kind,
+            identifier: self.identifier,
+            header_ctrl: self.frame.header_ctrl,
+            message_id: self.frame.message_id.clone(),
+            payload: self.payload,
+            raw: self.raw,
+            at_ms: now_ms(),
+        }
+    }
+}
+
 /// How many recent messages per device are remembered to recognise re-sends.
 const RECENT_PER_DEVICE: usize = 4096;
 
@@ -464,7 +481,7 @@ impl Data {
                 && held.ids.get(&id) == Some(content)
             {
                 let reason = format!("a re-send of MessageId {id} (already held)");
-                return Recorded::Duplicate(self.unrecorded(m), reason);
+                return Recorded::Duplicate(m.unrecorded(), reason);
             }
             if m.kind == TopicKind::HistoryReport
                 && let Some(held) = held
@@ -476,7 +493,7 @@ impl Data {
         }
         if removed > 0 && history_keys(&m.payload).is_empty() {
             let reason = format!("every entry of history upload {id} is already held");
-            return Recorded::Duplicate(self.unrecorded(m), reason);
+            return Recorded::Duplicate(m.unrecorded(), reason);
         }
         if removed > 0 {
             tracing::info!(target: "x_sim", "{device}: history upload {id}: {removed} entries already held, not recorded again");
@@ -484,34 +501,9 @@ impl Data {
         Recorded::New(self.record(store, m))
     }
 
-    /// A record of an incoming message that is not kept.
-    fn unrecorded(&self, m: Incoming<'_>) -> Received {
-        Received {
-            seq: 0,
-            device: m.device.clone(),
-            kind: m.kind,
-            identifier: m.identifier,
-            header_ctrl: m.frame.header_ctrl,
-            message_id: m.frame.message_id.clone(),
-            payload: m.payload,
-            raw: m.raw,
-            at_ms: now_ms(),
-        }
-    }
-
     /// Records an accepted message (and stores it); returns the record.
     pub fn record(&self, store: Option<&Store>, m: Incoming<'_>) -> Received {
-        let mut record = Received {
-            seq: 0,
-            device: m.device.clone(),
-            kind: m.kind,
-            identifier: m.identifier,
-            header_ctrl: m.frame.header_ctrl,
-            message_id: m.frame.message_id.clone(),
-            payload: m.payload,
-            raw: m.raw,
-            at_ms: now_ms(),
-        };
+        let mut record = m.unrecorded();
         let mut received = lock(&self.received);
         record.seq = match store {
             Some(store) => match serde_json::to_value(record.to_stored())
