@@ -275,7 +275,10 @@ fn an_unacked_firmware_report_is_sent_again_three_times_then_left() {
             .filter(|(topic, _)| topic == "firmware_report")
             .count();
     }
-    assert_eq!(sends, 4, "the report and its three re-sends (the document's 2-3)");
+    assert_eq!(
+        sends, 4,
+        "the report and its three re-sends (the document's 2-3)"
+    );
     // Asked (13): a report again, with the ask's MessageId.
     let ask = Frame::new(77u32, HeaderCtrl::AskFirmware, json!({}));
     h.deliver("ask_firmware", &ask);
