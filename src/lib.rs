@@ -17,6 +17,23 @@ pub use x_macros::{ThingEnum, ThingEvent, ThingModel, ThingServices, ThingStruct
 
 /// Includes the bindings `x_codegen::Builder` generated for a model file in build.rs:
 /// `x_sdk::include_model!("smart-plug");` for `models/smart-plug.json`.
+///
+/// ```no_run
+/// // build.rs:
+/// //     x_codegen::Builder::new().model("models/smart-plug.json").compile()?;
+/// // src/main.rs:
+/// //     x_sdk::include_model!("smart-plug");
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/smart_plug.rs"));
+/// use x_sdk::model::ThingModel;
+///
+/// fn main() {
+///     // The state, partial reports and the property-set type of the model.
+///     let mut plug = SmartPlug::default();
+///     let report = SmartPlugReport::default().with_power(23.7).with_switch(true);
+///     plug.merge(&report);
+///     assert!(plug.switch);
+/// }
+/// ```
 #[macro_export]
 macro_rules! include_model {
     ($stem:literal) => {
