@@ -13,7 +13,133 @@ pub use x_protocol as protocol;
 pub use x_protocol::model;
 pub use x_runtime as runtime;
 
-pub use x_macros::{ThingEnum, ThingEvent, ThingModel, ThingServices, ThingStruct};
+/// A hand-written property state: `{Name}Report` (partial reports, `with_*` setters) and
+/// `{Name}Set` (decoded property sets) come with it; `#[thing(...)]` on a field sets its
+/// identifier, access, range or unit, and `#[thing(model = "...")]` on the struct checks it
+/// against an exported model at compile time.
+///
+/// ```
+/// use x_sdk::ThingModel;
+/// use x_sdk::model::{PropertyValue, ThingModel as _, ToPayload};
+///
+/// #[derive(Debug, Default, ThingModel)]
+/// struct Lamp {
+///     /// On or off.
+///     #[thing(access = "rw")]
+///     on: bool,
+///     /// Percent.
+///     #[thing(access = "rw", min = 0, max = 100)]
+///     brightness: i32,
+/// }
+///
+/// let report = LampReport::default().with_brightness(40);
+/// assert_eq!(serde_json::Value::Object(report.to_payload()), serde_json::json!({"brightness": 40}));
+/// // A property set, with the protocol's coercions ("1" is an int) and range checks.
+/// let set: Vec<PropertyValue> =
+///     serde_json::from_value(serde_json::json!([{"identify": "brightness", "value": "80"}])).unwrap();
+/// assert_eq!(Lamp::decode_set(&set).unwrap().brightness, Some(80));
+/// let too_bright: Vec<PropertyValue> =
+///     serde_json::from_value(serde_json::json!([{"identify": "brightness", "value": 120}])).unwrap();
+/// assert!(Lamp::decode_set(&too_bright).is_err());
+/// ```
+pub use x_macros::ThingModel;
+
+/// An event: a struct of its outputs, sent with `Device::event`.
+///
+/// ```
+/// use x_sdk::ThingEvent;
+/// use x_sdk::model::{ThingEvent as _, ToPayload};
+///
+/// #[derive(Debug, ThingEvent)]
+/// #[thing(identifier = "lowBattery", kind = "alert")]
+/// struct LowBattery {
+///     /// Percent left.
+///     #[thing(min = 0, max = 100)]
+///     level: i32,
+/// }
+///
+/// assert_eq!(LowBattery::IDENTIFIER, "lowBattery");
+/// let payload = serde_json::Value::Object(LowBattery { level: 9 }.to_payload());
+/// assert_eq!(payload, serde_json::json!({"level": 9}));
+/// ```
+pub use x_macros::ThingEvent;
+
+/// The services of a product, one variant per service with its inputs; a
+/// `{Name}Handler` trait to implement comes with it, and `dispatch` runs a call on it.
+///
+/// ```
+/// use x_sdk::{ThingServices, ThingStruct};
+/// use x_sdk::model::ServiceFailure;
+///
+/// /// Outputs of `dim`.
+/// #[derive(Debug, ThingStruct)]
+/// struct Dimmed {
+///     /// The brightness now.
+///     level: i32,
+/// }
+///
+/// #[derive(Debug, ThingServices)]
+/// enum LampService {
+///     /// Dims the lamp.
+///     #[thing(output = Dimmed)]
+///     Dim {
+///         /// Target percent.
+///         level: i32,
+///     },
+/// }
+///
+/// struct Driver;
+///
+/// impl LampServiceHandler for Driver {
+///     fn dim(&mut self, level: i32) -> Result<Dimmed, ServiceFailure> {
+///         Ok(Dimmed { level: level.min(90) })
+///     }
+/// }
+///
+/// let outputs = LampService::Dim { level: 95 }.dispatch(&mut Driver).unwrap();
+/// assert_eq!(serde_json::Value::Object(outputs), serde_json::json!({"level": 90}));
+/// ```
+pub use x_macros::ThingServices;
+
+/// A struct-typed value (a property of struct type, service outputs).
+///
+/// ```
+/// use x_sdk::ThingStruct;
+/// use x_sdk::model::ToPayload;
+///
+/// #[derive(Debug, ThingStruct)]
+/// struct Fix {
+///     /// Latitude.
+///     lat: f64,
+///     /// Longitude.
+///     lng: f64,
+/// }
+///
+/// let v = serde_json::Value::Object(Fix { lat: 31.2, lng: 121.5 }.to_payload());
+/// assert_eq!(v, serde_json::json!({"lat": 31.2, "lng": 121.5}));
+/// ```
+pub use x_macros::ThingStruct;
+
+/// An enum-typed value: variants in order are keys 0, 1, 2, ... unless given
+/// (`Variant = 5`), labels from `#[thing(label = "...")]` or the variant name.
+///
+/// ```
+/// use x_sdk::ThingEnum;
+///
+/// #[derive(Debug, Clone, Copy, PartialEq, Default, ThingEnum)]
+/// enum Mode {
+///     /// 0.
+///     #[default]
+///     Normal,
+///     /// 1.
+///     Eco,
+///     /// 5.
+///     Boost = 5,
+/// }
+///
+/// assert_eq!(Mode::Boost.key(), 5);
+/// ```
+pub use x_macros::ThingEnum;
 
 /// Includes the bindings `x_codegen::Builder` generated for a model file in build.rs:
 /// `x_sdk::include_model!("smart-plug");` for `models/smart-plug.json`.
