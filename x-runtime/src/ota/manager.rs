@@ -165,8 +165,16 @@ impl Manager {
         let current = self.host.current_version(update.module.as_deref());
         if current.as_deref() == Some(update.version.as_str()) {
             tracing::info!(module, version = %update.version, "OTA notify for the version running: nothing to do");
-            if !self.jobs.contains_key(&key) {
-                Files::of(&self.dir, &update).remove();
+            // The platform's target is what runs: an update to something else is off.
+            match self.jobs.get(&key) {
+                Some(job) if !job.installing.load(Ordering::SeqCst) => {
+                    tracing::info!(module, superseded = %job.update.version, "the running update is called off");
+                    job.task.abort();
+                    Files::of(&self.dir, &job.update).remove();
+                    self.jobs.remove(&key);
+                }
+                Some(_) => {}
+                None => Files::of(&self.dir, &update).remove(),
             }
             self.host.emit(OtaEvent::UpToDate {
                 module,
