@@ -87,6 +87,13 @@ struct ServeArgs {
     /// SessionKey lifetime in seconds before the platform rotates it (HeaderCtrl 3).
     #[arg(long, value_name = "SECS", default_value_t = 48 * 3600)]
     session_ttl: u64,
+    /// How long a device that acked an OTA notify has to report the target version, in
+    /// seconds, before the OTA is failed.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    ota_deadline: u64,
+    /// How many notifies firmware reports may cause per OTA task and device module.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    ota_notifies: u32,
 }
 
 /// Flags of `x-sim creds`. Values are taken as text and validated here, so that errors name
@@ -223,6 +230,8 @@ fn serve(args: &ServeArgs, stdout: &mut impl Write) -> Result<(), CliError> {
         config.http = http;
         config.data_dir.clone_from(&args.data);
         config.platform.session_ttl = std::time::Duration::from_secs(args.session_ttl.max(1));
+        config.platform.ota_deadline = std::time::Duration::from_secs(args.ota_deadline.max(1));
+        config.platform.ota_max_notifies = args.ota_notifies;
         let sim = crate::sim::Sim::start(config).await.map_err(|e| {
             let flag = match &e {
                 crate::sim::SimError::Broker(_) if args.broker.is_some() => "--broker",

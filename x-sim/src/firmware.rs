@@ -152,6 +152,12 @@ pub struct OtaTask {
     pub module: String,
     /// The target version (an uploaded image).
     pub version: String,
+    /// Which setting of a task this is: a number that grows with every
+    /// [`Firmware::set_task`] of the directory (also one setting the same version again), so
+    /// that the platform can tell a task set again, whose OTA progress starts over. 0 for a
+    /// task of an index written before serials existed.
+    #[serde(default)]
+    pub serial: u64,
 }
 
 /// An image as the index records it: its metadata and the name of its file under `images/`.
@@ -167,6 +173,9 @@ struct StoredImage {
 struct Index {
     format: u32,
     next_file: u64,
+    /// The serial of the next task set (absent in indexes written before serials existed).
+    #[serde(default)]
+    next_task_serial: u64,
     images: Vec<StoredImage>,
     tasks: Vec<OtaTask>,
 }
@@ -181,6 +190,7 @@ struct FirmwareState {
     images: BTreeMap<ImageKey, StoredImage>,
     tasks: BTreeMap<TaskKey, OtaTask>,
     next_file: u64,
+    next_task_serial: u64,
 }
 
 #[derive(Debug)]
@@ -374,12 +384,20 @@ impl Firmware {
             product_id: product_id.to_owned(),
             module: module.to_owned(),
             version: version.to_owned(),
+            serial: next.next_task_serial.max(1),
         };
+        next.next_task_serial = task.serial + 1;
         next.tasks
             .insert((product_id.to_owned(), module.to_owned()), task.clone());
         write_index(&self.inner.dir, &next)?;
         *self.state() = next;
-        tracing::info!(product_id, module, version, "OTA task set");
+        tracing::info!(
+            product_id,
+            module,
+            version,
+            serial = task.serial,
+            "OTA task set"
+        );
         Ok(task)
     }
 
@@ -762,6 +780,7 @@ fn write_index(dir: &Path, state: &FirmwareState) -> Result<(), FirmwareError> {
     let index = Index {
         format: INDEX_FORMAT,
         next_file: state.next_file,
+        next_task_serial: state.next_task_serial,
         images: state.images.values().cloned().collect(),
         tasks: state.tasks.values().cloned().collect(),
     };
@@ -800,6 +819,7 @@ fn load_index(
     }
     let mut state = FirmwareState {
         next_file: index.next_file,
+        next_task_serial: index.next_task_serial,
         ..FirmwareState::default()
     };
     for mut stored in index.images {
@@ -854,6 +874,7 @@ fn load_index(
             )));
         }
         let key = (task.product_id.clone(), task.module.clone());
+        state.next_task_serial = state.next_task_serial.max(task.serial.saturating_add(1));
         if state.tasks.insert(key, task).is_some() {
             return Err(bad(format!("{what} is listed twice")));
         }

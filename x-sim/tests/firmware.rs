@@ -265,6 +265,7 @@ async fn reopening_the_directory_keeps_images_and_tasks() {
             product_id: PRODUCT.to_owned(),
             module: "default".to_owned(),
             version: "2.0".to_owned(),
+            serial: 1,
         }]
     );
     assert!(!dir.path().join("images/99.bin.tmp").exists());
@@ -282,6 +283,10 @@ async fn reopening_the_directory_keeps_images_and_tasks() {
         .await
         .unwrap();
     assert_eq!(&body[..], &bytes[..]);
+    // Task serials go on after the reopen (two tasks were set before it): a task set again
+    // is a new one.
+    let again = firmware.set_task(PRODUCT, "default", "2.0").unwrap();
+    assert_eq!(again.serial, 3);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! runtime (and wires where a device must misbehave): registrations and their errors, device
 //! state after reports, commands answered by the device (and bad answers, timeouts, unknown
 //! devices), OTA end to end (upload, task, notify on a firmware report, download with
-//! ranges, "done" once the new version is reported), and fault injection (silence, delay,
+//! ranges, "succeeded" once the new version is reported), and fault injection (silence, delay,
 //! drop, SessionKey rotation).
 #![allow(clippy::unwrap_used)]
 
@@ -654,7 +654,7 @@ async fn ota_end_to_end() {
     assert_eq!(status, StatusCode::OK, "{task}");
     assert_eq!(
         task,
-        json!({"product_id": "AA30C505", "module": "default", "version": "1.0.2"})
+        json!({"product_id": "AA30C505", "module": "default", "version": "1.0.2", "serial": 1})
     );
     assert_eq!(api.ok("/api/firmware").await, json!([image]));
     assert_eq!(api.ok("/api/ota").await, json!([task]));
@@ -724,11 +724,13 @@ async fn ota_end_to_end() {
     );
     assert_eq!(response.bytes().await.unwrap(), bytes[1000..2000]);
 
-    // It installs and reports 1.0.2: acked, no new notify, the OTA is done.
+    // It installs and reports 1.0.2: acked, no new notify, the OTA succeeded.
     device.set_soft_ver(None, "1.0.2");
     let state = api
-        .until(PLUG, |d| d["ota"]["default"]["status"] == "done")
+        .until(PLUG, |d| d["ota"]["default"]["status"] == "succeeded")
         .await;
+    assert_eq!(state["ota"]["default"]["version"], "1.0.2");
+    assert_eq!(state["ota"]["default"]["notifies"], 1);
     assert_eq!(state["firmware"]["default"]["SoftVer"], "1.0.2");
     assert_eq!(state["ota"]["default"]["DownID"], down_id.as_str());
     assert!(no_request(&device, Duration::from_millis(300)).await);

@@ -7,11 +7,12 @@
 //! is attached).
 //!
 //! Platform commands and the device's answers are in [`command`]; stored data and its
-//! queries in [`data`]; sessions and key rotation in [`session`]; the violation log in
-//! [`violations`].
+//! queries in [`data`]; OTA progress in [`ota`]; sessions and key rotation in [`session`];
+//! the violation log in [`violations`].
 
 pub mod command;
 pub mod data;
+pub mod ota;
 pub mod session;
 pub mod violations;
 
@@ -32,6 +33,7 @@ use x_protocol::{
 
 pub use command::{Answer, Command, CommandError};
 pub use data::Received;
+pub use ota::{OtaProgress, OtaState};
 pub use violations::{Rule, Violation, ViolationLog};
 
 use crate::access::PlatformAccess;
@@ -60,6 +62,15 @@ pub struct PlatformConfig {
     /// How many violations are kept per device (the newest; older ones are counted and
     /// dropped). Default 1000.
     pub violations_per_device: usize,
+    /// How long after acking an OTA notify a device has to report the target version before
+    /// the OTA is `failed` ("no firmware report within the deadline after acking"). Default
+    /// 10 minutes.
+    pub ota_deadline: Duration,
+    /// How many notifies firmware reports may cause per OTA task and device module (the
+    /// first and the re-notifies after failures); once used up, the OTA stays `failed` until
+    /// the task is set again. Explicit pushes ([`Platform::send_ota`]) are not limited.
+    /// Default 3.
+    pub ota_max_notifies: u32,
 }
 
 impl Default for PlatformConfig {
@@ -70,6 +81,8 @@ impl Default for PlatformConfig {
             command_timeout: Duration::from_secs(5),
             firmware_url: None,
             violations_per_device: 1000,
+            ota_deadline: Duration::from_secs(600),
+            ota_max_notifies: 3,
         }
     }
 }
@@ -320,19 +333,21 @@ impl Platform {
     }
 
     /// Handles every message from `inbox` until it closes, publishing the replies. Also
-    /// rotates SessionKeys as they expire.
+    /// rotates SessionKeys as they expire and fails OTAs past their deadlines.
     pub fn serve(
         &self,
         mut inbox: mpsc::UnboundedReceiver<Message>,
     ) -> tokio::task::JoinHandle<()> {
         let platform = self.clone();
         let rotation = self.clone().rotate_expired_keys();
+        let ota = self.clone().watch_ota_deadlines();
         tokio::spawn(async move {
             while let Some(message) = inbox.recv().await {
                 let handled = platform.handle(&message);
                 platform.send(handled);
             }
             rotation.abort();
+            ota.abort();
         })
     }
 
@@ -723,6 +738,7 @@ impl Platform {
                 (frame.payload.clone(), Some(broken))
             }
         };
+        let readable = broken.is_none();
         let record = self.inner.data.record(
             self.inner.store.as_ref(),
             data::Incoming {
@@ -736,6 +752,9 @@ impl Platform {
         );
         if topic.kind() == TopicKind::ConfigReport {
             self.put_state("config", &device.to_string(), &record.payload);
+        }
+        if topic.kind() == TopicKind::OtaNotifyAck && readable {
+            self.ota_acked(device, &record.payload);
         }
         if let Some(broken) = self.answer(device, answer_of(topic, &frame, &record), bytes, broken)
         {
@@ -1024,87 +1043,6 @@ impl Platform {
             }
             Err(_) => Vec::new(),
         }
-    }
-
-    /// Keeps a device's reported firmware and decides whether an OTA task applies.
-    fn firmware_reported(&self, device: &DeviceIdentity, payload: &Value) -> Option<OtaNotify> {
-        let report: FirmwareReport = serde_json::from_value(payload.clone()).ok()?;
-        let module = report
-            .module
-            .clone()
-            .unwrap_or_else(|| x_protocol::payload::DEFAULT_MODULE.to_owned());
-        let key = format!("{device}/{module}");
-        self.put_state("firmware", &key, payload);
-        // An OTA in progress is done once the device reports the target version.
-        self.update_state("ota", &key, |progress| {
-            let progress = progress?;
-            (progress.get("SoftVer").and_then(Value::as_str) == Some(report.soft_ver.as_str()))
-                .then(|| {
-                    let mut done = progress.clone();
-                    done["status"] = json!("done");
-                    done
-                })
-        });
-        let base = self.inner.config.firmware_url.as_deref()?;
-        self.inner
-            .firmware
-            .as_ref()?
-            .notify_for(base, device.product_id.as_str(), &report)
-    }
-
-    /// Sends an OTA notify and keeps its progress (`notified`, `acked`, `done`, or `no
-    /// answer`) in the store's `ota` map.
-    async fn notify_ota(&self, device: &DeviceIdentity, notify: OtaNotify) {
-        if let Err(e) = self.send_ota(device, notify, None).await {
-            tracing::warn!(target: "x_sim", "OTA notify to {device}: {e}");
-        }
-    }
-
-    /// Sends an OTA notify and waits for the device's `{DownID}`, keeping the progress per
-    /// device and module in the `ota` state map: `notified`, then `acked`, `no answer` or
-    /// `bad answer`, and `done` once the device reports the target version.
-    ///
-    /// # Errors
-    /// As [`Platform::send_command`].
-    pub async fn send_ota(
-        &self,
-        device: &DeviceIdentity,
-        notify: OtaNotify,
-        timeout: Option<Duration>,
-    ) -> Result<Answer, CommandError> {
-        let key = format!("{device}/{}", notify.module());
-        let down_id = notify.down_id.clone();
-        self.update_state("ota", &key, |_| {
-            Some(json!({
-                "DownID": notify.down_id,
-                "SoftVer": notify.soft_ver,
-                "Url": notify.url,
-                "status": "notified",
-                "at_ms": now_ms(),
-            }))
-        });
-        let result = self
-            .send_command(device, Command::NotifyOta(notify), timeout)
-            .await;
-        let status = match &result {
-            Ok(_) => "acked",
-            Err(CommandError::Timeout { .. }) => "no answer",
-            Err(_) => "bad answer",
-        };
-        // Only this notify's progress, and never over "done" (the device may already have
-        // installed and reported the new version).
-        self.update_state("ota", &key, |current| {
-            let current = current?;
-            if current.get("DownID") != Some(&json!(down_id))
-                || current.get("status") == Some(&json!("done"))
-            {
-                return None;
-            }
-            let mut next = current.clone();
-            next["status"] = json!(status);
-            Some(next)
-        });
-        result
     }
 
     /// The OTA notify for a device's module (default "default") under its product's OTA task,
