@@ -647,7 +647,7 @@ impl<M: ThingModel, S: ThingServices> Guard<M, S> {
     }
 
     fn stop(&self) -> Option<tokio::task::JoinHandle<()>> {
-        self.shared.lock().session.stop();
+        self.shared.lock().session.stop(Now::system());
         self.shared.wake.notify_one();
         self.task
             .lock()

@@ -130,6 +130,7 @@ mod tests {
                 nonce: 7,
             }),
             last_login_timestamp: 1_700_000_000,
+            last_offline: 1_700_000_100,
         };
         dir.store(&state).unwrap();
         fs::write(dir.path().join(format!("{FILE}.tmp")), b"torn").unwrap();

@@ -418,6 +418,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 .map(|s| SecretString::new(s.expose_hex().to_owned())),
             session: self.grant.clone(),
             last_login_timestamp: self.last_timestamp,
+            last_offline: self.last_offline_s,
         };
         self.effects.push_back(Effect::Persist(persisted));
     }

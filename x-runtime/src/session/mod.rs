@@ -197,7 +197,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             tickets: HashMap::new(),
             clock_offset_ms: None,
             last_timestamp: persisted.last_login_timestamp,
-            last_offline_s: 0,
+            last_offline_s: persisted.last_offline,
             reauth_tried: false,
             attempts: 0,
             last_input: None,
@@ -346,10 +346,15 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     }
 
     /// Shuts the session down: pending deliveries fail with [`DeliveryError::Stopped`] and
-    /// the connection is closed.
-    pub fn stop(&mut self) {
+    /// the connection is closed. Going offline now is remembered (persisted), so that the
+    /// next login, even of another run, is stamped later than the platform's record of it.
+    pub fn stop(&mut self, now: Now) {
         if self.phase == Phase::Stopped {
             return;
+        }
+        if self.phase == Phase::Online {
+            self.last_offline_s = u64::try_from(self.best_time(now) / 1000).unwrap_or(0);
+            self.persist();
         }
         self.fail_all(&DeliveryError::Stopped);
         self.phase = Phase::Stopped;

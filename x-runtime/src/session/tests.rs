@@ -683,6 +683,37 @@ fn type_1_timestamps_are_always_later_than_the_last_login_and_the_last_offline_t
 }
 
 #[test]
+fn a_clean_stop_is_remembered_so_the_next_run_logs_in_later_than_it() {
+    let mut h = online_plug();
+    h.s.stop(h.now);
+    h.effects();
+    let kept = h.persisted.clone().unwrap();
+    let stopped_s = u64::try_from(h.now.unix_ms / 1000).unwrap();
+    assert_eq!(kept.last_offline, stopped_s);
+    // Another run, in the same second: it waits for the next one before its V2 login.
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    let mut next = Session::<Plug, PlugService>::new(c, Plug::default(), kept, 7);
+    next.start(h.now);
+    let mut stamp = None;
+    let mut now = h.now;
+    for _ in 0..30 {
+        while let Some(effect) = next.poll_effect() {
+            if let Effect::Connect { login, .. } = effect {
+                stamp = login.client_id.rsplit('_').next().map(str::to_owned);
+            }
+        }
+        if stamp.is_some() {
+            break;
+        }
+        now = now.after(Duration::from_millis(100));
+        next.tick(now);
+    }
+    let stamp: u64 = stamp.expect("a login").parse().unwrap();
+    assert!(stamp > stopped_s, "{stamp} <= {stopped_s}");
+}
+
+#[test]
 fn time_sync_sets_the_platform_clock() {
     let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
     c.device_secret = Some(SECRET.parse().unwrap());

@@ -214,6 +214,10 @@ pub struct Persisted {
     /// The last V2 login timestamp used (Unix seconds); the next one is later.
     #[serde(default)]
     pub last_login_timestamp: u64,
+    /// When the device last went offline (Unix seconds, the platform clock where known):
+    /// the platform refuses a type-1 login stamped at or before it, also after a restart.
+    #[serde(default)]
+    pub last_offline: u64,
 }
 
 impl fmt::Debug for Persisted {
@@ -225,6 +229,7 @@ impl fmt::Debug for Persisted {
             )
             .field("session", &self.session.as_ref().map(|s| &s.session_id))
             .field("last_login_timestamp", &self.last_login_timestamp)
+            .field("last_offline", &self.last_offline)
             .finish()
     }
 }
