@@ -6,8 +6,12 @@
 //! `--seconds` in all; a closing summary: connect rate, acked reports per second, ack latency
 //! p50 and p99, errors by kind. It exits 0 when every report was acked.
 //!
+//! With `--compare-store` it runs the same load twice in one run, against x-sim in memory and
+//! with a store, and prints the ratio of their acked rates.
+//!
 //! ```sh
 //! cargo run --release -p fleet -- --devices 1000 --reports 20
+//! cargo run --release -p fleet -- --devices 200 --reports 50 --compare-store
 //! cargo run --release -p fleet -- --broker mqtt://127.0.0.1:1883 --devices-file devices.csv
 //! ```
 //!
@@ -58,6 +62,9 @@ struct Flags {
     /// With --broker: the devices, one per line (`open_id,product_id,node_eui,product_key[,device_secret]`).
     #[arg(long, requires = "broker")]
     devices_file: Option<PathBuf>,
+    /// Run the load twice, against x-sim in memory and with a store, and print the ratio.
+    #[arg(long, conflicts_with = "broker")]
+    compare_store: bool,
     /// Registration type of the devices in --devices-file: 0, 1 or 2.
     #[arg(long = "type", default_value = "1", value_parser = clap::value_parser!(u8).range(0..=2))]
     registration: u8,
@@ -194,39 +201,94 @@ async fn run(flags: Flags) -> Result<bool, Box<dyn std::error::Error>> {
         2 => RegistrationType::DeviceSecretPreRegistered,
         other => return Err(format!("--type {other}: expected 0, 1 or 2").into()),
     };
-    // The platform: x-sim in this process, or whatever --broker reaches.
-    let (_sim, url, members, against) = match (&flags.broker, &flags.devices_file) {
-        (Some(url), Some(file)) => (None, url.clone(), read_devices(file)?, url.clone()),
-        (Some(_), None) => return Err("--broker needs --devices-file".into()),
-        (None, _) => {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let mut config =
-                SimConfig::local(Registry::from_toml(&registry(flags.devices), &root)?);
-            config.http = None;
-            let sim = Sim::start(config).await?;
-            let addr = sim.mqtt_addr().ok_or("x-sim has no MQTT address")?;
-            let key: ProductKey = "DB6FACEF35BEBA0517712F0E4BE32936".parse()?;
-            let members = (0..flags.devices)
-                .map(|i| {
-                    Ok(Member {
-                        identity: DeviceIdentity::parse(
-                            "7ED01E2A",
-                            "AA30C505",
-                            &format!("FLEET{i:06}"),
-                        )?,
-                        product_key: key.clone(),
-                        device_secret: None,
-                    })
-                })
-                .collect::<Result<Vec<_>, x_sdk::protocol::IdentityError>>()?;
-            (
-                Some(sim),
-                format!("mqtt://{addr}"),
-                members,
-                "x-sim in-process".to_owned(),
-            )
+    if flags.compare_store {
+        if flags.broker.is_some() {
+            return Err("--compare-store runs x-sim in-process: it takes no --broker".into());
         }
-    };
+        // The same load twice in this run: x-sim in memory, then with a store.
+        let (memory_ok, memory) = {
+            let (_sim, url, members) = embedded(&flags, None).await?;
+            load(
+                &flags,
+                registration,
+                url,
+                members,
+                "x-sim in-process, in memory",
+            )
+            .await?
+        };
+        let dir = std::env::temp_dir().join(format!("fleet-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (stored_ok, stored) = {
+            let (_sim, url, members) = embedded(&flags, Some(dir.clone())).await?;
+            load(
+                &flags,
+                registration,
+                url,
+                members,
+                "x-sim in-process with a store (--data)",
+            )
+            .await?
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "ratio acked reports/s with a store / in memory: {:.2}",
+            stored / memory
+        );
+        return Ok(memory_ok && stored_ok);
+    }
+    // The platform: x-sim in this process, or whatever --broker reaches.
+    match (&flags.broker, &flags.devices_file) {
+        (Some(url), Some(file)) => {
+            let members = read_devices(file)?;
+            Ok(load(&flags, registration, url.clone(), members, url)
+                .await?
+                .0)
+        }
+        (Some(_), None) => Err("--broker needs --devices-file".into()),
+        (None, _) => {
+            let (_sim, url, members) = embedded(&flags, None).await?;
+            Ok(load(&flags, registration, url, members, "x-sim in-process")
+                .await?
+                .0)
+        }
+    }
+}
+
+/// x-sim in this process with the fleet's devices in its registry (and a store in
+/// `data_dir`, if given): the platform, its MQTT URL and the devices.
+async fn embedded(
+    flags: &Flags,
+    data_dir: Option<PathBuf>,
+) -> Result<(Sim, String, Vec<Member>), Box<dyn std::error::Error>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut config = SimConfig::local(Registry::from_toml(&registry(flags.devices), &root)?);
+    config.http = None;
+    config.data_dir = data_dir;
+    let sim = Sim::start(config).await?;
+    let addr = sim.mqtt_addr().ok_or("x-sim has no MQTT address")?;
+    let key: ProductKey = "DB6FACEF35BEBA0517712F0E4BE32936".parse()?;
+    let members = (0..flags.devices)
+        .map(|i| {
+            Ok(Member {
+                identity: DeviceIdentity::parse("7ED01E2A", "AA30C505", &format!("FLEET{i:06}"))?,
+                product_key: key.clone(),
+                device_secret: None,
+            })
+        })
+        .collect::<Result<Vec<_>, x_sdk::protocol::IdentityError>>()?;
+    Ok((sim, format!("mqtt://{addr}"), members))
+}
+
+/// Runs the load on `members` and prints its summary: whether every report was acked with
+/// no error, and the acked reports per second.
+async fn load(
+    flags: &Flags,
+    registration: RegistrationType,
+    url: String,
+    members: Vec<Member>,
+    against: &str,
+) -> Result<(bool, f64), Box<dyn std::error::Error>> {
     let members: Vec<Member> = members.into_iter().take(flags.devices).collect();
     let total = (members.len() * flags.reports) as u64;
     println!(
@@ -377,5 +439,5 @@ async fn run(flags: Flags) -> Result<bool, Box<dyn std::error::Error>> {
         let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect();
         println!("errors: {}", list.join(", "));
     }
-    Ok(kinds.is_empty() && acked == total)
+    Ok((kinds.is_empty() && acked == total, rate(acked, ack_s)))
 }
