@@ -153,3 +153,35 @@ async fn a_killed_platform_restarts_with_everything() {
     assert!(second.wait_log("-> /sys/7ED01E2A/5E7A0B32/SELF0001/model/property/report_ack"));
     second.kill();
 }
+
+/// An ack means the message is durable: a platform killed (SIGKILL) right after acking a
+/// burst of pipelined reports has every one of them after the restart.
+#[tokio::test]
+async fn reports_acked_right_before_a_kill_survive_it() {
+    let dir = tempfile::tempdir().unwrap();
+    common::registry_file(dir.path(), &registry());
+    let first = start(dir.path());
+    let dev = online(common::plug().plug(first.mqtt.unwrap())).await;
+    let mut deliveries = Vec::new();
+    for n in 0..20u8 {
+        let report = SmartPlugReport::default().with_power(f32::from(n));
+        deliveries.push(dev.report(report).await.unwrap());
+    }
+    for delivery in deliveries {
+        tokio::time::timeout(std::time::Duration::from_secs(20), delivery)
+            .await
+            .expect("no ack in time")
+            .unwrap();
+    }
+    first.kill();
+
+    let second = start(dir.path());
+    let api = Api::at(second.http.unwrap());
+    let messages = api.ok("/api/devices/AA30C505/PLUG0001/messages").await;
+    let reports = header_ctrls(&messages)
+        .into_iter()
+        .filter(|c| *c == 16)
+        .count();
+    assert_eq!(reports, 20, "{messages}");
+    second.kill();
+}

@@ -4,10 +4,12 @@
 //! restored from it at start.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::oneshot;
 use x_protocol::payload::HistoryUpload;
 use x_protocol::{DeviceIdentity, Frame, HeaderCtrl, MessageId, TopicKind};
 
@@ -403,6 +405,104 @@ fn without_held(payload: &Value, held: &HashSet<(bool, String, i64, String)>) ->
     (payload, removed)
 }
 
+/// Resolves once a recorded message is durable in the store: `Ok` when its commit
+/// returned, `Err` with the reason when the write failed (or the writer is gone).
+pub(crate) type Durable = oneshot::Receiver<Result<(), String>>;
+
+/// How many records may wait for the writer; beyond it, recording waits for room. The
+/// platform keeps fewer in flight (its acks wait in a queue of [`super::ACK_QUEUE`]), so
+/// in practice recording never waits.
+const WRITER_QUEUE: usize = 4 * super::ACK_QUEUE;
+
+/// At most this many records in one commit.
+const BATCH_MAX: usize = 1024;
+
+/// A record on its way to the store, and who waits for it to be durable.
+struct Job {
+    seq: u64,
+    record: Value,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The store writer: a thread that takes every record waiting and commits them in one
+/// transaction (group commit: one `fsync` for all the messages that arrived during the
+/// previous one), then reports each durable. Dropping it lets the thread finish what it
+/// holds and waits for it, so the store file is free when the platform is gone.
+struct Writer {
+    tx: Option<mpsc::SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    fn start(store: Store) -> Result<Self, std::io::Error> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(WRITER_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("x-sim-store".into())
+            .spawn(move || write_all(&store, &rx))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a record to the writer; waits for room only when [`WRITER_QUEUE`] records
+    /// already wait.
+    fn submit(&self, job: Job) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        match tx.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(job)) => {
+                tracing::warn!(target: "x_sim", "{WRITER_QUEUE} messages wait for the store: recording waits for room");
+                let _ = tx.send(job);
+            }
+            // The writer is gone: the job's receiver reports the failure.
+            Err(mpsc::TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// The writer's loop, until every sender is gone: takes every record waiting (up to
+/// [`BATCH_MAX`]), commits them in one transaction and reports each.
+fn write_all(store: &Store, rx: &mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (records, done): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|j| ((j.seq, j.record), j.done))
+            .unzip();
+        let result = store.put_received(&records).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(target: "x_sim", "cannot store {} received messages: {e}", records.len());
+        }
+        for done in done {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The platform's data, in memory and written through to the store.
 #[derive(Debug, Default)]
 pub(crate) struct Data {
@@ -411,12 +511,14 @@ pub(crate) struct Data {
     last_seen: Mutex<HashMap<String, i64>>,
     state: Mutex<BTreeMap<(String, String), Value>>,
     seen: Mutex<HashMap<String, Seen>>,
+    /// Writes received messages to the store, when one is attached.
+    writer: Option<Writer>,
 }
 
 impl Data {
-    /// Restores received data and state maps from the store.
+    /// Restores received data and state maps from the store, and starts its writer.
     pub fn restore(store: Option<&Store>) -> Result<Self, StoreError> {
-        let data = Self::default();
+        let mut data = Self::default();
         let Some(store) = store else {
             return Ok(data);
         };
@@ -440,7 +542,7 @@ impl Data {
             }
             after = last;
         }
-        *lock(&data.next_seq) = after;
+        *lock(&data.next_seq) = after.max(store.last_received_seq()?);
         for r in &received {
             lock(&data.seen)
                 .entry(r.device.to_string())
@@ -457,14 +559,22 @@ impl Data {
                 lock(&data.state).insert((map.to_owned(), key), value);
             }
         }
+        match Writer::start(store.clone()) {
+            Ok(writer) => data.writer = Some(writer),
+            // Without a writer, received messages are kept in memory only (and acked).
+            Err(e) => {
+                tracing::error!(target: "x_sim", "cannot start the store writer, received messages are not stored: {e}");
+            }
+        }
         Ok(data)
     }
 
     /// Records an accepted data message unless it is a re-send of one already kept: the
     /// same MessageId with the same content (a live report and the one-entry history upload
     /// a device re-sends it as count as the same), or history entries (identifier and time)
-    /// already held, which are taken out of the upload.
-    pub fn record_once(&self, store: Option<&Store>, mut m: Incoming<'_>) -> Recorded {
+    /// already held, which are taken out of the upload. With a store, a new record comes
+    /// with its [`Durable`].
+    pub fn record_once(&self, mut m: Incoming<'_>) -> (Recorded, Option<Durable>) {
         let device = m.device.to_string();
         let id = m.frame.message_id.clone();
         let content = content_of(
@@ -481,7 +591,7 @@ impl Data {
                 && held.ids.get(&id) == Some(content)
             {
                 let reason = format!("a re-send of MessageId {id} (already held)");
-                return Recorded::Duplicate(m.unrecorded(), reason);
+                return (Recorded::Duplicate(m.unrecorded(), reason), None);
             }
             if m.kind == TopicKind::HistoryReport
                 && let Some(held) = held
@@ -493,41 +603,53 @@ impl Data {
         }
         if removed > 0 && history_keys(&m.payload).is_empty() {
             let reason = format!("every entry of history upload {id} is already held");
-            return Recorded::Duplicate(m.unrecorded(), reason);
+            return (Recorded::Duplicate(m.unrecorded(), reason), None);
         }
         if removed > 0 {
             tracing::info!(target: "x_sim", "{device}: history upload {id}: {removed} entries already held, not recorded again");
         }
-        Recorded::New(self.record(store, m))
+        let (record, durable) = self.record(m);
+        (Recorded::New(record), durable)
     }
 
-    /// Records an accepted message (and stores it); returns the record.
-    pub fn record(&self, store: Option<&Store>, m: Incoming<'_>) -> Received {
+    /// Records an accepted message: numbered and kept in memory at once (so a re-send is
+    /// recognised while the first is being written), and handed to the store writer when
+    /// there is a store. Returns the record and, with a store, the [`Durable`] that
+    /// resolves when it is committed: its ack must wait for that.
+    pub fn record(&self, m: Incoming<'_>) -> (Received, Option<Durable>) {
         let mut record = m.unrecorded();
         let mut received = lock(&self.received);
-        record.seq = match store {
-            Some(store) => match serde_json::to_value(record.to_stored())
-                .map_err(|e| e.to_string())
-                .and_then(|v| store.append_received(&v).map_err(|e| e.to_string()))
-            {
-                Ok(seq) => seq,
-                Err(e) => {
-                    tracing::error!(target: "x_sim", "cannot store a message of {}: {e}", record.device);
-                    0
+        record.seq = {
+            let mut next = lock(&self.next_seq);
+            *next = next.saturating_add(1);
+            *next
+        };
+        let durable = match &self.writer {
+            Some(writer) => {
+                let (done, durable) = oneshot::channel();
+                match serde_json::to_value(record.to_stored()) {
+                    Ok(value) => writer.submit(Job {
+                        seq: record.seq,
+                        record: value,
+                        done,
+                    }),
+                    Err(e) => {
+                        let _ = done.send(Err(format!(
+                            "cannot encode a message of {}: {e}",
+                            record.device
+                        )));
+                    }
                 }
-            },
-            None => {
-                let mut next = lock(&self.next_seq);
-                *next += 1;
-                *next
+                Some(durable)
             }
+            None => None,
         };
         received.push(record.clone());
         lock(&self.seen)
             .entry(record.device.to_string())
             .or_default()
             .remember(&record);
-        record
+        (record, durable)
     }
 
     /// Notes that a device sent something now.
@@ -654,5 +776,38 @@ impl super::Platform {
     /// When the device last sent anything (Unix milliseconds).
     pub fn last_seen(&self, device: &DeviceIdentity) -> Option<i64> {
         self.inner.data.last_seen(device)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Records that wait while the writer is busy share one commit, and each is reported
+    /// durable only once it is.
+    #[test]
+    fn records_waiting_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
+        let before = store.commits();
+        let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE);
+        let mut waiting = Vec::new();
+        for seq in 1..=100 {
+            let (done, durable) = oneshot::channel();
+            let record = serde_json::json!({ "n": seq });
+            tx.send(Job { seq, record, done }).unwrap();
+            waiting.push(durable);
+        }
+        drop(tx);
+        write_all(&store, &rx);
+        assert_eq!(store.commits() - before, 1);
+        for mut durable in waiting {
+            assert_eq!(durable.try_recv().unwrap(), Ok(()));
+        }
+        assert_eq!(store.received_count().unwrap(), 100);
+        assert_eq!(store.last_received_seq().unwrap(), 100);
+        // Later appends continue after the numbers given out.
+        assert_eq!(store.append_received(&Value::Null).unwrap(), 101);
     }
 }

@@ -144,7 +144,14 @@ impl Reply {
 struct Handled {
     replies: Vec<Reply>,
     ota: Vec<(DeviceIdentity, OtaNotify)>,
+    /// The store writes the replies wait for: acks go out only once what they ack is
+    /// durable.
+    durable: Vec<data::Durable>,
 }
+
+/// How many handled messages may wait for their store writes before the platform stops
+/// taking more from its inbox (backpressure instead of unbounded memory).
+pub(crate) const ACK_QUEUE: usize = 1024;
 
 /// What the platform is built from.
 pub struct Parts {
@@ -341,10 +348,39 @@ impl Platform {
         let platform = self.clone();
         let rotation = self.clone().rotate_expired_keys();
         let ota = self.clone().watch_ota_deadlines();
+        // Replies leave in the order their messages came, each once the store writes it
+        // waits for are durable; the writer commits in that order too, so waiting in turn
+        // costs nothing while many messages share a commit.
+        let (ready, mut waiting) = mpsc::channel::<Handled>(ACK_QUEUE);
+        let sender = self.clone();
+        tokio::spawn(async move {
+            while let Some(mut handled) = waiting.recv().await {
+                let mut durable = Ok(());
+                for d in handled.durable.drain(..) {
+                    let result = d
+                        .await
+                        .unwrap_or_else(|_| Err("the store writer is gone".into()));
+                    durable = durable.and(result);
+                }
+                match durable {
+                    Ok(()) => sender.send(handled),
+                    Err(e) => {
+                        for reply in &handled.replies {
+                            tracing::error!(target: "x_sim", "-x {} withheld: what it acks is not stored: {e}", reply.topic);
+                        }
+                    }
+                }
+            }
+        });
         tokio::spawn(async move {
             while let Some(message) = inbox.recv().await {
                 let handled = platform.handle(&message);
-                platform.send(handled);
+                if handled.replies.is_empty() && handled.ota.is_empty() {
+                    continue;
+                }
+                if ready.send(handled).await.is_err() {
+                    break;
+                }
             }
             rotation.abort();
             ota.abort();
@@ -470,7 +506,7 @@ impl Platform {
                 log_raw();
                 Handled {
                     replies: self.auth(&device, &message.payload).into_iter().collect(),
-                    ota: Vec::new(),
+                    ..Handled::default()
                 }
             }
             Origin::Auth(_) => Handled::default(),
@@ -490,10 +526,7 @@ impl Platform {
                 self.inner.data.seen(&device);
                 if topic.kind() == TopicKind::FullHex {
                     log_raw();
-                    return Handled {
-                        replies: self.full_hex(&device, &topic, &message.payload),
-                        ota: Vec::new(),
-                    };
+                    return self.full_hex(&device, &topic, &message.payload);
                 }
                 match Frame::decode(&message.payload) {
                     Ok(frame) => self.device_frame(&device, &topic, frame, &message.payload),
@@ -649,6 +682,7 @@ impl Platform {
             return self.answer_frame(device, topic, frame, plain, bytes);
         };
         let mut ota = Vec::new();
+        let mut durable = Vec::new();
         let outcome = plain.and_then(|payload| {
             self.understand(device, kind, identifier.as_deref(), &frame, payload)
         });
@@ -663,11 +697,9 @@ impl Platform {
                     raw: understood.raw.clone(),
                 };
                 // At-least-once delivery from devices: a re-send is acked again, kept once.
-                let record = match self
-                    .inner
-                    .data
-                    .record_once(self.inner.store.as_ref(), incoming)
-                {
+                let (recorded, written) = self.inner.data.record_once(incoming);
+                durable.extend(written);
+                let record = match recorded {
                     data::Recorded::New(record) => record,
                     data::Recorded::Duplicate(record, why) => {
                         tracing::info!(target: "x_sim", "{topic}: {why}: acked, not recorded again");
@@ -716,7 +748,11 @@ impl Platform {
             Some(t) => vec![Reply::new(&t, ack, plain)],
             None => Vec::new(),
         };
-        Handled { replies, ota }
+        Handled {
+            replies,
+            ota,
+            durable,
+        }
     }
 
     /// A device's answer to a command, or a config report: recorded and handed to the
@@ -739,17 +775,15 @@ impl Platform {
             }
         };
         let readable = broken.is_none();
-        let record = self.inner.data.record(
-            self.inner.store.as_ref(),
-            data::Incoming {
-                device,
-                kind: topic.kind(),
-                identifier: topic.identifier().map(|i| i.as_str().to_owned()),
-                frame: &frame,
-                payload,
-                raw: None,
-            },
-        );
+        // Not acked: nothing waits for the write.
+        let (record, _) = self.inner.data.record(data::Incoming {
+            device,
+            kind: topic.kind(),
+            identifier: topic.identifier().map(|i| i.as_str().to_owned()),
+            frame: &frame,
+            payload,
+            raw: None,
+        });
         if topic.kind() == TopicKind::ConfigReport {
             self.put_state("config", &device.to_string(), &record.payload);
         }
@@ -1001,7 +1035,8 @@ impl Platform {
     }
 
     /// A full-HEX report (28): the bare hex through the script, acked with 28.
-    fn full_hex(&self, device: &DeviceIdentity, topic: &Topic, payload: &[u8]) -> Vec<Reply> {
+    fn full_hex(&self, device: &DeviceIdentity, topic: &Topic, payload: &[u8]) -> Handled {
+        let mut durable = Vec::new();
         let text = String::from_utf8_lossy(payload).into_owned();
         // A full-HEX report has no MessageId of its own; the ack gets a fresh one.
         let frame = Frame::new(
@@ -1011,17 +1046,15 @@ impl Platform {
         );
         let ack = match self.decode_hex(device, text.trim(), None) {
             Ok(decoded) => {
-                self.inner.data.record(
-                    self.inner.store.as_ref(),
-                    data::Incoming {
-                        device,
-                        kind: TopicKind::FullHex,
-                        identifier: None,
-                        frame: &frame,
-                        payload: decoded,
-                        raw: Some(text.trim().to_owned()),
-                    },
-                );
+                let (_, written) = self.inner.data.record(data::Incoming {
+                    device,
+                    kind: TopicKind::FullHex,
+                    identifier: None,
+                    frame: &frame,
+                    payload: decoded,
+                    raw: Some(text.trim().to_owned()),
+                });
+                durable.extend(written);
                 AckPayload::success(None)
             }
             Err(broken) => {
@@ -1035,13 +1068,18 @@ impl Platform {
                 AckPayload::failure(broken.reason)
             }
         };
-        match Topic::new(device.clone(), TopicKind::FullHexAck) {
+        let replies = match Topic::new(device.clone(), TopicKind::FullHexAck) {
             Ok(t) => {
                 let ack = Frame::ack_of(&frame, &ack);
                 let plain = ack.payload.clone();
                 vec![Reply::new(&t, ack, plain)]
             }
             Err(_) => Vec::new(),
+        };
+        Handled {
+            replies,
+            durable,
+            ..Handled::default()
         }
     }
 
