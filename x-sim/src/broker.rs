@@ -44,6 +44,15 @@ use crate::sync::lock;
 /// Largest packet accepted, in bytes.
 const MAX_PACKET: usize = 1024 * 1024;
 
+/// How many messages may wait for a subscriber connection. A client that reads so slowly
+/// that more wait is disconnected (with a log line), never buffered without bound.
+pub const CONNECTION_QUEUE: usize = 1024;
+
+/// How many messages may wait for an in-process subscriber ([`BrokerHandle::subscribe`]).
+/// A device publishing to a full one waits (its connection stops being read: backpressure);
+/// an in-process publish to a full one is dropped with a log line.
+pub const IN_PROCESS_QUEUE: usize = 4096;
+
 /// How the broker treats connections that are slow or go silent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BrokerConfig {
@@ -127,7 +136,9 @@ pub struct Message {
 struct Subscriber {
     filter: String,
     qos: QoS,
-    tx: mpsc::UnboundedSender<Message>,
+    tx: mpsc::Sender<Message>,
+    /// The subscribing connection's client id; `None` for in-process subscribers.
+    client: Option<String>,
 }
 
 #[derive(Default)]
@@ -141,13 +152,34 @@ struct Routes {
 }
 
 impl Routes {
-    fn route(&mut self, message: &Message) {
+    /// Hands `message` to every matching subscriber without waiting. A connection whose
+    /// queue is full is disconnected (logged). Returns the in-process subscribers whose
+    /// queue is full, for a publisher that can wait for room.
+    fn route(&mut self, message: &Message) -> Vec<mpsc::Sender<Message>> {
         self.subscribers.retain(|s| !s.tx.is_closed());
+        let mut full = Vec::new();
+        let mut slow = Vec::new();
         for s in &self.subscribers {
-            if topic_matches(&s.filter, &message.topic) {
-                let _ = s.tx.send(message.clone());
+            if !topic_matches(&s.filter, &message.topic) {
+                continue;
+            }
+            match s.tx.try_send(message.clone()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => match &s.client {
+                    Some(client) => slow.push(client.clone()),
+                    None => full.push(s.tx.clone()),
+                },
             }
         }
+        for client in slow {
+            if self.clients.remove(&client).is_some() {
+                tracing::warn!(
+                    target: "x_sim",
+                    "{client}: {CONNECTION_QUEUE} messages wait for it (it reads too slowly), connection closed"
+                );
+            }
+        }
+        full
     }
 }
 
@@ -180,16 +212,25 @@ impl BrokerHandle {
             from: None,
             login: None,
         };
-        lock(&self.routes).route(&message);
+        let full = lock(&self.routes).route(&message);
+        if !full.is_empty() {
+            tracing::warn!(
+                target: "x_sim",
+                "-x {}: an in-process subscriber has {IN_PROCESS_QUEUE} messages waiting, dropped",
+                message.topic
+            );
+        }
     }
 
     /// Subscribes in-process to `filter` (`+` and `#` wildcards).
-    pub fn subscribe(&self, filter: &str) -> mpsc::UnboundedReceiver<Message> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// At most [`IN_PROCESS_QUEUE`] messages wait in the receiver.
+    pub fn subscribe(&self, filter: &str) -> mpsc::Receiver<Message> {
+        let (tx, rx) = mpsc::channel(IN_PROCESS_QUEUE);
         lock(&self.routes).subscribers.push(Subscriber {
             filter: filter.to_owned(),
             qos: QoS::AtMostOnce,
             tx,
+            client: None,
         });
         rx
     }
@@ -315,7 +356,7 @@ impl Connection {
             }
         }
         conn.client_id = connect.client_id.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+        let (tx, mut rx) = mpsc::channel::<Message>(CONNECTION_QUEUE);
         let (kill_tx, mut kill) = oneshot::channel::<()>();
         let number = {
             let mut r = lock(&routes);
@@ -363,8 +404,8 @@ impl Connection {
         &mut self,
         routes: &Mutex<Routes>,
         auth: &dyn Authorizer,
-        tx: &mpsc::UnboundedSender<Message>,
-        rx: &mut mpsc::UnboundedReceiver<Message>,
+        tx: &mpsc::Sender<Message>,
+        rx: &mut mpsc::Receiver<Message>,
         kill: &mut oneshot::Receiver<()>,
     ) -> Result<(), End> {
         let mut next_pkid: u16 = 0;
@@ -422,7 +463,7 @@ impl Connection {
         packet: Packet,
         routes: &Mutex<Routes>,
         auth: &dyn Authorizer,
-        tx: &mpsc::UnboundedSender<Message>,
+        tx: &mpsc::Sender<Message>,
         awaiting_release: &mut HashSet<u16>,
     ) -> Result<bool, End> {
         match packet {
@@ -462,12 +503,18 @@ impl Connection {
                     }
                 };
                 if deliver {
-                    lock(routes).route(&Message {
+                    let message = Message {
                         topic: p.topic,
                         payload: p.payload,
                         from: Some(self.client_id.clone()),
                         login: self.login.clone(),
-                    });
+                    };
+                    let full = lock(routes).route(&message);
+                    // A busy platform slows its publishers down: this connection is not
+                    // read until there is room.
+                    for tx in full {
+                        let _ = tx.send(message.clone()).await;
+                    }
                 }
             }
             Packet::PubRel(r) => {
@@ -489,6 +536,7 @@ impl Connection {
                             filter: f.path,
                             qos,
                             tx: tx.clone(),
+                            client: Some(self.client_id.clone()),
                         });
                         codes.push(SubscribeReasonCode::Success(qos));
                     } else {

@@ -88,12 +88,12 @@ pub async fn connect_client(
     port: u16,
     client_id: &str,
     timeout: Duration,
-) -> Result<(ClientLink, mpsc::UnboundedReceiver<Message>), String> {
+) -> Result<(ClientLink, mpsc::Receiver<Message>), String> {
     let mut options = MqttOptions::new(client_id, host, port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(1024 * 1024, 1024 * 1024);
     let (client, mut events) = AsyncClient::new(options, 256);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(crate::broker::IN_PROCESS_QUEUE);
     let subscribe = client.clone();
     let wait = async {
         loop {
@@ -136,7 +136,8 @@ pub async fn connect_client(
                         from: None,
                         login: None,
                     };
-                    if tx.send(message).is_err() {
+                    // A busy platform: the client stops polling (backpressure).
+                    if tx.send(message).await.is_err() {
                         return;
                     }
                 }

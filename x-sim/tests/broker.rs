@@ -71,10 +71,7 @@ fn topic(device: &DeviceIdentity, kind: TopicKind) -> String {
 }
 
 /// The next message the platform's subscription `rx` gets, polling `mqtt` meanwhile.
-async fn reaches(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Message>,
-    mqtt: &mut Mqtt,
-) -> Message {
+async fn reaches(rx: &mut tokio::sync::mpsc::Receiver<Message>, mqtt: &mut Mqtt) -> Message {
     tokio::select! {
         m = rx.recv() => m.unwrap(),
         closed = mqtt.closed_within(WAIT) => panic!("not received: {closed:?}"),
@@ -235,4 +232,30 @@ async fn a_second_connection_of_a_device_takes_over() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(access.last_offline(&plug()).is_some());
+}
+
+/// A subscriber that reads nothing does not make the broker buffer without bound: once
+/// `CONNECTION_QUEUE` messages wait for it (beyond what the sockets hold), it is
+/// disconnected.
+#[tokio::test]
+async fn a_subscriber_that_reads_nothing_is_disconnected() {
+    let (broker, _) = start().await;
+    let login = v2_login(&plug(), PLUG_SECRET, now());
+    let mut mqtt = Mqtt::open(broker.addr(), &login).await.unwrap();
+    let downlink = topic(&plug(), TopicKind::Downlink);
+    mqtt.subscribe(std::slice::from_ref(&downlink)).await;
+    // The client is not polled from here on: it reads nothing.
+    let payload = bytes::Bytes::from(vec![b'x'; 16 * 1024]);
+    // More than the sockets and the queue hold: 16 MiB queued plus some MiB in the kernel.
+    for n in 0..4 * 1024 {
+        broker.publish(&downlink, payload.clone());
+        if n % 64 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    assert!(
+        !broker.drop_client(&login.client_id),
+        "a client that reads nothing was still connected"
+    );
+    drop(mqtt);
 }

@@ -341,10 +341,7 @@ impl Platform {
 
     /// Handles every message from `inbox` until it closes, publishing the replies. Also
     /// rotates SessionKeys as they expire and fails OTAs past their deadlines.
-    pub fn serve(
-        &self,
-        mut inbox: mpsc::UnboundedReceiver<Message>,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn serve(&self, mut inbox: mpsc::Receiver<Message>) -> tokio::task::JoinHandle<()> {
         let platform = self.clone();
         let rotation = self.clone().rotate_expired_keys();
         let ota = self.clone().watch_ota_deadlines();
