@@ -148,15 +148,19 @@ type Job = Box<dyn FnOnce(&mut HashMap<String, ParsingScript>) + Send>;
 /// Most scripts kept loaded; past this the cache starts again.
 const MAX_LOADED: usize = 32;
 
+/// How many script calls may wait for the script thread; beyond it, callers wait for room.
+/// (The platform calls scripts from blocking threads, never from its async workers.)
+const SCRIPT_QUEUE: usize = 256;
+
 /// The thread that owns the loaded scripts. A boa context is neither `Send` nor safe to drop
 /// during thread-local destruction (its garbage collector lives in a thread-local itself),
 /// so the contexts live on one long-lived thread that never exits, and callers send it
 /// work. Loading parses and runs the whole script, so each script is loaded once.
-fn script_thread() -> Option<&'static std::sync::Mutex<mpsc::Sender<Job>>> {
-    static RUNNER: OnceLock<Option<std::sync::Mutex<mpsc::Sender<Job>>>> = OnceLock::new();
+fn script_thread() -> Option<&'static mpsc::SyncSender<Job>> {
+    static RUNNER: OnceLock<Option<mpsc::SyncSender<Job>>> = OnceLock::new();
     RUNNER
         .get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Job>();
+            let (tx, rx) = mpsc::sync_channel::<Job>(SCRIPT_QUEUE);
             std::thread::Builder::new()
                 .name("x-sim-scripts".into())
                 .spawn(move || {
@@ -166,12 +170,13 @@ fn script_thread() -> Option<&'static std::sync::Mutex<mpsc::Sender<Job>>> {
                     }
                 })
                 .ok()
-                .map(|_| std::sync::Mutex::new(tx))
+                .map(|_| tx)
         })
         .as_ref()
 }
 
-/// Runs `f` on the script `source`, loaded once and kept (on the script thread).
+/// Runs `f` on the script `source`, loaded once and kept (on the script thread). Blocks
+/// until it ran: async callers call it from `tokio::task::spawn_blocking`.
 ///
 /// # Errors
 /// The script does not load, or the script thread is not available.
@@ -204,8 +209,6 @@ pub fn with_script<R: Send + 'static>(
         };
         let _ = done.send(out);
     });
-    crate::sync::lock(runner)
-        .send(job)
-        .map_err(|_| unavailable())?;
+    runner.send(job).map_err(|_| unavailable())?;
     result.recv().map_err(|_| unavailable())?
 }

@@ -163,7 +163,18 @@ impl Platform {
                 .product(device.product_id.as_str())
                 .map(|p| p.format)
         };
-        let outgoing = self.outgoing(device, &command, format)?;
+        // A HEX command goes through the product's parsing script: on a blocking thread,
+        // not on the async workers.
+        let outgoing = if format == Some(Format::Hex) {
+            let (platform, d, c) = (self.clone(), device.clone(), command.clone());
+            tokio::task::spawn_blocking(move || platform.outgoing(&d, &c, format))
+                .await
+                .map_err(|e| {
+                    CommandError::Build(format!("the parsing script task failed: {e}"))
+                })??
+        } else {
+            self.outgoing(device, &command, format)?
+        };
         let (topic, header_ctrl) = (outgoing.topic.clone(), outgoing.header_ctrl);
         let Delivered {
             answer,

@@ -371,7 +371,21 @@ impl Platform {
         });
         tokio::spawn(async move {
             while let Some(message) = inbox.recv().await {
-                let handled = platform.handle(&message);
+                // HEX messages go through the product's parsing script, which blocks until
+                // the script thread ran it: handled on a blocking thread, so the async
+                // workers (the broker, the HTTP API) go on meanwhile. In order all the same.
+                let handled = if message.topic.contains("/model/hex") {
+                    let p = platform.clone();
+                    match tokio::task::spawn_blocking(move || p.handle(&message)).await {
+                        Ok(handled) => handled,
+                        Err(e) => {
+                            tracing::error!(target: "x_sim", "handling a HEX message failed: {e}");
+                            continue;
+                        }
+                    }
+                } else {
+                    platform.handle(&message)
+                };
                 if handled.replies.is_empty() && handled.ota.is_empty() {
                     continue;
                 }
