@@ -284,9 +284,6 @@ pub enum OtaError {
     /// The installer failed.
     #[error("installer: {0}")]
     Install(String),
-    /// The device has no state directory to download into.
-    #[error("OTA needs a state directory to download into")]
-    NoStateDir,
 }
 
 /// The MD5 of a notify as 16 bytes: 32 hex digits (either case), or a decimal number read as
