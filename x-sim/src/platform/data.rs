@@ -263,8 +263,9 @@ pub(crate) enum Recorded {
 /// messages by MessageId with what they said, and the times of the history entries held.
 #[derive(Debug, Default)]
 struct Seen {
-    /// Recent messages: MessageId and content (see [`content_of`]), oldest first.
-    recent: VecDeque<(MessageId, Value)>,
+    /// The MessageIds of the recent messages, oldest first (each once).
+    recent: VecDeque<MessageId>,
+    /// What each of them said (see [`content_of`]).
     ids: HashMap<MessageId, Value>,
     /// History entries held: (is event, identifier, time, value as JSON text): two samples
     /// of one property in the same millisecond with different values are two entries.
@@ -279,14 +280,15 @@ impl Seen {
             &r.payload,
             r.raw.as_deref(),
         ) {
-            if self.recent.len() == RECENT_PER_DEVICE
-                && let Some((old, _)) = self.recent.pop_front()
-            {
-                self.ids.remove(&old);
+            // A reused MessageId keeps its place; its content is the newest.
+            if self.ids.insert(r.message_id.clone(), content).is_none() {
+                self.recent.push_back(r.message_id.clone());
+                if self.recent.len() > RECENT_PER_DEVICE
+                    && let Some(old) = self.recent.pop_front()
+                {
+                    self.ids.remove(&old);
+                }
             }
-            self.recent
-                .push_back((r.message_id.clone(), content.clone()));
-            self.ids.insert(r.message_id.clone(), content);
         }
         if r.kind == TopicKind::HistoryReport {
             self.history.extend(history_keys(&r.payload));
