@@ -11,7 +11,7 @@
 //!
 //! `cargo bench --bench outbox`; `-- --quick` for a smaller run.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/runtime/support/mod.rs"]
 mod support;
 
 #[rustfmt::skip]

@@ -10,7 +10,7 @@
 //!
 //! `cargo bench --bench runtime` (needs `/usr/sbin/mosquitto`); `-- --quick` for fewer rounds.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/runtime/support/mod.rs"]
 mod support;
 
 #[rustfmt::skip]

@@ -78,6 +78,6 @@ fn session_key_follows_the_settled_derivation() {
         key.expose_bytes()[..],
         x_protocol::crypto::encrypt(&pk, b"37884334")[..16]
     );
-    // The key the CLI prints for the same inputs (x-sim/tests/cli.rs checks the other side).
+    // The key the CLI prints for the same inputs (x-sim/tests/it/cli.rs checks the other side).
     assert_eq!(key.expose_hex(), "E9FD1F6A5003A3807A081BC1416F6413");
 }

@@ -5,14 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
-#[rustfmt::skip]
-#[path = "golden/smart_plug.rs"]
-#[allow(dead_code)]
-pub mod plug;
+use crate::plug;
 
 use std::time::Duration;
 
-mod support;
+use crate::support;
 
 use plug::{SmartPlug, SmartPlugReport, SmartPlugService};
 use serde_json::json;

@@ -6,7 +6,7 @@
 //! connection still being there.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -10,7 +10,7 @@
 //! PUBLISH, a PUBREL for nothing), a raw socket speaks MQTT bytes with rumqttc's codec.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -12,7 +12,7 @@
 //! topics. The broker is `x_sim::mosquitto`'s, a Mosquitto of the test's own.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

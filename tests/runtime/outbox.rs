@@ -6,12 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
-#[rustfmt::skip]
-#[path = "golden/smart_plug.rs"]
-#[allow(dead_code)]
-pub mod plug;
+use crate::plug;
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

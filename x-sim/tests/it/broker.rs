@@ -3,7 +3,7 @@
 //! from network faults, and each login reaches only its own topics.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -6,12 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
-#[rustfmt::skip]
-#[path = "golden/smart_plug.rs"]
-#[allow(dead_code)]
-pub mod plug;
+use crate::plug;
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -83,7 +80,7 @@ fn run_child(url: &str, dir: &std::path::Path, first: u64, after: Duration) -> V
         .args([
             "--ignored",
             "--exact",
-            "crash_child",
+            "crash::crash_child",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -6,7 +6,7 @@
 //! drop, SessionKey rotation).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

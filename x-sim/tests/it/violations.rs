@@ -7,7 +7,7 @@
 //! `x-sim serve --data`, and it keeps only the newest violations of a device.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -520,7 +520,12 @@ fn a_killed_writer_loses_nothing_it_reported() {
     // Two rounds: the second writer starts from a store recovered after a kill.
     for _ in 0..2 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_writer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "store::crash_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(WRITER_ENV, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

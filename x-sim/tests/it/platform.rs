@@ -5,7 +5,7 @@
 //! test's frames (fixed MessageIds, a wrong key, payloads the model refuses).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

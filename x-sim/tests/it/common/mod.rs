@@ -11,7 +11,7 @@ pub mod wire;
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
 #[rustfmt::skip]
-#[path = "../../../tests/golden/smart_plug.rs"]
+#[path = "../../../../tests/golden/smart_plug.rs"]
 #[allow(dead_code)]
 pub mod smart_plug;
 

@@ -3,7 +3,7 @@
 //! reports gets every one acked and stored in fewer commits than messages.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -7,7 +7,7 @@
 //! is success, also late. The progress is in the API and the store.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -11,12 +11,9 @@
 #![allow(clippy::unwrap_used)]
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
-#[rustfmt::skip]
-#[path = "golden/smart_plug.rs"]
-#[allow(dead_code)]
-pub mod plug;
+use crate::plug;
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -773,7 +770,7 @@ async fn a_device_killed_mid_download_resumes_from_its_partial_file_after_a_rest
             .args([
                 "--ignored",
                 "--exact",
-                "ota_child",
+                "ota::ota_child",
                 "--nocapture",
                 "--test-threads=1",
             ])

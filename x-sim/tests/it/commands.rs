@@ -7,7 +7,7 @@
 //! MQTT, and SessionKey rotation on demand and on expiry.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! single worker thread, so a script run on it would stall everything).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

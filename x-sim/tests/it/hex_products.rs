@@ -9,11 +9,11 @@
 //! codec speaks: its frames are the test's, over a wire the session logged in.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 /// The meter's bindings, as x-codegen generates them from models/meter-hex.json.
 #[rustfmt::skip]
-#[path = "../../tests/golden/meter_hex.rs"]
+#[path = "../../../tests/golden/meter_hex.rs"]
 #[allow(dead_code)]
 mod meter;
 

@@ -4,13 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 /// The meter's bindings, as x-codegen generates them from models/meter-hex.json.
-#[rustfmt::skip]
-#[path = "golden/meter_hex.rs"]
-#[allow(dead_code)]
-pub mod meter;
+use crate::meter;
 
-
-mod support;
+use crate::support;
 
 use meter::{
     MeterHex, MeterHexReport, MeterHexService, MeterHexServiceHandler, ReadRegisterOutput,

@@ -2,7 +2,7 @@
 //! MQTT client.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
