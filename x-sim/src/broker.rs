@@ -135,15 +135,81 @@ pub struct Message {
 
 struct Subscriber {
     filter: String,
-    qos: QoS,
     tx: mpsc::Sender<Message>,
     /// The subscribing connection's client id; `None` for in-process subscribers.
     client: Option<String>,
 }
 
+/// Every subscription, indexed so that routing a message looks at the few that can match it:
+/// X's topics are `/sys/{OpenID}/{ProductID}/{NodeEui}/...`, so a device's filters share their
+/// first five levels (the first one empty), and a message is tested only against the filters
+/// of its own first five levels, plus the few with wildcards in those (the platform's). A scan of
+/// every subscription per message cost the load benchmark most of x-sim's time, and grows
+/// with the fleet.
+#[derive(Default)]
+struct Subscriptions {
+    /// Filters whose first [`INDEXED_LEVELS`] levels (or all, if fewer) are literal, by those.
+    by_prefix: HashMap<String, Vec<Subscriber>>,
+    /// The others.
+    general: Vec<Subscriber>,
+}
+
+/// How many leading levels of a topic the subscription index keys on: `/sys/{OpenID}/{ProductID}/{NodeEui}`.
+const INDEXED_LEVELS: usize = 5;
+
+/// The first [`INDEXED_LEVELS`] levels of a topic or filter (all of it, if it has fewer).
+fn leading_levels(topic: &str) -> &str {
+    match topic.match_indices('/').nth(INDEXED_LEVELS - 1) {
+        Some((at, _)) => &topic[..at],
+        None => topic,
+    }
+}
+
+impl Subscriptions {
+    fn add(&mut self, subscriber: Subscriber) {
+        let lead = leading_levels(&subscriber.filter);
+        if lead.split('/').any(|level| level == "+" || level == "#") {
+            self.general.push(subscriber);
+        } else {
+            self.by_prefix
+                .entry(lead.to_owned())
+                .or_default()
+                .push(subscriber);
+        }
+    }
+
+    /// Removes the subscriptions to `filter` for which `which` holds.
+    fn remove(&mut self, filter: &str, which: impl Fn(&Subscriber) -> bool) {
+        let lead = leading_levels(filter);
+        if let Some(list) = self.by_prefix.get_mut(lead) {
+            list.retain(|s| !(s.filter == filter && which(s)));
+            if list.is_empty() {
+                self.by_prefix.remove(lead);
+            }
+        }
+        self.general.retain(|s| !(s.filter == filter && which(s)));
+    }
+
+    /// Calls `each` on every subscriber whose filter matches `topic`; those for which it
+    /// returns `false` are removed.
+    fn matching(&mut self, topic: &str, mut each: impl FnMut(&Subscriber) -> bool) {
+        let lead = leading_levels(topic);
+        let mut visit = |list: &mut Vec<Subscriber>| {
+            list.retain(|s| !topic_matches(&s.filter, topic) || each(s));
+        };
+        if let Some(list) = self.by_prefix.get_mut(lead) {
+            visit(list);
+            if list.is_empty() {
+                self.by_prefix.remove(lead);
+            }
+        }
+        visit(&mut self.general);
+    }
+}
+
 #[derive(Default)]
 struct Routes {
-    subscribers: Vec<Subscriber>,
+    subscriptions: Subscriptions,
     /// Connected clients by id: a connection number and the sender whose drop closes the
     /// connection (when the id connects again, or on [`BrokerHandle::drop_client`]).
     clients: HashMap<String, (u64, oneshot::Sender<()>)>,
@@ -153,24 +219,24 @@ struct Routes {
 
 impl Routes {
     /// Hands `message` to every matching subscriber without waiting. A connection whose
-    /// queue is full is disconnected (logged). Returns the in-process subscribers whose
-    /// queue is full, for a publisher that can wait for room.
+    /// queue is full is disconnected (logged); a subscriber whose receiver is gone is
+    /// forgotten. Returns the in-process subscribers whose queue is full, for a publisher
+    /// that can wait for room.
     fn route(&mut self, message: &Message) -> Vec<mpsc::Sender<Message>> {
-        self.subscribers.retain(|s| !s.tx.is_closed());
         let mut full = Vec::new();
         let mut slow = Vec::new();
-        for s in &self.subscribers {
-            if !topic_matches(&s.filter, &message.topic) {
-                continue;
-            }
-            match s.tx.try_send(message.clone()) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => match &s.client {
-                    Some(client) => slow.push(client.clone()),
-                    None => full.push(s.tx.clone()),
-                },
-            }
-        }
+        self.subscriptions
+            .matching(&message.topic, |s| match s.tx.try_send(message.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    match &s.client {
+                        Some(client) => slow.push(client.clone()),
+                        None => full.push(s.tx.clone()),
+                    }
+                    true
+                }
+            });
         for client in slow {
             if self.clients.remove(&client).is_some() {
                 tracing::warn!(
@@ -226,9 +292,8 @@ impl BrokerHandle {
     /// At most [`IN_PROCESS_QUEUE`] messages wait in the receiver.
     pub fn subscribe(&self, filter: &str) -> mpsc::Receiver<Message> {
         let (tx, rx) = mpsc::channel(IN_PROCESS_QUEUE);
-        lock(&self.routes).subscribers.push(Subscriber {
+        lock(&self.routes).subscriptions.add(Subscriber {
             filter: filter.to_owned(),
-            qos: QoS::AtMostOnce,
             tx,
             client: None,
         });
@@ -268,6 +333,10 @@ pub async fn start_with(
     let routes = handle.routes.clone();
     tokio::spawn(async move {
         while let Ok((stream, peer)) = listener.accept().await {
+            // Small packets, each awaited by the other side (an ack, a command): no Nagle
+            // delay behind the peer's delayed ACK. Without it, a fleet's acks stalled for
+            // tens of milliseconds each (the load benchmark).
+            let _ = stream.set_nodelay(true);
             let routes = routes.clone();
             let auth = auth.clone();
             tokio::spawn(async move {
@@ -299,7 +368,16 @@ struct Connection {
     /// a write to the client may take: a client that reads nothing for that long is as gone
     /// as one that sends nothing.
     idle_limit: Option<Duration>,
+    /// The filters this connection subscribed to, with their granted QoS: a message is sent
+    /// at the highest QoS of the filters it matches, and they leave the index with it.
+    subscribed: Vec<(String, QoS)>,
+    /// Packets encoded and not yet written: the answers to a burst of packets read at once,
+    /// or a burst of messages for the client, go out in one write.
+    out: BytesMut,
 }
+
+/// Past this many bytes waiting, the connection writes before it reads or queues more.
+const WRITE_BATCH: usize = 64 * 1024;
 
 impl Connection {
     async fn serve(
@@ -315,6 +393,8 @@ impl Connection {
             client_id: String::new(),
             login: None,
             idle_limit: None,
+            subscribed: Vec::new(),
+            out: BytesMut::with_capacity(1024),
         };
         let first = tokio::time::timeout(config.connect_timeout, conn.next_packet()).await;
         let connect = match first {
@@ -382,7 +462,9 @@ impl Connection {
             .await;
         let still_ours = {
             let mut r = lock(&routes);
-            r.subscribers.retain(|s| !s.tx.same_channel(&tx));
+            for (filter, _) in &conn.subscribed {
+                r.subscriptions.remove(filter, |s| s.tx.same_channel(&tx));
+            }
             // Ours unless a newer connection with the same id took the entry over.
             let ours = r
                 .clients
@@ -431,7 +513,12 @@ impl Connection {
                     if let Some(limit) = self.idle_limit {
                         idle.as_mut().reset(tokio::time::Instant::now() + limit);
                     }
-                    if self.handle(packet, routes, auth, tx, &mut awaiting_release).await? {
+                    let disconnect = self.handle(packet, routes, auth, tx, &mut awaiting_release).await?;
+                    // Answers wait while more packets are already read, to go out together.
+                    if disconnect || self.out.len() >= WRITE_BATCH || !self.packet_waiting() {
+                        self.flush().await?;
+                    }
+                    if disconnect {
                         return Ok(());
                     }
                 }
@@ -439,22 +526,34 @@ impl Connection {
                     let Some(message) = message else {
                         return Err(End::Closed);
                     };
-                    let qos = lock(routes)
-                        .subscribers
-                        .iter()
-                        .filter(|s| s.tx.same_channel(tx) && topic_matches(&s.filter, &message.topic))
-                        .map(|s| s.qos)
-                        .max_by_key(|q| *q as u8)
-                        .unwrap_or(QoS::AtMostOnce);
-                    let mut publish = Publish::new(message.topic, qos, message.payload.to_vec());
-                    if qos == QoS::AtLeastOnce {
-                        next_pkid = next_pkid.checked_add(1).unwrap_or(1).max(1);
-                        publish.pkid = next_pkid;
+                    self.queue_message(message, &mut next_pkid)?;
+                    while self.out.len() < WRITE_BATCH {
+                        let Ok(message) = rx.try_recv() else {
+                            break;
+                        };
+                        self.queue_message(message, &mut next_pkid)?;
                     }
-                    self.send(&Packet::Publish(publish)).await?;
+                    self.flush().await?;
                 }
             }
         }
+    }
+
+    /// Queues `message` for the client, at the highest QoS of its filters that match it.
+    fn queue_message(&mut self, message: Message, next_pkid: &mut u16) -> Result<(), End> {
+        let qos = self
+            .subscribed
+            .iter()
+            .filter(|(filter, _)| topic_matches(filter, &message.topic))
+            .map(|(_, qos)| *qos)
+            .max_by_key(|q| *q as u8)
+            .unwrap_or(QoS::AtMostOnce);
+        let mut publish = Publish::new(message.topic, qos, message.payload.to_vec());
+        if qos == QoS::AtLeastOnce {
+            *next_pkid = next_pkid.checked_add(1).unwrap_or(1).max(1);
+            publish.pkid = *next_pkid;
+        }
+        self.queue(&Packet::Publish(publish))
     }
 
     /// Handles one packet from the client; `Ok(true)` when it is a DISCONNECT.
@@ -481,7 +580,7 @@ impl Connection {
                 let deliver = match p.qos {
                     QoS::AtMostOnce => true,
                     QoS::AtLeastOnce => {
-                        self.send(&Packet::PubAck(PubAck::new(p.pkid))).await?;
+                        self.queue(&Packet::PubAck(PubAck::new(p.pkid)))?;
                         true
                     }
                     QoS::ExactlyOnce => {
@@ -498,7 +597,7 @@ impl Connection {
                                 p.pkid
                             );
                         }
-                        self.send(&Packet::PubRec(PubRec::new(p.pkid))).await?;
+                        self.queue(&Packet::PubRec(PubRec::new(p.pkid)))?;
                         first
                     }
                 };
@@ -521,7 +620,7 @@ impl Connection {
                 // Answered even for an id not awaited (MQTT 3.1.1, 4.3.3: a PUBREL is always
                 // answered with PUBCOMP), such as one resent after a reconnect.
                 awaiting_release.remove(&r.pkid);
-                self.send(&Packet::PubComp(PubComp::new(r.pkid))).await?;
+                self.queue(&Packet::PubComp(PubComp::new(r.pkid)))?;
             }
             Packet::Subscribe(s) => {
                 let mut codes = Vec::with_capacity(s.filters.len());
@@ -532,12 +631,21 @@ impl Connection {
                         } else {
                             QoS::AtLeastOnce
                         };
-                        lock(routes).subscribers.push(Subscriber {
-                            filter: f.path,
-                            qos,
-                            tx: tx.clone(),
-                            client: Some(self.client_id.clone()),
-                        });
+                        // A filter subscribed again replaces the older subscription (MQTT
+                        // 3.1.1, 3.8.4).
+                        {
+                            let mut r = lock(routes);
+                            if self.subscribed.iter().any(|(old, _)| *old == f.path) {
+                                r.subscriptions.remove(&f.path, |s| s.tx.same_channel(tx));
+                            }
+                            r.subscriptions.add(Subscriber {
+                                filter: f.path.clone(),
+                                tx: tx.clone(),
+                                client: Some(self.client_id.clone()),
+                            });
+                        }
+                        self.subscribed.retain(|(old, _)| *old != f.path);
+                        self.subscribed.push((f.path, qos));
                         codes.push(SubscribeReasonCode::Success(qos));
                     } else {
                         tracing::info!(
@@ -550,16 +658,19 @@ impl Connection {
                         codes.push(SubscribeReasonCode::Failure);
                     }
                 }
-                self.send(&Packet::SubAck(SubAck::new(s.pkid, codes)))
-                    .await?;
+                self.queue(&Packet::SubAck(SubAck::new(s.pkid, codes)))?;
             }
             Packet::Unsubscribe(u) => {
-                lock(routes)
-                    .subscribers
-                    .retain(|s| !(s.tx.same_channel(tx) && u.topics.contains(&s.filter)));
-                self.send(&Packet::UnsubAck(UnsubAck::new(u.pkid))).await?;
+                {
+                    let mut r = lock(routes);
+                    for filter in &u.topics {
+                        r.subscriptions.remove(filter, |s| s.tx.same_channel(tx));
+                    }
+                }
+                self.subscribed.retain(|(f, _)| !u.topics.contains(f));
+                self.queue(&Packet::UnsubAck(UnsubAck::new(u.pkid)))?;
             }
-            Packet::PingReq => self.send(&Packet::PingResp).await?,
+            Packet::PingReq => self.queue(&Packet::PingResp)?,
             Packet::PubAck(_) => {}
             Packet::Disconnect => return Ok(true),
             ack @ (Packet::PubRec(_) | Packet::PubComp(_)) => {
@@ -603,27 +714,48 @@ impl Connection {
         }
     }
 
-    async fn send(&mut self, packet: &Packet) -> Result<(), End> {
-        let mut out = BytesMut::new();
+    /// Whether a whole packet is already read and waiting to be handled.
+    fn packet_waiting(&self) -> bool {
+        mqttbytes::check(self.read.iter(), MAX_PACKET).is_ok()
+    }
+
+    /// Encodes `packet` behind what waits to be written.
+    fn queue(&mut self, packet: &Packet) -> Result<(), End> {
         packet
-            .write(&mut out, MAX_PACKET)
-            .map_err(|_| End::Protocol)?;
-        let write = self.stream.write_all(&out);
-        let Some(limit) = self.idle_limit else {
-            return write.await.map_err(|_| End::Io);
-        };
-        match tokio::time::timeout(limit, write).await {
-            Ok(written) => written.map_err(|_| End::Io),
-            Err(_) => {
-                tracing::info!(
-                    target: "x_sim",
-                    "-> {}: {} not taken within {limit:?} (1.5 x its keep-alive), connection closed",
-                    self.client_id,
-                    packet_name(packet)
-                );
-                Err(End::Silent)
-            }
+            .write(&mut self.out, MAX_PACKET)
+            .map(drop)
+            .map_err(|_| End::Protocol)
+    }
+
+    /// Queues `packet` and writes everything waiting.
+    async fn send(&mut self, packet: &Packet) -> Result<(), End> {
+        self.queue(packet)?;
+        self.flush().await
+    }
+
+    /// Writes everything waiting, within the idle limit.
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
         }
+        let bytes = self.out.len();
+        let write = self.stream.write_all(&self.out);
+        let written = match self.idle_limit {
+            None => write.await.map_err(|_| End::Io),
+            Some(limit) => match tokio::time::timeout(limit, write).await {
+                Ok(written) => written.map_err(|_| End::Io),
+                Err(_) => {
+                    tracing::info!(
+                        target: "x_sim",
+                        "-> {}: {bytes} bytes not taken within {limit:?} (1.5 x its keep-alive), connection closed",
+                        self.client_id,
+                    );
+                    Err(End::Silent)
+                }
+            },
+        };
+        self.out.clear();
+        written
     }
 }
 
@@ -650,12 +782,13 @@ fn packet_name(packet: &Packet) -> &'static str {
 
 /// MQTT topic filter matching with `+` (one level) and `#` (the rest).
 pub fn topic_matches(filter: &str, topic: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
+    // Levels as byte slices: splitting `str`s on a char cost more than the rest of routing.
+    let mut f = filter.as_bytes().split(|b| *b == b'/');
+    let mut t = topic.as_bytes().split(|b| *b == b'/');
     loop {
         match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
+            (Some(b"#"), _) => return true,
+            (Some(b"+"), Some(_)) => {}
             (Some(a), Some(b)) if a == b => {}
             (None, None) => return true,
             _ => return false,
@@ -667,7 +800,108 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
 mod tests {
     use std::time::Duration;
 
-    use super::{idle_limit, topic_matches};
+    use tokio::sync::mpsc;
+
+    use super::{Message, Routes, Subscriber, idle_limit, leading_levels, topic_matches};
+
+    fn message(topic: &str) -> Message {
+        Message {
+            topic: topic.to_owned(),
+            payload: bytes::Bytes::new(),
+            from: None,
+            login: None,
+        }
+    }
+
+    #[test]
+    fn the_index_keys_on_a_devices_prefix() {
+        assert_eq!(
+            leading_levels("/sys/7E/AA/N1/model/property/report"),
+            "/sys/7E/AA/N1"
+        );
+        assert_eq!(leading_levels("/sys/7E/AA/N1"), "/sys/7E/AA/N1");
+        assert_eq!(leading_levels("/sys/7E/AA/N1/"), "/sys/7E/AA/N1");
+        assert_eq!(leading_levels("/sys/#"), "/sys/#");
+        assert_eq!(leading_levels("a/b"), "a/b");
+        assert_eq!(leading_levels(""), "");
+    }
+
+    /// Routing through the index delivers exactly what a scan of every filter would.
+    #[test]
+    fn indexed_routing_matches_every_filter_as_a_scan_would() {
+        let filters = [
+            "/sys/7E/AA/N1/model/property/set",
+            "/sys/7E/AA/N1/model/event/+/report_ack",
+            "/sys/7E/AA/N1/#",
+            "/sys/7E/AA/N2/model/property/set",
+            "/sys/+/+/+/model/property/report",
+            "/sys/7E/+/N1/model/property/set",
+            "/sys/#",
+            "#",
+            "/sys/7E/AA",
+            "/sys/7E/AA/N1",
+            "sys/7E/AA/N1/model/property/set",
+        ];
+        let topics = [
+            "/sys/7E/AA/N1/model/property/set",
+            "/sys/7E/AA/N1/model/event/overheat/report_ack",
+            "/sys/7E/AA/N2/model/property/set",
+            "/sys/7E/AA/N3/model/property/report",
+            "/sys/7E/AA",
+            "/sys/7E/AA/N1",
+            "/sys/7E/AA/N1/x",
+            "sys/7E/AA/N1/model/property/set",
+            "other",
+        ];
+        let mut routes = Routes::default();
+        let mut receivers = Vec::new();
+        for filter in filters {
+            let (tx, rx) = mpsc::channel(64);
+            routes.subscriptions.add(Subscriber {
+                filter: filter.to_owned(),
+                tx,
+                client: None,
+            });
+            receivers.push((filter, rx));
+        }
+        for topic in topics {
+            routes.route(&message(topic));
+            for (filter, rx) in &mut receivers {
+                let got = rx.try_recv().ok().map(|m| m.topic);
+                let want = topic_matches(filter, topic).then(|| topic.to_owned());
+                assert_eq!(got, want, "filter {filter}, topic {topic}");
+            }
+        }
+    }
+
+    /// A subscriber whose receiver is gone is dropped from the index the next time a
+    /// message matches it; one removed by filter gets nothing more.
+    #[test]
+    fn closed_and_removed_subscribers_leave_the_index() {
+        let mut routes = Routes::default();
+        let (tx, rx) = mpsc::channel(4);
+        routes.subscriptions.add(Subscriber {
+            filter: "/sys/a/b/c/d".into(),
+            tx,
+            client: None,
+        });
+        drop(rx);
+        routes.route(&message("/sys/a/b/c/d"));
+        assert!(routes.subscriptions.by_prefix.is_empty());
+
+        let (tx, mut rx) = mpsc::channel(4);
+        routes.subscriptions.add(Subscriber {
+            filter: "/sys/+/b/c/d".into(),
+            tx: tx.clone(),
+            client: None,
+        });
+        routes
+            .subscriptions
+            .remove("/sys/+/b/c/d", |s| s.tx.same_channel(&tx));
+        routes.route(&message("/sys/a/b/c/d"));
+        assert!(rx.try_recv().is_err());
+        assert!(routes.subscriptions.general.is_empty());
+    }
 
     #[test]
     fn keep_alive_limits() {
