@@ -270,13 +270,13 @@ impl Store {
     /// the lot: the platform's group commit). The last sequence number given out becomes
     /// the highest of them, so [`Store::append_received`] never reuses one.
     ///
+    /// Each record comes as its JSON text, encoded by the caller (the platform encodes on
+    /// its own threads, so that the writer only writes), and reads back as that JSON.
+    ///
     /// # Errors
-    /// A failed write, or a value that does not encode; nothing is stored then.
-    pub fn put_received(&self, records: &[(u64, serde_json::Value)]) -> Result<(), StoreError> {
-        let encoded = records
-            .iter()
-            .map(|(seq, record)| Ok((*seq, encode(&RECEIVED, seq, record)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+    /// A failed write; nothing is stored then.
+    pub fn put_received(&self, records: &[(u64, &[u8])]) -> Result<(), StoreError> {
+        let encoded = records;
         let Some(highest) = encoded.iter().map(|(seq, _)| *seq).max() else {
             return Ok(());
         };
@@ -285,8 +285,8 @@ impl Store {
             let last = meta.get(LAST_SEQ)?.map_or(0, |seq| seq.value());
             meta.insert(LAST_SEQ, last.max(highest))?;
             let mut table = tx.open_table(RECEIVED)?;
-            for (seq, json) in &encoded {
-                table.insert(*seq, json.as_slice())?;
+            for (seq, json) in encoded {
+                table.insert(*seq, *json)?;
             }
             Ok(())
         })
