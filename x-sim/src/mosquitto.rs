@@ -114,6 +114,11 @@ impl Mosquitto {
         Err(MosquittoError::Start { log: last })
     }
 
+    /// The broker's process id (to read its resident memory, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The plain listener's port.
     pub fn port(&self) -> u16 {
         self.listeners.port
