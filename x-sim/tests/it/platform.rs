@@ -77,7 +77,13 @@ async fn two_phase_login_and_encrypted_reports() {
     let ack = dev.next().await;
     let ack = encrypted_ack(&ack);
     assert_eq!(ack.code.as_str(), "4001");
-    assert!(ack.msg.contains("padding"), "{}", ack.msg);
+    // Usually the padding is wrong; about once in 256 SessionKeys the garbage happens to end
+    // in valid padding and is refused as a Payload that is not JSON instead.
+    assert!(
+        ack.msg.contains("padding") || ack.msg.contains("Payload"),
+        "{}",
+        ack.msg
+    );
 
     // An event: acked on its own report_ack topic.
     let overheat = dev.topic_of(TopicKind::EventReport, "overheat");
