@@ -1250,10 +1250,7 @@ impl ::x_sdk::model::FromPayload for Position {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -1510,10 +1507,7 @@ impl ::x_sdk::model::FromPayload for RouteItem {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -1730,10 +1724,7 @@ impl ::x_sdk::model::FromPayload for ExcursionWindow {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -1937,10 +1928,7 @@ impl ::x_sdk::model::FromPayload for ExcursionEvent {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -2168,10 +2156,7 @@ impl ::x_sdk::model::FromPayload for SetThresholdsLimits {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -2343,10 +2328,7 @@ impl ::x_sdk::model::FromPayload for SetThresholdsOutput {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }

@@ -843,10 +843,7 @@ impl ::x_sdk::model::FromPayload for ThresholdEvent {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -940,10 +937,7 @@ impl ::x_sdk::model::FromPayload for SensorFaultEvent {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -1039,10 +1033,7 @@ impl ::x_sdk::model::FromPayload for CalibrateOutput {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }

@@ -1276,10 +1276,7 @@ impl ::x_sdk::model::FromPayload for SensorFaultEvent {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -1425,10 +1422,7 @@ impl ::x_sdk::model::FromPayload for CalibrateOutput {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }

@@ -1506,10 +1506,7 @@ impl ::x_sdk::model::FromPayload for TamperEvent {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -1694,10 +1691,7 @@ impl ::x_sdk::model::FromPayload for OverloadEvent {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -1880,10 +1874,7 @@ impl ::x_sdk::model::FromPayload for RelayControlOutput {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -2001,10 +1992,7 @@ impl ::x_sdk::model::FromPayload for ReadRegisterOutput {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }

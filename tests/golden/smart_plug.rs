@@ -646,10 +646,7 @@ impl ::x_sdk::model::FromPayload for OverheatEvent {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -812,10 +809,7 @@ impl ::x_sdk::model::FromPayload for PowerOnlineEvent {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }
@@ -984,10 +978,7 @@ impl ::x_sdk::model::FromPayload for ResetOutput {
                 }
                 other => {
                     rejections
-                        .push(
-                            other,
-                            ::x_sdk::model::RejectionReason::Unknown("parameter"),
-                        )
+                        .push(other, ::x_sdk::model::RejectionReason::Unknown("output"))
                 }
             }
         }

@@ -39,7 +39,7 @@ impl CodeGenerator {
     /// The payload traits and `ThingEvent` for an event type.
     pub fn event_impls(&self, name: &Ident, event: &Event) -> TokenStream {
         let m = &self.model;
-        let params = self.params_impls(name, &event.outputs);
+        let params = self.params_impls(name, &event.outputs, "output");
         let id = &event.identifier;
         let kind = match event.kind {
             EventKind::Info => quote!(#m::EventKind::Info),

@@ -97,7 +97,7 @@ impl CodeGenerator {
         let decode_arms = services.iter().map(|s| {
             let id = &s.identifier;
             let v = ident(&s.rust_variant);
-            let body = self.decode_params_body(&s.inputs, quote!(Self::#v));
+            let body = self.decode_params_body(&s.inputs, quote!(Self::#v), "parameter");
             quote!(#id => { #body })
         });
         let id_arms = services.iter().map(|s| {

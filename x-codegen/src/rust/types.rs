@@ -11,11 +11,13 @@ use crate::ir::{DataType, EnumType, Field, StructType};
 use crate::names;
 
 impl CodeGenerator {
-    /// `ToPayload` and `FromPayload` for a struct whose fields are all required parameters.
-    pub fn params_impls(&self, name: &Ident, fields: &[Field]) -> TokenStream {
+    /// `ToPayload` and `FromPayload` for a struct whose fields are all required: an event's
+    /// or a service's outputs, or a struct type. An unknown key is rejected as an unknown
+    /// `what` ("output"), the word x-sim's checks use for the same payload.
+    pub fn params_impls(&self, name: &Ident, fields: &[Field], what: &str) -> TokenStream {
         let m = &self.model;
         let to = self.to_params_body(fields, |fname| quote!(&self.#fname));
-        let decode = self.decode_params_body(fields, quote!(Self));
+        let decode = self.decode_params_body(fields, quote!(Self), what);
         quote! {
             impl #m::ToPayload for #name {
                 fn to_payload(&self) -> #m::json::Map<::std::string::String, #m::json::Value> {
@@ -38,7 +40,9 @@ impl CodeGenerator {
     pub fn struct_impls(&self, name: &Ident, fields: &[Field]) -> TokenStream {
         let m = &self.model;
         let hex = self.struct_hex_impls(name, fields);
-        let params = self.params_impls(name, fields);
+        // A struct's own payload is only ever a service's outputs: inside a value, unknown
+        // keys are reported as unknown fields.
+        let params = self.params_impls(name, fields, "output");
         let field_kinds = fields.iter().map(|f| {
             let id = &f.identifier;
             let ty = self.field_type(f);
@@ -132,19 +136,21 @@ impl CodeGenerator {
         }
     }
 
-    /// Decodes every field of a parameter object (each required, unknown keys rejected) and
-    /// builds `construct { fields }` when all are good. Expects `payload` in scope.
+    /// Decodes every field of a parameter object (each required, unknown keys rejected as an
+    /// unknown `what`) and builds `construct { fields }` when all are good. Expects `payload`
+    /// in scope.
     pub(super) fn decode_params_body(
         &self,
         fields: &[Field],
         construct: TokenStream,
+        what: &str,
     ) -> TokenStream {
         let m = &self.model;
         if fields.is_empty() {
             return quote! {
                 let mut rejections = #m::Rejections::default();
                 for key in payload.keys() {
-                    rejections.push(key.as_str(), #m::RejectionReason::Unknown("parameter"));
+                    rejections.push(key.as_str(), #m::RejectionReason::Unknown(#what));
                 }
                 rejections.into_result(|| #construct {})
             };
@@ -170,7 +176,7 @@ impl CodeGenerator {
             for (key, value) in payload {
                 match key.as_str() {
                     #(#arms)*
-                    other => rejections.push(other, #m::RejectionReason::Unknown("parameter")),
+                    other => rejections.push(other, #m::RejectionReason::Unknown(#what)),
                 }
             }
             #(rejections.require(#ids, &#vars);)*
