@@ -21,6 +21,7 @@ mod support;
 mod crash;
 mod device;
 mod hex;
+mod hostile;
 mod mosquitto;
 mod ota;
 mod outbox;

@@ -53,19 +53,61 @@ pub const CONNECTION_QUEUE: usize = 1024;
 /// an in-process publish to a full one is dropped with a log line.
 pub const IN_PROCESS_QUEUE: usize = 4096;
 
-/// How the broker treats connections that are slow or go silent.
+/// How the broker treats connections that are slow, go silent or misbehave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BrokerConfig {
     /// How long a new TCP connection may take to send its complete CONNECT packet before it
     /// is closed (default 10 s). Keep-alive does not apply before the CONNECT, since it is
     /// the CONNECT that states it.
     pub connect_timeout: Duration,
+    /// How many PUBLISH packets a connection may send per second, in bursts of up to one
+    /// second's worth, before it is closed as a flood (default 50,000: far above any device,
+    /// a safety net; set it to a platform's per-device quota to test against that). `None`:
+    /// no limit.
+    pub max_publish_rate: Option<u32>,
+    /// How many subscriptions to topics that are not its own a connection may ask for before
+    /// it is closed as probing (default 10; each is refused with SUBACK 0x80 either way).
+    pub max_refused_subscriptions: u32,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
+            max_publish_rate: Some(50_000),
+            max_refused_subscriptions: 10,
+        }
+    }
+}
+
+/// A token bucket of PUBLISH packets: `rate` a second, holding at most one second's worth.
+#[derive(Debug)]
+struct PublishBudget {
+    rate: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl PublishBudget {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes one packet's token; `false` when the connection is over its rate.
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -374,6 +416,14 @@ struct Connection {
     /// Packets encoded and not yet written: the answers to a burst of packets read at once,
     /// or a burst of messages for the client, go out in one write.
     out: BytesMut,
+    /// Where the connection comes from, for log lines before its CONNECT names it.
+    peer: SocketAddr,
+    /// The broker's limits.
+    config: BrokerConfig,
+    /// The PUBLISH packets it may still send in this second (`None`: no limit).
+    budget: Option<PublishBudget>,
+    /// How many subscriptions to foreign topics it asked for.
+    refused: u32,
 }
 
 /// Past this many bytes waiting, the connection writes before it reads or queues more.
@@ -395,6 +445,10 @@ impl Connection {
             idle_limit: None,
             subscribed: Vec::new(),
             out: BytesMut::with_capacity(1024),
+            peer,
+            config,
+            budget: config.max_publish_rate.map(PublishBudget::new),
+            refused: 0,
         };
         let first = tokio::time::timeout(config.connect_timeout, conn.next_packet()).await;
         let connect = match first {
@@ -567,6 +621,18 @@ impl Connection {
     ) -> Result<bool, End> {
         match packet {
             Packet::Publish(p) => {
+                if let Some(budget) = &mut self.budget
+                    && !budget.take()
+                {
+                    tracing::warn!(
+                        target: "x_sim",
+                        "<- PUBLISH {} from {}: more than {} a second (a flood), connection closed",
+                        p.topic,
+                        self.client_id,
+                        self.config.max_publish_rate.unwrap_or_default()
+                    );
+                    return Err(End::Refused);
+                }
                 if !auth.can_publish(&self.client_id, &p.topic) {
                     tracing::info!(
                         target: "x_sim",
@@ -656,9 +722,20 @@ impl Connection {
                         );
                         auth.refused_subscribe(&self.client_id, &f.path);
                         codes.push(SubscribeReasonCode::Failure);
+                        self.refused = self.refused.saturating_add(1);
                     }
                 }
                 self.queue(&Packet::SubAck(SubAck::new(s.pkid, codes)))?;
+                if self.refused >= self.config.max_refused_subscriptions {
+                    self.flush().await?;
+                    tracing::warn!(
+                        target: "x_sim",
+                        "{}: {} subscriptions to topics that are not its own (probing), connection closed",
+                        self.client_id,
+                        self.refused
+                    );
+                    return Err(End::Refused);
+                }
             }
             Packet::Unsubscribe(u) => {
                 {
@@ -709,7 +786,18 @@ impl Connection {
                         return Err(End::Io);
                     }
                 }
-                Err(_) => return Err(End::Protocol),
+                Err(e) => {
+                    let who = if self.client_id.is_empty() {
+                        self.peer.to_string()
+                    } else {
+                        self.client_id.clone()
+                    };
+                    tracing::info!(
+                        target: "x_sim",
+                        "<- from {who}: not an MQTT 3.1.1 packet within the broker's 1 MiB limit ({e:?}), connection closed"
+                    );
+                    return Err(End::Protocol);
+                }
             }
         }
     }
