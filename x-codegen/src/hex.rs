@@ -3,6 +3,7 @@
 //! checks that reject what the codec could not honour.
 
 use crate::ir::{DataType, Diagnostic, Field, HexType, Model, Numeric, WireType};
+use proc_macro2::Span;
 
 /// How one value is encoded, after defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -245,18 +246,26 @@ pub fn validate(model: &Model, diags: &mut Vec<Diagnostic>) {
         return;
     }
     let ids = property_ids(model);
-    let paths: Vec<String> = model
+    let places: Vec<(&str, Span)> = model
         .properties
         .iter()
-        .map(|p| p.field.path.clone())
+        .map(|p| (p.field.path.as_str(), p.field.span))
         .collect();
-    unique_ids(&ids, &paths, "property", diags);
+    unique_ids(&ids, &places, "property", diags);
     let ids = event_ids(model);
-    let paths: Vec<String> = model.events.iter().map(|e| e.path.clone()).collect();
-    unique_ids(&ids, &paths, "event", diags);
+    let places: Vec<(&str, Span)> = model
+        .events
+        .iter()
+        .map(|e| (e.path.as_str(), e.span))
+        .collect();
+    unique_ids(&ids, &places, "event", diags);
     let ids = service_ids(model);
-    let paths: Vec<String> = model.services.iter().map(|s| s.path.clone()).collect();
-    unique_ids(&ids, &paths, "service", diags);
+    let places: Vec<(&str, Span)> = model
+        .services
+        .iter()
+        .map(|s| (s.path.as_str(), s.span))
+        .collect();
+    unique_ids(&ids, &places, "service", diags);
     for p in &model.properties {
         field(&p.field, diags);
     }
@@ -271,19 +280,27 @@ pub fn validate(model: &Model, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-fn unique_ids(ids: &[u32], paths: &[String], what: &str, diags: &mut Vec<Diagnostic>) {
+/// Every id in 1..=255 and used once; each problem at its item's path and span.
+fn unique_ids(ids: &[u32], places: &[(&str, Span)], what: &str, diags: &mut Vec<Diagnostic>) {
     for (i, id) in ids.iter().enumerate() {
-        let path = format!("{}.hex.id", paths[i]);
+        let (path, span) = places[i];
+        let path = format!("{path}.hex.id");
         if *id == 0 || *id > 255 {
-            diags.push(Diagnostic::new(
-                path,
-                format!("{what} id {id} does not fit in one byte (1..=255)"),
-            ));
+            diags.push(
+                Diagnostic::new(
+                    path,
+                    format!("{what} id {id} does not fit in one byte (1..=255)"),
+                )
+                .at(span),
+            );
         } else if let Some(first) = ids[..i].iter().position(|x| x == id) {
-            diags.push(Diagnostic::new(
-                path,
-                format!("{what} id {id} is already used by {}", paths[first]),
-            ));
+            diags.push(
+                Diagnostic::new(
+                    path,
+                    format!("{what} id {id} is already used by {}", places[first].0),
+                )
+                .at(span),
+            );
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::ir::{DataType, Diagnostic, Field, Model, Numeric};
+use crate::ir::{DataType, Diagnostic, Field, Model, Numeric, Service};
 
 /// Checks a whole model.
 pub fn validate(model: &Model) -> Vec<Diagnostic> {
@@ -19,26 +19,29 @@ pub fn validate(model: &Model) -> Vec<Diagnostic> {
         "event",
         &mut diags,
     );
-    unique(
-        model
-            .services
-            .iter()
-            .map(|s| (&s.identifier, &s.path, s.span)),
-        "service",
-        &mut diags,
-    );
     for e in &model.events {
         let outs: Vec<&Field> = e.outputs.iter().collect();
         fields(&outs, "output", &mut diags);
     }
-    for s in &model.services {
-        let ins: Vec<&Field> = s.inputs.iter().collect();
-        fields(&ins, "input", &mut diags);
-        let outs: Vec<&Field> = s.outputs.iter().collect();
-        fields(&outs, "output", &mut diags);
-    }
+    services(&model.services, &mut diags);
     type_names(model, &mut diags);
     diags
+}
+
+/// Checks a model's services (also the `ThingServices` derive's, which sees only them):
+/// unique identifiers, and each one's inputs and outputs.
+pub fn services(list: &[Service], diags: &mut Vec<Diagnostic>) {
+    unique(
+        list.iter().map(|s| (&s.identifier, &s.path, s.span)),
+        "service",
+        diags,
+    );
+    for s in list {
+        let ins: Vec<&Field> = s.inputs.iter().collect();
+        fields(&ins, "input", diags);
+        let outs: Vec<&Field> = s.outputs.iter().collect();
+        fields(&outs, "output", diags);
+    }
 }
 
 /// Checks one list of fields (properties, a parameter list, or a struct's fields): unique

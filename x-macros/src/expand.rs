@@ -121,8 +121,6 @@ pub fn model(input: DeriveInput) -> TokenStream {
                 p.field = f;
             }
         }
-        let fields: Vec<Field> = props.iter().map(|p| p.field.clone()).collect();
-        validate(cx, &fields, "property");
         let properties: Vec<Property> = props
             .into_iter()
             .map(|p| Property {
@@ -132,29 +130,23 @@ pub fn model(input: DeriveInput) -> TokenStream {
             })
             .collect();
         let layout = layout(cx, &attrs, file_layout);
-        let ids: Vec<u32> = properties
-            .iter()
-            .enumerate()
-            .map(|(i, p)| p.field.hex.id.unwrap_or(i as u32 + 1))
-            .collect();
-        if layout.is_some() {
-            let mut diags = Vec::new();
-            for (i, p) in properties.iter().enumerate() {
-                x_codegen::hex::field(&p.field, &mut diags);
-                if let Some(first) = ids[..i].iter().position(|x| *x == ids[i]) {
-                    cx.error(
-                        p.field.span,
-                        format!(
-                            "hex id {} is also the id of `{}`",
-                            ids[i], properties[first].field.rust_name
-                        ),
-                    );
-                }
-            }
-            for d in diags {
-                cx.error(d.span, d.message);
-            }
+        // The whole model this derive sees (its properties and HEX layout; events and
+        // services are derives of their own), through the same checks as a model file:
+        // identifiers, Rust names, ranges, generated type names, HEX ids and encodings.
+        let model = x_codegen::Model {
+            name: input.ident.to_string(),
+            properties,
+            events: Vec::new(),
+            services: Vec::new(),
+            hex: layout,
+        };
+        let mut diags = x_codegen::validate::validate(&model);
+        x_codegen::hex::validate(&model, &mut diags);
+        for d in diags {
+            cx.error(d.span, d.message);
         }
+        let ids = x_codegen::hex::property_ids(&model);
+        let properties = model.properties;
         if cx.has_errors() {
             return TokenStream::new();
         }
@@ -434,8 +426,7 @@ pub fn services(input: DeriveInput) -> TokenStream {
             Some((path, loaded.model))
         });
         let mut services = Vec::new();
-        let mut hex_ids = Vec::new();
-        for (position, v) in data.variants.iter().enumerate() {
+        for v in &data.variants {
             let va = attr::parse(cx, &v.attrs, Place::Service);
             let mut inputs = match &v.fields {
                 Fields::Named(named) => ast::params(cx, &named.named),
@@ -510,7 +501,6 @@ pub fn services(input: DeriveInput) -> TokenStream {
                     }
                 }
             }
-            validate(cx, &inputs, "input");
             let file_id = model.as_ref().and_then(|(_, m)| {
                 let i = m.services.iter().position(|s| s.identifier == identifier)?;
                 Some(x_codegen::hex::service_ids(m)[i])
@@ -525,7 +515,6 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 );
             }
             let hex_id = given.map(|g| g.value).or(file_id);
-            hex_ids.push(hex_id.unwrap_or(position as u32 + 1));
             services.push(Service {
                 hex_id,
                 name: name.unwrap_or_else(|| identifier.clone()),
@@ -554,34 +543,25 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 }
             }
         }
-        let mut seen: Vec<&str> = Vec::new();
-        for s in &services {
-            if seen.contains(&s.identifier.as_str()) {
-                cx.error(
-                    s.span,
-                    format!("duplicate service identifier {:?}", s.identifier),
-                );
-            }
-            seen.push(&s.identifier);
-        }
+        // The services through the same checks as a model file's: identifiers, inputs, and
+        // for HEX their ids and encodings.
         let order = hex_byte_order(&attrs, model.as_ref().and_then(|(_, m)| m.hex));
-        if order.is_some() {
-            let mut diags = Vec::new();
-            for s in &services {
-                s.inputs
-                    .iter()
-                    .for_each(|f| x_codegen::hex::field(f, &mut diags));
-            }
-            for (i, s) in services.iter().enumerate() {
-                if hex_ids[..i].contains(&hex_ids[i]) {
-                    cx.error(
-                        s.span,
-                        format!("hex id {} is used by another service", hex_ids[i]),
-                    );
-                }
-            }
-            diags.into_iter().for_each(|d| cx.error(d.span, d.message));
-        }
+        let seen = x_codegen::Model {
+            name: input.ident.to_string(),
+            properties: Vec::new(),
+            events: Vec::new(),
+            services,
+            hex: order.map(|byte_order| HexLayout {
+                byte_order,
+                ..HexLayout::default()
+            }),
+        };
+        let mut diags = Vec::new();
+        x_codegen::validate::services(&seen.services, &mut diags);
+        x_codegen::hex::validate(&seen, &mut diags);
+        diags.into_iter().for_each(|d| cx.error(d.span, d.message));
+        let hex_ids = x_codegen::hex::service_ids(&seen);
+        let services = seen.services;
         if cx.has_errors() {
             return TokenStream::new();
         }
