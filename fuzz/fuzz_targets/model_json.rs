@@ -1,0 +1,7 @@
+//! Fuzz target `model_json`: see `checks::model_json` for what it feeds and what it asserts.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::model_json(data));

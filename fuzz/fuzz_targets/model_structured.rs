@@ -1,0 +1,7 @@
+//! Fuzz target `model_structured`: see `checks::model_structured` for what it feeds and what it asserts.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::model_structured(data));
