@@ -350,35 +350,44 @@ fn outputs(fields: &[Field]) -> BoxedStrategy<Map<String, Value>> {
         .boxed()
 }
 
-fn runner() -> TestRunner {
-    TestRunner::new(Config {
+/// Random payloads from `payloads` through x-sim's check `sim` and the generated decoder
+/// `generated`: the same verdict and reasons every time, and both verdicts seen often enough
+/// for the agreement to mean something.
+fn agree(
+    label: &str,
+    payloads: BoxedStrategy<Map<String, Value>>,
+    sim: impl Fn(&Value) -> Result<(), Rejections>,
+    generated: Decode,
+) {
+    let seen = [Cell::new(0usize), Cell::new(0usize)];
+    let mut runner = TestRunner::new(Config {
         cases: 1000,
         failure_persistence: None,
         ..Config::default()
-    })
+    });
+    runner
+        .run(&payloads, |payload| {
+            let by_sim = verdict(sim(&Value::Object(payload.clone())));
+            let by_generated = verdict(generated(&payload));
+            let slot = &seen[usize::from(by_sim.is_some())];
+            slot.set(slot.get() + 1);
+            prop_assert_eq!(by_sim, by_generated, "{}: {:?}", label, payload);
+            Ok(())
+        })
+        .unwrap();
+    let seen = seen.map(Cell::into_inner);
+    assert!(
+        seen[0] > 20 && seen[1] > 20,
+        "{label}: accepted/refused {seen:?}"
+    );
 }
 
 #[test]
 fn property_reports_get_the_same_verdict_from_x_sim_and_the_generated_decoder() {
     for case in CASES {
         let model = load(case.file);
-        let seen = [Cell::new(0usize), Cell::new(0usize)];
-        runner()
-            .run(&report(&model), |payload| {
-                let sim = verdict(x_sim::validate::property_report(
-                    &model,
-                    &Value::Object(payload.clone()),
-                ));
-                let generated = verdict((case.report)(&payload));
-                let slot = &seen[usize::from(sim.is_some())];
-                slot.set(slot.get() + 1);
-                prop_assert_eq!(sim, generated, "{}: report {:?}", case.file, payload);
-                Ok(())
-            })
-            .unwrap();
-        // Both kinds of payload were tried, so agreement means something.
-        let seen = seen.map(Cell::into_inner);
-        assert!(seen[0] > 20 && seen[1] > 20, "{}: {seen:?}", case.file);
+        let sim = |p: &Value| x_sim::validate::property_report(&model, p);
+        agree(case.file, report(&model), sim, case.report);
     }
 }
 
@@ -388,23 +397,9 @@ fn events_get_the_same_verdict_from_x_sim_and_the_generated_decoder() {
         let model = load(case.file);
         for (id, decode) in case.events {
             let event = model.events.iter().find(|e| e.identifier == *id).unwrap();
-            let seen = [Cell::new(0usize), Cell::new(0usize)];
-            runner()
-                .run(&outputs(&event.outputs), |payload| {
-                    let sim = verdict(x_sim::validate::event_report(
-                        &model,
-                        id,
-                        &Value::Object(payload.clone()),
-                    ));
-                    let generated = verdict(decode(&payload));
-                    let slot = &seen[usize::from(sim.is_some())];
-                    slot.set(slot.get() + 1);
-                    prop_assert_eq!(sim, generated, "{} {}: {:?}", case.file, id, payload);
-                    Ok(())
-                })
-                .unwrap();
-            let seen = seen.map(Cell::into_inner);
-            assert!(seen[0] > 20 && seen[1] > 20, "{} {id}: {seen:?}", case.file);
+            let sim = |p: &Value| x_sim::validate::event_report(&model, id, p);
+            let label = format!("{} event {id}", case.file);
+            agree(&label, outputs(&event.outputs), sim, *decode);
         }
     }
 }
@@ -415,23 +410,9 @@ fn service_outputs_get_the_same_verdict_from_x_sim_and_the_generated_decoder() {
         let model = load(case.file);
         for (id, decode) in case.services {
             let service = model.services.iter().find(|s| s.identifier == *id).unwrap();
-            let seen = [Cell::new(0usize), Cell::new(0usize)];
-            runner()
-                .run(&outputs(&service.outputs), |payload| {
-                    let sim = verdict(x_sim::validate::service_outputs(
-                        &model,
-                        id,
-                        &Value::Object(payload.clone()),
-                    ));
-                    let generated = verdict(decode(&payload));
-                    let slot = &seen[usize::from(sim.is_some())];
-                    slot.set(slot.get() + 1);
-                    prop_assert_eq!(sim, generated, "{} {}: {:?}", case.file, id, payload);
-                    Ok(())
-                })
-                .unwrap();
-            let seen = seen.map(Cell::into_inner);
-            assert!(seen[0] > 20 && seen[1] > 20, "{} {id}: {seen:?}", case.file);
+            let sim = |p: &Value| x_sim::validate::service_outputs(&model, id, p);
+            let label = format!("{} service {id}", case.file);
+            agree(&label, outputs(&service.outputs), sim, *decode);
         }
     }
 }
