@@ -251,12 +251,7 @@ fn run_child(kind: &str, port: u16, count: usize) -> f64 {
 }
 
 fn rss_bytes() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb * 1024.0)
+    support::resident_bytes(std::process::id()) as f64
 }
 
 /// Child process: `count` idle clients of one kind, then the resident memory they added.

@@ -17,6 +17,9 @@
 //! `cargo bench --bench xsim_load` (needs `/usr/sbin/mosquitto`); `-- --quick` for smaller
 //! sizes and one round; `-- --only 1|2` for one part.
 
+#[path = "../tests/runtime/support/mod.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
@@ -332,12 +335,7 @@ async fn wait_until(done: impl Fn() -> bool) {
 }
 
 fn rss_of(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb * 1024.0)
+    support::resident_bytes(pid) as f64
 }
 
 /// An x-sim in a child process (this binary with `--sim-child`), embedded broker, no HTTP.

@@ -80,15 +80,6 @@ fn raise_open_files() -> u64 {
     Resource::NOFILE.get().map_or(1024, |(soft, _)| soft)
 }
 
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// The type-2 smart plug of the support registry, as a raw MQTT client.
 fn offender() -> (DeviceIdentity, Vec<u8>) {
     let id = DeviceIdentity::parse("7ED01E2A", "2D2D2D2D", "PLUGT2").unwrap();
@@ -187,7 +178,7 @@ async fn attacks(captured: &Captured) {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let memory_before = rss();
+    let memory_before = support::resident_bytes(std::process::id());
     let (id, connect) = offender();
 
     // 1. A CONNECT byte by byte, then silence: closed at the CONNECT timeout.
@@ -230,7 +221,7 @@ async fn attacks(captured: &Captured) {
     for _ in 0..count {
         idle.push(TcpStream::connect(addr).await.unwrap());
     }
-    let peak = rss();
+    let peak = support::resident_bytes(std::process::id());
     let deadline = CONNECT_TIMEOUT * 4;
     for stream in &mut idle {
         assert!(

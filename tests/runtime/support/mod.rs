@@ -183,3 +183,13 @@ pub fn certificates(dir: &Path) -> (std::path::PathBuf, x_sim::mosquitto::TlsFil
     std::fs::write(&files.key, key.serialize_pem()).expect("server key file");
     (ca_file, files)
 }
+
+/// The resident memory (VmRSS) of process `pid`, in bytes; 0 where /proc does not say.
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
