@@ -509,11 +509,12 @@ fn write_all(store: &Store, rx: &mpsc::Receiver<Job>) {
         // Under load (many records came during the last commit), wait a moment for more:
         // fewer, larger commits cost less per record (PostgreSQL's commit_delay). A lone
         // record is committed at once.
+        // It sleeps rather than waiting on the channel, so that the records arriving
+        // meanwhile do not wake it one by one.
         if batch.len() >= LINGER_FROM {
-            let until = std::time::Instant::now() + LINGER;
+            std::thread::sleep(LINGER);
             while batch.len() < BATCH_MAX {
-                let left = until.saturating_duration_since(std::time::Instant::now());
-                match rx.recv_timeout(left) {
+                match rx.try_recv() {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
                 }
