@@ -222,7 +222,7 @@ fn now() -> Now {
 /// byte picks one of the device's topics (or, when odd past the table, takes the topic from
 /// the input), the second whether the rest is the raw MQTT payload or a frame's Payload
 /// around it. Every effect and event afterwards is taken, and none shows the ProductKey or
-/// the DeviceSecret in its Debug form.
+/// the DeviceSecret in its Debug form (unless the input itself carried that text).
 pub fn session(data: &[u8]) {
     let [pick, shape, header_ctrl, rest @ ..] = data else {
         return;
@@ -268,15 +268,22 @@ pub fn session(data: &[u8]) {
     s.message(&topic, &payload, t);
     t = t.after(Duration::from_secs(30));
     s.tick(t);
+    // A secret the input itself carries (say, in passthrough data handed to the application)
+    // is the sender's text, not a leak: only the others count.
+    let carried = String::from_utf8_lossy(&payload).into_owned() + &topic;
+    let secrets: Vec<&str> = [PRODUCT_KEY, DEVICE_SECRET]
+        .into_iter()
+        .filter(|s| !carried.contains(s))
+        .collect();
     while let Some(effect) = s.poll_effect() {
         let shown = format!("{effect:?}");
-        for secret in [PRODUCT_KEY, DEVICE_SECRET] {
+        for secret in &secrets {
             assert!(!shown.contains(secret), "an effect shows a secret: {shown}");
         }
     }
     while let Some(event) = s.poll_event() {
         let shown = format!("{event:?}");
-        for secret in [PRODUCT_KEY, DEVICE_SECRET] {
+        for secret in &secrets {
             assert!(!shown.contains(secret), "an event shows a secret: {shown}");
         }
     }
