@@ -74,6 +74,7 @@ pub fn router(platform: Platform) -> Router {
         .route("/api/ota", get(tasks))
         .route("/api/ota/{product}/{module}", put(set_task))
         .route("/api/faults", get(faults).put(set_faults))
+        .route("/api/stream", get(crate::stream::stream))
         .with_state(platform.clone());
     match platform.firmware() {
         Some(firmware) => api.merge(firmware.routes()),

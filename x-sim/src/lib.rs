@@ -15,5 +15,6 @@ pub mod registry;
 pub mod script;
 pub mod sim;
 pub mod store;
+pub mod stream;
 mod sync;
 pub mod validate;

@@ -8,10 +8,11 @@
 //!
 //! Platform commands and the device's answers are in [`command`]; stored data and its
 //! queries in [`data`]; OTA progress in [`ota`]; sessions and key rotation in [`session`];
-//! the violation log in [`violations`].
+//! the violation log in [`violations`]; the live feed of messages and violations in [`live`].
 
 pub mod command;
 pub mod data;
+pub mod live;
 pub mod ota;
 pub mod session;
 pub mod violations;
@@ -33,6 +34,7 @@ use x_protocol::{
 
 pub use command::{Answer, Command, CommandError};
 pub use data::Received;
+pub use live::{Direction, Live, LiveEvent, LiveKind};
 pub use ota::{OtaProgress, OtaState};
 pub use violations::{Rule, Violation, ViolationLog};
 
@@ -206,6 +208,7 @@ struct Inner {
     sessions: Sessions,
     data: data::Data,
     violations: ViolationLog,
+    live: Live,
     ids: MessageIdSource,
     pending: Mutex<Pending>,
     faults: Faults,
@@ -331,6 +334,7 @@ impl Platform {
                 config: parts.config,
                 sessions,
                 data,
+                live: parts.violations.live().clone(),
                 violations: parts.violations,
                 ids: MessageIdSource::default(),
                 pending: Mutex::default(),
@@ -423,6 +427,11 @@ impl Platform {
         self.inner.store.as_ref()
     }
 
+    /// The live feed: every message each way and every violation, as they happen.
+    pub fn live(&self) -> &Live {
+        &self.inner.live
+    }
+
     /// Whether the device's product encrypts its payloads.
     fn is_encrypted(&self, device: &DeviceIdentity) -> bool {
         read(&self.inner.registry)
@@ -433,6 +442,9 @@ impl Platform {
     /// Publishes one frame, logged as one line with its plain payload.
     fn publish(&self, topic: &str, frame: &Frame, plain: &Value) {
         tracing::info!(target: "x_sim", "-> {topic} {}", describe(frame, plain));
+        self.inner
+            .live
+            .message(Direction::Down, None, topic, frame, plain);
         self.inner.link.publish(topic, frame.encode());
     }
 
@@ -515,6 +527,20 @@ impl Platform {
         match origin {
             Origin::Auth(device) if message.topic == AUTH_TOPIC => {
                 log_raw();
+                match Frame::decode(&message.payload) {
+                    Ok(frame) => self.inner.live.message(
+                        Direction::Up,
+                        Some(&device),
+                        AUTH_TOPIC,
+                        &frame,
+                        &frame.payload,
+                    ),
+                    Err(_) => self.inner.live.raw(
+                        &device,
+                        AUTH_TOPIC,
+                        &String::from_utf8_lossy(&message.payload),
+                    ),
+                }
                 Handled {
                     replies: self.auth(&device, &message.payload).into_iter().collect(),
                     ..Handled::default()
@@ -537,12 +563,22 @@ impl Platform {
                 self.inner.data.seen(&device);
                 if topic.kind() == TopicKind::FullHex {
                     log_raw();
+                    self.inner.live.raw(
+                        &device,
+                        &message.topic,
+                        &String::from_utf8_lossy(&message.payload),
+                    );
                     return self.full_hex(&device, &topic, &message.payload);
                 }
                 match Frame::decode(&message.payload) {
                     Ok(frame) => self.device_frame(&device, &topic, frame, &message.payload),
                     Err(e) => {
                         log_raw();
+                        self.inner.live.raw(
+                            &device,
+                            &message.topic,
+                            &String::from_utf8_lossy(&message.payload),
+                        );
                         // No MessageId to ack with: the device sees no ack.
                         tracing::warn!(target: "x_sim", "{topic}: unreadable frame, not acked: {e}");
                         self.violation(
@@ -678,6 +714,13 @@ impl Platform {
             target: "x_sim",
             "<- {topic} {}",
             describe(&frame, plain.as_ref().unwrap_or(&frame.payload))
+        );
+        self.inner.live.message(
+            Direction::Up,
+            Some(device),
+            &topic.to_string(),
+            &frame,
+            plain.as_ref().unwrap_or(&frame.payload),
         );
         // The command table says which ack answers which request; a frame with a HeaderCtrl
         // that does not belong on its topic is refused on the topic's ack topic.

@@ -22,6 +22,7 @@ use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
 
+use super::live::Live;
 use super::now_ms;
 
 /// At most this many bytes of a frame are kept in a violation; a longer one is kept as the
@@ -374,6 +375,8 @@ struct Inner {
     devices: Mutex<HashMap<String, DeviceLog>>,
     store: Option<Store>,
     per_device: usize,
+    /// Where each violation is also published as it is recorded.
+    live: Live,
 }
 
 /// The violation log of every device. Cheap to clone; clones share the log (the broker's
@@ -392,6 +395,7 @@ impl ViolationLog {
                 devices: Mutex::default(),
                 store: None,
                 per_device: per_device.max(1),
+                live: Live::new(),
             }),
         }
     }
@@ -429,6 +433,7 @@ impl ViolationLog {
                 devices: Mutex::new(devices),
                 store: store.cloned(),
                 per_device,
+                live: Live::new(),
             }),
         })
     }
@@ -467,6 +472,7 @@ impl ViolationLog {
             }
         }
         drop(devices);
+        self.inner.live.violation(device, &violation);
         tracing::debug!(
             target: "x_sim",
             "{device}: violation {} ({}): {}",
@@ -502,6 +508,12 @@ impl ViolationLog {
     /// How many violations are kept per device.
     pub fn per_device(&self) -> usize {
         self.inner.per_device
+    }
+
+    /// The live feed each violation is published to as it is recorded; the platform
+    /// publishes its messages to the same one, so that a listener sees them in order.
+    pub fn live(&self) -> &Live {
+        &self.inner.live
     }
 }
 

@@ -24,5 +24,6 @@ mod restart;
 mod serve;
 mod slow_script;
 mod store;
+mod stream;
 mod validate;
 mod violations;
