@@ -32,6 +32,7 @@ const MAX_IMAGE_BYTES: usize = 256 * 1024 * 1024;
 pub fn router(platform: Platform) -> Router {
     let api = Router::new()
         .route("/api/products", get(products).post(add_product))
+        .route("/api/products/{product}/model", get(product_model))
         .route("/api/devices", get(devices).post(add_device))
         .route(
             "/api/devices/{product}/{node}",
@@ -157,6 +158,33 @@ async fn products(State(p): State<Platform>) -> Json<Value> {
             })
             .collect(),
     ))
+}
+
+/// `GET /api/products/{product}/model`: the product's thing model, as it was registered (the
+/// platform's export format), for tools that build forms and labels from it (the console).
+async fn product_model(
+    State(p): State<Platform>,
+    Path(product): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let registry = read(p.registry());
+    let entry = registry.product(&product).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("product {product} is not registered"),
+        )
+    })?;
+    let source = entry.model.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("product {product} has no thing model (a passthrough product)"),
+        )
+    })?;
+    serde_json::from_str(&source.text).map(Json).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("product {product}: its stored model is not JSON: {e}"),
+        )
+    })
 }
 
 /// The body of `POST /api/products`.

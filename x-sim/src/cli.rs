@@ -79,6 +79,15 @@ struct ServeArgs {
     /// start), or "off".
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     http: String,
+    /// The token every HTTP request (API, console) must carry; required when --http is not a
+    /// loopback address. Open the console once at http://ADDR/?token=TOKEN.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "X_SIM_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Keep registrations, received data, sessions and firmware in this directory, so that a
     /// restart loses nothing (without it, everything is in memory and there is no firmware
     /// server).
@@ -228,6 +237,11 @@ fn serve(args: &ServeArgs, stdout: &mut impl Write) -> Result<(), CliError> {
         let mut config = crate::sim::SimConfig::local(registry);
         config.mqtt = mqtt;
         config.http = http;
+        config.http_token = match args.token.as_deref() {
+            Some("") => return Err(CliError::flag("--token", "must not be empty")),
+            Some(t) => Some(x_protocol::SecretString::new(t.to_owned())),
+            None => None,
+        };
         config.data_dir.clone_from(&args.data);
         config.platform.session_ttl = std::time::Duration::from_secs(args.session_ttl.max(1));
         config.platform.ota_deadline = std::time::Duration::from_secs(args.ota_deadline.max(1));
@@ -240,6 +254,7 @@ fn serve(args: &ServeArgs, stdout: &mut impl Write) -> Result<(), CliError> {
                 | crate::sim::SimError::DataDir { .. }
                 | crate::sim::SimError::Restore(_) => "--data",
                 crate::sim::SimError::Listen { addr, .. } if Some(*addr) == http => "--http",
+                crate::sim::SimError::TokenRequired { .. } => "--token",
                 _ => "--listen",
             };
             CliError::flag(flag, e)
@@ -251,6 +266,14 @@ fn serve(args: &ServeArgs, stdout: &mut impl Write) -> Result<(), CliError> {
         }
         if let Some(addr) = sim.http_addr() {
             writeln!(stdout, "x-sim: HTTP API on http://{addr}")?;
+            if args.token.is_some() {
+                writeln!(
+                    stdout,
+                    "x-sim: console on http://{addr}/?token=TOKEN (your --token; needed once per browser)"
+                )?;
+            } else {
+                writeln!(stdout, "x-sim: console on http://{addr}/")?;
+            }
         }
         stdout.flush()?;
         shutdown_signal().await;

@@ -206,6 +206,9 @@ struct Inner {
     down_id_counter: AtomicU64,
     /// Download faults in force and the requests each image got.
     faults: Mutex<faults::FaultState>,
+    /// Signs the image paths of notify URLs when the HTTP side has a token
+    /// ([`Firmware::sign_urls`]).
+    signer: std::sync::OnceLock<crate::web::Signer>,
 }
 
 /// The firmware store, OTA task list and HTTP server. Cheap to clone (shared state).
@@ -254,8 +257,16 @@ impl Firmware {
                 down_id_seed: RandomState::new().hash_one(dir),
                 down_id_counter: AtomicU64::new(0),
                 faults: Mutex::default(),
+                signer: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// From now on, the URL of every notify carries the signature of its image path
+    /// (`?sig=...`, [`crate::web::Signer`]), so that devices can download images from an
+    /// HTTP side that needs a token they do not have. Set once; later calls are ignored.
+    pub fn sign_urls(&self, signer: crate::web::Signer) {
+        let _ = self.inner.signer.set(signer);
     }
 
     /// The directory the images and the index live in.
@@ -478,7 +489,16 @@ impl Firmware {
         };
         Some(OtaNotify {
             upgrade_type: HTTP_UPGRADE,
-            url: format!("{}{}", base_url.trim_end_matches('/'), image.path),
+            url: match self.inner.signer.get() {
+                Some(signer) => format!(
+                    "{}{}?{}={}",
+                    base_url.trim_end_matches('/'),
+                    image.path,
+                    crate::web::SIGNATURE_PARAM,
+                    signer.sign(&image.path)
+                ),
+                None => format!("{}{}", base_url.trim_end_matches('/'), image.path),
+            },
             soft_ver: image.version,
             soft_size: image.size,
             md5: image.md5,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use x_protocol::DeviceIdentity;
+use x_protocol::{DeviceIdentity, SecretString};
 
 use crate::access::PlatformAccess;
 use crate::broker::{BrokerConfig, BrokerHandle};
@@ -43,8 +43,11 @@ pub struct SimConfig {
     pub mqtt: Mqtt,
     /// The embedded broker's limits (CONNECT timeout); unused over an external broker.
     pub broker: BrokerConfig,
-    /// The HTTP API and firmware server's address; `None`: no HTTP.
+    /// The HTTP API, console and firmware server's address; `None`: no HTTP.
     pub http: Option<SocketAddr>,
+    /// The token every HTTP request must carry ([`crate::web`]); required when `http` is not
+    /// a loopback address. `None` on loopback: open to local users.
+    pub http_token: Option<SecretString>,
     /// Where the store and firmware images live; `None`: in memory, no firmware server.
     pub data_dir: Option<PathBuf>,
     /// Platform behaviour.
@@ -59,6 +62,7 @@ impl SimConfig {
             mqtt: Mqtt::Embedded(SocketAddr::from(([127, 0, 0, 1], 0))),
             broker: BrokerConfig::default(),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            http_token: None,
             data_dir: None,
             platform: PlatformConfig::default(),
         }
@@ -99,6 +103,15 @@ pub enum SimError {
     /// A registration was refused.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// The HTTP side was asked to listen beyond this machine with no token.
+    #[error(
+        "the HTTP API and console would listen on {addr}, which is not a loopback address, \
+         with no token: give one (--token or X_SIM_TOKEN), or listen on 127.0.0.1"
+    )]
+    TokenRequired {
+        /// The address.
+        addr: SocketAddr,
+    },
 }
 
 /// A running platform. Dropping it stops the platform logic and the HTTP server (the
@@ -153,6 +166,15 @@ impl Sim {
         let violations =
             ViolationLog::restore(store.as_ref(), config.platform.violations_per_device)?;
 
+        if let Some(addr) = config.http
+            && !addr.ip().is_loopback()
+            && config.http_token.is_none()
+        {
+            return Err(SimError::TokenRequired { addr });
+        }
+        if let (Some(firmware), Some(token)) = (&firmware, &config.http_token) {
+            firmware.sign_urls(crate::web::Signer::new(token));
+        }
         let http = match config.http {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -210,7 +232,7 @@ impl Sim {
         })?;
         let mut tasks = vec![platform.serve(inbox)];
         if let Some(listener) = http {
-            let router = crate::api::router(platform.clone());
+            let router = crate::web::app(platform.clone(), config.http_token);
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, router).await {
                     tracing::error!(target: "x_sim", "HTTP server stopped: {e}");

@@ -9,6 +9,7 @@ mod common;
 mod broker;
 mod cli;
 mod commands;
+mod console;
 mod download_faults;
 mod firmware;
 mod group_commit;

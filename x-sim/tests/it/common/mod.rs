@@ -7,6 +7,7 @@
 //! connection whose login and answers are the runtime's sans-IO session's.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod browser;
 pub mod wire;
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
