@@ -615,6 +615,10 @@ async function firmwareView() {
   try { products = await getJson("/api/products"); } catch (_) { /* shown below */ }
   const productSelect = (id) => h("select", { id }, products.map((p) => h("option", { value: p.product_id }, p.product_id + (p.model ? " (" + p.model + ")" : ""))));
 
+  // Outcomes of the last upload and task set, kept across redraws.
+  const result = h("div", { class: "small", id: "upload-result" });
+  const taskResult = h("div", { class: "small", id: "task-result" });
+
   async function draw() {
     const list = await api("GET", "/api/firmware");
     if (!list.ok) {
@@ -626,7 +630,6 @@ async function firmwareView() {
     const module = h("input", { type: "text", value: "default", id: "upload-module" });
     const version = h("input", { type: "text", placeholder: "1.0.2", id: "upload-version" });
     const file = h("input", { type: "file", id: "upload-file" });
-    const result = h("div", { class: "small" });
     images.replaceChildren(h("h2", {}, "Images"),
       list.body.length ? h("table", {}, h("thead", {}, h("tr", {}, ["product", "module", "version", "file", "size", "MD5"].map((t) => h("th", {}, t)))),
         h("tbody", {}, list.body.map((i) => h("tr", {}, h("td", { class: "mono" }, i.product_id), h("td", {}, i.module), h("td", {}, i.version),
@@ -638,7 +641,7 @@ async function firmwareView() {
         h("div", { class: "row" }, h("label", { class: "name" }, "module"), module),
         h("div", { class: "row" }, h("label", { class: "name" }, "version"), version),
         h("div", { class: "row" }, h("label", { class: "name" }, "image"), file),
-        h("div", { class: "row" }, h("button", { class: "primary", onclick: async () => {
+        h("div", { class: "row" }, h("button", { class: "primary", id: "upload-send", onclick: async () => {
           const f = file.files[0];
           if (!f || !version.value) { result.replaceChildren(h("span", { class: "err" }, "Choose a file and a version.")); return; }
           const url = "/api/firmware/" + enc(product.value) + "/" + enc(module.value || "default") + "/" + enc(version.value) + "/" + enc(f.name);
@@ -651,7 +654,6 @@ async function firmwareView() {
     const taskProduct = productSelect("task-product");
     const taskModule = h("input", { type: "text", value: "default", id: "task-module" });
     const taskVersion = h("input", { type: "text", placeholder: "1.0.2", id: "task-version" });
-    const taskResult = h("div", { class: "small" });
     tasks.replaceChildren(h("h2", {}, "OTA tasks"),
       t.ok && t.body.length ? h("table", {}, h("thead", {}, h("tr", {}, ["product", "module", "target version", "serial"].map((x) => h("th", {}, x)))),
         h("tbody", {}, t.body.map((k) => h("tr", {}, h("td", { class: "mono" }, k.product_id), h("td", {}, k.module), h("td", {}, k.version), h("td", {}, k.serial)))))
@@ -662,7 +664,7 @@ async function firmwareView() {
         h("div", { class: "row" }, h("label", { class: "name" }, "product"), taskProduct),
         h("div", { class: "row" }, h("label", { class: "name" }, "module"), taskModule),
         h("div", { class: "row" }, h("label", { class: "name" }, "version"), taskVersion),
-        h("div", { class: "row" }, h("button", { class: "primary", onclick: async () => {
+        h("div", { class: "row" }, h("button", { class: "primary", id: "task-send", onclick: async () => {
           const r = await api("PUT", "/api/ota/" + enc(taskProduct.value) + "/" + enc(taskModule.value || "default"), { version: taskVersion.value });
           taskResult.replaceChildren(r.ok ? "task set (serial " + r.body.serial + ")" : h("span", { class: "err" }, r.body.error));
           if (r.ok) draw();

@@ -173,7 +173,8 @@ async fn the_console_shows_a_live_device_and_drives_it() {
         .await;
     assert!(answer.contains("1700000000000"), "{answer}");
 
-    // Firmware and OTA tasks: the page reads the same API.
+    // Firmware and OTA tasks: an image uploaded from a file and a task set from the forms;
+    // the device, asked for its version, is notified of the task.
     browser.click(r#"a[data-nav="firmware"]"#).await;
     browser
         .until("the firmware page", "#images", |t| {
@@ -183,6 +184,47 @@ async fn the_console_shows_a_live_device_and_drives_it() {
     browser
         .until("the task list", "#tasks", |t| t.contains("No OTA task"))
         .await;
+    let image = dir.path().join("plug-1.0.1.bin");
+    std::fs::write(&image, vec![0x5Au8; 4096]).unwrap();
+    browser.type_into("#upload-version", "1.0.1").await;
+    browser
+        .type_into("#upload-file", image.to_str().unwrap())
+        .await;
+    browser.click("#upload-send").await;
+    browser
+        .until("the upload's MD5", "#upload-result", |t| {
+            t.starts_with("uploaded: MD5 ")
+        })
+        .await;
+    browser
+        .until("the image listed", "#images", |t| {
+            t.contains("plug-1.0.1.bin") && t.contains("4096 B")
+        })
+        .await;
+    browser.type_into("#task-version", "1.0.1").await;
+    browser.click("#task-send").await;
+    browser
+        .until("the task listed", "#tasks", |t| t.contains("serial"))
+        .await;
+    browser.screenshot("console-firmware").await;
+    let asked = tokio::spawn({
+        let api = Api::at(http);
+        async move {
+            api.send(api.get("/api/devices/AA30C505/PLUG0001/firmware"))
+                .await
+                .0
+        }
+    });
+    let notify = common::request(&device, |r| match r {
+        Request::OtaNotify(n) => Some(n),
+        _ => None,
+    })
+    .await;
+    assert_eq!(asked.await.unwrap(), StatusCode::OK);
+    assert_eq!(
+        (notify.soft_ver.as_str(), notify.soft_size),
+        ("1.0.1", 4096)
+    );
     drop(browser);
     device.shutdown().await;
     serve.kill();

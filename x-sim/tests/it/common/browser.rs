@@ -155,6 +155,18 @@ impl Browser {
             .unwrap();
     }
 
+    /// Types `text` into the input matching `css` (for a file input: a local path).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.until(css, css, |_| true).await;
+        let input = self
+            .client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap();
+        input.clear().await.unwrap_or(());
+        input.send_keys(text).await.unwrap();
+    }
+
     /// Chooses `value` in the `<select>` matching `css`, as a user does (change events fire).
     pub async fn select(&self, css: &str, value: &str) {
         self.until(css, css, |_| true).await;
@@ -172,11 +184,15 @@ impl Browser {
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         // The window as tall as the page, so that the picture holds all of it.
         let height = self
-            .js("return document.documentElement.scrollHeight;", vec![])
+            .js(
+                "const m = document.querySelector('main') || document.body; \
+                 return Math.ceil(m.getBoundingClientRect().bottom + window.scrollY);",
+                vec![],
+            )
             .await
             .as_u64()
             .unwrap_or(1000);
-        let height = u32::try_from((height + 120).clamp(600, 2400)).unwrap_or(1000);
+        let height = u32::try_from((height + 100).clamp(500, 2400)).unwrap_or(1000);
         self.client.set_window_size(1400, height).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let png = self.client.screenshot().await.unwrap();
