@@ -79,6 +79,10 @@ struct ServeArgs {
     /// start), or "off".
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     http: String,
+    /// The base URL devices download firmware from, as they reach this x-sim
+    /// (http://HOST:PORT); default: the --http address.
+    #[arg(long, value_name = "URL")]
+    firmware_url: Option<String>,
     /// The token every HTTP request (API, console) must carry; required when --http is not a
     /// loopback address. Open the console once at http://ADDR/?token=TOKEN.
     #[arg(
@@ -246,6 +250,15 @@ fn serve(args: &ServeArgs, stdout: &mut impl Write) -> Result<(), CliError> {
         config.platform.session_ttl = std::time::Duration::from_secs(args.session_ttl.max(1));
         config.platform.ota_deadline = std::time::Duration::from_secs(args.ota_deadline.max(1));
         config.platform.ota_max_notifies = args.ota_notifies;
+        if let Some(url) = &args.firmware_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(CliError::flag(
+                    "--firmware-url",
+                    format!("expected http://HOST:PORT or https://HOST:PORT, got {url:?}"),
+                ));
+            }
+            config.platform.firmware_url = Some(url.clone());
+        }
         let sim = crate::sim::Sim::start(config).await.map_err(|e| {
             let flag = match &e {
                 crate::sim::SimError::Broker(_) if args.broker.is_some() => "--broker",

@@ -80,3 +80,59 @@ fn the_example_registry_loads() {
             .contains("function rawDataToProtocol")
     );
 }
+
+/// `--firmware-url` names the base of the image URLs devices are sent, as they reach x-sim;
+/// a value that is not an HTTP(S) URL exits 2 naming the flag.
+#[tokio::test]
+async fn firmware_urls_start_with_the_base_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = [common::plug_product(), plug_device("PLUG0001", "")].concat();
+    let config = common::registry_file(dir.path(), &toml);
+    let out = Command::new(env!("CARGO_BIN_EXE_x-sim"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--firmware-url", "ftp://firmware.example"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("error: --firmware-url: "), "{stderr}");
+
+    let data = dir.path().join("data");
+    let serve = common::Serve::local(
+        &config,
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--firmware-url",
+            "http://firmware.example:9000",
+        ],
+    );
+    let api = common::Api::at(serve.http.unwrap());
+    let (status, _) = api
+        .send(
+            api.put("/api/firmware/AA30C505/default/1.0.1/plug.bin")
+                .body(vec![1u8; 10]),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let (status, _) = api
+        .send(
+            api.put("/api/ota/AA30C505/default")
+                .body(r#"{"version":"1.0.1"}"#),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let device = common::online(common::plug().plug(serve.mqtt.unwrap())).await;
+    let notify = common::request(&device, |r| match r {
+        x_runtime::Request::OtaNotify(n) => Some(n),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        notify.url,
+        "http://firmware.example:9000/firmware/AA30C505/default/1.0.1/plug.bin"
+    );
+    device.shutdown().await;
+    serve.kill();
+}
