@@ -81,6 +81,7 @@ impl Flags {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                 FlagsError::Help(e.to_string())
             }
+            clap::error::ErrorKind::MissingRequiredArgument => FlagsError::Bad(missing(&e)),
             _ => FlagsError::Bad(first_line(&e.to_string())),
         })?;
         let identity = DeviceIdentity::parse(&flags.open_id, &flags.product_id, &flags.node_eui)
@@ -112,6 +113,33 @@ impl Flags {
             registration,
         })
     }
+}
+
+/// One line naming the first missing flag, its variable and the others missing.
+fn missing(e: &clap::Error) -> String {
+    let names: Vec<String> = match e.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::Strings(args)) => args
+            .iter()
+            .filter_map(|a| a.split_whitespace().next())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let Some((first, rest)) = names.split_first() else {
+        return first_line(&e.to_string());
+    };
+    let variable = format!(
+        "X_{}",
+        first
+            .trim_start_matches("--")
+            .replace('-', "_")
+            .to_uppercase()
+    );
+    let mut line = format!("{first}: required (give the flag or set {variable})");
+    if !rest.is_empty() {
+        line.push_str(&format!("; also missing: {}", rest.join(", ")));
+    }
+    line
 }
 
 fn first_line(text: &str) -> String {

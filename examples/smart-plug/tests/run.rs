@@ -25,6 +25,7 @@ fn the_example_runs_every_step_and_exits_0() {
     );
     for needle in [
         "/sys/device/auth",
+        "<- CONNECT V2_AA30C505.20MQTTJ000121_1_",
         "firmware_report",
         "update_time",
         "model/property/report",
@@ -32,6 +33,8 @@ fn the_example_runs_every_step_and_exits_0() {
         "model/property/set_ack",
         "\"countdown\":600",
         "read-only property",
+        "model/property/ask HeaderCtrl 23",
+        "answer: {\"power\":",
         "model/service/reset/ack",
         "factory reset needs the button held for 5 s",
         "config_report",
@@ -180,4 +183,23 @@ fn bad_flags_exit_2_with_one_line_naming_the_flag() {
         assert!(stderr.contains(flag), "{flag}: {stderr}");
         assert!(!stderr.contains("DB6FACEF"), "a key was echoed: {stderr}");
     }
+    // A required flag missing, with no variable to stand in: named, with its variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_smart-plug-example"))
+        .args(["--broker", "mqtt://127.0.0.1:1", "--open-id", "7ED01E2A"])
+        .env_remove("X_PRODUCT_ID")
+        .env_remove("X_NODE_EUI")
+        .env_remove("X_PRODUCT_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--product-id: required (give the flag or set X_PRODUCT_ID)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("also missing: --node-eui, --product-key"),
+        "{stderr}"
+    );
 }
