@@ -57,39 +57,104 @@ fn the_example_runs_every_step_and_exits_0() {
     assert!(!stdout.contains('\u{1b}'), "{stdout}");
 }
 
-/// Device mode: the same binary as one device on a platform over Mosquitto (x-sim joined to
-/// the broker as `--broker` mode does), answering a property set, for a bounded time.
-#[tokio::test(flavor = "multi_thread")]
-async fn device_mode_runs_against_x_sim_over_mosquitto() {
-    use serde_json::json;
-    use x_sim::platform::Command as PlatformCommand;
+/// Lines `x-sim serve` prints, handed over as each is complete.
+struct Lines(std::sync::mpsc::Sender<String>, Vec<u8>);
 
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        while let Some(end) = self.1.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.1.drain(..=end).collect();
+            let _ = self
+                .0
+                .send(String::from_utf8_lossy(&line).trim_end().to_owned());
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One HTTP request to x-sim's API over a plain socket: the status line and the body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        socket,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// Device mode: the same binary as one device on a platform over Mosquitto: `x-sim serve
+/// --broker` (the command's own code, run in a thread of the test) joined to a real
+/// Mosquitto, and a property set sent through x-sim's HTTP API; the device answers it and
+/// stops after its time.
+#[tokio::test(flavor = "multi_thread")]
+async fn device_mode_runs_against_x_sim_serve_over_mosquitto() {
     let broker = x_sim::mosquitto::Mosquitto::start().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let registry = x_sim::registry::Registry::from_toml(
-        r#"
+    let dir = std::env::temp_dir().join(format!("plug-flags-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let registry = dir.join("registry.toml");
+    std::fs::write(
+        &registry,
+        format!(
+            r#"
 [[product]]
 open_id = "7ED01E2A"
 product_id = "AA30C505"
 product_key = "DB6FACEF35BEBA0517712F0E4BE32936"
 registration = 1
 format = "json"
-model = "models/smart-plug.json"
+model = "{}"
 
 [[device]]
 product_id = "AA30C505"
 node_eui = "FLAGS001"
 "#,
-        &root,
+            root.join("models/smart-plug.json").display()
+        ),
     )
     .unwrap();
-    let mut config = x_sim::sim::SimConfig::local(registry);
-    config.mqtt = x_sim::sim::Mqtt::External {
-        host: "127.0.0.1".into(),
-        port: broker.port(),
-    };
-    config.http = None;
-    let sim = x_sim::sim::Sim::start(config).await.unwrap();
+    let (tx, printed) = std::sync::mpsc::channel();
+    let args = [
+        "x-sim".to_owned(),
+        "serve".to_owned(),
+        "--config".to_owned(),
+        registry.display().to_string(),
+        "--broker".to_owned(),
+        broker.url(),
+        "--http".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ];
+    // `serve` runs until the process ends (it waits for Ctrl-C or SIGTERM).
+    std::thread::spawn(move || x_sim::cli::run(args, std::io::empty(), Lines(tx, Vec::new())));
+    let mut http_addr = None;
+    let mut joined = false;
+    while http_addr.is_none() || !joined {
+        let line = printed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("x-sim serve printed its addresses");
+        joined |= line.starts_with("x-sim: platform joined the broker at ");
+        if let Some(a) = line.strip_prefix("x-sim: HTTP API on http://") {
+            http_addr = Some(a.to_owned());
+        }
+    }
+    let http_addr = http_addr.unwrap();
     let until = Instant::now() + Duration::from_secs(10);
     while !broker.log().contains(" 1 /sys/#") && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -119,21 +184,15 @@ node_eui = "FLAGS001"
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let id = sim.device("AA30C505", "FLAGS001").unwrap();
-    let p = sim.platform();
+    let properties = "/api/devices/AA30C505/FLAGS001/properties";
     let until = Instant::now() + Duration::from_secs(10);
-    while !p.latest_properties(&id).contains_key("power") && Instant::now() < until {
+    while !http(&http_addr, "GET", properties, "").1.contains("power") {
+        assert!(Instant::now() < until, "no report reached x-sim serve");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let answer = p
-        .send_command(
-            &id,
-            PlatformCommand::SetProperties(json!({"countdown": 90})),
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(answer.ack().unwrap().code.is_success(), "{answer:?}");
+    let (status, body) = http(&http_addr, "POST", properties, r#"{"countdown": 90}"#);
+    assert!(status.contains(" 200 "), "{status}: {body}");
+    assert!(body.contains(r#""Code":"200""#), "{body}");
     let out = child.wait_with_output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
@@ -149,6 +208,7 @@ node_eui = "FLAGS001"
     // The DeviceSecret learnt in the auth phase was kept.
     assert!(state.join("device-state.json").exists());
     let _ = std::fs::remove_dir_all(&state);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
