@@ -71,3 +71,90 @@ fn bad_flags_exit_2_and_bad_files_1_with_one_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+/// `--broker` with `--devices-file`: devices listed in a file, against `x-sim serve` (the
+/// command's own code, in a thread of the test) on its embedded broker, with the same
+/// devices in its registry.
+#[test]
+fn devices_from_a_file_against_x_sim_serve() {
+    let dir = std::env::temp_dir().join(format!("fleet-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut registry = format!(
+        "[[product]]\nopen_id = \"7ED01E2A\"\nproduct_id = \"AA30C505\"\n\
+         product_key = \"DB6FACEF35BEBA0517712F0E4BE32936\"\nregistration = 1\n\
+         format = \"json\"\nmodel = \"{}\"\n",
+        root.join("models/smart-plug.json").display()
+    );
+    let mut devices = String::from("# open_id,product_id,node_eui,product_key\n");
+    for i in 0..10 {
+        registry.push_str(&format!(
+            "\n[[device]]\nproduct_id = \"AA30C505\"\nnode_eui = \"FILE{i:04}\"\n"
+        ));
+        devices.push_str(&format!(
+            "7ED01E2A,AA30C505,FILE{i:04},DB6FACEF35BEBA0517712F0E4BE32936\n"
+        ));
+    }
+    std::fs::write(dir.join("registry.toml"), registry).unwrap();
+    std::fs::write(dir.join("devices.csv"), devices).unwrap();
+
+    let (tx, printed) = std::sync::mpsc::channel::<String>();
+    struct Lines(std::sync::mpsc::Sender<String>, Vec<u8>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.1.extend_from_slice(buf);
+            while let Some(end) = self.1.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.1.drain(..=end).collect();
+                let _ = self
+                    .0
+                    .send(String::from_utf8_lossy(&line).trim_end().to_owned());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let args = [
+        "x-sim".to_owned(),
+        "serve".to_owned(),
+        "--config".to_owned(),
+        dir.join("registry.toml").display().to_string(),
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--http".to_owned(),
+        "off".to_owned(),
+    ];
+    // `serve` runs until the process ends.
+    std::thread::spawn(move || x_sim::cli::run(args, std::io::empty(), Lines(tx, Vec::new())));
+    let broker = loop {
+        let line = printed
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("x-sim serve printed its broker address");
+        if let Some(a) = line.strip_prefix("x-sim: broker listening on ") {
+            break a.to_owned();
+        }
+    };
+
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args(["--broker", &format!("mqtt://{broker}")])
+        .args(["--devices-file", dir.join("devices.csv").to_str().unwrap()])
+        .args(["--reports", "5", "--seconds", "60"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "10 devices x 5 reports",
+        "connected 10/10",
+        "acked 50/50 reports",
+        "errors: none",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
