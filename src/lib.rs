@@ -9,8 +9,93 @@
 //!   `x_codegen::Builder` in build.rs;
 //! - `runtime`: the tokio + rumqttc device runtime (the `x-runtime` crate).
 
+/// The protocol itself, with no I/O: identities, keys, login credentials, AES-128-ECB payload
+/// crypto, frames and typed payloads, every topic of the command table, MessageIds (the
+/// `x-protocol` crate). Use it to build or check what travels, e.g. in a gateway or a test:
+///
+/// ```
+/// use x_sdk::protocol::{
+///     crypto, AckPayload, DeviceIdentity, Frame, HeaderCtrl, MessageId, SessionKey, Topic,
+///     TopicKind,
+/// };
+///
+/// let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121")?;
+/// // Topics are built from the command table and parsed back.
+/// let topic = Topic::new(device.clone(), TopicKind::PropertyReport)?;
+/// assert_eq!(topic.to_string(), "/sys/7ED01E2A/AA30C505/20MQTTJ000121/model/property/report");
+/// assert_eq!(Topic::parse_for(&topic.to_string(), &device)?.kind(), TopicKind::PropertyReport);
+///
+/// // A frame, its ack, and an encrypted payload (encrypted products).
+/// let report = Frame::new(MessageId::from(7u64), HeaderCtrl::PropertyReport,
+///     serde_json::json!({"power": 23.7}));
+/// let bytes = report.encode();
+/// let decoded = Frame::decode(&bytes)?;
+/// assert_eq!(decoded.header_ctrl, HeaderCtrl::PropertyReport);
+/// let ack = Frame::ack_of(&decoded, &AckPayload::success(None));
+/// assert_eq!(ack.message_id, decoded.message_id);
+/// let key: SessionKey = "A9AB8E82D2D4A60E67C99D3A446D6088".parse()?;
+/// let secret = crypto::encrypt_hex(&key, b"{\"power\":23.7}");
+/// assert_eq!(crypto::decrypt_hex(&key, &secret)?, b"{\"power\":23.7}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub use x_protocol as protocol;
+
+/// The contract between thing-model bindings and the runtime: the traits generated and
+/// derived bindings implement (`ThingModel`, `ThingEvent`, `ThingServices`, ...), the value
+/// codec with the protocol's coercions, range checks and the "4001" reasons, and HEX
+/// codecs (`model::hex`).
+///
+/// ```
+/// use x_sdk::model::{Spec, ThingValue};
+///
+/// // The protocol's coercions: an int may arrive as a numeric string, a bool as 0/1.
+/// assert_eq!(i32::from_json(&serde_json::json!("42")).unwrap(), 42);
+/// assert!(bool::from_json(&serde_json::json!(1)).unwrap());
+/// // Ranges and steps from the model, with the reason a platform would be told.
+/// let spec = Spec { min: Some(0.0), max: Some(100.0), ..Spec::NONE };
+/// assert_eq!(
+///     spec.check_number(120.0).unwrap_err().to_string(),
+///     "120 is above the maximum 100"
+/// );
+/// ```
 pub use x_protocol::model;
+
+/// The device runtime (the `x-runtime` crate): [`runtime::Device`] and its builder run a
+/// product's typed model on the platform: both login phases, encryption and key rotation,
+/// acks by the command table, reconnects with backoff, time sync, a durable outbox with
+/// history upload, and OTA. Under it, [`runtime::Session`] is the same protocol logic with no
+/// I/O, for gateways and tests that bring their own transport.
+///
+/// ```no_run
+/// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/smart_plug.rs"));
+/// use x_sdk::protocol::DeviceIdentity;
+/// use x_sdk::runtime::{ConnectionState, Device, Request};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let device = Device::<SmartPlug, SmartPlugService>::builder(
+///     DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121")?,
+///     "DB6FACEF35BEBA0517712F0E4BE32936".parse()?,
+/// )
+/// .broker("mqtt://127.0.0.1:1883")?
+/// .state_dir("plug-state")
+/// .connect()
+/// .await?;
+/// // Durable in the outbox, then acked by the platform.
+/// device.report(SmartPlugReport::default().with_power(23.7)).await?.await?;
+/// // The connection, as a watch.
+/// let mut connection = device.connection();
+/// if let ConnectionState::Offline { reason, .. } = &*connection.borrow_and_update() {
+///     println!("offline: {reason}");
+/// }
+/// while let Some(request) = device.next_request().await {
+///     if let Request::PropertiesSet(set) = request {
+///         println!("set {set:?}"); // already applied and acked
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// # fn main() {}
+/// ```
 pub use x_runtime as runtime;
 
 /// A hand-written property state: `{Name}Report` (partial reports, `with_*` setters) and
