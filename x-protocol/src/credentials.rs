@@ -11,6 +11,18 @@ use crate::secret::{DeviceSecret, ProductKey, SecretString};
 /// Client id, user name and password for one MQTT CONNECT.
 ///
 /// `Debug` shows the client id and user name but never the password.
+///
+/// ```
+/// use x_protocol::{ConnectType, DeviceIdentity, DeviceSecret, MqttLogin, ProductKey};
+///
+/// let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121")?;
+/// let product_key: ProductKey = "DB6FACEF35BEBA0517712F0E4BE32936".parse()?;
+/// let secret: DeviceSecret = "326086233FAB8A96566796551EB1DFF8".parse()?;
+/// let login = MqttLogin::connect(&device, &product_key, &secret, ConnectType::TimestampChecked, 1675404867);
+/// assert_eq!(login.client_id, "V2_AA30C505.20MQTTJ000121_1_1675404867");
+/// assert!(!format!("{login:?}").contains(login.password.expose()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttLogin {
     /// The MQTT ClientID.

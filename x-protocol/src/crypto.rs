@@ -31,6 +31,16 @@ pub enum CryptoError {
 
 /// Encrypts `plaintext` with AES-128-ECB/PKCS#7 and returns uppercase hex, as the platform
 /// expects for passwords and encrypted payloads.
+///
+/// ```
+/// use x_protocol::{crypto, SessionKey};
+///
+/// let key: SessionKey = "A9AB8E82D2D4A60E67C99D3A446D6088".parse()?;
+/// let hex = crypto::encrypt_hex(&key, br#"{"power":99}"#);
+/// assert_eq!(hex.len() % 32, 0);
+/// assert_eq!(crypto::decrypt_hex(&key, &hex.to_lowercase())?, br#"{"power":99}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn encrypt_hex<K: KeyKind>(key: &Key<K>, plaintext: &[u8]) -> String {
     hex::encode_upper(encrypt(key, plaintext))
 }

@@ -233,6 +233,19 @@ impl<'de> Deserialize<'de> for HeaderCtrl {
 /// `payload` is kept as JSON: an object for plain frames, a hex string for encrypted or HEX
 /// frames, `""` for a time-sync request. [`Frame::payload_as`] reads it as a typed payload
 /// from [`crate::payload`].
+///
+/// ```
+/// use x_protocol::{AckPayload, Frame, HeaderCtrl, MessageId};
+///
+/// let text = br#"{"MessageId":"42","HeaderCtrl":16,"Payload":{"power":12.5},"Version":"2.0"}"#;
+/// let frame = Frame::decode(text)?;
+/// assert_eq!(frame.header_ctrl, HeaderCtrl::PropertyReport);
+/// // The ack echoes the MessageId in the form it came (a string here).
+/// let ack = Frame::ack_of(&frame, &AckPayload::success(None));
+/// assert!(String::from_utf8(ack.encode())?.starts_with(r#"{"MessageId":"42""#));
+/// # let _ = MessageId::from(1u64);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Frame {
     /// The message id; acks echo the request's.

@@ -281,6 +281,16 @@ impl<'de> Deserialize<'de> for RegistrationType {
 /// The triple that names one device: OpenID, ProductID and NodeEui.
 ///
 /// It is what every device topic is built from (`/sys/{OpenID}/{ProductID}/{NodeEui}/...`).
+///
+/// ```
+/// use x_protocol::DeviceIdentity;
+///
+/// let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121")?;
+/// assert_eq!(device.to_string(), "7ED01E2A/AA30C505/20MQTTJ000121");
+/// let bad = DeviceIdentity::parse("7ED01E2A", "AA30C505", "no spaces").unwrap_err();
+/// assert_eq!(bad.field, "NodeEui");
+/// # Ok::<(), x_protocol::IdentityError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeviceIdentity {
     /// The vendor account.

@@ -9,6 +9,15 @@ use crate::frame::MessageId;
 /// stores).
 ///
 /// It takes `&self`, so one source can be shared between tasks behind an `Arc`.
+///
+/// ```
+/// use x_protocol::MessageIdSource;
+///
+/// let ids = MessageIdSource::new();
+/// let (a, b) = (ids.next_u32(), ids.next_u32());
+/// assert_eq!((a, b), (1, 2));
+/// assert_ne!(a, b);
+/// ```
 #[derive(Debug)]
 pub struct MessageIdSource {
     next: AtomicU32,

@@ -50,6 +50,16 @@ impl KeyKind for kind::Session {
 /// The hex text is kept exactly as it was given (its letter case included), because the
 /// auth-phase password is the ProductKey text itself and the V2 password plaintext embeds it.
 /// Keys built from bytes use uppercase, as the platform issues them.
+///
+/// ```
+/// use x_protocol::ProductKey;
+///
+/// let key: ProductKey = "db6facef35beba0517712f0e4be32936".parse()?;
+/// assert_eq!(format!("{key:?} {key}"), "ProductKey([redacted]) [redacted]");
+/// assert_eq!(key.expose_hex(), "db6facef35beba0517712f0e4be32936"); // as given
+/// assert!("DB6F".parse::<ProductKey>().is_err());
+/// # Ok::<(), x_protocol::IdentityError>(())
+/// ```
 #[derive(Clone)]
 pub struct Key<K: KeyKind> {
     bytes: [u8; 16],

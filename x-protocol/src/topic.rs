@@ -375,6 +375,17 @@ pub enum TopicError {
 
 /// One concrete topic: a kind, the device it belongs to (none for the auth topic) and, for
 /// events and services, the identifier.
+///
+/// ```
+/// use x_protocol::{DeviceIdentity, Identifier, Topic, TopicKind};
+///
+/// let device = DeviceIdentity::parse("7ED01E2A", "AA30C505", "20MQTTJ000121")?;
+/// let event = Topic::with_identifier(device.clone(), TopicKind::EventReport, Identifier::new("overheat")?)?;
+/// assert_eq!(event.to_string(), "/sys/7ED01E2A/AA30C505/20MQTTJ000121/model/event/overheat/report");
+/// // Parsing names what is wrong with a topic that is not the device's own.
+/// assert!(Topic::parse_for("/sys/7ED01E2A/AA30C505/OTHER/model/property/report", &device).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Topic {
     kind: TopicKind,
