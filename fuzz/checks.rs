@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use x_sdk::model::hex::HexModel;
+use x_sdk::model::hex::{HexEvent, HexModel, HexServices};
 use x_sdk::protocol::crypto;
 use x_sdk::protocol::payload::{
     AuthReply, AuthRequest, ConfigSettings, FirmwareReport, HistoryUpload, OtaNotify, OtaNotifyAck,
@@ -149,18 +149,63 @@ where
     }
 }
 
-/// The meter's generated HEX reader (reports, property sets, asks), round trips.
-pub fn hex_meter(data: &[u8]) {
-    hex_round_trip::<meter::MeterHex>(data);
+/// An event's HEX round trip: what decodes encodes, decodes again to the same event, and
+/// encodes again to the same bytes.
+fn hex_event_round_trip<E: HexEvent + PartialEq + std::fmt::Debug>(data: &[u8]) {
+    if let Ok(event) = E::decode_hex(data) {
+        let mut out = vec![0u8; 4096];
+        let n = event.encode_hex(&mut out).expect("a decoded event encodes");
+        let again = E::decode_hex(&out[..n]).expect("an encoded event decodes");
+        assert_eq!(again, event, "an event changed in a round trip");
+        let mut second = vec![0u8; 4096];
+        let m = again.encode_hex(&mut second).expect("encodes");
+        assert_eq!(&second[..m], &out[..n], "event encoding is not stable");
+    }
 }
 
-/// The environment sensor's generated HEX reader, round trips.
+/// The service codec: a call that decodes (what a device receives, HeaderCtrl 24) encodes
+/// and decodes again to the same call, with stable bytes; a reply (what the platform reads,
+/// 26) decodes to a known service or an error, never a panic.
+fn hex_services_round_trip<S: HexServices + PartialEq + std::fmt::Debug>(data: &[u8]) {
+    if let Ok(call) = S::decode_call_hex(data) {
+        let mut out = vec![0u8; 4096];
+        let n = call.encode_call_hex(&mut out).expect("a decoded call encodes");
+        let again = S::decode_call_hex(&out[..n]).expect("an encoded call decodes");
+        assert_eq!(again, call, "a service call changed in a round trip");
+        let mut second = vec![0u8; 4096];
+        let m = again.encode_call_hex(&mut second).expect("encodes");
+        assert_eq!(&second[..m], &out[..n], "call encoding is not stable");
+    }
+    if let Ok((service, outputs)) = S::decode_reply_hex(data) {
+        assert!(!service.is_empty(), "a reply decoded to no service");
+        if let Some(outputs) = outputs {
+            assert!(
+                serde_json::to_string(&outputs).is_ok(),
+                "a decoded reply's outputs are not JSON"
+            );
+        }
+    }
+}
+
+/// The meter's generated HEX readers (reports, property sets, asks, both events, service
+/// calls and replies), round trips.
+pub fn hex_meter(data: &[u8]) {
+    hex_round_trip::<meter::MeterHex>(data);
+    hex_event_round_trip::<meter::TamperEvent>(data);
+    hex_event_round_trip::<meter::OverloadEvent>(data);
+    hex_services_round_trip::<meter::MeterHexService>(data);
+}
+
+/// The environment sensor's generated HEX readers (reports, sets, asks, its event, service
+/// calls and replies), round trips.
 pub fn hex_env_sensor(data: &[u8]) {
     hex_round_trip::<env_sensor::EnvSensorHex>(data);
+    hex_event_round_trip::<env_sensor::SensorFaultEvent>(data);
+    hex_services_round_trip::<env_sensor::EnvSensorHexService>(data);
 }
 
 /// The thing-model JSON reader and validator on any text; a model it accepts generates Rust
-/// code and, for a HEX product, a parsing script, without panicking.
+/// code and, exactly when it is a HEX product, a parsing script.
 pub fn model_json(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -168,8 +213,15 @@ pub fn model_json(data: &[u8]) {
     let Ok(model) = x_codegen::load(text, "fuzz") else {
         return;
     };
-    let _ = x_codegen::rust::module(&model, &x_codegen::rust::Options::default());
-    let _ = x_codegen::script::script(&model, "fuzz.json");
+    let code = x_codegen::rust::module(&model, &x_codegen::rust::Options::default());
+    assert!(!code.is_empty(), "an accepted model generated no code");
+    match x_codegen::script::script(&model, "fuzz.json") {
+        Ok(script) => assert!(
+            script.contains("rawDataToProtocol"),
+            "a HEX model's script has no decoder"
+        ),
+        Err(_) => assert!(model.hex.is_none(), "a HEX model generated no script"),
+    }
 }
 
 /// x-sim's registry TOML loader on any text (model paths resolve under a directory that
