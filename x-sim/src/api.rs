@@ -638,6 +638,7 @@ async fn faults(State(p): State<Platform>) -> Json<Value> {
     Json(json!({
         "silent": p.faults().silent(),
         "delay_ms": p.faults().delay().as_millis(),
+        "busy_auths": p.faults().busy_auths(),
     }))
 }
 
@@ -647,6 +648,7 @@ async fn faults(State(p): State<Platform>) -> Json<Value> {
 struct SetFaults {
     silent: Option<bool>,
     delay_ms: Option<u64>,
+    busy_auths: Option<u32>,
 }
 
 async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value>, ApiError> {
@@ -656,6 +658,9 @@ async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value
     }
     if let Some(ms) = f.delay_ms {
         p.faults().set_delay(Duration::from_millis(ms));
+    }
+    if let Some(n) = f.busy_auths {
+        p.faults().set_busy_auths(n);
     }
     Ok(faults(State(p)).await)
 }
