@@ -25,3 +25,4 @@ mod hostile;
 mod mosquitto;
 mod ota;
 mod outbox;
+mod secrets;

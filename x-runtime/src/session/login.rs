@@ -184,7 +184,9 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             deadline: now.instant + self.config.timing.auth_timeout,
         };
         self.set_connection(ConnectionState::Authenticating);
-        tracing::debug!(device = %self.config.identity, "-> {AUTH_TOPIC} {}", frame.payload);
+        let span = self.uplink_span(AUTH_TOPIC, frame.header_ctrl, &frame.message_id);
+        let _entered = span.enter();
+        tracing::debug!("-> {}", crate::redact::Redacted(&frame.payload));
         self.counters.sent += 1;
         self.effects.push_back(Effect::Publish {
             topic: Topic::auth().to_string(),
@@ -194,6 +196,10 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
 
     /// Logged in and subscribed: report firmware, sync time.
     fn online(&mut self, now: Now) {
+        if self.was_online {
+            self.counters.reconnects += 1;
+        }
+        self.was_online = true;
         self.phase = Phase::Online;
         self.attempts = 0;
         self.reauth_tried = false;
