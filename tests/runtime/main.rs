@@ -22,6 +22,7 @@ mod crash;
 mod device;
 mod hex;
 mod hostile;
+mod login;
 mod mosquitto;
 mod ota;
 mod outbox;
