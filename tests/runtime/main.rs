@@ -19,6 +19,7 @@ pub mod meter;
 mod support;
 
 mod crash;
+mod delivery;
 mod device;
 mod hex;
 mod hostile;
