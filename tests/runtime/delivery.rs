@@ -214,7 +214,7 @@ async fn a_report_the_platform_refuses_resolves_its_delivery_as_rejected_with_th
     );
     assert_eq!(device.waiting_upload(), 0);
     assert_eq!(device.counters().session.outbox_refused, 1);
-    assert!(p.latest_properties(&id).get("power").is_none());
+    assert!(!p.latest_properties(&id).contains_key("power"));
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
