@@ -24,6 +24,7 @@ mod device;
 mod hex;
 mod hostile;
 mod login;
+mod midstream;
 mod mosquitto;
 mod ota;
 mod outbox;

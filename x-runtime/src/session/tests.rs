@@ -905,3 +905,50 @@ fn reconnects_count_returns_online_not_attempts_or_the_auth_phase() {
     assert!(h.s.is_online());
     assert_eq!((h.s.counters().connects, h.s.counters().reconnects), (4, 1));
 }
+
+#[test]
+fn the_announced_retry_delay_is_the_one_kept_even_when_a_type_1_login_must_wait_for_its_second() {
+    // Logged in and dropped 300 ms into a second: the next V2 login (type 1) must be
+    // stamped in a later second, 700 ms on, longer than the first backoff delay (100 ms).
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    c.timing.backoff.base = Duration::from_millis(100);
+    let mut h = Harness::new(c);
+    h.now = h.now.after(Duration::from_millis(300));
+    h.login(None);
+    h.effects();
+    h.s.disconnected("connection reset", h.now);
+    let ConnectionState::Offline { retry_in, .. } = h.s.connection().clone() else {
+        panic!("{:?}", h.s.connection())
+    };
+    assert_eq!(retry_in, Duration::from_millis(700));
+    // Nothing before the announced delay, the CONNECT right at it.
+    h.advance(retry_in - Duration::from_millis(1));
+    assert!(h.effects().is_empty());
+    h.advance(Duration::from_millis(1));
+    let connect = h.effects();
+    let [Effect::Connect { login, .. }] = &connect[..] else {
+        panic!("{connect:?}")
+    };
+    assert_eq!(login.client_id.rsplit('_').next(), Some("1700000001"));
+    // A later failure in the same second: the backoff's 200 ms would be too early again.
+    h.advance(Duration::from_millis(100));
+    h.effects();
+    h.s.disconnected("connection refused", h.now);
+    let ConnectionState::Offline { retry_in, .. } = h.s.connection().clone() else {
+        panic!()
+    };
+    assert_eq!(retry_in, Duration::from_millis(900));
+    // Products that do not check the timestamp keep the backoff's delays.
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    c.connect_type = ConnectType::Unchecked;
+    c.timing.backoff.base = Duration::from_millis(100);
+    let mut h = Harness::new(c);
+    h.login(None);
+    h.s.disconnected("connection reset", h.now);
+    assert!(matches!(
+        h.s.connection(),
+        ConnectionState::Offline { retry_in, .. } if *retry_in == Duration::from_millis(100)
+    ));
+}
