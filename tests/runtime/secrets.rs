@@ -38,6 +38,17 @@ fn no_secret_reaches_the_log_over_an_auth_phase_a_login_and_a_rotation() {
     assert!(log.contains("SessionKey rotated"), "{log}");
     assert!(log.contains("downlink{"), "no downlink span: {log}");
     assert!(log.contains("uplink{"), "no uplink span: {log}");
+    // Each uplink frame in its span: device, topic, HeaderCtrl, MessageId.
+    for (topic, header_ctrl) in [
+        ("/sys/device/auth", 1),
+        ("firmware_report", 8),
+        ("model/property/report", 16),
+    ] {
+        let span = format!(
+            "uplink{{device=7ED01E2A/5E7A0B32/SECRET01 topic=\"{topic}\" header_ctrl={header_ctrl} message_id="
+        );
+        assert!(log.contains(&span), "no {span}: {log}");
+    }
     assert!(
         log.contains("header_ctrl=3"),
         "the rotation frame is logged: {log}"
