@@ -295,6 +295,8 @@ async fn an_encrypted_type_0_plug_registers_itself_and_survives_rotation_mid_str
 #[tokio::test]
 async fn a_type_2_plug_logs_in_with_its_burned_in_secret() {
     let sim = sim().await;
+    // x-sim's live feed sees auth requests (its received records do not keep them).
+    let mut feed = sim.platform().live().subscribe();
     let device = plug(
         &sim,
         "2D2D2D2D",
@@ -314,6 +316,17 @@ async fn a_type_2_plug_logs_in_with_its_burned_in_secret() {
             .received_from(&id)
             .iter()
             .all(|r| r.kind != x_sdk::protocol::TopicKind::Auth)
+    );
+    let mut messages = 0;
+    while let Ok(event) = feed.try_recv() {
+        if event.data["node_eui"] == "PLUGT2" {
+            messages += 1;
+            assert_ne!(event.data["topic"], "/sys/device/auth", "{}", event.data);
+        }
+    }
+    assert!(
+        messages >= 2,
+        "the feed saw the device's messages: {messages}"
     );
 }
 

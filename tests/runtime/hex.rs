@@ -1,6 +1,8 @@
 //! The device runtime for HEX and passthrough products against x-sim: the generated meter
 //! codec on the device, the generated parsing script on the platform, every HEX command
-//! (18/19/26/28 up, 22/24/25 down), encrypted and not; and a passthrough device.
+//! (18/19/26/28 up, 22/24/25 down), encrypted and not; and a passthrough device, encrypted
+//! and not. Both also answer the rows every product has (firmware report and ask, config
+//! ask and set, time sync, OTA notify), with no bad frame counted.
 #![allow(clippy::unwrap_used)]
 
 /// The meter's bindings, as x-codegen generates them from models/meter-hex.json.
@@ -13,10 +15,10 @@ use meter::{
     RelayControlOutput, TamperEvent, TamperKind, Tariff,
 };
 use serde_json::json;
-use support::{WAIT, sim};
-use x_sdk::model::{Date, ServiceFailure};
+use support::{WAIT, sim, wait_for};
+use x_sdk::model::{Date, ServiceFailure, ThingModel, ThingServices};
 use x_sdk::protocol::{DeviceIdentity, HeaderCtrl, TopicKind};
-use x_sdk::runtime::{Device, DeviceBuilder, NoModel, Request};
+use x_sdk::runtime::{DeliveryError, Device, DeviceBuilder, NoModel, Request};
 use x_sim::platform::Command;
 use x_sim::sim::Sim;
 
@@ -60,6 +62,8 @@ fn meter(
     Device::<MeterHex, MeterHexService>::builder(id, key.parse().unwrap())
         .broker(&format!("mqtt://{}", sim.mqtt_addr().unwrap()))
         .unwrap()
+        .firmware(HARD_VER, SOFT_VER)
+        .settings(settings())
         .state(reading())
         .hex_services(move |call: MeterHexService, out: &mut [u8]| {
             call.dispatch_hex(&mut chip, out)
@@ -128,6 +132,120 @@ async fn every_hex_command(
     };
     let answer = p.send_command(id, raw, None).await.unwrap();
     assert_eq!(answer.ack().unwrap().code.as_str(), "4001");
+    assert!(device.is_online());
+    // A HEX product's events go through hex_event: event() says so instead of sending a
+    // JSON event the platform would not read.
+    let tamper = TamperEvent {
+        kind: TamperKind::default(),
+        at: Date::from_millis(1_717_401_600_000),
+    };
+    let err = device.event(&tamper).await.unwrap_err();
+    assert!(
+        matches!(&err, DeliveryError::Encode(why) if why.contains("tamper") && why.contains("hex_event")),
+        "{err}"
+    );
+    // The rows every product has: firmware, config, time sync, OTA notify.
+    every_common_command(sim, device, id).await;
+    // The HEX refusal above was a command refused, not a bad frame.
+    assert_eq!(device.counters().session.refused_commands, 1);
+}
+
+const HARD_VER: &str = "HW-7";
+const SOFT_VER: &str = "3.1.0";
+
+/// The config settings the devices start with.
+fn settings() -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_value(json!({"interval": 900, "mode": "normal"})).unwrap()
+}
+
+/// The command-table rows every product has, whatever its format: the firmware report after
+/// the login (8) and on a firmware ask (13), config ask and set (14, the settings as an
+/// object and as JSON in a string), time sync (29) and an OTA notify (9). Then: nothing the
+/// platform sent was a bad frame.
+async fn every_common_command<M, S>(sim: &Sim, device: &Device<M, S>, id: &DeviceIdentity)
+where
+    M: ThingModel + Send + 'static,
+    M::Set: Send,
+    S: ThingServices + Send + 'static,
+{
+    let p = sim.platform();
+    // 8 after the login, acked: the platform keeps the versions.
+    let key = format!("{id}/default");
+    wait_for(|| p.state("firmware", &key).is_some()).await;
+    let firmware = p.state("firmware", &key).unwrap();
+    assert!(
+        firmware.to_string().contains(SOFT_VER) && firmware.to_string().contains(HARD_VER),
+        "{firmware}"
+    );
+    // 13 -> 8 with the ask's MessageId.
+    let answer = p
+        .send_command(id, Command::AskFirmware, None)
+        .await
+        .unwrap();
+    assert_eq!(answer.header_ctrl, HeaderCtrl::FirmwareReport);
+    assert_eq!(
+        (
+            answer.payload["HardVer"].clone(),
+            answer.payload["SoftVer"].clone()
+        ),
+        (json!(HARD_VER), json!(SOFT_VER))
+    );
+    // 14: ask, set (object), set (JSON in a string).
+    let answer = p.send_command(id, Command::AskConfig, None).await.unwrap();
+    assert_eq!(answer.header_ctrl, HeaderCtrl::Config);
+    assert_eq!(answer.payload, json!({"Settings": settings()}));
+    let answer = p
+        .send_command(id, Command::SetConfig(json!({"interval": 60})), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.payload["Settings"],
+        json!({"interval": 60, "mode": "normal"})
+    );
+    let answer = p
+        .send_command(id, Command::SetConfig(json!("{\"mode\":\"eco\"}")), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.payload["Settings"],
+        json!({"interval": 60, "mode": "eco"})
+    );
+    assert_eq!(device.settings()["mode"], json!("eco"));
+    // 29: the platform clock, within a minute of ours.
+    wait_for(|| device.platform_time().is_some()).await;
+    let skew = device.platform_time().unwrap() - x_sdk::model::Date::now().millis();
+    assert!(skew.abs() < 60_000, "{skew} ms");
+    // 9: acked with its DownID, handed to the application.
+    let notify = x_sdk::protocol::payload::OtaNotify {
+        upgrade_type: 2,
+        url: "http://127.0.0.1:1/fw.bin".into(),
+        soft_ver: "3.2.0".into(),
+        soft_size: 2048,
+        md5: "0123456789abcdef0123456789abcdef".into(),
+        down_id: "D-7".into(),
+        firmware_name: Some("fw.bin".into()),
+        module: None,
+    };
+    let answer = p
+        .send_command(id, Command::NotifyOta(notify), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.header_ctrl, HeaderCtrl::OtaNotify);
+    assert_eq!(answer.payload, json!({"DownID": "D-7"}));
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Request::OtaNotify(n) = device.next_request().await.unwrap()
+                && n.down_id == "D-7"
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the OTA notify handed to the application");
+    // Nothing the platform sent was unusable.
+    let counters = device.counters().session;
+    assert_eq!(counters.bad_frames, 0, "{counters:?}");
     assert!(device.is_online());
 }
 
@@ -239,6 +357,8 @@ async fn passthrough(product_id: &str, key: &str, node_eui: &str, encrypted: boo
         .encrypted(encrypted)
         .broker(&format!("mqtt://{}", sim.mqtt_addr().unwrap()))
         .unwrap()
+        .firmware(HARD_VER, SOFT_VER)
+        .settings(settings())
         .connect()
         .await
         .unwrap();
@@ -282,4 +402,6 @@ async fn passthrough(product_id: &str, key: &str, node_eui: &str, encrypted: boo
         .await
         .unwrap();
     assert_eq!(answer.ack().unwrap().code.as_str(), "4001");
+    every_common_command(&sim, &device, &id).await;
+    assert_eq!(device.counters().session.refused_commands, 1);
 }

@@ -9,7 +9,6 @@
 //! own, so the broker's log lines can be read back.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use x_sim::sim::{Sim, SimConfig};
 
 use crate::plug::{SmartPlug, SmartPlugReport, SmartPlugService};
 use crate::support;
+use support::Captured;
 
 /// Every report of the well-behaved device is acked within this, whatever the others do.
 const ACK_BOUND: Duration = Duration::from_secs(2);
@@ -39,33 +39,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The flooding device's allowed rate, for this test.
 const PUBLISH_RATE: u32 = 2_000;
-
-/// A `MakeWriter` into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// Raises this process's open-file limit as far as it may go (both ends of every connection
 /// are in this process); returns the soft limit then.

@@ -19,9 +19,13 @@ pub mod meter;
 mod support;
 
 mod crash;
+mod delivery;
 mod device;
 mod hex;
 mod hostile;
+mod login;
+mod midstream;
 mod mosquitto;
 mod ota;
 mod outbox;
+mod secrets;

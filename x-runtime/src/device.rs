@@ -130,7 +130,8 @@ pub enum DeviceError {
     /// TLS was asked for but cannot be set up (the text says why).
     #[error("TLS: {0}")]
     Tls(String),
-    /// The platform refused the first login (the device is stopped).
+    /// The platform refused the first login for a reason retrying cannot fix (the device
+    /// is stopped).
     #[error("the platform refused the device: {0}")]
     Refused(Refusal),
     /// The device stopped before it got online.
@@ -445,7 +446,9 @@ where
     ///
     /// # Errors
     /// As [`DeviceBuilder::start`], and [`DeviceError::Refused`] when the platform refuses
-    /// the first login (the device is then stopped; network faults are retried).
+    /// the first login for a reason retrying cannot fix (the device is then stopped).
+    /// Network faults, auth-reply timeouts and "platform busy" are retried with the
+    /// backoff until the device is online.
     pub async fn connect(self) -> Result<Device<M, S>, DeviceError> {
         let device = self.start()?;
         match device.wait_online().await {
@@ -960,17 +963,20 @@ where
         self.shared.connection.borrow().is_online()
     }
 
-    /// Waits until the device is online.
+    /// Waits until the device is online. Network faults, auth-reply timeouts and refusals
+    /// that retrying can fix ("platform busy", [`Refusal::is_retryable`]) are waited
+    /// through: the device keeps retrying with its backoff meanwhile.
     ///
     /// # Errors
-    /// [`DeviceError::Refused`] at the first refusal, [`DeviceError::Stopped`] if the
-    /// device stops first.
+    /// [`DeviceError::Refused`] at the first refusal that retrying cannot fix (wrong
+    /// credentials, an unknown product, ...), [`DeviceError::Stopped`] if the device stops
+    /// first.
     pub async fn wait_online(&self) -> Result<(), DeviceError> {
         let mut rx = self.connection();
         loop {
             match rx.borrow_and_update().clone() {
                 ConnectionState::Online => return Ok(()),
-                ConnectionState::Refused { reason, .. } => {
+                ConnectionState::Refused { reason, .. } if !reason.is_retryable() => {
                     return Err(DeviceError::Refused(reason));
                 }
                 ConnectionState::Stopped => return Err(DeviceError::Stopped),

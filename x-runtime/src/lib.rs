@@ -14,6 +14,7 @@ mod driver;
 mod empty;
 pub mod ota;
 pub mod outbox;
+mod redact;
 pub mod session;
 pub mod state_dir;
 mod tls;

@@ -1,11 +1,12 @@
 //! The platform's access rules on the broker: who may connect (the login rules over the
 //! registry), and which topics each client may publish and subscribe. Also keeps each
-//! device's last offline time, which type-1 logins are checked against, and records refused
-//! publishes and subscriptions in the violation log.
+//! device's last offline time, which type-1 logins are checked against, records refused
+//! publishes and subscriptions in the violation log, and remembers when each device's
+//! CONNECTs were refused (so that tests can count a device's login attempts at the broker).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use x_protocol::topic::AUTH_TOPIC;
 use x_protocol::{DeviceIdentity, Publisher, Topic};
@@ -17,12 +18,21 @@ use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use crate::sync::{lock, read};
 
+/// How many refused CONNECTs are remembered per device (the newest).
+pub const REFUSED_CONNECTS_KEPT: usize = 1024;
+
+/// How many devices' refused CONNECTs are remembered; CONNECTs naming further devices are
+/// not (a client making up device names cannot grow the map without bound).
+const REFUSED_DEVICES_KEPT: usize = 10_000;
+
 /// The platform's [`Authorizer`].
 #[derive(Debug, Clone)]
 pub struct PlatformAccess {
     registry: Arc<RwLock<Registry>>,
     logins: Arc<Mutex<HashMap<String, Login>>>,
     last_offline: Arc<Mutex<HashMap<String, u64>>>,
+    /// When CONNECTs naming each device (`{OpenID}/{ProductID}/{NodeEui}`) were refused.
+    refused: Arc<Mutex<HashMap<String, VecDeque<Instant>>>>,
     store: Option<Store>,
     violations: Option<ViolationLog>,
 }
@@ -34,6 +44,7 @@ impl PlatformAccess {
             registry,
             logins: Arc::default(),
             last_offline: Arc::default(),
+            refused: Arc::default(),
             store: None,
             violations: None,
         }
@@ -49,6 +60,7 @@ impl PlatformAccess {
             registry,
             logins: Arc::default(),
             last_offline: Arc::new(Mutex::new(last_offline)),
+            refused: Arc::default(),
             store: Some(store),
             violations: None,
         })
@@ -102,6 +114,54 @@ impl PlatformAccess {
     pub fn set_last_offline(&self, device: &DeviceIdentity, secs: u64) {
         lock(&self.last_offline).insert(device.to_string(), secs);
     }
+
+    /// When the broker refused CONNECTs that named `device` (auth-phase and V2 logins
+    /// alike), oldest first: the newest [`REFUSED_CONNECTS_KEPT`] since this process
+    /// started.
+    pub fn refused_connects(&self, device: &DeviceIdentity) -> Vec<Instant> {
+        lock(&self.refused)
+            .get(&device.to_string())
+            .map(|times| times.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Remembers a refused CONNECT of the device its client id and user name name.
+    fn refused_connect(&self, client_id: &str, username: &str) {
+        let Some(key) = device_key(client_id, username) else {
+            return;
+        };
+        let mut refused = lock(&self.refused);
+        if refused.len() >= REFUSED_DEVICES_KEPT && !refused.contains_key(&key) {
+            return;
+        }
+        let times = refused.entry(key).or_default();
+        if times.len() >= REFUSED_CONNECTS_KEPT {
+            times.pop_front();
+        }
+        times.push_back(Instant::now());
+    }
+}
+
+/// The device (`{OpenID}/{ProductID}/{NodeEui}`) a CONNECT names, by either login's shape:
+/// `AUTH-{OpenID}-{ProductID}` / `{ProductID}-{NodeEui}`, or a V2 client id and user name.
+fn device_key(client_id: &str, username: &str) -> Option<String> {
+    let key = match username.strip_prefix("AUTH-") {
+        Some(rest) => {
+            let (open_id, _) = rest.split_once('-')?;
+            let (product, node) = client_id.split_once('-')?;
+            format!("{open_id}/{product}/{node}")
+        }
+        None => last_offline_key(client_id, username)?,
+    };
+    let mut parts = key.split('/');
+    let (Some(open_id), Some(product), Some(node)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    // Only well-formed identities are remembered.
+    DeviceIdentity::parse(open_id, product, node)
+        .ok()
+        .map(|d| d.to_string())
 }
 
 fn now() -> u64 {
@@ -137,6 +197,8 @@ impl Authorizer for PlatformAccess {
                     "<- CONNECT {client_id}: refused with CONNACK {}: {refusal}",
                     refusal.connack_code()
                 );
+                drop(registry);
+                self.refused_connect(client_id, username);
                 Err(refusal.connack_code())
             }
         }

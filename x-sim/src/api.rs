@@ -666,6 +666,7 @@ async fn faults(State(p): State<Platform>) -> Json<Value> {
     Json(json!({
         "silent": p.faults().silent(),
         "delay_ms": p.faults().delay().as_millis(),
+        "busy_auths": p.faults().busy_auths(),
     }))
 }
 
@@ -675,6 +676,7 @@ async fn faults(State(p): State<Platform>) -> Json<Value> {
 struct SetFaults {
     silent: Option<bool>,
     delay_ms: Option<u64>,
+    busy_auths: Option<u32>,
 }
 
 async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value>, ApiError> {
@@ -684,6 +686,9 @@ async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value
     }
     if let Some(ms) = f.delay_ms {
         p.faults().set_delay(Duration::from_millis(ms));
+    }
+    if let Some(n) = f.busy_auths {
+        p.faults().set_busy_auths(n);
     }
     Ok(faults(State(p)).await)
 }

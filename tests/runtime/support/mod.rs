@@ -2,7 +2,9 @@
 //! in-process, tracing to the test output, and waiting for a condition.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use x_sim::registry::Registry;
@@ -13,7 +15,9 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 /// The products and devices of the runtime tests (model paths relative to the workspace):
 /// the smart plug plain and pre-registered (type 1), encrypted and self-registering (type 0),
-/// and with a burned-in DeviceSecret (type 2); the HEX meter plain and encrypted; a
+/// and with a burned-in DeviceSecret (type 2), plain and encrypted; a product whose platform
+/// model is the environment sensor's, for a smart plug built on another model than the
+/// platform's (its reports are refused "4001"); the HEX meter plain and encrypted; a
 /// passthrough product, plain and encrypted.
 pub const REGISTRY: &str = r#"
 [[product]]
@@ -49,6 +53,32 @@ model = "models/smart-plug.json"
 product_id = "2D2D2D2D"
 node_eui = "PLUGT2"
 device_secret = "326086233FAB8A96566796551EB1DFF8"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "2E2E2E2E"
+product_key = "B1B2B3B4B5B6B7B8B9BABBBCBDBEBFB0"
+registration = 2
+encrypted = true
+format = "json"
+model = "models/smart-plug.json"
+
+[[device]]
+product_id = "2E2E2E2E"
+node_eui = "PLUGT2E"
+device_secret = "426086233FAB8A96566796551EB1DFF8"
+
+[[product]]
+open_id = "7ED01E2A"
+product_id = "E5E5E5E5"
+product_key = "C1C2C3C4C5C6C7C8C9CACBCCCDCECFC0"
+registration = 1
+format = "json"
+model = "models/env-sensor.json"
+
+[[device]]
+product_id = "E5E5E5E5"
+node_eui = "PLUGOLD1"
 
 [[product]]
 open_id = "7ED01E2A"
@@ -109,6 +139,42 @@ pub fn tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// A `MakeWriter` into a shared buffer: a test's own tracing subscriber writes here, and the
+/// test reads the log back.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 /// The tests' configuration of x-sim: [`REGISTRY`], in memory, free loopback ports.

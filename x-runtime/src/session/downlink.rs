@@ -10,6 +10,7 @@ use x_protocol::payload::{
 use x_protocol::{AckPayload, Frame, HeaderCtrl, MessageId, Publisher, Topic, TopicKind};
 
 use super::{Ack, DeliveryError, Event, InFlight, Now, Phase, Purpose, Session, Ticket};
+use crate::redact::Redacted;
 
 impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// A message arrived on `topic`. Nothing here fails: what cannot be used is logged,
@@ -62,7 +63,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 return self.refuse(&topic, &frame, &reason);
             }
         };
-        tracing::debug!("<- {payload}");
+        tracing::debug!("<- {}", Redacted(&payload));
         self.route(&topic, &frame, payload, now);
     }
 

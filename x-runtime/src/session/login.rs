@@ -184,7 +184,9 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             deadline: now.instant + self.config.timing.auth_timeout,
         };
         self.set_connection(ConnectionState::Authenticating);
-        tracing::debug!(device = %self.config.identity, "-> {AUTH_TOPIC} {}", frame.payload);
+        let span = self.uplink_span(AUTH_TOPIC, frame.header_ctrl, &frame.message_id);
+        let _entered = span.enter();
+        tracing::debug!("-> {}", crate::redact::Redacted(&frame.payload));
         self.counters.sent += 1;
         self.effects.push_back(Effect::Publish {
             topic: Topic::auth().to_string(),
@@ -194,6 +196,10 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
 
     /// Logged in and subscribed: report firmware, sync time.
     fn online(&mut self, now: Now) {
+        if self.was_online {
+            self.counters.reconnects += 1;
+        }
+        self.was_online = true;
         self.phase = Phase::Online;
         self.attempts = 0;
         self.reauth_tried = false;
@@ -378,7 +384,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     pub(super) fn lost(&mut self, reason: String, now: Now) {
         let r = self.random();
         let delay = self.backoff.next_delay(r);
-        self.wait(delay, now);
+        let delay = self.wait(delay, now);
         self.set_connection(ConnectionState::Offline {
             reason,
             retry_in: delay,
@@ -393,20 +399,43 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         } else {
             self.backoff.capped_delay(r)
         };
+        let delay = self.wait(delay, now);
         tracing::warn!(device = %self.config.identity, "{reason}; retrying in {delay:?}");
-        self.wait(delay, now);
         self.set_connection(ConnectionState::Refused {
             reason,
             retry_in: delay,
         });
     }
 
-    fn wait(&mut self, delay: Duration, now: Now) {
+    /// Waits `delay`, or longer where the next login cannot be stamped before (type 1:
+    /// later than the last login and the last offline time, in whole seconds); returns the
+    /// delay it waits, which is what the connection state announces.
+    fn wait(&mut self, delay: Duration, now: Now) -> Duration {
         let next = self.first_phase();
+        let delay = delay.max(self.stamp_wait(next, now));
         self.phase = Phase::Waiting {
             until: now.instant + delay,
             next,
         };
+        delay
+    }
+
+    /// How long until a login in `phase` can carry a timestamp later than the last one used
+    /// and the last offline time: zero but for type-1 V2 logins within that second (a clock
+    /// far behind is not waited for: [`Session::login_timestamp`] takes the next second).
+    fn stamp_wait(&self, phase: LoginPhase, now: Now) -> Duration {
+        if phase != LoginPhase::Connect || self.config.connect_type != ConnectType::TimestampChecked
+        {
+            return Duration::ZERO;
+        }
+        let last = self.last_timestamp.max(self.last_offline_s);
+        let now_ms = self.best_time(now);
+        let secs = u64::try_from(now_ms / 1000).unwrap_or(0);
+        if secs > last || self.last_timestamp.saturating_sub(secs) > 60 {
+            return Duration::ZERO;
+        }
+        let next_ms = i64::try_from((last + 1).saturating_mul(1000)).unwrap_or(i64::MAX);
+        Duration::from_millis(u64::try_from(next_ms.saturating_sub(now_ms)).unwrap_or(0))
     }
 
     /// Asks the driver to store what must survive a restart.

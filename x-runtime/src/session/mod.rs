@@ -28,6 +28,7 @@ pub use types::{
 };
 
 use crate::backoff::{Backoff, Jitter};
+use crate::redact::Redacted;
 use types::Keys;
 
 /// The largest HEX frame the session encodes.
@@ -134,6 +135,8 @@ pub struct Session<M: ThingModel, S> {
     last_timestamp: u64,
     last_offline_s: u64,
     reauth_tried: bool,
+    /// Whether the session has been online (every later login is a reconnect).
+    was_online: bool,
     attempts: u32,
     /// The instant of the latest input, for entries created by answers.
     last_input: Option<Instant>,
@@ -199,6 +202,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             last_timestamp: persisted.last_login_timestamp,
             last_offline_s: persisted.last_offline,
             reauth_tried: false,
+            was_online: false,
             attempts: 0,
             last_input: None,
             counters: Counters::default(),
@@ -630,9 +634,33 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         token
     }
 
+    /// The span of one uplink frame, as the `downlink` span is of one downlink frame: the
+    /// device, the topic's suffix, the HeaderCtrl and the MessageId (none for full HEX).
+    fn uplink_span(
+        &self,
+        topic: &str,
+        header_ctrl: HeaderCtrl,
+        message_id: &dyn std::fmt::Display,
+    ) -> tracing::Span {
+        tracing::debug_span!(
+            "uplink",
+            device = %self.config.identity,
+            topic,
+            header_ctrl = header_ctrl.code(),
+            message_id = %message_id,
+        )
+    }
+
     /// Publishes a full-HEX report (28: the bare hex text, no frame, never encrypted).
     fn send_full_hex(&mut self, text: &str, purpose: Purpose, now: Now) {
-        tracing::debug!(device = %self.config.identity, "-> model/hex (28) {text}");
+        let span = self.uplink_span(
+            TopicKind::FullHex.spec().suffix,
+            HeaderCtrl::FullHexReport,
+            &"none",
+        );
+        let _entered = span.enter();
+        // The bare hex of a property report: no field of it is a secret.
+        tracing::debug!("-> {text}");
         self.full_hex_queue
             .push_back((purpose, now.instant + self.config.timing.ack_timeout));
         self.counters.sent += 1;
@@ -684,14 +712,9 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     }
 
     fn publish_to(&mut self, kind: TopicKind, topic: String, mut frame: Frame) {
-        tracing::debug!(
-            device = %self.config.identity,
-            message_id = %frame.message_id,
-            header_ctrl = frame.header_ctrl.code(),
-            "-> {} {}",
-            kind.spec().suffix,
-            frame.payload
-        );
+        let span = self.uplink_span(kind.spec().suffix, frame.header_ctrl, &frame.message_id);
+        let _entered = span.enter();
+        tracing::debug!("-> {}", Redacted(&frame.payload));
         if self.config.encrypted && frame.header_ctrl.is_encrypted_uplink() {
             match &self.keys.current {
                 Some(key) => frame.encrypt_payload(key),

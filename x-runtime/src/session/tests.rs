@@ -781,3 +781,174 @@ fn a_wrong_password_is_tried_a_handful_of_times_a_minute_not_stormed() {
     // The V2 login, one auth phase, the V2 login again, then one attempt per 15-30 s.
     assert!((3..=7).contains(&connects), "{connects} CONNECTs in 60 s");
 }
+
+#[test]
+fn an_auth_reply_that_does_not_come_is_a_timeout_retried_with_the_backoff() {
+    let mut c = config(RegistrationType::ProductSecretPreRegistered, false);
+    c.timing.auth_timeout = Duration::from_secs(10);
+    let mut h = Harness::new(c);
+    let mut delays = Vec::new();
+    let mut requests = Vec::new();
+    for attempt in 1..=3u32 {
+        if attempt == 1 {
+            h.s.start(h.now);
+        }
+        assert!(matches!(
+            h.effects()[..],
+            [Effect::Connect {
+                phase: LoginPhase::Auth,
+                ..
+            }]
+        ));
+        assert_eq!(
+            h.s.connection(),
+            &ConnectionState::Connecting {
+                phase: LoginPhase::Auth,
+                attempt
+            }
+        );
+        h.s.connected(h.now);
+        h.effects();
+        h.s.subscribed(&[], h.now);
+        let sent = h.effects();
+        let [Effect::Publish { topic, payload }] = &sent[..] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(topic, "/sys/device/auth");
+        requests.push(Frame::decode(payload).unwrap().message_id);
+        assert_eq!(h.s.connection(), &ConnectionState::Authenticating);
+        // Nothing before the auth timeout.
+        h.advance(Duration::from_millis(9_999));
+        assert!(h.effects().is_empty());
+        assert_eq!(h.s.connection(), &ConnectionState::Authenticating);
+        // At the timeout: the connection is closed and the device is offline, waiting.
+        h.advance(Duration::from_millis(1));
+        assert_eq!(h.effects(), [Effect::Disconnect]);
+        let ConnectionState::Offline { reason, retry_in } = h.s.connection().clone() else {
+            panic!("{:?}", h.s.connection())
+        };
+        assert_eq!(reason, "no auth reply in time");
+        delays.push(retry_in);
+        // Not a moment before the backoff delay is over, then the auth phase again.
+        h.advance(retry_in - Duration::from_millis(1));
+        assert!(h.effects().is_empty());
+        assert!(h.s.next_deadline().is_some());
+        h.now = h.now.after(Duration::from_millis(1));
+        h.s.tick(h.now);
+    }
+    // Exponential, as for network faults: 1 s, 2 s, 4 s.
+    assert_eq!(
+        delays,
+        [
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(4)
+        ]
+    );
+    // A late reply to a request whose connection was given up is not taken for the new
+    // one's (counted, ignored); the reply to the new request logs the device in.
+    h.s.connected(h.now);
+    h.effects();
+    h.s.subscribed(&[], h.now);
+    let Some(Effect::Publish { payload, .. }) = h.effects().pop() else {
+        panic!()
+    };
+    let request = Frame::decode(&payload).unwrap();
+    assert!(!requests.contains(&request.message_id), "{requests:?}");
+    let late = Frame::new(
+        requests[0].clone(),
+        HeaderCtrl::Auth,
+        json!({"Code":0,"DeviceSecret":SECRET}),
+    );
+    h.deliver("downlink", &late);
+    assert!(h.effects().is_empty());
+    assert_eq!(h.s.counters().bad_frames, 1);
+    assert_eq!(h.s.connection(), &ConnectionState::Authenticating);
+    h.deliver(
+        "downlink",
+        &Frame::new(
+            request.message_id,
+            HeaderCtrl::Auth,
+            json!({"Code":0,"DeviceSecret":SECRET}),
+        ),
+    );
+    let after = h.effects();
+    assert!(
+        matches!(
+            after.last(),
+            Some(Effect::Connect {
+                phase: LoginPhase::Connect,
+                ..
+            })
+        ),
+        "{after:?}"
+    );
+    assert_eq!(h.s.counters().connects, 5);
+    assert_eq!(h.s.counters().reconnects, 0);
+}
+
+#[test]
+fn reconnects_count_returns_online_not_attempts_or_the_auth_phase() {
+    let mut h = Harness::new(config(RegistrationType::ProductSecretPreRegistered, false));
+    h.login(Some(json!({"Code":0,"DeviceSecret":SECRET})));
+    assert_eq!((h.s.counters().connects, h.s.counters().reconnects), (2, 0));
+    // Dropped; a failed attempt; then back online.
+    h.s.disconnected("connection reset", h.now);
+    h.advance(Duration::from_secs(1));
+    h.effects();
+    h.s.disconnected("connection refused", h.now);
+    h.advance(Duration::from_secs(2));
+    h.effects();
+    h.s.connected(h.now);
+    h.effects();
+    h.s.subscribed(&[], h.now);
+    assert!(h.s.is_online());
+    assert_eq!((h.s.counters().connects, h.s.counters().reconnects), (4, 1));
+}
+
+#[test]
+fn the_announced_retry_delay_is_the_one_kept_even_when_a_type_1_login_must_wait_for_its_second() {
+    // Logged in and dropped 300 ms into a second: the next V2 login (type 1) must be
+    // stamped in a later second, 700 ms on, longer than the first backoff delay (100 ms).
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    c.timing.backoff.base = Duration::from_millis(100);
+    let mut h = Harness::new(c);
+    h.now = h.now.after(Duration::from_millis(300));
+    h.login(None);
+    h.effects();
+    h.s.disconnected("connection reset", h.now);
+    let ConnectionState::Offline { retry_in, .. } = h.s.connection().clone() else {
+        panic!("{:?}", h.s.connection())
+    };
+    assert_eq!(retry_in, Duration::from_millis(700));
+    // Nothing before the announced delay, the CONNECT right at it.
+    h.advance(retry_in - Duration::from_millis(1));
+    assert!(h.effects().is_empty());
+    h.advance(Duration::from_millis(1));
+    let connect = h.effects();
+    let [Effect::Connect { login, .. }] = &connect[..] else {
+        panic!("{connect:?}")
+    };
+    assert_eq!(login.client_id.rsplit('_').next(), Some("1700000001"));
+    // A later failure in the same second: the backoff's 200 ms would be too early again.
+    h.advance(Duration::from_millis(100));
+    h.effects();
+    h.s.disconnected("connection refused", h.now);
+    let ConnectionState::Offline { retry_in, .. } = h.s.connection().clone() else {
+        panic!()
+    };
+    assert_eq!(retry_in, Duration::from_millis(900));
+    // Products that do not check the timestamp keep the backoff's delays.
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    c.connect_type = ConnectType::Unchecked;
+    c.timing.backoff.base = Duration::from_millis(100);
+    let mut h = Harness::new(c);
+    h.login(None);
+    h.s.disconnected("connection reset", h.now);
+    assert!(matches!(
+        h.s.connection(),
+        ConnectionState::Offline { retry_in, .. } if *retry_in == Duration::from_millis(100)
+    ));
+}

@@ -227,7 +227,8 @@ impl fmt::Debug for Persisted {
                 "device_secret",
                 &self.device_secret.as_ref().map(|_| "[redacted]"),
             )
-            .field("session", &self.session.as_ref().map(|s| &s.session_id))
+            // SessionID and Nonce derive the SessionKey: as secret as the key.
+            .field("session", &self.session.as_ref().map(|_| "[redacted]"))
             .field("last_login_timestamp", &self.last_login_timestamp)
             .field("last_offline", &self.last_offline)
             .finish()
@@ -370,11 +371,15 @@ impl ConnectionState {
 pub struct Counters {
     /// Frames published (every kind, acks included).
     pub sent: u64,
-    /// Reports, events, passthroughs and history uploads acked "200".
+    /// Reports, events, passthroughs and history uploads acked "200" (outbox entries
+    /// counted one by one).
     pub acked: u64,
-    /// Of those, refused by the platform ("4001" or another code).
+    /// Reports, events, passthroughs and history uploads the platform refused: acked with
+    /// "4001" or any other code than "200" (outbox entries counted once each is refused on
+    /// its own). Not counted in `acked`.
     pub rejected: u64,
-    /// Of those, no ack in time.
+    /// Reports, events, passthroughs and history uploads with no ack within the ack
+    /// timeout. Not counted in `acked` or `rejected`.
     pub timed_out: u64,
     /// Frames received from the platform.
     pub received: u64,
@@ -383,8 +388,14 @@ pub struct Counters {
     pub bad_frames: u64,
     /// Commands from the platform answered "4001" (the model or the application refused).
     pub refused_commands: u64,
-    /// Connections opened (after the first, these are reconnects).
+    /// CONNECTs sent: every connection opened, auth-phase connections and attempts that
+    /// failed included.
     pub connects: u64,
+    /// Times the device got back online after it had been online before (a dropped
+    /// connection, a broker restart, a login again after an OTA install or a stale
+    /// session). The first login is not one; nor are the auth phase and failed attempts
+    /// on the way (those are in `connects`).
+    pub reconnects: u64,
     /// SessionKey rotations applied.
     pub rotations: u64,
     /// Outbox entries dropped because the outbox was full.

@@ -18,7 +18,7 @@ pub mod session;
 pub mod violations;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -94,6 +94,7 @@ impl Default for PlatformConfig {
 pub struct Faults {
     silent: AtomicBool,
     delay_ms: AtomicU64,
+    busy_auths: AtomicU32,
 }
 
 impl Faults {
@@ -117,6 +118,24 @@ impl Faults {
     /// The reply delay.
     pub fn delay(&self) -> Duration {
         Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))
+    }
+
+    /// Answers the next `n` readable auth requests (of any device) with code 1, "platform
+    /// busy", whatever the registry says; 0 ends it. Each busy answer counts one down.
+    pub fn set_busy_auths(&self, n: u32) {
+        self.busy_auths.store(n, Ordering::SeqCst);
+    }
+
+    /// How many auth requests are still to be answered "busy".
+    pub fn busy_auths(&self) -> u32 {
+        self.busy_auths.load(Ordering::SeqCst)
+    }
+
+    /// Takes one "busy" answer if any is left.
+    fn take_busy_auth(&self) -> bool {
+        self.busy_auths
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 }
 
@@ -652,6 +671,10 @@ impl Platform {
                 return refuse_auth(device, frame.message_id, code);
             }
         };
+        if self.inner.faults.take_busy_auth() {
+            tracing::info!(target: "x_sim", "{AUTH_TOPIC}: {device} answered code 1 (fault injection: busy)");
+            return refuse_auth(device, frame.message_id, AuthCode::Busy);
+        }
         let mut grant = None;
         let (reply, registered) = {
             let mut registry = write(&self.inner.registry);
@@ -1200,6 +1223,16 @@ impl Platform {
     /// A device's last offline time (Unix seconds), as the embedded broker saw it.
     pub fn last_offline(&self, device: &DeviceIdentity) -> Option<u64> {
         self.inner.access.as_ref()?.last_offline(device)
+    }
+
+    /// When the embedded broker refused CONNECTs naming `device` (auth-phase and V2 logins),
+    /// oldest first (the newest [`crate::access::REFUSED_CONNECTS_KEPT`]); `None` over an
+    /// external broker, where the platform cannot see CONNECTs.
+    pub fn refused_connects(&self, device: &DeviceIdentity) -> Option<Vec<std::time::Instant>> {
+        self.inner
+            .access
+            .as_ref()
+            .map(|a| a.refused_connects(device))
     }
 
     /// Closes the device's connection (fault injection; embedded broker only). Returns

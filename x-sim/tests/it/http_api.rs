@@ -827,7 +827,7 @@ async fn faults_over_http() {
     .await;
     assert_eq!(
         api.ok("/api/faults").await,
-        json!({"silent": false, "delay_ms": 0})
+        json!({"silent": false, "delay_ms": 0, "busy_auths": 0})
     );
 
     // Silent: the report is not acked.
@@ -835,7 +835,10 @@ async fn faults_over_http() {
         .send(api.put("/api/faults").json(&json!({"silent": true})))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({"silent": true, "delay_ms": 0}));
+    assert_eq!(
+        body,
+        json!({"silent": true, "delay_ms": 0, "busy_auths": 0})
+    );
     let report = || SmartPlugReport::default().with_switch(true);
     let silent = acked(device.report(report())).await;
     assert!(
@@ -847,11 +850,14 @@ async fn faults_over_http() {
     let (status, body) = api
         .send(
             api.put("/api/faults")
-                .json(&json!({"silent": false, "delay_ms": 300})),
+                .json(&json!({"silent": false, "delay_ms": 300, "busy_auths": 0})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({"silent": false, "delay_ms": 300}));
+    assert_eq!(
+        body,
+        json!({"silent": false, "delay_ms": 300, "busy_auths": 0})
+    );
     let sent = Instant::now();
     acked(device.report(report())).await.unwrap();
     let took = sent.elapsed();
@@ -861,7 +867,10 @@ async fn faults_over_http() {
         .await;
     assert_eq!(
         (status, body),
-        (StatusCode::OK, json!({"silent": false, "delay_ms": 0}))
+        (
+            StatusCode::OK,
+            json!({"silent": false, "delay_ms": 0, "busy_auths": 0})
+        )
     );
     let (status, body) = api
         .send(api.put("/api/faults").json(&json!({"slow": true})))
@@ -906,6 +915,27 @@ async fn faults_over_http() {
     // The new key works.
     let report = SmartPlugReport::default().with_switch(false);
     acked(enc.report(report)).await.unwrap();
+
+    // Busy: the next two auth requests are answered code 1; a device keeps trying (connect()
+    // does not give up on a refusal that retrying fixes) and gets online with the third.
+    let (status, body) = api
+        .send(api.put("/api/faults").json(&json!({"busy_auths": 2})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["busy_auths"], 2);
+    let dir = tempfile::tempdir().unwrap();
+    let busy = common::encrypted("ENC00002")
+        .plug(addr)
+        .state_dir(dir.path())
+        .backoff(BackoffConfig {
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(2),
+            jitter: 0.0,
+        });
+    let busy = online(busy).await;
+    assert!(busy.is_online());
+    // Both busy answers were given (the fault counts them down), then the login worked.
+    assert_eq!(api.ok("/api/faults").await["busy_auths"], 0);
 }
 
 /// A disk that fails is the server's fault, not the client's.

@@ -185,3 +185,110 @@ async fn reports_acked_right_before_a_kill_survive_it() {
     assert_eq!(reports, 20, "{messages}");
     second.kill();
 }
+
+/// A device that stays up while the platform process is killed (SIGKILL) and started again
+/// on the same directory and port: it goes offline, retries at the pace its connection watch
+/// announces (each `Offline { retry_in }` is followed by the next attempt `retry_in` later),
+/// logs in again, and its reports keep flowing, those made during the outage included.
+#[tokio::test]
+async fn a_live_device_reconnects_to_a_restarted_platform_at_the_announced_pace() {
+    use std::time::{Duration, Instant};
+    use x_runtime::{BackoffConfig, ConnectionState};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::registry_file(dir.path(), &registry());
+    let data = dir.path().join("data");
+    let serve = |listen: &str| {
+        Serve::start(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            listen,
+            "--http",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ])
+    };
+    let first = serve("127.0.0.1:0");
+    let mqtt = first.mqtt.unwrap();
+    // No jitter: delays of 200 ms doubling to 1.6 s, each announced exactly. (Logins with
+    // checked timestamps also wait for the next second: that is announced too, but makes
+    // the delays depend on the clock.)
+    let device = common::plug()
+        .plug(mqtt)
+        .connect_type(ConnectType::Unchecked)
+        .state_dir(dir.path().join("device"))
+        .backoff(BackoffConfig {
+            base: Duration::from_millis(200),
+            cap: Duration::from_millis(1600),
+            jitter: 0.0,
+        });
+    let device = online(device).await;
+    let report = |n: i32| SmartPlugReport::default().with_countdown(n);
+    acked(device.report(report(1))).await.unwrap();
+
+    // Every state the watch shows, with when it was seen.
+    let mut states = device.connection();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(
+        Vec::<(Instant, ConnectionState)>::new(),
+    ));
+    let recorder = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while states.changed().await.is_ok() {
+                let state = states.borrow_and_update().clone();
+                seen.lock().unwrap().push((Instant::now(), state));
+            }
+        })
+    };
+
+    first.kill();
+    // Made during the outage: stored, sent once the platform is back.
+    let during = device.report(report(2)).await.unwrap();
+    // Long enough for several attempts (200 + 400 + 800 ms of waiting, and the fourth delay).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!device.is_online());
+    let second = serve(&mqtt.to_string());
+    assert_eq!(second.mqtt, Some(mqtt));
+    device.wait_online_for(2 * common::WAIT).await.unwrap();
+    tokio::time::timeout(2 * common::WAIT, during)
+        .await
+        .expect("the report made during the outage is acked")
+        .unwrap();
+    acked(device.report(report(3))).await.unwrap();
+    let api = Api::at(second.http.unwrap());
+    let props = api.ok("/api/devices/AA30C505/PLUG0001/properties").await;
+    assert_eq!(props["countdown"]["value"], json!(3));
+    recorder.abort();
+
+    // The actual delay after each announced one: from the Offline state to the next state
+    // (the next attempt; the session does nothing while it waits).
+    let seen = seen.lock().unwrap().clone();
+    let mut checked = Vec::new();
+    for pair in seen.windows(2) {
+        let ((at, ConnectionState::Offline { retry_in, .. }), (next, _)) = (&pair[0], &pair[1])
+        else {
+            continue;
+        };
+        let actual = next.duration_since(*at);
+        assert!(
+            actual + Duration::from_millis(20) >= *retry_in
+                && actual <= *retry_in + Duration::from_secs(1),
+            "announced {retry_in:?}, retried after {actual:?}: {seen:?}"
+        );
+        checked.push(*retry_in);
+    }
+    // The first delays of the backoff were announced and kept.
+    assert!(
+        checked.starts_with(&[
+            Duration::from_millis(200),
+            Duration::from_millis(400),
+            Duration::from_millis(800)
+        ]),
+        "{checked:?}: {seen:?}"
+    );
+    assert_eq!(device.counters().session.reconnects, 1);
+    device.shutdown().await;
+    second.kill();
+}
