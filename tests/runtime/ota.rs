@@ -56,9 +56,21 @@ fn device(
     node: &str,
     dir: &Path,
 ) -> DeviceBuilder<SmartPlug, SmartPlugService> {
+    let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+    device_at(&url, product, key, node, dir)
+}
+
+/// The plug with OTA on the broker at `url`.
+fn device_at(
+    url: &str,
+    product: &str,
+    key: &str,
+    node: &str,
+    dir: &Path,
+) -> DeviceBuilder<SmartPlug, SmartPlugService> {
     let id = DeviceIdentity::parse("7ED01E2A", product, node).unwrap();
     Device::<SmartPlug, SmartPlugService>::builder(id, key.parse().unwrap())
-        .broker(&format!("mqtt://{}", sim.mqtt_addr().unwrap()))
+        .broker(url)
         .unwrap()
         .state_dir(dir.join("state"))
         .firmware("HW1", "1.0.0")
@@ -934,6 +946,89 @@ async fn a_second_notify_supersedes_a_running_update_only_for_another_target() {
         newer
     );
     wait_for(|| reported(&sim, &id, "default").as_deref() == Some("2.0.0")).await;
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The payloads of the OTA notifies a sniffer saw, as JSON text on the wire.
+fn notifies_seen(sniffer: &support::Sniffer) -> Vec<String> {
+    sniffer
+        .messages()
+        .into_iter()
+        .filter(|(topic, _)| topic.ends_with("/ota_notify"))
+        .map(|(_, bytes)| x_sdk::protocol::Frame::payload_text(&bytes).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_md5_sent_as_a_128_bit_number_is_acked_downloaded_verified_and_installed() {
+    let dir = temp("md5-number");
+    let broker = x_sim::mosquitto::Mosquitto::start().unwrap();
+    let data = dir.join("sim");
+    let sim = support::sim_on_with(&broker, |c| {
+        c.data_dir = Some(data);
+        c.platform.ota_md5_number = true;
+    })
+    .await;
+    let sniffer = support::Sniffer::start(&broker, "/sys/+/+/+/ota_notify").await;
+    let bytes = image(150_000, 13);
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(PLUG, "default", "1.4.0", "plug-1.4.0.bin", &bytes)
+        .unwrap();
+    firmware.set_task(PLUG, "default", "1.4.0").unwrap();
+    // The real digest of the image the firmware server serves, as its 128-bit value.
+    let md5 = {
+        use md5::{Digest, Md5};
+        hex::encode(Md5::digest(&bytes))
+    };
+    assert_eq!(firmware.image(PLUG, "default", "1.4.0").unwrap().md5, md5);
+    let number = u128::from_str_radix(&md5, 16).unwrap().to_string();
+    assert!(
+        u64::try_from(u128::from_str_radix(&md5, 16).unwrap()).is_err(),
+        "a digest past 64 bits"
+    );
+
+    let device = device_at(&broker.url(), PLUG, PLUG_KEY, "PLUG0001", &dir)
+        .connect()
+        .await
+        .unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "1.4.0"),
+        "{events:?}"
+    );
+    // On the wire, MD5 was a JSON number: the digest's value, every digit.
+    let seen = notifies_seen(&sniffer);
+    assert!(!seen.is_empty(), "no notify on the wire");
+    let text = &seen[0];
+    assert!(text.contains(&format!("\"MD5\":{number},")), "{text}");
+    let down_id = serde_json::from_str::<serde_json::Value>(text).unwrap()["DownID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Acked with its DownID (x-sim's OTA progress records the ack of that notify) ...
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    wait_for(|| {
+        sim.platform()
+            .state("ota", &format!("{id}/default"))
+            .is_some_and(|p| p["DownID"] == down_id.as_str() && !p["acked_at_ms"].is_null())
+    })
+    .await;
+    // ... downloaded from the firmware server, verified, installed, reported.
+    let gets: Vec<_> = firmware
+        .requests(PLUG, "default", "1.4.0")
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].status, 200);
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.4.0")).await;
+    assert_eq!(device.counters().session.bad_frames, 0);
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

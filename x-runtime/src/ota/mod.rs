@@ -72,7 +72,11 @@ impl Update {
             && self.version == other.version
             && self.url == other.url
             && self.size == other.size
-            && self.md5.eq_ignore_ascii_case(&other.md5)
+            && match (parse_md5(&self.md5), parse_md5(&other.md5)) {
+                // The same digest, whether sent as hex or as a number.
+                (Ok(a), Ok(b)) => a == b,
+                _ => self.md5.eq_ignore_ascii_case(&other.md5),
+            }
     }
 
     /// A file name for this module's files: module names come from the network, so they

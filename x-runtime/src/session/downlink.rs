@@ -55,6 +55,17 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             self.bad(&topic.to_string(), &reason);
             return self.refuse(&topic, &frame, &reason);
         }
+        if topic.kind() == TopicKind::OtaNotify {
+            // Read from its JSON text: an MD5 sent as a 128-bit number keeps every digit,
+            // which a parsed `Value` would not.
+            return match self.plain_payload_text(&frame, bytes) {
+                Ok(text) => {
+                    tracing::debug!("<- {text}");
+                    self.ota_notify(&topic, &frame, &text);
+                }
+                Err(reason) => self.bad(&topic.to_string(), &format!("OTA notify: {reason}")),
+            };
+        }
         let payload = match self.plain_payload(&frame) {
             Ok(p) => p,
             Err(reason) => {
@@ -64,6 +75,24 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         };
         tracing::debug!("<- {payload}");
         self.route(&topic, &frame, payload, now);
+    }
+
+    /// The frame's plain payload as JSON text, exactly as it was written (`bytes` is the
+    /// frame): decrypted for encrypted products as [`Self::plain_payload`] does.
+    fn plain_payload_text(&self, frame: &Frame, bytes: &[u8]) -> Result<String, String> {
+        if !self.config.encrypted || !frame.payload.is_string() {
+            return Frame::payload_text(bytes).map_err(|e| e.to_string());
+        }
+        let Some(current) = &self.keys.current else {
+            return Err("encrypted payload but no SessionKey".to_owned());
+        };
+        match frame.decrypted_payload_text(current) {
+            Ok(p) => Ok(p),
+            Err(e) => match &self.keys.previous {
+                Some(old) => frame.decrypted_payload_text(old).map_err(|_| e.to_string()),
+                None => Err(e.to_string()),
+            },
+        }
     }
 
     /// The frame's payload in plain JSON: decrypted for encrypted products (string payloads,
@@ -102,7 +131,6 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             TopicKind::PropertyAsk => self.property_ask(topic, frame, &payload),
             TopicKind::HexDownlink => self.hex_downlink(topic, frame, &payload),
             TopicKind::AskFirmware => self.firmware_asked(topic, frame, now),
-            TopicKind::OtaNotify => self.ota_notify(topic, frame, &payload),
             TopicKind::AskConfig => {
                 let answer = self.config_frame(frame.message_id.clone());
                 self.answer(topic, frame, answer.payload, None);
@@ -263,8 +291,9 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         }
     }
 
-    fn ota_notify(&mut self, topic: &Topic, frame: &Frame, payload: &Value) {
-        match serde_json::from_value::<OtaNotify>(payload.clone()) {
+    /// An OTA notify (9), read from its payload's JSON text: acked with its DownID first.
+    fn ota_notify(&mut self, topic: &Topic, frame: &Frame, text: &str) {
+        match serde_json::from_str::<OtaNotify>(text) {
             Ok(notify) => {
                 let ack = OtaNotifyAck {
                     down_id: notify.down_id.clone(),

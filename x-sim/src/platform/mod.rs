@@ -73,6 +73,10 @@ pub struct PlatformConfig {
     /// the task is set again. Explicit pushes ([`Platform::send_ota`]) are not limited.
     /// Default 3.
     pub ota_max_notifies: u32,
+    /// Whether OTA notifies carry `MD5` as a JSON number (the digest's 128-bit big-endian
+    /// value in decimal, as the vendor document's example sends it) instead of 32 hex
+    /// digits. Default false (hex).
+    pub ota_md5_number: bool,
 }
 
 impl Default for PlatformConfig {
@@ -85,6 +89,7 @@ impl Default for PlatformConfig {
             violations_per_device: 1000,
             ota_deadline: Duration::from_secs(600),
             ota_max_notifies: 3,
+            ota_md5_number: false,
         }
     }
 }
@@ -441,11 +446,17 @@ impl Platform {
 
     /// Publishes one frame, logged as one line with its plain payload.
     fn publish(&self, topic: &str, frame: &Frame, plain: &Value) {
+        self.publish_encoded(topic, frame, plain, frame.encode());
+    }
+
+    /// Publishes one frame already encoded as `bytes` (a payload written as text, which a
+    /// `Value` cannot hold), logged as [`Platform::publish`] logs it.
+    fn publish_encoded(&self, topic: &str, frame: &Frame, plain: &Value, bytes: Vec<u8>) {
         tracing::info!(target: "x_sim", "-> {topic} {}", describe(frame, plain));
         self.inner
             .live
             .message(Direction::Down, None, topic, frame, plain);
-        self.inner.link.publish(topic, frame.encode());
+        self.inner.link.publish(topic, bytes);
     }
 
     /// Publishes what handling a message produced, honouring the faults.
