@@ -514,3 +514,158 @@ async fn live_reports_keep_flowing_while_an_outage_drains() {
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The outbox of `dir` holding reports of these powers, observed 1 ms apart.
+fn stranded(dir: &std::path::Path, powers: &[f64]) -> Vec<i64> {
+    use x_sdk::runtime::outbox::{Entry, EntryKind, Outbox, OutboxLimits};
+    let (mut outbox, _) = Outbox::open(dir, OutboxLimits::default(), 0).unwrap();
+    let times: Vec<i64> = (0..powers.len() as i64)
+        .map(|i| 1_700_000_000_000 + i)
+        .collect();
+    let entries: Vec<Entry> = powers
+        .iter()
+        .zip(&times)
+        .map(|(p, t)| Entry::new(EntryKind::Report, json!({ "power": p }), *t))
+        .collect();
+    outbox.commit(&entries, &[]).unwrap();
+    times
+}
+
+/// The requests of a device until `done` says enough, within the wait.
+async fn requests_until(
+    device: &Device<SmartPlug, SmartPlugService>,
+    done: impl Fn(&[x_sdk::runtime::Request<SmartPlug, SmartPlugService>]) -> bool,
+) -> Vec<x_sdk::runtime::Request<SmartPlug, SmartPlugService>> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while !done(&seen) {
+            match device.next_request().await {
+                Some(r) => seen.push(r),
+                None => return,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not within the wait: {seen:?}"));
+    seen
+}
+
+#[tokio::test]
+async fn a_history_4001_naming_entries_drops_those_tells_the_application_and_sends_the_rest() {
+    use x_sdk::runtime::Request;
+    let dir = temp("refused-named");
+    // 9000 and 9005 are above the model's maximum power (3500): x-sim refuses them by
+    // position, params[2] and params[5] of the first upload.
+    let times = stranded(&dir, &[10.0, 11.0, 9000.0, 13.0, 14.0, 9005.0, 16.0]);
+    let sim = support::sim().await;
+    let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+    let device = plug_at(&url, &dir)
+        .history_batch(20)
+        .connect()
+        .await
+        .unwrap();
+    let id = sim.device("AA30C505", "PLUG0001").unwrap();
+    let requests = requests_until(&device, |seen| {
+        seen.iter()
+            .filter(|r| matches!(r, Request::EntryRefused { .. }))
+            .count()
+            == 2
+    })
+    .await;
+    let refused: Vec<(serde_json::Value, String)> = requests
+        .into_iter()
+        .filter_map(|r| match r {
+            Request::EntryRefused { entry, reason } => Some((entry.payload, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused[0].0, json!({"power": 9000.0}));
+    assert!(
+        refused[0]
+            .1
+            .starts_with("params[2].properties.power: 9000 is above the maximum 3500"),
+        "{}",
+        refused[0].1
+    );
+    assert_eq!(refused[1].0, json!({"power": 9005.0}));
+    assert!(
+        refused[1].1.starts_with("params[5].properties.power"),
+        "{}",
+        refused[1].1
+    );
+    wait_for(|| device.waiting_upload() == 0 && powers(&sim, &id).len() == 5).await;
+    let held = powers(&sim, &id);
+    for (p, t) in [10.0, 11.0, 13.0, 14.0, 16.0].iter().zip([0, 1, 3, 4, 6]) {
+        assert_eq!(held[&json!(p).to_string()], vec![times[t]], "{p}");
+    }
+    // The rest went in one upload after the refusal, not halved and re-halved.
+    let uploads = sim
+        .platform()
+        .received_from(&id)
+        .iter()
+        .filter(|r| r.kind == TopicKind::HistoryReport)
+        .count();
+    assert_eq!(uploads, 1);
+    let counters = device.counters().session;
+    assert_eq!(counters.outbox_refused, 2);
+    assert_eq!(counters.uploads_refused, 0);
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_history_4001_naming_no_entry_keeps_every_entry_backs_off_and_sends_them_later() {
+    use x_sdk::runtime::Request;
+    let dir = temp("refused-none");
+    let times = stranded(&dir, &[20.0, 21.0, 22.0, 23.0]);
+    let sim = support::sim().await;
+    // A platform policy refuses history for now: a 4001 about no entry.
+    sim.platform()
+        .faults()
+        .set_refuse_history(Some("history uploads are paused for this tenant".into()));
+    let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+    let device = plug_at(&url, &dir).connect().await.unwrap();
+    let id = sim.device("AA30C505", "PLUG0001").unwrap();
+    let requests = requests_until(&device, |seen| {
+        seen.iter()
+            .any(|r| matches!(r, Request::UploadRefused { .. }))
+    })
+    .await;
+    assert!(
+        requests.iter().any(|r| matches!(
+            r,
+            Request::UploadRefused { reason, entries: 4, .. }
+                if reason == "history uploads are paused for this tenant"
+        )),
+        "{requests:?}"
+    );
+    // For three seconds it stays refused: nothing dropped, tried again with backoff (the
+    // device's backoff here: 100 ms doubling to 500 ms), not stormed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refusals = device.counters().session.uploads_refused;
+    assert!(
+        (2..=20).contains(&refusals),
+        "{refusals} refused uploads in 3 s"
+    );
+    assert_eq!(device.counters().session.outbox_refused, 0);
+    assert_eq!(device.waiting_upload(), 4);
+    assert!(powers(&sim, &id).is_empty());
+    assert_eq!(
+        sim.platform().violation_count(&id),
+        0,
+        "a policy refusal is not the device's fault"
+    );
+
+    sim.platform().faults().set_refuse_history(None);
+    wait_for(|| device.waiting_upload() == 0 && powers(&sim, &id).len() == 4).await;
+    let held = powers(&sim, &id);
+    for (i, p) in [20.0, 21.0, 22.0, 23.0].iter().enumerate() {
+        assert_eq!(held[&json!(p).to_string()], vec![times[i]], "{p}");
+    }
+    assert_eq!(device.counters().session.outbox_refused, 0);
+    device.shutdown().await;
+    drop(device);
+    let (outbox, _) = x_sdk::runtime::outbox::Outbox::open(&dir, Default::default(), 0).unwrap();
+    assert!(outbox.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

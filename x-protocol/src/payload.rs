@@ -351,6 +351,32 @@ pub struct HistoryUpload {
     pub params: Vec<HistoryBatch>,
 }
 
+/// The entries of a history upload that a "4001" names, by their batch's position in
+/// `params`, with the rejections naming each: every "; "-separated rejection of the ack's
+/// `Msg` that starts with `params[N].properties` or `params[N].events` (as x-sim names
+/// them: `params[3].properties.power: 9003 is above the maximum 3500`). A `Msg` that names
+/// no entry (a policy refusal, a payload or key the platform could not read) gives an
+/// empty map: nothing in the upload is known to be at fault.
+pub fn refused_history_batches(msg: &str) -> std::collections::BTreeMap<usize, Vec<String>> {
+    let mut named: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    for rejection in msg.split("; ") {
+        let rejection = rejection.trim();
+        let Some(rest) = rejection.strip_prefix("params[") else {
+            continue;
+        };
+        let Some((index, rest)) = rest.split_once(']') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        if rest.starts_with(".properties") || rest.starts_with(".events") {
+            named.entry(index).or_default().push(rejection.to_owned());
+        }
+    }
+    named
+}
+
 impl HistoryBatch {
     /// Every property entry as (identifier, timed value).
     ///
@@ -460,6 +486,33 @@ mod tests {
             notify(NUMBER).to_json_md5_as_number(),
             notify(HEX).to_json_md5_as_number()
         );
+    }
+
+    #[test]
+    fn a_4001_names_history_entries_by_their_batch_position_or_names_none() {
+        let named = refused_history_batches(
+            "params[3].properties.power: 9003 is above the maximum 3500; \
+             params[0].events.overheat.action: missing; params[3].properties.colour: unknown property",
+        );
+        assert_eq!(named.keys().copied().collect::<Vec<_>>(), [0, 3]);
+        assert_eq!(
+            named[&3],
+            [
+                "params[3].properties.power: 9003 is above the maximum 3500",
+                "params[3].properties.colour: unknown property"
+            ]
+        );
+        for none in [
+            "",
+            "payload must be encrypted for this product",
+            "Payload: expected a history upload {params: [{properties, events}]}, got x",
+            "history uploads are paused",
+            "params[x].properties.power: bad",
+            "params[2]: no such list",
+            "power: 9003 is above the maximum 3500",
+        ] {
+            assert!(refused_history_batches(none).is_empty(), "{none:?}");
+        }
     }
 
     #[test]

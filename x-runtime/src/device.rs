@@ -512,6 +512,27 @@ pub enum Request<M: ThingModel, S> {
     },
     /// The SessionKey was rotated.
     KeyRotated,
+    /// The platform refused an outbox entry for good (a "4001" naming it, as x-sim names
+    /// history entries by position): dropped from the outbox, counted in
+    /// `outbox_refused`, never sent again. Its [`Delivery`] fails with
+    /// [`DeliveryError::Rejected`] too, where this run made the entry.
+    EntryRefused {
+        /// The entry.
+        entry: Box<Entry>,
+        /// What the platform said of it.
+        reason: String,
+    },
+    /// A history upload was refused without naming any entry (a policy refusal, a key the
+    /// platform could not read): nothing was dropped (counted in `uploads_refused`); its
+    /// entries are uploaded again after `retry_in`, backing off while it lasts.
+    UploadRefused {
+        /// The ack's `Msg`.
+        reason: String,
+        /// How many entries the upload held (all kept).
+        entries: usize,
+        /// When the next upload is tried.
+        retry_in: Duration,
+    },
 }
 
 /// Answers service calls; implemented by the device's shared core.

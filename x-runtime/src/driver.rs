@@ -476,6 +476,19 @@ where
                 timezone,
             },
             Event::KeyRotated => Request::KeyRotated,
+            Event::EntryRefused { entry, reason } => Request::EntryRefused {
+                entry: Box::new(entry),
+                reason,
+            },
+            Event::UploadRefused {
+                reason,
+                entries,
+                retry_in,
+            } => Request::UploadRefused {
+                reason,
+                entries,
+                retry_in,
+            },
         };
         if let Err(e) = self.requests.try_send(request) {
             self.shared
@@ -545,6 +558,8 @@ fn describe<M: ThingModel, S>(request: &Request<M, S>) -> &'static str {
         Request::Ota(_) => "OTA progress",
         Request::TimeSynced { .. } => "time sync notice",
         Request::KeyRotated => "key rotation notice",
+        Request::EntryRefused { .. } => "refused outbox entry notice",
+        Request::UploadRefused { .. } => "refused history upload notice",
     }
 }
 

@@ -635,10 +635,15 @@ async fn set_task(
 }
 
 async fn faults(State(p): State<Platform>) -> Json<Value> {
-    Json(json!({
+    let mut faults = json!({
         "silent": p.faults().silent(),
         "delay_ms": p.faults().delay().as_millis(),
-    }))
+    });
+    // Named only while history uploads are refused.
+    if let Some(reason) = p.faults().refuse_history() {
+        faults["refuse_history"] = json!(reason);
+    }
+    Json(faults)
 }
 
 /// The body of `PUT /api/faults`.
@@ -647,6 +652,8 @@ async fn faults(State(p): State<Platform>) -> Json<Value> {
 struct SetFaults {
     silent: Option<bool>,
     delay_ms: Option<u64>,
+    /// The reason to refuse history uploads with; "" stops refusing.
+    refuse_history: Option<String>,
 }
 
 async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value>, ApiError> {
@@ -656,6 +663,10 @@ async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value
     }
     if let Some(ms) = f.delay_ms {
         p.faults().set_delay(Duration::from_millis(ms));
+    }
+    if let Some(reason) = f.refuse_history {
+        p.faults()
+            .set_refuse_history(Some(reason).filter(|r| !r.is_empty()));
     }
     Ok(faults(State(p)).await)
 }

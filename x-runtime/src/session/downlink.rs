@@ -364,7 +364,11 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 self.deliver(token, result);
             }
             Purpose::TimeSync(sent) => self.time_synced(ack, sent, now),
-            Purpose::Stored(entries, lane) => {
+            Purpose::Stored {
+                entries,
+                lane,
+                history,
+            } => {
                 let result = if ack.code.is_success() {
                     Ok(Ack { data: ack.data })
                 } else {
@@ -373,7 +377,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                         reason: ack.msg,
                     })
                 };
-                self.stored_answered(entries, lane, result, now);
+                self.stored_answered(entries, (lane, history), result, now);
             }
             Purpose::Firmware { .. } | Purpose::Answer => {
                 if !ack.code.is_success() {
@@ -471,7 +475,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
 
 /// Whether an ack's `Msg` says the platform could not read the device's ciphertext or has
 /// no session for it.
-fn looks_stale(msg: &str) -> bool {
+pub(super) fn looks_stale(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
     m.contains("ciphertext") || m.contains("sessionkey")
 }

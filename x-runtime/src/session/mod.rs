@@ -59,9 +59,13 @@ enum Purpose {
     TimeSync(Instant),
     /// The session's own answer to a platform request (its ack is consumed silently).
     Answer,
-    /// Outbox entries sent together (one live frame, or one history batch), and in which
-    /// lane.
-    Stored(Vec<(u64, crate::outbox::Entry)>, stored::Lane),
+    /// Outbox entries sent together (one live frame, or one history upload), in which
+    /// lane, and whether as a history upload (27).
+    Stored {
+        entries: Vec<(u64, crate::outbox::Entry)>,
+        lane: stored::Lane,
+        history: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +128,10 @@ pub struct Session<M: ThingModel, S> {
     stored_tokens: HashMap<u64, Token>,
     /// Frames of stored entries waiting for their ack.
     stored_in_flight: usize,
+    /// Until when the backlog waits after a history upload was refused without naming an
+    /// entry, and the backoff that paces those waits.
+    backlog_paused_until: Option<Instant>,
+    backlog_backoff: Backoff,
     /// Of those, the frames of the backlog (history uploads, HEX replays): at most half the
     /// window, so that live reports keep flowing while an outage drains.
     backlog_in_flight: usize,
@@ -191,6 +199,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             stored: Default::default(),
             stored_tokens: HashMap::new(),
             stored_in_flight: 0,
+            backlog_paused_until: None,
+            backlog_backoff: Backoff::new(config.timing.backoff),
             backlog_in_flight: 0,
             next_token: 1,
             next_ticket: 1,
@@ -322,7 +332,12 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         };
         let acks = self.deadlines.front().map(|(d, _)| *d);
         let full_hex = self.full_hex_queue.front().map(|(_, d)| *d);
-        phase.into_iter().chain(acks).chain(full_hex).min()
+        phase
+            .into_iter()
+            .chain(acks)
+            .chain(full_hex)
+            .chain(self.backlog_paused_until)
+            .min()
     }
 
     /// Handles the passing of time: ack timeouts, auth and subscribe timeouts, and the end
@@ -343,6 +358,13 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             _ => {}
         }
         self.expire_acks(now);
+        if self
+            .backlog_paused_until
+            .is_some_and(|until| until <= now.instant)
+        {
+            self.backlog_paused_until = None;
+            self.pump_stored(now);
+        }
     }
 
     /// Shuts the session down: pending deliveries fail with [`DeliveryError::Stopped`] and
@@ -808,8 +830,17 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                         self.send_firmware(report, tries + 1, now);
                     }
                 }
-                Purpose::Stored(entries, lane) => {
-                    self.stored_answered(entries, lane, Err(DeliveryError::Timeout(timeout)), now);
+                Purpose::Stored {
+                    entries,
+                    lane,
+                    history,
+                } => {
+                    self.stored_answered(
+                        entries,
+                        (lane, history),
+                        Err(DeliveryError::Timeout(timeout)),
+                        now,
+                    );
                 }
                 Purpose::Firmware { .. } | Purpose::TimeSync(_) | Purpose::Answer => {}
             }

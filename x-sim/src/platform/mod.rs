@@ -99,6 +99,7 @@ impl Default for PlatformConfig {
 pub struct Faults {
     silent: AtomicBool,
     delay_ms: AtomicU64,
+    refuse_history: Mutex<Option<String>>,
 }
 
 impl Faults {
@@ -122,6 +123,18 @@ impl Faults {
     /// The reply delay.
     pub fn delay(&self) -> Duration {
         Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))
+    }
+
+    /// Refuses every history upload (27) with a "4001" of `reason` (`None`: stop), as a
+    /// platform's policy might: a refusal about no entry of the upload. Refused uploads are
+    /// not recorded and are not violations of the device.
+    pub fn set_refuse_history(&self, reason: Option<String>) {
+        *lock(&self.refuse_history) = reason;
+    }
+
+    /// The reason history uploads are refused with, while they are.
+    pub fn refuse_history(&self) -> Option<String> {
+        lock(&self.refuse_history).clone()
     }
 }
 
@@ -751,7 +764,18 @@ impl Platform {
         let outcome = plain.and_then(|payload| {
             self.understand(device, kind, identifier.as_deref(), &frame, payload)
         });
+        let policy = if kind == TopicKind::HistoryReport {
+            self.inner.faults.refuse_history()
+        } else {
+            None
+        };
         let ack = match outcome {
+            // A policy refusal (fault injection): about no entry, not the device's fault.
+            Ok(_) if policy.is_some() => {
+                let reason = policy.unwrap_or_default();
+                tracing::info!(target: "x_sim", "{topic}: history upload refused by policy: {reason}");
+                AckPayload::failure(reason)
+            }
             Ok(understood) => {
                 let incoming = data::Incoming {
                     device,
