@@ -692,6 +692,97 @@ async fn a_short_body_is_never_installed_and_resumes_once_the_server_has_it_all(
 }
 
 #[tokio::test]
+async fn a_partial_download_of_another_target_is_discarded_not_resumed() {
+    use x_sim::firmware::DownloadFaults;
+    let dir = temp("stale-part");
+    // One notify per task from firmware reports: the failure report below brings no
+    // second notify of 1.9.0, so nothing but the partial file is left of it.
+    let mut config = support::config();
+    config.data_dir = Some(dir.join("sim"));
+    config.platform.ota_max_notifies = 1;
+    let sim = Sim::start(config).await.unwrap();
+    sim.platform()
+        .firmware()
+        .unwrap()
+        .upload(
+            PLUG,
+            "default",
+            "1.9.0",
+            "plug-1.9.0.bin",
+            &image(100_000, 11),
+        )
+        .unwrap();
+    let builder = device(&sim, PLUG, PLUG_KEY, "PLUG0001", &dir).ota_config(OtaConfig {
+        attempts: 3,
+        ..quick_ota()
+    });
+    // 1.9.0 fails after its attempts with 99,000 bytes held, kept to resume.
+    faults(&sim, Some(DownloadFaults::short_by(1_000)));
+    offer(&sim);
+    let device = builder.connect().await.unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(
+            events.last(),
+            Some(OtaEvent::Failed {
+                error: OtaError::Truncated { .. },
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    let part = dir.join("state").join("ota").join("default.part");
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 99_000);
+
+    // The platform now offers another image for the module: larger, so the old bytes
+    // would pass for its beginning if they were resumed.
+    let newer = image(150_000, 21);
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(PLUG, "default", "2.0.0", "plug-2.0.0.bin", &newer)
+        .unwrap();
+    firmware.set_task(PLUG, "default", "2.0.0").unwrap();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    let notify = sim.platform().ota_notify_for(&id, None).unwrap();
+    sim.platform().send_ota(&id, notify, None).await.unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "2.0.0"),
+        "{events:?}"
+    );
+    assert!(
+        matches!(
+            events.first(),
+            Some(OtaEvent::Started {
+                from: 0,
+                total: 150_000,
+                ..
+            })
+        ),
+        "started from zero, not from the other image's bytes: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, OtaEvent::Started { total, .. } if *total != 150_000)),
+        "nothing of 1.9.0 ran again: {events:?}"
+    );
+    let gets: Vec<_> = firmware
+        .requests(PLUG, "default", "2.0.0")
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].range, None, "no Range: nothing of 1.9.0 resumed");
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        newer
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn an_oversize_body_is_cut_off_at_soft_size_and_never_installed() {
     use x_sim::firmware::DownloadFaults;
     let (dir, sim, _, builder) = offered("oversize", 100_000).await;
