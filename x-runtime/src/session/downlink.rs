@@ -130,7 +130,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             TopicKind::ServiceCall => self.service_call(topic, frame, &payload),
             TopicKind::PropertyAsk => self.property_ask(topic, frame, &payload),
             TopicKind::HexDownlink => self.hex_downlink(topic, frame, &payload),
-            TopicKind::AskFirmware => self.firmware_asked(topic, frame, now),
+            TopicKind::AskFirmware => self.firmware_asked(frame, now),
             TopicKind::AskConfig => {
                 let answer = self.config_frame(frame.message_id.clone());
                 self.answer(topic, frame, answer.payload, None);
@@ -279,15 +279,15 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     }
 
     /// A firmware ask (13): the default module's report answers it with the ask's
-    /// MessageId; other modules follow with their own.
-    fn firmware_asked(&mut self, topic: &Topic, frame: &Frame, now: Now) {
+    /// MessageId; other modules follow with their own. Each is sent again, under the same
+    /// MessageId, when its ack does not come (the document's rule for firmware reports).
+    fn firmware_asked(&mut self, frame: &Frame, now: Now) {
         let mut reports = self.firmware_reports().into_iter();
         if let Some(first) = reports.next() {
-            let payload = serde_json::to_value(first).unwrap_or(Value::Null);
-            self.answer(topic, frame, payload, None);
+            self.send_firmware(first, 0, Some(frame.message_id.clone()), now);
         }
         for report in reports {
-            self.send_firmware(report, 0, now);
+            self.send_firmware(report, 0, None, now);
         }
     }
 

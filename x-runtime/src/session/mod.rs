@@ -53,8 +53,13 @@ pub(crate) struct HexCodec<M: ThingModel, S> {
 enum Purpose {
     /// Something the application sent; resolved through [`Event::Delivered`].
     App(Token),
-    /// A firmware report, re-sent up to the configured number of times.
-    Firmware { report: FirmwareReport, tries: u32 },
+    /// A firmware report, re-sent up to the configured number of times under the same
+    /// MessageId (an answer to a firmware ask keeps the ask's).
+    Firmware {
+        report: FirmwareReport,
+        tries: u32,
+        id: MessageId,
+    },
     /// A time-sync request sent at this instant (for the round trip).
     TimeSync(Instant),
     /// The session's own answer to a platform request (its ack is consumed silently).
@@ -492,7 +497,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// Reports every module's firmware (8), as after a login and on a firmware ask.
     pub fn report_firmware(&mut self, now: Now) {
         for report in self.firmware_reports() {
-            self.send_firmware(report, 0, now);
+            self.send_firmware(report, 0, None, now);
         }
     }
 
@@ -664,16 +669,24 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         });
     }
 
-    fn send_firmware(&mut self, report: FirmwareReport, tries: u32, now: Now) {
-        let Ok(frame) =
-            Frame::with_payload(self.ids.next_id(), HeaderCtrl::FirmwareReport, &report)
-        else {
+    /// Sends a firmware report (8) under `id` (a fresh one when `None`) and waits for its
+    /// ack; without one in time it is sent again, under the same id, up to
+    /// [`Timing::firmware_retries`] times.
+    fn send_firmware(
+        &mut self,
+        report: FirmwareReport,
+        tries: u32,
+        id: Option<MessageId>,
+        now: Now,
+    ) {
+        let id = id.unwrap_or_else(|| self.ids.next_id());
+        let Ok(frame) = Frame::with_payload(id.clone(), HeaderCtrl::FirmwareReport, &report) else {
             return;
         };
         self.expect_ack(
             &frame,
             TopicKind::FirmwareReportAck,
-            Purpose::Firmware { report, tries },
+            Purpose::Firmware { report, tries, id },
             now,
         );
         self.publish(self.topic(TopicKind::FirmwareReport), frame);
@@ -822,12 +835,12 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         for purpose in expired {
             match purpose {
                 Purpose::App(token) => self.deliver(token, Err(DeliveryError::Timeout(timeout))),
-                Purpose::Firmware { report, tries }
+                Purpose::Firmware { report, tries, id }
                     if tries < self.config.timing.firmware_retries =>
                 {
                     tracing::warn!(device = %self.config.identity, "no firmware report ack; sending again");
                     if self.phase == Phase::Online {
-                        self.send_firmware(report, tries + 1, now);
+                        self.send_firmware(report, tries + 1, Some(id), now);
                     }
                 }
                 Purpose::Stored {

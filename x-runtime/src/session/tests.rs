@@ -288,6 +288,56 @@ fn an_unacked_firmware_report_is_sent_again_three_times_then_left() {
 }
 
 #[test]
+fn the_answer_to_a_firmware_ask_is_sent_again_under_the_asks_id_until_acked() {
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    c.firmware.push(Firmware::module("wifi", "A1", "2.0"));
+    let timeout = c.timing.ack_timeout;
+    let mut h = Harness::new(c);
+    h.login(None);
+    // The reports after the login are acked: only the answers to the ask remain.
+    for (topic, frame) in h.published(None) {
+        if topic == "firmware_report" {
+            h.deliver("firmware_report_ack", &ack(&frame, None));
+        }
+    }
+    let ask = Frame::new(77u32, HeaderCtrl::AskFirmware, json!({}));
+    h.deliver("ask_firmware", &ask);
+    let sent = h.published(None);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].0, "firmware_report");
+    assert_eq!(sent[0].1.message_id, MessageId::from(77u32));
+    assert_eq!(sent[0].1.payload["SoftVer"], "1.0.0");
+    let wifi_id = sent[1].1.message_id.clone();
+    assert_eq!(sent[1].1.payload["Module"], "wifi");
+    // The wifi report is acked; the answer to the ask is not: it goes again, three times,
+    // under the ask's id, then is left.
+    h.deliver("firmware_report_ack", &ack(&sent[1].1, None));
+    let mut resent = Vec::new();
+    for _ in 0..6 {
+        h.advance(timeout + Duration::from_millis(1));
+        resent.extend(h.published(None));
+    }
+    assert_eq!(resent.len(), 3, "{resent:?}");
+    for (topic, frame) in &resent {
+        assert_eq!(topic, "firmware_report");
+        assert_eq!(frame.message_id, MessageId::from(77u32));
+        assert_ne!(frame.message_id, wifi_id);
+        assert_eq!(frame.payload, sent[0].1.payload);
+    }
+    // An ack stops the re-sends.
+    let ask = Frame::new(78u32, HeaderCtrl::AskFirmware, json!({}));
+    h.deliver("ask_firmware", &ask);
+    for (_, frame) in h.published(None) {
+        h.deliver("firmware_report_ack", &ack(&frame, None));
+    }
+    for _ in 0..4 {
+        h.advance(timeout + Duration::from_millis(1));
+        assert!(h.published(None).is_empty());
+    }
+}
+
+#[test]
 fn online_reports_firmware_and_acks_resolve_deliveries() {
     let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
     c.device_secret = Some(SECRET.parse().unwrap());
