@@ -1291,3 +1291,102 @@ async fn a_download_goes_on_across_an_mqtt_reconnect_and_installs() {
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn ota_events_are_kept_for_the_application_however_full_its_request_stream() {
+    use x_sim::platform::Command;
+    let (dir, sim, _, builder) = offered("full-stream", 200_000).await;
+    let installer = WriteProtected::default();
+    // Room for one request, and an application that takes none for now.
+    let device = builder
+        .request_capacity(1)
+        .time_sync(false)
+        .ota(installer.clone())
+        .connect()
+        .await
+        .unwrap();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    for countdown in [60, 61, 62] {
+        let answer = sim
+            .platform()
+            .send_command(
+                &id,
+                Command::SetProperties(serde_json::json!({ "countdown": countdown })),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(answer.ack().unwrap().code.is_success());
+    }
+    // The first set took the one place; the others were dropped (counted).
+    wait_for(|| device.counters().dropped_requests == 2).await;
+    let dropped = device.counters().dropped_requests;
+
+    // An update the installer refuses, while the stream is full.
+    offer(&sim);
+    let notify = sim.platform().ota_notify_for(&id, None).unwrap();
+    sim.platform().send_ota(&id, notify, None).await.unwrap();
+    wait_for(|| {
+        let failed_at = installer
+            .called_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        failed_at > 0
+            && sim.platform().received_from(&id).iter().any(|r| {
+                r.kind == x_sdk::protocol::TopicKind::FirmwareReport && r.at_ms >= failed_at
+            })
+    })
+    .await;
+    assert_eq!(
+        device.counters().dropped_requests,
+        dropped,
+        "no OTA event was dropped"
+    );
+
+    // The application reads at last: the property set that fitted, and the whole update.
+    let mut sets = 0;
+    let mut ota = Vec::new();
+    while let Ok(Some(r)) =
+        tokio::time::timeout(Duration::from_millis(300), device.next_request()).await
+    {
+        match r {
+            Request::PropertiesSet(_) => sets += 1,
+            Request::Ota(e) => ota.push(e),
+            _ => {}
+        }
+    }
+    assert_eq!(sets, 1);
+    assert!(
+        matches!(
+            ota.first(),
+            Some(OtaEvent::Started {
+                from: 0,
+                total: 200_000,
+                ..
+            })
+        ),
+        "{ota:?}"
+    );
+    assert!(
+        ota.iter().any(|e| matches!(
+            e,
+            OtaEvent::Progress {
+                done: 200_000,
+                total: 200_000,
+                ..
+            }
+        )),
+        "{ota:?}"
+    );
+    assert!(
+        matches!(
+            ota.last(),
+            Some(OtaEvent::Failed {
+                error: OtaError::Install(_),
+                ..
+            })
+        ),
+        "{ota:?}"
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -339,10 +339,14 @@ async fn a_full_outbox_drops_the_oldest_visibly_or_refuses_new_entries_by_policy
         .report(SmartPlugReport::default().with_power(9.0))
         .await;
     match refused {
-        Err(DeliveryError::Store(reason)) => assert!(reason.contains("full"), "{reason}"),
+        Err(e @ DeliveryError::OutboxFull { entries: 5, .. }) => {
+            assert!(e.to_string().contains("full"), "{e}");
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(refusing.waiting_upload(), 5);
+    // The refused report never reached the property state: the last stored one did.
+    assert_eq!(refusing.state().power, 4.0);
     refusing.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -220,6 +220,19 @@ pub enum OtaEvent {
     },
 }
 
+impl OtaEvent {
+    /// The module the event is about.
+    pub fn module(&self) -> &str {
+        match self {
+            Self::UpToDate { module, .. }
+            | Self::Started { module, .. }
+            | Self::Progress { module, .. }
+            | Self::Installed { module, .. }
+            | Self::Failed { module, .. } => module,
+        }
+    }
+}
+
 /// Why an update failed. Every message names the size, digest or status at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OtaError {

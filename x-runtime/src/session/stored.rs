@@ -55,6 +55,18 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// [`DeliveryError::Invalid`] or, for HEX products, [`DeliveryError::Encode`]; the
     /// state is left alone.
     pub fn prepare_report(&mut self, report: &M::Report, now: Now) -> Result<Entry, DeliveryError> {
+        let entry = self.report_entry(report, now)?;
+        self.state.merge(report);
+        Ok(entry)
+    }
+
+    /// Checks a report against the model and returns it as an outbox entry observed now,
+    /// leaving the state alone: the caller merges it ([`Session::merge_report`]) once the
+    /// entry is accepted (stored), so that a refused report never changes the state.
+    ///
+    /// # Errors
+    /// As [`Session::prepare_report`].
+    pub fn report_entry(&self, report: &M::Report, now: Now) -> Result<Entry, DeliveryError> {
         let payload = checked::<M::Report>(report)?;
         // Encoded before the state changes: what cannot be sent leaves the state alone.
         let entry = match &self.hex {
@@ -73,8 +85,12 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 )
             }
         };
-        self.state.merge(report);
         Ok(entry)
+    }
+
+    /// Merges a report's values into the property state.
+    pub fn merge_report(&mut self, report: &M::Report) {
+        self.state.merge(report);
     }
 
     /// An event as an outbox entry (JSON products).

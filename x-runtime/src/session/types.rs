@@ -283,6 +283,17 @@ pub enum DeliveryError {
     /// The outbox was full and its policy dropped this entry to make room.
     #[error("dropped from the full outbox")]
     Dropped,
+    /// The outbox is full and its policy ([`crate::outbox::FullPolicy::RefuseNew`])
+    /// refuses new entries: it was not stored (nor merged into the property state).
+    #[error(
+        "not stored: the outbox is full ({entries} entries, {bytes} bytes) and refuses new entries"
+    )]
+    OutboxFull {
+        /// Entries the outbox holds.
+        entries: usize,
+        /// Payload bytes it holds.
+        bytes: u64,
+    },
     /// The outbox could not store it (the text says why).
     #[error("not stored: {0}")]
     Store(String),
