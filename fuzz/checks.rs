@@ -169,7 +169,9 @@ fn hex_event_round_trip<E: HexEvent + PartialEq + std::fmt::Debug>(data: &[u8]) 
 fn hex_services_round_trip<S: HexServices + PartialEq + std::fmt::Debug>(data: &[u8]) {
     if let Ok(call) = S::decode_call_hex(data) {
         let mut out = vec![0u8; 4096];
-        let n = call.encode_call_hex(&mut out).expect("a decoded call encodes");
+        let n = call
+            .encode_call_hex(&mut out)
+            .expect("a decoded call encodes");
         let again = S::decode_call_hex(&out[..n]).expect("an encoded call decodes");
         assert_eq!(again, call, "a service call changed in a round trip");
         let mut second = vec![0u8; 4096];

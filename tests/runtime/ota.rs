@@ -7,7 +7,9 @@
 //! download faults: a body cut off mid-way resumes from the byte it had (`Range`), a server
 //! without Range support restarts cleanly from zero, a short body is never installed and
 //! resumes once the server has it all, an oversize body is cut off and refused, and a device
-//! process SIGKILLed mid-download resumes from its partial file after a restart.
+//! process SIGKILLed mid-download resumes from its partial file after a restart. Over
+//! Mosquitto, a sniffer sees what really went over the wire: an MD5 as a 128-bit JSON
+//! number, and an encrypted product's notify and ack as ciphertext strings.
 #![allow(clippy::unwrap_used)]
 
 /// The smart plug's bindings, as x-codegen generates them from models/smart-plug.json.
@@ -56,9 +58,21 @@ fn device(
     node: &str,
     dir: &Path,
 ) -> DeviceBuilder<SmartPlug, SmartPlugService> {
+    let url = format!("mqtt://{}", sim.mqtt_addr().unwrap());
+    device_at(&url, product, key, node, dir)
+}
+
+/// The plug with OTA on the broker at `url`.
+fn device_at(
+    url: &str,
+    product: &str,
+    key: &str,
+    node: &str,
+    dir: &Path,
+) -> DeviceBuilder<SmartPlug, SmartPlugService> {
     let id = DeviceIdentity::parse("7ED01E2A", product, node).unwrap();
     Device::<SmartPlug, SmartPlugService>::builder(id, key.parse().unwrap())
-        .broker(&format!("mqtt://{}", sim.mqtt_addr().unwrap()))
+        .broker(url)
         .unwrap()
         .state_dir(dir.join("state"))
         .firmware("HW1", "1.0.0")
@@ -200,6 +214,10 @@ async fn the_version_running_is_not_downloaded_and_a_wrong_md5_is_never_installe
     sim.platform().send_ota(&id, notify, None).await.unwrap();
     let events = ota_events(&device, |e| matches!(e, OtaEvent::UpToDate { .. })).await;
     assert_eq!(events.len(), 1, "{events:?}");
+    // Nothing was fetched: the firmware server saw no request for the image.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gets = firmware.requests(PLUG, "default", "1.0.0");
+    assert!(gets.is_empty(), "{gets:?}");
 
     // Another version under a wrong MD5: downloaded, refused, not installed.
     firmware.set_task(PLUG, "default", "2.0.0").unwrap();
@@ -680,6 +698,97 @@ async fn a_short_body_is_never_installed_and_resumes_once_the_server_has_it_all(
 }
 
 #[tokio::test]
+async fn a_partial_download_of_another_target_is_discarded_not_resumed() {
+    use x_sim::firmware::DownloadFaults;
+    let dir = temp("stale-part");
+    // One notify per task from firmware reports: the failure report below brings no
+    // second notify of 1.9.0, so nothing but the partial file is left of it.
+    let mut config = support::config();
+    config.data_dir = Some(dir.join("sim"));
+    config.platform.ota_max_notifies = 1;
+    let sim = Sim::start(config).await.unwrap();
+    sim.platform()
+        .firmware()
+        .unwrap()
+        .upload(
+            PLUG,
+            "default",
+            "1.9.0",
+            "plug-1.9.0.bin",
+            &image(100_000, 11),
+        )
+        .unwrap();
+    let builder = device(&sim, PLUG, PLUG_KEY, "PLUG0001", &dir).ota_config(OtaConfig {
+        attempts: 3,
+        ..quick_ota()
+    });
+    // 1.9.0 fails after its attempts with 99,000 bytes held, kept to resume.
+    faults(&sim, Some(DownloadFaults::short_by(1_000)));
+    offer(&sim);
+    let device = builder.connect().await.unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(
+            events.last(),
+            Some(OtaEvent::Failed {
+                error: OtaError::Truncated { .. },
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    let part = dir.join("state").join("ota").join("default.part");
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 99_000);
+
+    // The platform now offers another image for the module: larger, so the old bytes
+    // would pass for its beginning if they were resumed.
+    let newer = image(150_000, 21);
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(PLUG, "default", "2.0.0", "plug-2.0.0.bin", &newer)
+        .unwrap();
+    firmware.set_task(PLUG, "default", "2.0.0").unwrap();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    let notify = sim.platform().ota_notify_for(&id, None).unwrap();
+    sim.platform().send_ota(&id, notify, None).await.unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "2.0.0"),
+        "{events:?}"
+    );
+    assert!(
+        matches!(
+            events.first(),
+            Some(OtaEvent::Started {
+                from: 0,
+                total: 150_000,
+                ..
+            })
+        ),
+        "started from zero, not from the other image's bytes: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, OtaEvent::Started { total, .. } if *total != 150_000)),
+        "nothing of 1.9.0 ran again: {events:?}"
+    );
+    let gets: Vec<_> = firmware
+        .requests(PLUG, "default", "2.0.0")
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].range, None, "no Range: nothing of 1.9.0 resumed");
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        newer
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn an_oversize_body_is_cut_off_at_soft_size_and_never_installed() {
     use x_sim::firmware::DownloadFaults;
     let (dir, sim, _, builder) = offered("oversize", 100_000).await;
@@ -839,13 +948,21 @@ async fn a_device_killed_mid_download_resumes_from_its_partial_file_after_a_rest
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// An installer that refuses: the flash is write-protected.
-struct WriteProtected;
+/// An installer that refuses: the flash is write-protected. It keeps when it was called
+/// (Unix ms).
+#[derive(Clone, Default)]
+struct WriteProtected {
+    called_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
 
 impl x_sdk::runtime::ota::Installer for WriteProtected {
     fn install(&self, image: &Path, update: &x_sdk::runtime::ota::Update) -> Result<(), String> {
         assert_eq!(std::fs::metadata(image).unwrap().len(), update.size);
         assert!(!update.down_id.is_empty());
+        self.called_ms.store(
+            x_sdk::model::Date::now().millis(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
         Err(format!(
             "flash bank for {} is write-protected",
             update.module_name()
@@ -857,7 +974,8 @@ impl x_sdk::runtime::ota::Installer for WriteProtected {
 async fn an_installer_failure_keeps_the_old_version_reports_it_and_tells_the_application() {
     let (dir, sim, _, builder) = offered("install-fails", 50_000).await;
     offer(&sim);
-    let device = builder.ota(WriteProtected).connect().await.unwrap();
+    let installer = WriteProtected::default();
+    let device = builder.ota(installer.clone()).connect().await.unwrap();
     let events = ota_events(&device, finished).await;
     match events.last() {
         Some(OtaEvent::Failed {
@@ -872,6 +990,20 @@ async fn an_installer_failure_keeps_the_old_version_reports_it_and_tells_the_app
     }
     let id = sim.device(PLUG, "PLUG0001").unwrap();
     assert_eq!(reported(&sim, &id, "default").as_deref(), Some("1.0.0"));
+    // The old version was reported again after the failure: x-sim received a firmware
+    // report of 1.0.0 after the installer refused.
+    let failed_at = installer
+        .called_ms
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(failed_at > 0);
+    wait_for(|| {
+        sim.platform().received_from(&id).iter().any(|r| {
+            r.kind == x_sdk::protocol::TopicKind::FirmwareReport
+                && r.at_ms >= failed_at
+                && r.payload["SoftVer"] == "1.0.0"
+        })
+    })
+    .await;
     // No new login: the device did not take the new version.
     assert_eq!(
         device.counters().session.connects,
@@ -934,6 +1066,327 @@ async fn a_second_notify_supersedes_a_running_update_only_for_another_target() {
         newer
     );
     wait_for(|| reported(&sim, &id, "default").as_deref() == Some("2.0.0")).await;
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The payloads of the OTA notifies a sniffer saw, as JSON text on the wire.
+fn notifies_seen(sniffer: &support::Sniffer) -> Vec<String> {
+    sniffer
+        .messages()
+        .into_iter()
+        .filter(|(topic, _)| topic.ends_with("/ota_notify"))
+        .map(|(_, bytes)| x_sdk::protocol::Frame::payload_text(&bytes).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_md5_sent_as_a_128_bit_number_is_acked_downloaded_verified_and_installed() {
+    let dir = temp("md5-number");
+    let broker = x_sim::mosquitto::Mosquitto::start().unwrap();
+    let data = dir.join("sim");
+    let sim = support::sim_on_with(&broker, |c| {
+        c.data_dir = Some(data);
+        c.platform.ota_md5_number = true;
+    })
+    .await;
+    let sniffer = support::Sniffer::start(&broker, "/sys/+/+/+/ota_notify").await;
+    let bytes = image(150_000, 13);
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(PLUG, "default", "1.4.0", "plug-1.4.0.bin", &bytes)
+        .unwrap();
+    firmware.set_task(PLUG, "default", "1.4.0").unwrap();
+    // The real digest of the image the firmware server serves, as its 128-bit value.
+    let md5 = {
+        use md5::{Digest, Md5};
+        hex::encode(Md5::digest(&bytes))
+    };
+    assert_eq!(firmware.image(PLUG, "default", "1.4.0").unwrap().md5, md5);
+    let number = u128::from_str_radix(&md5, 16).unwrap().to_string();
+    assert!(
+        u64::try_from(u128::from_str_radix(&md5, 16).unwrap()).is_err(),
+        "a digest past 64 bits"
+    );
+
+    let device = device_at(&broker.url(), PLUG, PLUG_KEY, "PLUG0001", &dir)
+        .connect()
+        .await
+        .unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "1.4.0"),
+        "{events:?}"
+    );
+    // On the wire, MD5 was a JSON number: the digest's value, every digit.
+    let seen = notifies_seen(&sniffer);
+    assert!(!seen.is_empty(), "no notify on the wire");
+    let text = &seen[0];
+    assert!(text.contains(&format!("\"MD5\":{number},")), "{text}");
+    let down_id = serde_json::from_str::<serde_json::Value>(text).unwrap()["DownID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Acked with its DownID (x-sim's OTA progress records the ack of that notify) ...
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    wait_for(|| {
+        sim.platform()
+            .state("ota", &format!("{id}/default"))
+            .is_some_and(|p| p["DownID"] == down_id.as_str() && !p["acked_at_ms"].is_null())
+    })
+    .await;
+    // ... downloaded from the firmware server, verified, installed, reported.
+    let gets: Vec<_> = firmware
+        .requests(PLUG, "default", "1.4.0")
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].status, 200);
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.4.0")).await;
+    assert_eq!(device.counters().session.bad_frames, 0);
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_encrypted_products_notify_and_its_ack_are_string_payloads_on_the_wire() {
+    let dir = temp("encrypted-wire");
+    let broker = x_sim::mosquitto::Mosquitto::start().unwrap();
+    let data = dir.join("sim");
+    let sim = support::sim_on_with(&broker, |c| c.data_dir = Some(data)).await;
+    let sniffer = support::Sniffer::start(&broker, "/sys/7ED01E2A/5E7A0B32/ENCWIRE1/#").await;
+    let product = "5E7A0B32";
+    let bytes = image(40_000, 14);
+    let firmware = sim.platform().firmware().unwrap();
+    firmware
+        .upload(product, "default", "1.0.2", "enc.bin", &bytes)
+        .unwrap();
+    firmware.set_task(product, "default", "1.0.2").unwrap();
+    let device = device_at(
+        &broker.url(),
+        product,
+        "00112233445566778899AABBCCDDEEFF",
+        "ENCWIRE1",
+        &dir,
+    )
+    .registration(RegistrationType::ProductSecretUnregistered)
+    .encrypted(true)
+    .connect()
+    .await
+    .unwrap();
+    let events = ota_events(&device, finished).await;
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "1.0.2"),
+        "{events:?}"
+    );
+    let wire = |suffix: &str| -> Vec<serde_json::Value> {
+        sniffer
+            .messages()
+            .into_iter()
+            .filter(|(topic, _)| topic.ends_with(suffix))
+            .map(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+            .collect()
+    };
+    let notifies = wire("/ota_notify");
+    let acks = wire("/ota_notify_ack");
+    assert!(
+        !notifies.is_empty() && !acks.is_empty(),
+        "{notifies:?} {acks:?}"
+    );
+    for frame in notifies.iter().chain(&acks) {
+        assert_eq!(frame["HeaderCtrl"], 9);
+        // A string of uppercase hex: the AES ciphertext, nothing readable.
+        let payload = frame["Payload"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{frame}"));
+        assert!(
+            payload.len() >= 32
+                && payload.len() % 32 == 0
+                && payload
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)),
+            "{payload}"
+        );
+        assert!(!frame.to_string().contains("DownID"), "{frame}");
+    }
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_download_goes_on_across_an_mqtt_reconnect_and_installs() {
+    use x_sdk::runtime::ConnectionState;
+    use x_sim::firmware::DownloadFaults;
+    let (dir, sim, bytes, builder) = offered("mqtt-reconnect", 400_000).await;
+    // Slow: 4 KiB every 25 ms, about 2.5 s for the image.
+    faults(
+        &sim,
+        Some(DownloadFaults::delayed(4096, Duration::from_millis(25))),
+    );
+    offer(&sim);
+    let device = builder
+        .backoff(BackoffConfig {
+            base: Duration::from_millis(50),
+            cap: Duration::from_millis(200),
+            jitter: 0.5,
+        })
+        .connect()
+        .await
+        .unwrap();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    let mut events = ota_events(&device, |e| matches!(e, OtaEvent::Progress { .. })).await;
+    let connects = device.counters().session.connects;
+    // The broker drops the device's connection mid-download (a network fault).
+    let mut states = device.connection();
+    assert!(sim.platform().drop_device(&id));
+    tokio::time::timeout(
+        WAIT,
+        states.wait_for(|s| matches!(s, ConnectionState::Offline { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::time::timeout(WAIT, states.wait_for(ConnectionState::is_online))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(device.counters().session.connects > connects);
+    // Back online before the image was all there: the download was still under way.
+    let mut took_while_online = Vec::new();
+    while let Ok(Some(r)) =
+        tokio::time::timeout(Duration::from_millis(1), device.next_request()).await
+    {
+        if let Request::Ota(e) = r {
+            took_while_online.push(e);
+        }
+    }
+    assert!(
+        !took_while_online.iter().any(finished),
+        "the download ended before the reconnect: {took_while_online:?}"
+    );
+    events.extend(took_while_online);
+    events.extend(ota_events(&device, finished).await);
+    assert!(
+        matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "1.9.0"),
+        "{events:?}"
+    );
+    // Never started again from zero: one request from the start, any others resuming.
+    let gets = requests(&sim);
+    assert_eq!(gets[0].range, None, "{gets:?}");
+    assert!(gets[1..].iter().all(|r| r.range.is_some()), "{gets:?}");
+    assert_eq!(
+        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
+        bytes
+    );
+    wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.9.0")).await;
+    device.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn ota_events_are_kept_for_the_application_however_full_its_request_stream() {
+    use x_sim::platform::Command;
+    let (dir, sim, _, builder) = offered("full-stream", 200_000).await;
+    let installer = WriteProtected::default();
+    // Room for one request, and an application that takes none for now.
+    let device = builder
+        .request_capacity(1)
+        .time_sync(false)
+        .ota(installer.clone())
+        .connect()
+        .await
+        .unwrap();
+    let id = sim.device(PLUG, "PLUG0001").unwrap();
+    for countdown in [60, 61, 62] {
+        let answer = sim
+            .platform()
+            .send_command(
+                &id,
+                Command::SetProperties(serde_json::json!({ "countdown": countdown })),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(answer.ack().unwrap().code.is_success());
+    }
+    // The first set took the one place; the others were dropped (counted).
+    wait_for(|| device.counters().dropped_requests == 2).await;
+    let dropped = device.counters().dropped_requests;
+
+    // An update the installer refuses, while the stream is full.
+    offer(&sim);
+    let notify = sim.platform().ota_notify_for(&id, None).unwrap();
+    sim.platform().send_ota(&id, notify, None).await.unwrap();
+    wait_for(|| {
+        let failed_at = installer
+            .called_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        failed_at > 0
+            && sim.platform().received_from(&id).iter().any(|r| {
+                r.kind == x_sdk::protocol::TopicKind::FirmwareReport && r.at_ms >= failed_at
+            })
+    })
+    .await;
+    assert_eq!(
+        device.counters().dropped_requests,
+        dropped,
+        "no OTA event was dropped"
+    );
+
+    // The application reads at last: the property set that fitted, and the whole update.
+    let mut sets = 0;
+    let mut ota = Vec::new();
+    while let Ok(Some(r)) =
+        tokio::time::timeout(Duration::from_millis(300), device.next_request()).await
+    {
+        match r {
+            Request::PropertiesSet(_) => sets += 1,
+            Request::Ota(e) => ota.push(e),
+            _ => {}
+        }
+    }
+    assert_eq!(sets, 1);
+    assert!(
+        matches!(
+            ota.first(),
+            Some(OtaEvent::Started {
+                from: 0,
+                total: 200_000,
+                ..
+            })
+        ),
+        "{ota:?}"
+    );
+    assert!(
+        ota.iter().any(|e| matches!(
+            e,
+            OtaEvent::Progress {
+                done: 200_000,
+                total: 200_000,
+                ..
+            }
+        )),
+        "{ota:?}"
+    );
+    assert!(
+        matches!(
+            ota.last(),
+            Some(OtaEvent::Failed {
+                error: OtaError::Install(_),
+                ..
+            })
+        ),
+        "{ota:?}"
+    );
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,6 +11,7 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::crypto::{self, CryptoError};
 use crate::lenient::Lenient;
@@ -350,6 +351,59 @@ impl Frame {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// The JSON text of the `Payload` of the frame in `bytes`, exactly as it came: for a
+    /// payload a [`Value`] cannot hold exactly, such as an OTA notify whose MD5 is a
+    /// 128-bit number (a `Value` keeps it as a float, losing digits).
+    ///
+    /// # Errors
+    /// [`FrameError::Invalid`] when `bytes` is not a JSON object with a `Payload`.
+    pub fn payload_text(bytes: &[u8]) -> Result<String, FrameError> {
+        #[derive(Deserialize)]
+        struct PayloadOnly<'a> {
+            #[serde(rename = "Payload", borrow)]
+            payload: &'a RawValue,
+        }
+        serde_json::from_slice::<PayloadOnly<'_>>(bytes)
+            .map(|f| f.payload.get().to_owned())
+            .map_err(|e| FrameError::Invalid {
+                reason: e.to_string(),
+            })
+    }
+
+    /// Encodes the frame with `payload_text` (JSON text) written as its `Payload` as it
+    /// is, in place of [`Frame::payload`]: for a payload a [`Value`] cannot hold exactly.
+    ///
+    /// # Errors
+    /// [`FrameError::Payload`] when `payload_text` is not JSON.
+    pub fn encode_with_payload_text(&self, payload_text: &str) -> Result<Vec<u8>, FrameError> {
+        #[derive(Serialize)]
+        struct WithText<'a> {
+            #[serde(rename = "MessageId")]
+            message_id: &'a MessageId,
+            #[serde(rename = "HeaderCtrl")]
+            header_ctrl: HeaderCtrl,
+            #[serde(rename = "Payload")]
+            payload: &'a RawValue,
+            #[serde(rename = "Version")]
+            version: &'a str,
+        }
+        let raw: Box<RawValue> =
+            serde_json::from_str(payload_text).map_err(|e| FrameError::Payload {
+                header_ctrl: self.header_ctrl,
+                reason: format!("the payload text is not JSON: {e}"),
+            })?;
+        serde_json::to_vec(&WithText {
+            message_id: &self.message_id,
+            header_ctrl: self.header_ctrl,
+            payload: &raw,
+            version: &self.version,
+        })
+        .map_err(|e| FrameError::Payload {
+            header_ctrl: self.header_ctrl,
+            reason: e.to_string(),
+        })
+    }
+
     /// Reads the payload as `P`.
     ///
     /// # Errors
@@ -376,6 +430,12 @@ impl Frame {
         self.payload = Value::String(crypto::encrypt_hex(key, &plain));
     }
 
+    /// Replaces the payload with the encryption under `key` of `payload_text` (JSON text,
+    /// encrypted as it is): for a payload a [`Value`] cannot hold exactly.
+    pub fn encrypt_payload_text(&mut self, key: &SessionKey, payload_text: &str) {
+        self.payload = Value::String(crypto::encrypt_hex(key, payload_text.as_bytes()));
+    }
+
     /// Returns the plain payload of a frame from an encrypted product.
     ///
     /// A string payload is decrypted and parsed as JSON; any other payload is returned as it
@@ -385,16 +445,49 @@ impl Frame {
     /// [`FrameError::Decrypt`] if the ciphertext is bad, [`FrameError::Payload`] if the
     /// plaintext is not JSON.
     pub fn decrypted_payload(&self, key: &SessionKey) -> Result<Value, FrameError> {
-        let Value::String(cipher) = &self.payload else {
+        if !self.payload.is_string() {
             return Ok(self.payload.clone());
+        }
+        let plain = self.decrypt_text(key)?;
+        serde_json::from_str(&plain).map_err(|e| FrameError::Payload {
+            header_ctrl: self.header_ctrl,
+            reason: format!("decrypted text is not JSON: {e}"),
+        })
+    }
+
+    /// The plain JSON text of an encrypted (string) payload, exactly as it was encrypted:
+    /// for a payload a [`Value`] cannot hold exactly.
+    ///
+    /// # Errors
+    /// [`FrameError::Payload`] if the payload is not a string or the plaintext is not
+    /// UTF-8 JSON, [`FrameError::Decrypt`] if the ciphertext is bad.
+    pub fn decrypted_payload_text(&self, key: &SessionKey) -> Result<String, FrameError> {
+        let text = self.decrypt_text(key)?;
+        serde_json::from_str::<&RawValue>(&text).map_err(|e| FrameError::Payload {
+            header_ctrl: self.header_ctrl,
+            reason: format!("decrypted text is not JSON: {e}"),
+        })?;
+        Ok(text)
+    }
+
+    /// The decrypted text of a string payload (not yet checked to be JSON).
+    fn decrypt_text(&self, key: &SessionKey) -> Result<String, FrameError> {
+        let Value::String(cipher) = &self.payload else {
+            return Err(FrameError::Payload {
+                header_ctrl: self.header_ctrl,
+                reason: format!(
+                    "expected an encrypted (string) payload, got {}",
+                    self.payload
+                ),
+            });
         };
         let plain = crypto::decrypt_hex(key, cipher).map_err(|source| FrameError::Decrypt {
             header_ctrl: self.header_ctrl,
             source,
         })?;
-        serde_json::from_slice(&plain).map_err(|e| FrameError::Payload {
+        String::from_utf8(plain).map_err(|e| FrameError::Payload {
             header_ctrl: self.header_ctrl,
-            reason: format!("decrypted text is not JSON: {e}"),
+            reason: format!("decrypted text is not JSON (not UTF-8): {e}"),
         })
     }
 }

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -61,9 +62,37 @@ impl<'de> Deserialize<'de> for Lenient {
     }
 }
 
-/// Deserializes a string that may have been sent as a number.
-pub(crate) fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Lenient::deserialize(d).map(Lenient::into_text)
+/// Deserializes the OTA notify's MD5, which PROTOCOL-NOTES.md says may come as a string or as
+/// a number: a string as sent, a number as the exact digits it was written with.
+///
+/// A 128-bit digest sent as a number does not fit the integers serde_json reads, and as a
+/// float it would lose digits; so the field is taken as raw JSON text (serde_json's
+/// `RawValue`). Decoded from the payload's text (`serde_json::from_str`, or
+/// [`crate::Frame::payload_text`] first), every digit is kept. Decoded from a
+/// [`serde_json::Value`], a number too large for 64 bits has already become a float: that
+/// is refused, naming the value, rather than taken with digits missing.
+pub(crate) fn md5<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let raw = Box::<RawValue>::deserialize(d)?;
+    md5_text(raw.get()).map_err(de::Error::custom)
+}
+
+/// The MD5 text of a raw JSON value: a string's content, or an integer's digits.
+fn md5_text(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if raw.starts_with('"') {
+        return serde_json::from_str::<String>(raw).map_err(|e| format!("MD5 {raw}: {e}"));
+    }
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(raw.to_owned());
+    }
+    if raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Err(format!(
+            "MD5 {raw} is not an integer: a digest sent as a number keeps its digits only when \
+             the notify is read from its payload text, not from a parsed JSON value"
+        ));
+    }
+    Err(format!("MD5 must be a string or an integer, got {raw}"))
 }
 
 /// Deserializes a JSON object sent either as an object or as a string containing one.

@@ -207,8 +207,12 @@ pub struct OtaNotify {
     /// Image size in bytes.
     #[serde(rename = "SoftSize")]
     pub soft_size: u64,
-    /// MD5 of the image: a hex string, though the vendor example sends a number.
-    #[serde(rename = "MD5", deserialize_with = "lenient::text")]
+    /// MD5 of the image: a hex string, though the vendor example sends a number. A number
+    /// is kept as the digits it was written with (a 128-bit digest needs all 39 of them):
+    /// decode the notify from its payload's JSON text ([`crate::Frame::payload_text`],
+    /// [`crate::Frame::decrypted_payload_text`]) for that, since a parsed
+    /// [`serde_json::Value`] holds such a number as a float (refused, naming the value).
+    #[serde(rename = "MD5", deserialize_with = "lenient::md5")]
     pub md5: String,
     /// Download id, echoed in the ack.
     #[serde(rename = "DownID")]
@@ -229,6 +233,30 @@ impl OtaNotify {
     /// The module this update is for, "default" when absent.
     pub fn module(&self) -> &str {
         self.module.as_deref().unwrap_or(DEFAULT_MODULE)
+    }
+
+    /// The notify's payload as JSON text with `MD5` written as a JSON number, the form of
+    /// the vendor document's example: the digest's 128-bit big-endian value in decimal (up
+    /// to 39 digits, which a [`serde_json::Value`] cannot hold, hence text). `None` when
+    /// the MD5 is neither 32 hex digits nor a decimal number of at most 128 bits.
+    pub fn to_json_md5_as_number(&self) -> Option<String> {
+        let md5 = self.md5.trim();
+        let number = if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) {
+            u128::from_str_radix(md5, 16).ok()?
+        } else if !md5.is_empty() && md5.bytes().all(|b| b.is_ascii_digit()) {
+            md5.parse::<u128>().ok()?
+        } else {
+            return None;
+        };
+        let digits = number.to_string();
+        let mut with_digits = self.clone();
+        with_digits.md5.clone_from(&digits);
+        let text = serde_json::to_string(&with_digits).ok()?;
+        // Compact JSON writes the member exactly so; inside a string its quotes would be
+        // escaped, so only the member itself matches.
+        let quoted = format!("\"MD5\":\"{digits}\"");
+        text.contains(&quoted)
+            .then(|| text.replacen(&quoted, &format!("\"MD5\":{digits}"), 1))
     }
 }
 
@@ -323,6 +351,32 @@ pub struct HistoryUpload {
     pub params: Vec<HistoryBatch>,
 }
 
+/// The entries of a history upload that a "4001" names, by their batch's position in
+/// `params`, with the rejections naming each: every "; "-separated rejection of the ack's
+/// `Msg` that starts with `params[N].properties` or `params[N].events` (as x-sim names
+/// them: `params[3].properties.power: 9003 is above the maximum 3500`). A `Msg` that names
+/// no entry (a policy refusal, a payload or key the platform could not read) gives an
+/// empty map: nothing in the upload is known to be at fault.
+pub fn refused_history_batches(msg: &str) -> std::collections::BTreeMap<usize, Vec<String>> {
+    let mut named: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    for rejection in msg.split("; ") {
+        let rejection = rejection.trim();
+        let Some(rest) = rejection.strip_prefix("params[") else {
+            continue;
+        };
+        let Some((index, rest)) = rest.split_once(']') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        if rest.starts_with(".properties") || rest.starts_with(".events") {
+            named.entry(index).or_default().push(rejection.to_owned());
+        }
+    }
+    named
+}
+
 impl HistoryBatch {
     /// Every property entry as (identifier, timed value).
     ///
@@ -350,4 +404,130 @@ fn entries(maps: &[Map<String, Value>]) -> Result<Vec<(&str, TimedValue)>, (Stri
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{Frame, HeaderCtrl, SessionKey};
+
+    /// The MD5 of "The quick brown fox jumps over the lazy dog", and its 128-bit value.
+    const HEX: &str = "9e107d9d372bb6826bd81d3542a419d6";
+    const NUMBER: &str = "210103647840849757586127012022035159510";
+
+    fn notify(md5: &str) -> OtaNotify {
+        OtaNotify {
+            upgrade_type: 2,
+            url: "http://127.0.0.1:8080/firmware/AA30C505/default/1.1/a.bin".into(),
+            soft_ver: "1.1".into(),
+            soft_size: 43,
+            md5: md5.into(),
+            down_id: "E0C040B1".into(),
+            firmware_name: Some("a.bin".into()),
+            module: None,
+        }
+    }
+
+    #[test]
+    fn an_md5_sent_as_a_128_bit_number_is_read_with_every_digit() {
+        assert_eq!(u128::from_str_radix(HEX, 16).unwrap().to_string(), NUMBER);
+        let text = notify(HEX).to_json_md5_as_number().unwrap();
+        assert!(text.contains(&format!("\"MD5\":{NUMBER},")), "{text}");
+        // Plain: the frame's payload text, as it came.
+        let frame = Frame::new(7u32, HeaderCtrl::OtaNotify, Value::Null);
+        let bytes = frame.encode_with_payload_text(&text).unwrap();
+        let payload = Frame::payload_text(&bytes).unwrap();
+        assert_eq!(payload, text);
+        let read: OtaNotify = serde_json::from_str(&payload).unwrap();
+        assert_eq!(read.md5, NUMBER);
+        assert_eq!(read.down_id, "E0C040B1");
+        // Encrypted: the decrypted text, as it was encrypted.
+        let key = SessionKey::from_bytes([9; 16]);
+        let mut frame = Frame::new(8u32, HeaderCtrl::OtaNotify, Value::Null);
+        frame.encrypt_payload_text(&key, &text);
+        let wire = Frame::decode(&frame.encode()).unwrap();
+        assert!(wire.payload.is_string());
+        let read: OtaNotify =
+            serde_json::from_str(&wire.decrypted_payload_text(&key).unwrap()).unwrap();
+        assert_eq!(read.md5, NUMBER);
+        // Strings and small numbers as before.
+        let read: OtaNotify =
+            serde_json::from_str(&serde_json::to_string(&notify(HEX)).unwrap()).unwrap();
+        assert_eq!(read.md5, HEX);
+        let small = text.replace(NUMBER, "232435456");
+        let read: OtaNotify = serde_json::from_str(&small).unwrap();
+        assert_eq!(read.md5, "232435456");
+        let from_value: OtaNotify =
+            serde_json::from_value(serde_json::from_str(&small).unwrap()).unwrap();
+        assert_eq!(from_value.md5, "232435456");
+    }
+
+    #[test]
+    fn a_parsed_value_that_lost_the_digits_is_refused_naming_the_md5() {
+        let text = notify(HEX).to_json_md5_as_number().unwrap();
+        // Parsed into a Value first, the number is a float: refused, never taken short.
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert!(value["MD5"].is_f64());
+        let err = serde_json::from_value::<OtaNotify>(value).unwrap_err();
+        assert!(err.to_string().contains("MD5"), "{err}");
+        assert!(err.to_string().contains("not an integer"), "{err}");
+        for (bad, says) in [
+            ("true", "MD5 must be a string or an integer, got true"),
+            ("1.5", "MD5 1.5 is not an integer"),
+            ("null", "MD5 must be a string or an integer, got null"),
+        ] {
+            let err = serde_json::from_str::<OtaNotify>(&text.replace(NUMBER, bad)).unwrap_err();
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
+        // Neither hex nor decimal: no numeric form.
+        assert_eq!(notify("not-a-digest").to_json_md5_as_number(), None);
+        assert_eq!(
+            notify(NUMBER).to_json_md5_as_number(),
+            notify(HEX).to_json_md5_as_number()
+        );
+    }
+
+    #[test]
+    fn a_4001_names_history_entries_by_their_batch_position_or_names_none() {
+        let named = refused_history_batches(
+            "params[3].properties.power: 9003 is above the maximum 3500; \
+             params[0].events.overheat.action: missing; params[3].properties.colour: unknown property",
+        );
+        assert_eq!(named.keys().copied().collect::<Vec<_>>(), [0, 3]);
+        assert_eq!(
+            named[&3],
+            [
+                "params[3].properties.power: 9003 is above the maximum 3500",
+                "params[3].properties.colour: unknown property"
+            ]
+        );
+        for none in [
+            "",
+            "payload must be encrypted for this product",
+            "Payload: expected a history upload {params: [{properties, events}]}, got x",
+            "history uploads are paused",
+            "params[x].properties.power: bad",
+            "params[2]: no such list",
+            "power: 9003 is above the maximum 3500",
+        ] {
+            assert!(refused_history_batches(none).is_empty(), "{none:?}");
+        }
+    }
+
+    #[test]
+    fn payload_text_and_encode_with_payload_text_refuse_what_is_not_json() {
+        assert!(matches!(
+            Frame::payload_text(b"{\"MessageId\":1}"),
+            Err(crate::FrameError::Invalid { .. })
+        ));
+        assert!(Frame::payload_text(b"not json").is_err());
+        let frame = Frame::new(1u32, HeaderCtrl::OtaNotify, Value::Null);
+        assert!(matches!(
+            frame.encode_with_payload_text("{\"MD5\":"),
+            Err(crate::FrameError::Payload { .. })
+        ));
+        let key = SessionKey::from_bytes([1; 16]);
+        assert!(frame.decrypted_payload_text(&key).is_err(), "not a string");
+    }
 }

@@ -515,6 +515,27 @@ pub enum Request<M: ThingModel, S> {
     },
     /// The SessionKey was rotated.
     KeyRotated,
+    /// The platform refused an outbox entry for good (a "4001" naming it, as x-sim names
+    /// history entries by position): dropped from the outbox, counted in
+    /// `outbox_refused`, never sent again. Its [`Delivery`] fails with
+    /// [`DeliveryError::Rejected`] too, where this run made the entry.
+    EntryRefused {
+        /// The entry.
+        entry: Box<Entry>,
+        /// What the platform said of it.
+        reason: String,
+    },
+    /// A history upload was refused without naming any entry (a policy refusal, a key the
+    /// platform could not read): nothing was dropped (counted in `uploads_refused`); its
+    /// entries are uploaded again after `retry_in`, backing off while it lasts.
+    UploadRefused {
+        /// The ack's `Msg`.
+        reason: String,
+        /// How many entries the upload held (all kept).
+        entries: usize,
+        /// When the next upload is tried.
+        retry_in: Duration,
+    },
 }
 
 /// Answers service calls; implemented by the device's shared core.
@@ -594,6 +615,9 @@ pub(crate) struct Shared<M: ThingModel, S> {
     pub(crate) state_dir: Option<StateDir>,
     pub(crate) outbox: Option<OutboxWriter>,
     pub(crate) recovered: Option<Recovered>,
+    /// OTA events for the application, kept until taken (never dropped for a full request
+    /// stream; see [`OtaEvents`]).
+    pub(crate) ota_events: OtaEvents,
 }
 
 impl<M: ThingModel, S> Shared<M, S> {
@@ -601,6 +625,65 @@ impl<M: ThingModel, S> Shared<M, S> {
         self.core
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// OTA events waiting for the application, beside the request stream: kept until
+/// [`Device::next_request`] takes them, so that a full stream never costs an update's
+/// outcome. Bounded without losing what matters: a progress event replaces its module's
+/// latest waiting event when that is a progress too (it only says more), and past [`OtaEvents::LIMIT`] events
+/// the oldest `Started`, `Progress` or `UpToDate` gives way (counted as a dropped
+/// request); `Installed` and `Failed` go only when nothing else is left to give way.
+#[derive(Debug, Default)]
+pub(crate) struct OtaEvents {
+    queue: Mutex<std::collections::VecDeque<OtaEvent>>,
+    ready: Notify,
+}
+
+impl OtaEvents {
+    /// The most events kept for an application that does not take them.
+    pub(crate) const LIMIT: usize = 256;
+
+    /// Keeps `event` for the application; returns how many older events gave way (0 but
+    /// for an application that has not taken [`OtaEvents::LIMIT`] of them).
+    pub(crate) fn push(&self, event: OtaEvent) -> u64 {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The module's latest waiting event, when it is a progress, says less than this one.
+        if let OtaEvent::Progress { module, .. } = &event
+            && let Some(waiting) = queue.iter_mut().rev().find(|e| e.module() == module)
+            && matches!(waiting, OtaEvent::Progress { .. })
+        {
+            *waiting = event;
+            return 0;
+        }
+        queue.push_back(event);
+        let mut gave_way = 0;
+        while queue.len() > Self::LIMIT {
+            let minor = queue.iter().position(|e| {
+                matches!(
+                    e,
+                    OtaEvent::Started { .. }
+                        | OtaEvent::Progress { .. }
+                        | OtaEvent::UpToDate { .. }
+                )
+            });
+            queue.remove(minor.unwrap_or(0));
+            gave_way += 1;
+        }
+        drop(queue);
+        self.ready.notify_one();
+        gave_way
+    }
+
+    /// The oldest event waiting.
+    fn take(&self) -> Option<OtaEvent> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front()
     }
 }
 
@@ -728,12 +811,14 @@ where
     }
 
     /// Makes an entry durable in the outbox, then hands it to the session (live when it
-    /// can, history otherwise); the [`Delivery`] resolves on the platform's ack.
+    /// can, history otherwise) after `stored` had its say (a report merges into the state
+    /// only once it is stored); the [`Delivery`] resolves on the platform's ack.
     async fn store(
         &self,
         outbox: &OutboxWriter,
         live: bool,
         prepare: impl FnOnce(&mut Session<M, S>, Now) -> Result<Entry, DeliveryError>,
+        stored: impl FnOnce(&mut Session<M, S>),
     ) -> Result<Delivery, DeliveryError> {
         let entry = {
             let mut core = self.shared.lock();
@@ -749,7 +834,12 @@ where
         let appended = outbox
             .append(vec![entry.clone()])
             .await
-            .map_err(|e| DeliveryError::Store(e.to_string()))?;
+            .map_err(|e| match e {
+                OutboxError::Full { entries, bytes } => {
+                    DeliveryError::OutboxFull { entries, bytes }
+                }
+                other => DeliveryError::Store(other.to_string()),
+            })?;
         let seq = appended
             .seqs
             .first()
@@ -760,6 +850,7 @@ where
             let mut core = self.shared.lock();
             let dropped: Vec<u64> = appended.dropped.iter().map(|(s, _)| *s).collect();
             core.session.dropped_stored(&dropped);
+            stored(&mut core.session);
             let token = core.session.queue_stored(seq, entry, Now::system());
             core.waiters.insert(token, (tx, None));
             token
@@ -768,17 +859,25 @@ where
         Ok(Delivery { token, rx })
     }
 
-    /// Sends a property report (merged into the state first). Waits for a window place;
-    /// the [`Delivery`] resolves on the platform's ack.
+    /// Sends a property report, merged into the state once it is accepted (with an outbox:
+    /// once it is stored). Waits for a window place; the [`Delivery`] resolves on the
+    /// platform's ack.
     ///
     /// # Errors
-    /// [`DeliveryError::Offline`] when not online; [`DeliveryError::Encode`] for a HEX
-    /// value that does not fit.
+    /// [`DeliveryError::Offline`] when not online (without an outbox);
+    /// [`DeliveryError::Invalid`] or [`DeliveryError::Encode`] for values the model or the
+    /// HEX layout refuses; [`DeliveryError::OutboxFull`] when a full outbox refuses new
+    /// entries ([`crate::outbox::FullPolicy::RefuseNew`]); the state is then left alone.
     pub async fn report(&self, report: M::Report) -> Result<Delivery, DeliveryError> {
         match &self.shared.outbox {
             Some(outbox) => {
-                self.store(outbox, true, |s, now| s.prepare_report(&report, now))
-                    .await
+                self.store(
+                    outbox,
+                    true,
+                    |s, now| s.report_entry(&report, now),
+                    |s| s.merge_report(&report),
+                )
+                .await
             }
             None => self.send(|s, now| s.report(&report, now)).await,
         }
@@ -800,7 +899,7 @@ where
     pub async fn event<E: ThingEvent>(&self, event: &E) -> Result<Delivery, DeliveryError> {
         match &self.shared.outbox {
             Some(outbox) => {
-                self.store(outbox, true, |s, now| s.prepare_event(event, now))
+                self.store(outbox, true, |s, now| s.prepare_event(event, now), |_| {})
                     .await
             }
             None => self.send(|s, now| s.event(event, now)).await,
@@ -820,11 +919,16 @@ where
         observed_ms: i64,
     ) -> Result<Delivery, DeliveryError> {
         let outbox = self.outbox()?;
-        self.store(outbox, false, |s, _| {
-            let mut entry = s.prepare_report(&report, Now::system())?;
-            entry.observed_ms = observed_ms;
-            Ok(entry)
-        })
+        self.store(
+            outbox,
+            false,
+            |s, _| {
+                let mut entry = s.report_entry(&report, Now::system())?;
+                entry.observed_ms = observed_ms;
+                Ok(entry)
+            },
+            |s| s.merge_report(&report),
+        )
         .await
     }
 
@@ -838,8 +942,13 @@ where
         observed_ms: i64,
     ) -> Result<Delivery, DeliveryError> {
         let outbox = self.outbox()?;
-        self.store(outbox, false, |s, _| s.history_event(event, observed_ms))
-            .await
+        self.store(
+            outbox,
+            false,
+            |s, _| s.history_event(event, observed_ms),
+            |_| {},
+        )
+        .await
     }
 
     fn outbox(&self) -> Result<&OutboxWriter, DeliveryError> {
@@ -866,8 +975,13 @@ where
     pub async fn hex_event<E: HexEvent>(&self, event: &E) -> Result<Delivery, DeliveryError> {
         match &self.shared.outbox {
             Some(outbox) => {
-                self.store(outbox, true, |s, now| s.prepare_hex_event(event, now))
-                    .await
+                self.store(
+                    outbox,
+                    true,
+                    |s, now| s.prepare_hex_event(event, now),
+                    |_| {},
+                )
+                .await
             }
             None => self.send(|s, now| s.hex_event(event, now)).await,
         }
@@ -948,9 +1062,24 @@ where
         }
     }
 
-    /// The next request from the platform; `None` once the device is shut down.
+    /// The next request from the platform or the next OTA event ([`Request::Ota`], kept
+    /// until taken however full the request stream is); `None` once the device is shut
+    /// down and nothing is left.
     pub async fn next_request(&self) -> Option<Request<M, S>> {
-        self.shared.requests.lock().await.recv().await
+        let mut requests = self.shared.requests.lock().await;
+        loop {
+            if let Some(event) = self.shared.ota_events.take() {
+                return Some(Request::Ota(event));
+            }
+            tokio::select! {
+                biased;
+                // An event pushed since `take` left its permit: this wakes at once.
+                () = self.shared.ota_events.ready.notified() => {}
+                request = requests.recv() => {
+                    return request.or_else(|| self.shared.ota_events.take().map(Request::Ota));
+                }
+            }
+        }
     }
 
     /// Watches the connection state.
@@ -1028,4 +1157,73 @@ pub struct DeviceCounters {
     pub dropped_requests: u64,
     /// Publishes the broker confirmed (MQTT PUBACK), whatever the platform said of them.
     pub pubacks: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(module: &str, done: u64) -> OtaEvent {
+        OtaEvent::Progress {
+            module: module.into(),
+            done,
+            total: 100,
+        }
+    }
+
+    #[test]
+    fn ota_events_wait_coalescing_progress_and_give_way_only_past_the_limit() {
+        let events = OtaEvents::default();
+        let started = OtaEvent::Started {
+            module: "default".into(),
+            version: "2".into(),
+            from: 0,
+            total: 100,
+        };
+        assert_eq!(events.push(started.clone()), 0);
+        for done in [10, 20, 30] {
+            assert_eq!(events.push(progress("default", done)), 0);
+        }
+        assert_eq!(events.push(progress("wifi", 5)), 0);
+        let failed = OtaEvent::Failed {
+            module: "default".into(),
+            version: "2".into(),
+            error: crate::ota::OtaError::Install("no".into()),
+        };
+        assert_eq!(events.push(failed.clone()), 0);
+        // The latest progress of each module, in place; the outcome last.
+        let taken: Vec<OtaEvent> = std::iter::from_fn(|| events.take()).collect();
+        assert_eq!(
+            taken,
+            [
+                started.clone(),
+                progress("default", 30),
+                progress("wifi", 5),
+                failed.clone()
+            ]
+        );
+        // A progress after another attempt's start stays after it.
+        events.push(progress("default", 40));
+        events.push(started.clone());
+        events.push(progress("default", 50));
+        events.push(progress("default", 60));
+        let taken: Vec<OtaEvent> = std::iter::from_fn(|| events.take()).collect();
+        assert_eq!(
+            taken,
+            [progress("default", 40), started, progress("default", 60)]
+        );
+        // Never taken: past the limit, minor events give way first, outcomes stay.
+        let mut gave_way = 0;
+        for i in 0..OtaEvents::LIMIT as u64 {
+            gave_way += events.push(failed.clone());
+            gave_way += events.push(OtaEvent::UpToDate {
+                module: "default".into(),
+                version: i.to_string(),
+            });
+        }
+        assert_eq!(gave_way, OtaEvents::LIMIT as u64);
+        let taken: Vec<OtaEvent> = std::iter::from_fn(|| events.take()).collect();
+        assert_eq!(taken.len(), OtaEvents::LIMIT);
+        assert!(taken.iter().all(|e| *e == failed));
+    }
 }

@@ -229,13 +229,13 @@ where
         state_dir,
         outbox,
         recovered,
+        ota_events: Default::default(),
     });
     let ota = match (&b.ota, &shared.state_dir) {
         (Some(installer), Some(dir)) => Some(crate::ota::manager::spawn(
             &runtime,
             Arc::new(OtaLink {
                 shared: shared.clone(),
-                requests: requests.clone(),
             }),
             installer.clone(),
             b.ota_config.clone(),
@@ -476,6 +476,19 @@ where
                 timezone,
             },
             Event::KeyRotated => Request::KeyRotated,
+            Event::EntryRefused { entry, reason } => Request::EntryRefused {
+                entry: Box::new(entry),
+                reason,
+            },
+            Event::UploadRefused {
+                reason,
+                entries,
+                retry_in,
+            } => Request::UploadRefused {
+                reason,
+                entries,
+                retry_in,
+            },
         };
         if let Err(e) = self.requests.try_send(request) {
             self.shared
@@ -487,11 +500,11 @@ where
     }
 }
 
-/// The OTA task's view of its device: versions from the session, events to the
-/// application's request stream, the new version reported after a new login.
+/// The OTA task's view of its device: versions from the session, events kept for the
+/// application (beside its request stream, never dropped for a full one), the new version
+/// reported after a new login.
 struct OtaLink<M: ThingModel, S> {
     shared: Arc<Shared<M, S>>,
-    requests: mpsc::Sender<Request<M, S>>,
 }
 
 impl<M, S> crate::ota::manager::OtaHost for OtaLink<M, S>
@@ -511,11 +524,15 @@ where
     }
 
     fn emit(&self, event: crate::ota::OtaEvent) {
-        if self.requests.try_send(Request::Ota(event)).is_err() {
+        let gave_way = self.shared.ota_events.push(event);
+        if gave_way > 0 {
             self.shared
                 .dropped_requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!("request stream full: OTA progress dropped");
+                .fetch_add(gave_way, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                "{gave_way} OTA event(s) gave way: the application has not taken {} of them",
+                crate::device::OtaEvents::LIMIT
+            );
         }
     }
 
@@ -545,6 +562,8 @@ fn describe<M: ThingModel, S>(request: &Request<M, S>) -> &'static str {
         Request::Ota(_) => "OTA progress",
         Request::TimeSynced { .. } => "time sync notice",
         Request::KeyRotated => "key rotation notice",
+        Request::EntryRefused { .. } => "refused outbox entry notice",
+        Request::UploadRefused { .. } => "refused history upload notice",
     }
 }
 

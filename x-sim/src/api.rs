@@ -663,11 +663,16 @@ async fn set_task(
 }
 
 async fn faults(State(p): State<Platform>) -> Json<Value> {
-    Json(json!({
+    let mut faults = json!({
         "silent": p.faults().silent(),
         "delay_ms": p.faults().delay().as_millis(),
         "busy_auths": p.faults().busy_auths(),
-    }))
+    });
+    // Named only while history uploads are refused.
+    if let Some(reason) = p.faults().refuse_history() {
+        faults["refuse_history"] = json!(reason);
+    }
+    Json(faults)
 }
 
 /// The body of `PUT /api/faults`.
@@ -677,6 +682,8 @@ struct SetFaults {
     silent: Option<bool>,
     delay_ms: Option<u64>,
     busy_auths: Option<u32>,
+    /// The reason to refuse history uploads with; "" stops refusing.
+    refuse_history: Option<String>,
 }
 
 async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value>, ApiError> {
@@ -689,6 +696,10 @@ async fn set_faults(State(p): State<Platform>, body: Bytes) -> Result<Json<Value
     }
     if let Some(n) = f.busy_auths {
         p.faults().set_busy_auths(n);
+    }
+    if let Some(reason) = f.refuse_history {
+        p.faults()
+            .set_refuse_history(Some(reason).filter(|r| !r.is_empty()));
     }
     Ok(faults(State(p)).await)
 }

@@ -107,6 +107,10 @@ struct ServeArgs {
     /// How many notifies firmware reports may cause per OTA task and device module.
     #[arg(long, value_name = "N", default_value_t = 3)]
     ota_notifies: u32,
+    /// Send OTA notifies' MD5 as a JSON number (the digest's 128-bit value in decimal, as
+    /// the vendor document's example does) instead of 32 hex digits.
+    #[arg(long)]
+    ota_md5_number: bool,
 }
 
 /// Flags of `x-sim creds`. Values are taken as text and validated here, so that errors name
@@ -259,6 +263,7 @@ fn serve(args: &ServeArgs, stdout: &mut impl Write) -> Result<(), CliError> {
             }
             config.platform.firmware_url = Some(url.clone());
         }
+        config.platform.ota_md5_number = args.ota_md5_number;
         let sim = crate::sim::Sim::start(config).await.map_err(|e| {
             let flag = match &e {
                 crate::sim::SimError::Broker(_) if args.broker.is_some() => "--broker",

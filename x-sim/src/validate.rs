@@ -3,6 +3,7 @@
 //! messages are the SDK's own (`x_protocol::model`), driven by the model IR instead of
 //! generated types, so a device and the simulator agree on every "4001" reason.
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use x_codegen::ir::{DataType, Field, Model, Numeric};
 use x_protocol::model::{
@@ -63,8 +64,12 @@ pub fn service_outputs(model: &Model, service: &str, data: &Value) -> Result<(),
 /// every event entry against its event, each with an integer millisecond `time`.
 ///
 /// # Errors
-/// Every bad entry, named by batch, list position and identifier.
+/// Every bad entry, named by its batch's position in `params` and its identifier
+/// (`params[3].properties.power: ..`, `params[0].events.overheat.action: ..`), so that a
+/// device that sends one entry per batch (as the SDK's runtime does) can tell exactly which
+/// entries were refused. A payload that is not a history upload names no entry.
 pub fn history(model: &Model, payload: &Value) -> Result<(), Rejections> {
+    use x_protocol::payload::TimedValue;
     let upload: x_protocol::payload::HistoryUpload = serde_json::from_value(payload.clone())
         .map_err(|e| {
             let mut r = Rejections::default();
@@ -78,49 +83,48 @@ pub fn history(model: &Model, payload: &Value) -> Result<(), Rejections> {
             r
         })?;
     let mut rejections = Rejections::default();
+    let untimed = |why: String| {
+        RejectionReason::Value(ValueError::new(ValueProblem::Type {
+            expected: "{value, time}",
+            got: why,
+        }))
+    };
+    // Entry by entry: a malformed one does not hide the others of its batch.
     for (b, batch) in upload.params.iter().enumerate() {
-        match batch.property_entries() {
-            Ok(entries) => {
-                for (id, timed) in entries {
-                    let at = format!("params[{b}].properties.{id}");
-                    match model.properties.iter().find(|p| p.field.identifier == id) {
-                        Some(p) => {
-                            if let Err(e) = value_of(&p.field.ty, &timed.value) {
-                                rejections.push(at, RejectionReason::Value(e));
-                            }
-                        }
-                        None => rejections.push(at, RejectionReason::Unknown("property")),
+        for (id, entry) in batch.properties.iter().flatten() {
+            let at = format!("params[{b}].properties.{id}");
+            let timed = match TimedValue::deserialize(entry) {
+                Ok(t) => t,
+                Err(e) => {
+                    rejections.push(at, untimed(e.to_string()));
+                    continue;
+                }
+            };
+            match model.properties.iter().find(|p| p.field.identifier == *id) {
+                Some(p) => {
+                    if let Err(e) = value_of(&p.field.ty, &timed.value) {
+                        rejections.push(at, RejectionReason::Value(e));
                     }
                 }
+                None => rejections.push(at, RejectionReason::Unknown("property")),
             }
-            Err((id, why)) => rejections.push(
-                format!("params[{b}].properties.{id}"),
-                RejectionReason::Value(ValueError::new(ValueProblem::Type {
-                    expected: "{value, time}",
-                    got: why,
-                })),
-            ),
         }
-        match batch.event_entries() {
-            Ok(entries) => {
-                for (id, timed) in entries {
-                    if let Err(r) = event_report(model, id, &timed.value) {
-                        for one in r.0 {
-                            rejections.push(
-                                format!("params[{b}].events.{id}.{}", one.identifier),
-                                one.reason,
-                            );
-                        }
-                    }
+        for (id, entry) in batch.events.iter().flatten() {
+            let timed = match TimedValue::deserialize(entry) {
+                Ok(t) => t,
+                Err(e) => {
+                    rejections.push(format!("params[{b}].events.{id}"), untimed(e.to_string()));
+                    continue;
+                }
+            };
+            if let Err(r) = event_report(model, id, &timed.value) {
+                for one in r.0 {
+                    rejections.push(
+                        format!("params[{b}].events.{id}.{}", one.identifier),
+                        one.reason,
+                    );
                 }
             }
-            Err((id, why)) => rejections.push(
-                format!("params[{b}].events.{id}"),
-                RejectionReason::Value(ValueError::new(ValueProblem::Type {
-                    expected: "{value, time}",
-                    got: why,
-                })),
-            ),
         }
     }
     rejections.into_result(|| ())

@@ -112,6 +112,7 @@ fn kind(e: &DeliveryError) -> String {
         DeliveryError::Encode(_) => "encode".into(),
         DeliveryError::Stopped => "stopped".into(),
         DeliveryError::Dropped => "dropped".into(),
+        DeliveryError::OutboxFull { .. } => "outbox full".into(),
         DeliveryError::Store(_) => "store".into(),
     }
 }

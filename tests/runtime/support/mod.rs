@@ -259,3 +259,86 @@ pub fn resident_bytes(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
+
+/// x-sim joined to `broker` as a client, with its HTTP listener (and so, given a data
+/// directory, a firmware server), after `configure` had its say; subscribed before this
+/// returns.
+pub async fn sim_on_with(
+    broker: &x_sim::mosquitto::Mosquitto,
+    configure: impl FnOnce(&mut SimConfig),
+) -> Sim {
+    let mut config = config();
+    config.mqtt = x_sim::sim::Mqtt::External {
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+    };
+    configure(&mut config);
+    let sim = Sim::start(config).await.expect("x-sim starts");
+    platform_subscribed(broker).await;
+    sim
+}
+
+/// Messages as they were on the wire: (topic, payload bytes), oldest first.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A plain MQTT client on a broker that records every message on its filter, as it was on
+/// the wire: what a device really received, not what the platform meant to send.
+pub struct Sniffer {
+    seen: Seen,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sniffer {
+    /// Subscribes to `filter` on `broker` (QoS 1), and returns once the broker granted it.
+    pub async fn start(broker: &x_sim::mosquitto::Mosquitto, filter: &str) -> Self {
+        use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+        let mut options = MqttOptions::new("x-sdk-test-sniffer", "127.0.0.1", broker.port());
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut events) = AsyncClient::new(options, 16);
+        client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("sniffer subscribe queued");
+        let seen: Seen = Default::default();
+        let (subscribed, granted) = tokio::sync::oneshot::channel();
+        let mut subscribed = Some(subscribed);
+        let keep = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        keep.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(WAIT, granted)
+            .await
+            .expect("the sniffer's SUBACK within the wait")
+            .expect("the sniffer runs");
+        Self { seen, task }
+    }
+
+    /// Every message seen so far: (topic, payload bytes), oldest first.
+    pub fn messages(&self) -> Vec<(String, Vec<u8>)> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -2,7 +2,8 @@
 //! directory's `ota/`, resumed with `Range: bytes=N-` (a server answering 200 instead of 206
 //! restarts it cleanly from zero), never more than SoftSize bytes written, and renamed to
 //! `<key>.bin` only once it is exactly SoftSize bytes with the notify's MD5. A partial file
-//! never passes for a complete one.
+//! never passes for a complete one, and is resumed only for the target it was begun for
+//! (recorded in `<key>.json`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -89,6 +90,20 @@ pub(crate) async fn download(
     let io = |what: &str, path: &Path, e: std::io::Error| {
         OtaError::Io(format!("{what} {}: {e}", path.display()))
     };
+    // A partial file is resumed only for the target it was downloaded for, which the job
+    // file records: bytes of another image (an earlier notify's, left after a network
+    // failure) or of an unknown one are never mixed into this one.
+    let recorded = fs::read(&files.job)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Update>(&b).ok());
+    if !recorded.is_some_and(|r| r.same_target(update)) && files.part.exists() {
+        tracing::info!(
+            module = update.module_name(),
+            version = %update.version,
+            "a partial download of another target is discarded"
+        );
+        fs::remove_file(&files.part).map_err(|e| io("cannot remove", &files.part, e))?;
+    }
     let job = serde_json::to_vec_pretty(update).map_err(|e| OtaError::Io(e.to_string()))?;
     write_atomic(&files.job, &job).map_err(OtaError::Io)?;
     let _ = fs::remove_file(&files.image);

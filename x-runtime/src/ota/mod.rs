@@ -72,7 +72,11 @@ impl Update {
             && self.version == other.version
             && self.url == other.url
             && self.size == other.size
-            && self.md5.eq_ignore_ascii_case(&other.md5)
+            && match (parse_md5(&self.md5), parse_md5(&other.md5)) {
+                // The same digest, whether sent as hex or as a number.
+                (Ok(a), Ok(b)) => a == b,
+                _ => self.md5.eq_ignore_ascii_case(&other.md5),
+            }
     }
 
     /// A file name for this module's files: module names come from the network, so they
@@ -214,6 +218,19 @@ pub enum OtaEvent {
         /// Why.
         error: OtaError,
     },
+}
+
+impl OtaEvent {
+    /// The module the event is about.
+    pub fn module(&self) -> &str {
+        match self {
+            Self::UpToDate { module, .. }
+            | Self::Started { module, .. }
+            | Self::Progress { module, .. }
+            | Self::Installed { module, .. }
+            | Self::Failed { module, .. } => module,
+        }
+    }
 }
 
 /// Why an update failed. Every message names the size, digest or status at fault.

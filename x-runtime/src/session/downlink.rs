@@ -56,6 +56,17 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             self.bad(&topic.to_string(), &reason);
             return self.refuse(&topic, &frame, &reason);
         }
+        if topic.kind() == TopicKind::OtaNotify {
+            // Read from its JSON text: an MD5 sent as a 128-bit number keeps every digit,
+            // which a parsed `Value` would not.
+            return match self.plain_payload_text(&frame, bytes) {
+                Ok(text) => {
+                    tracing::debug!("<- {text}");
+                    self.ota_notify(&topic, &frame, &text);
+                }
+                Err(reason) => self.bad(&topic.to_string(), &format!("OTA notify: {reason}")),
+            };
+        }
         let payload = match self.plain_payload(&frame) {
             Ok(p) => p,
             Err(reason) => {
@@ -65,6 +76,24 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         };
         tracing::debug!("<- {}", Redacted(&payload));
         self.route(&topic, &frame, payload, now);
+    }
+
+    /// The frame's plain payload as JSON text, exactly as it was written (`bytes` is the
+    /// frame): decrypted for encrypted products as [`Self::plain_payload`] does.
+    fn plain_payload_text(&self, frame: &Frame, bytes: &[u8]) -> Result<String, String> {
+        if !self.config.encrypted || !frame.payload.is_string() {
+            return Frame::payload_text(bytes).map_err(|e| e.to_string());
+        }
+        let Some(current) = &self.keys.current else {
+            return Err("encrypted payload but no SessionKey".to_owned());
+        };
+        match frame.decrypted_payload_text(current) {
+            Ok(p) => Ok(p),
+            Err(e) => match &self.keys.previous {
+                Some(old) => frame.decrypted_payload_text(old).map_err(|_| e.to_string()),
+                None => Err(e.to_string()),
+            },
+        }
     }
 
     /// The frame's payload in plain JSON: decrypted for encrypted products (string payloads,
@@ -102,8 +131,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             TopicKind::ServiceCall => self.service_call(topic, frame, &payload),
             TopicKind::PropertyAsk => self.property_ask(topic, frame, &payload),
             TopicKind::HexDownlink => self.hex_downlink(topic, frame, &payload),
-            TopicKind::AskFirmware => self.firmware_asked(topic, frame, now),
-            TopicKind::OtaNotify => self.ota_notify(topic, frame, &payload),
+            TopicKind::AskFirmware => self.firmware_asked(frame, now),
             TopicKind::AskConfig => {
                 let answer = self.config_frame(frame.message_id.clone());
                 self.answer(topic, frame, answer.payload, None);
@@ -252,20 +280,21 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     }
 
     /// A firmware ask (13): the default module's report answers it with the ask's
-    /// MessageId; other modules follow with their own.
-    fn firmware_asked(&mut self, topic: &Topic, frame: &Frame, now: Now) {
+    /// MessageId; other modules follow with their own. Each is sent again, under the same
+    /// MessageId, when its ack does not come (the document's rule for firmware reports).
+    fn firmware_asked(&mut self, frame: &Frame, now: Now) {
         let mut reports = self.firmware_reports().into_iter();
         if let Some(first) = reports.next() {
-            let payload = serde_json::to_value(first).unwrap_or(Value::Null);
-            self.answer(topic, frame, payload, None);
+            self.send_firmware(first, 0, Some(frame.message_id.clone()), now);
         }
         for report in reports {
-            self.send_firmware(report, 0, now);
+            self.send_firmware(report, 0, None, now);
         }
     }
 
-    fn ota_notify(&mut self, topic: &Topic, frame: &Frame, payload: &Value) {
-        match serde_json::from_value::<OtaNotify>(payload.clone()) {
+    /// An OTA notify (9), read from its payload's JSON text: acked with its DownID first.
+    fn ota_notify(&mut self, topic: &Topic, frame: &Frame, text: &str) {
+        match serde_json::from_str::<OtaNotify>(text) {
             Ok(notify) => {
                 let ack = OtaNotifyAck {
                     down_id: notify.down_id.clone(),
@@ -336,7 +365,11 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 self.deliver(token, result);
             }
             Purpose::TimeSync(sent) => self.time_synced(ack, sent, now),
-            Purpose::Stored(entries, lane) => {
+            Purpose::Stored {
+                entries,
+                lane,
+                history,
+            } => {
                 let result = if ack.code.is_success() {
                     Ok(Ack { data: ack.data })
                 } else {
@@ -345,7 +378,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                         reason: ack.msg,
                     })
                 };
-                self.stored_answered(entries, lane, result, now);
+                self.stored_answered(entries, (lane, history), result, now);
             }
             Purpose::Firmware { .. } | Purpose::Answer => {
                 if !ack.code.is_success() {
@@ -443,7 +476,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
 
 /// Whether an ack's `Msg` says the platform could not read the device's ciphertext or has
 /// no session for it.
-fn looks_stale(msg: &str) -> bool {
+pub(super) fn looks_stale(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
     m.contains("ciphertext") || m.contains("sessionkey")
 }

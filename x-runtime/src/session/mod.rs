@@ -54,15 +54,24 @@ pub(crate) struct HexCodec<M: ThingModel, S> {
 enum Purpose {
     /// Something the application sent; resolved through [`Event::Delivered`].
     App(Token),
-    /// A firmware report, re-sent up to the configured number of times.
-    Firmware { report: FirmwareReport, tries: u32 },
+    /// A firmware report, re-sent up to the configured number of times under the same
+    /// MessageId (an answer to a firmware ask keeps the ask's).
+    Firmware {
+        report: FirmwareReport,
+        tries: u32,
+        id: MessageId,
+    },
     /// A time-sync request sent at this instant (for the round trip).
     TimeSync(Instant),
     /// The session's own answer to a platform request (its ack is consumed silently).
     Answer,
-    /// Outbox entries sent together (one live frame, or one history batch), and in which
-    /// lane.
-    Stored(Vec<(u64, crate::outbox::Entry)>, stored::Lane),
+    /// Outbox entries sent together (one live frame, or one history upload), in which
+    /// lane, and whether as a history upload (27).
+    Stored {
+        entries: Vec<(u64, crate::outbox::Entry)>,
+        lane: stored::Lane,
+        history: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +134,10 @@ pub struct Session<M: ThingModel, S> {
     stored_tokens: HashMap<u64, Token>,
     /// Frames of stored entries waiting for their ack.
     stored_in_flight: usize,
+    /// Until when the backlog waits after a history upload was refused without naming an
+    /// entry, and the backoff that paces those waits.
+    backlog_paused_until: Option<Instant>,
+    backlog_backoff: Backoff,
     /// Of those, the frames of the backlog (history uploads, HEX replays): at most half the
     /// window, so that live reports keep flowing while an outage drains.
     backlog_in_flight: usize,
@@ -194,6 +207,8 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             stored: Default::default(),
             stored_tokens: HashMap::new(),
             stored_in_flight: 0,
+            backlog_paused_until: None,
+            backlog_backoff: Backoff::new(config.timing.backoff),
             backlog_in_flight: 0,
             next_token: 1,
             next_ticket: 1,
@@ -326,7 +341,12 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         };
         let acks = self.deadlines.front().map(|(d, _)| *d);
         let full_hex = self.full_hex_queue.front().map(|(_, d)| *d);
-        phase.into_iter().chain(acks).chain(full_hex).min()
+        phase
+            .into_iter()
+            .chain(acks)
+            .chain(full_hex)
+            .chain(self.backlog_paused_until)
+            .min()
     }
 
     /// Handles the passing of time: ack timeouts, auth and subscribe timeouts, and the end
@@ -347,6 +367,13 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             _ => {}
         }
         self.expire_acks(now);
+        if self
+            .backlog_paused_until
+            .is_some_and(|until| until <= now.instant)
+        {
+            self.backlog_paused_until = None;
+            self.pump_stored(now);
+        }
     }
 
     /// Shuts the session down: pending deliveries fail with [`DeliveryError::Stopped`] and
@@ -474,7 +501,7 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// Reports every module's firmware (8), as after a login and on a firmware ask.
     pub fn report_firmware(&mut self, now: Now) {
         for report in self.firmware_reports() {
-            self.send_firmware(report, 0, now);
+            self.send_firmware(report, 0, None, now);
         }
     }
 
@@ -670,16 +697,24 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         });
     }
 
-    fn send_firmware(&mut self, report: FirmwareReport, tries: u32, now: Now) {
-        let Ok(frame) =
-            Frame::with_payload(self.ids.next_id(), HeaderCtrl::FirmwareReport, &report)
-        else {
+    /// Sends a firmware report (8) under `id` (a fresh one when `None`) and waits for its
+    /// ack; without one in time it is sent again, under the same id, up to
+    /// [`Timing::firmware_retries`] times.
+    fn send_firmware(
+        &mut self,
+        report: FirmwareReport,
+        tries: u32,
+        id: Option<MessageId>,
+        now: Now,
+    ) {
+        let id = id.unwrap_or_else(|| self.ids.next_id());
+        let Ok(frame) = Frame::with_payload(id.clone(), HeaderCtrl::FirmwareReport, &report) else {
             return;
         };
         self.expect_ack(
             &frame,
             TopicKind::FirmwareReportAck,
-            Purpose::Firmware { report, tries },
+            Purpose::Firmware { report, tries, id },
             now,
         );
         self.publish(self.topic(TopicKind::FirmwareReport), frame);
@@ -823,16 +858,25 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         for purpose in expired {
             match purpose {
                 Purpose::App(token) => self.deliver(token, Err(DeliveryError::Timeout(timeout))),
-                Purpose::Firmware { report, tries }
+                Purpose::Firmware { report, tries, id }
                     if tries < self.config.timing.firmware_retries =>
                 {
                     tracing::warn!(device = %self.config.identity, "no firmware report ack; sending again");
                     if self.phase == Phase::Online {
-                        self.send_firmware(report, tries + 1, now);
+                        self.send_firmware(report, tries + 1, Some(id), now);
                     }
                 }
-                Purpose::Stored(entries, lane) => {
-                    self.stored_answered(entries, lane, Err(DeliveryError::Timeout(timeout)), now);
+                Purpose::Stored {
+                    entries,
+                    lane,
+                    history,
+                } => {
+                    self.stored_answered(
+                        entries,
+                        (lane, history),
+                        Err(DeliveryError::Timeout(timeout)),
+                        now,
+                    );
                 }
                 Purpose::Firmware { .. } | Purpose::TimeSync(_) | Purpose::Answer => {}
             }

@@ -3,8 +3,11 @@
 //! while it is not, and uploaded as history (HeaderCtrl 27, with their observation times) in
 //! bounded batches, oldest first, once it is back; HEX products replay theirs as HEX frames
 //! (the protocol has no HEX history). An entry leaves the outbox only after the platform's
-//! ack for it ([`Effect::Forget`]). A refused batch is split in halves until the refused
-//! entries are alone; a refused single entry is dropped and reported, the others re-sent.
+//! ack for it ([`Effect::Forget`]). Each entry of a history upload is a batch of its own in
+//! `params`, so that a "4001" names refused entries by position (`params[3].properties..`):
+//! exactly those are dropped and reported, the rest re-sent. A "4001" that names no entry
+//! (a policy refusal, a key the platform cannot read) drops nothing: the upload's entries
+//! wait, and the backlog tries again after a backoff.
 //!
 //! At-least-once, recognisably: an entry sent live goes under a MessageId derived from its
 //! sequence number ([`stored_message_id`], the same after a restart), and when it must be
@@ -18,7 +21,7 @@ use x_protocol::model::hex::HexEvent;
 use x_protocol::model::{ThingEvent, ThingModel, ThingServices};
 use x_protocol::{Frame, HeaderCtrl, Identifier, MessageId, Topic, TopicKind};
 
-use super::{DeliveryError, Effect, InFlight, Now, Phase, Purpose, Session, Token, checked};
+use super::{DeliveryError, Effect, Event, InFlight, Now, Phase, Purpose, Session, Token, checked};
 use crate::outbox::{Entry, EntryKind};
 
 /// Which lane a stored entry travels in: sent as it was made (live), or from the backlog
@@ -52,6 +55,18 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
     /// [`DeliveryError::Invalid`] or, for HEX products, [`DeliveryError::Encode`]; the
     /// state is left alone.
     pub fn prepare_report(&mut self, report: &M::Report, now: Now) -> Result<Entry, DeliveryError> {
+        let entry = self.report_entry(report, now)?;
+        self.state.merge(report);
+        Ok(entry)
+    }
+
+    /// Checks a report against the model and returns it as an outbox entry observed now,
+    /// leaving the state alone: the caller merges it ([`Session::merge_report`]) once the
+    /// entry is accepted (stored), so that a refused report never changes the state.
+    ///
+    /// # Errors
+    /// As [`Session::prepare_report`].
+    pub fn report_entry(&self, report: &M::Report, now: Now) -> Result<Entry, DeliveryError> {
         let payload = checked::<M::Report>(report)?;
         // Encoded before the state changes: what cannot be sent leaves the state alone.
         let entry = match &self.hex {
@@ -70,8 +85,12 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 )
             }
         };
-        self.state.merge(report);
         Ok(entry)
+    }
+
+    /// Merges a report's values into the property state.
+    pub fn merge_report(&mut self, report: &M::Report) {
+        self.state.merge(report);
     }
 
     /// An event as an outbox entry (JSON products).
@@ -163,11 +182,16 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         if self.is_full_hex_report(&entry) {
             let text = entry.payload.as_str().unwrap_or_default().to_owned();
             self.count_in_flight(lane);
-            self.send_full_hex(&text, Purpose::Stored(vec![(seq, entry)], lane), now);
+            let purpose = Purpose::Stored {
+                entries: vec![(seq, entry)],
+                lane,
+                history: false,
+            };
+            self.send_full_hex(&text, purpose, now);
             return;
         }
         let Some((kind, topic, header_ctrl, payload)) = self.live_frame(&entry) else {
-            return self.refused_stored(&[(seq, entry)], "cannot be sent".to_owned());
+            return self.refused_stored(seq, entry, "cannot be sent".to_owned());
         };
         let frame = Frame::new(stored_message_id(seq), header_ctrl, payload);
         self.wait_stored(&frame, kind, vec![(seq, entry)], lane, now);
@@ -181,10 +205,11 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         }
     }
 
-    /// Whether the backlog may send another frame: online, room in the window, and the
-    /// backlog within its half of it.
+    /// Whether the backlog may send another frame: online, room in the window, the backlog
+    /// within its half of it, and not waiting after a refusal that named no entry.
     fn backlog_has_room(&self) -> bool {
         self.phase == Phase::Online
+            && self.backlog_paused_until.is_none()
             && self.stored_in_flight < self.config.timing.window
             && self.backlog_in_flight < (self.config.timing.window / 2).max(1)
     }
@@ -247,7 +272,12 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
             .reply_to(frame.header_ctrl)
             .map_or(TopicKind::PropertyReportAck, |r| r.topic);
         self.count_in_flight(lane);
-        self.expect_ack(frame, ack_topic, Purpose::Stored(entries, lane), now);
+        let purpose = Purpose::Stored {
+            entries,
+            lane,
+            history: frame.header_ctrl == HeaderCtrl::HistoryReport,
+        };
+        self.expect_ack(frame, ack_topic, purpose, now);
     }
 
     /// Sends what waits, oldest first, while the backlog has room (half the window, so
@@ -281,28 +311,32 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         }
     }
 
+    /// Sends entries as one history upload (27), oldest first, each entry a batch of its
+    /// own in `params` (`{"properties":[{..}],"events":[]}` or the other way round), so that
+    /// `params[i]` is entry `i` when the platform names what it refuses.
     fn send_history(&mut self, batch: Vec<(u64, Entry)>, id: MessageId, now: Now) {
-        let mut properties = Vec::new();
-        let mut events = Vec::new();
-        for (_, entry) in &batch {
-            let timed = |value: &Value| json!({ "value": value, "time": entry.observed_ms });
-            match &entry.kind {
-                EntryKind::Event(id) => {
-                    let mut one = Map::new();
-                    one.insert(id.clone(), timed(&entry.payload));
-                    events.push(Value::Object(one));
+        let params: Vec<Value> = batch
+            .iter()
+            .map(|(_, entry)| {
+                let timed = |value: &Value| json!({ "value": value, "time": entry.observed_ms });
+                match &entry.kind {
+                    EntryKind::Event(id) => {
+                        let mut one = Map::new();
+                        one.insert(id.clone(), timed(&entry.payload));
+                        json!({ "properties": [], "events": [one] })
+                    }
+                    _ => {
+                        let map: Map<String, Value> = entry
+                            .payload
+                            .as_object()
+                            .map(|m| m.iter().map(|(k, v)| (k.clone(), timed(v))).collect())
+                            .unwrap_or_default();
+                        json!({ "properties": [map], "events": [] })
+                    }
                 }
-                _ => {
-                    let map: Map<String, Value> = entry
-                        .payload
-                        .as_object()
-                        .map(|m| m.iter().map(|(k, v)| (k.clone(), timed(v))).collect())
-                        .unwrap_or_default();
-                    properties.push(Value::Object(map));
-                }
-            }
-        }
-        let payload = json!({ "params": [{ "properties": properties, "events": events }] });
+            })
+            .collect();
+        let payload = json!({ "params": params });
         let frame = Frame::new(id, HeaderCtrl::HistoryReport, payload);
         self.wait_stored(&frame, TopicKind::HistoryReport, batch, Lane::Backlog, now);
         self.publish_to(
@@ -312,11 +346,12 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         );
     }
 
-    /// The platform's answer to stored entries sent together.
+    /// The platform's answer to stored entries sent together (in `lane`, as a history
+    /// upload or not).
     pub(super) fn stored_answered(
         &mut self,
         entries: Vec<(u64, Entry)>,
-        lane: Lane,
+        (lane, history): (Lane, bool),
         result: Result<super::Ack, DeliveryError>,
         now: Now,
     ) {
@@ -326,6 +361,9 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         }
         match result {
             Ok(ack) => {
+                if history {
+                    self.backlog_backoff.reset();
+                }
                 let seqs: Vec<u64> = entries.iter().map(|(s, _)| *s).collect();
                 for seq in &seqs {
                     if let Some(token) = self.stored_tokens.remove(seq) {
@@ -336,17 +374,22 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
                 }
                 self.effects.push_back(Effect::Forget(seqs));
             }
-            Err(DeliveryError::Rejected { reason, .. }) if entries.len() > 1 => {
-                // Which entries were refused? Halve the batch until each refusal is alone.
-                tracing::warn!(device = %self.config.identity, entries = entries.len(), "history batch refused ({reason}): splitting it");
-                let mut entries = entries;
-                let second = entries.split_off(entries.len() / 2);
-                for half in [entries, second] {
-                    let id = self.ids.next_id();
-                    self.send_history(half, id, now);
+            Err(DeliveryError::Rejected { reason, .. }) if history => {
+                self.history_refused(entries, &reason, now);
+            }
+            Err(DeliveryError::Rejected { reason, .. })
+                if super::downlink::looks_stale(&reason) =>
+            {
+                // The platform cannot read our frames (the session is being renewed): the
+                // entry is not at fault and waits for the next upload.
+                self.stored.extend(entries);
+            }
+            // A frame of one entry (16, 17, 18, 19, 28): the refusal is about that entry.
+            Err(DeliveryError::Rejected { reason, .. }) => {
+                for (seq, entry) in entries {
+                    self.refused_stored(seq, entry, reason.clone());
                 }
             }
-            Err(DeliveryError::Rejected { reason, .. }) => self.refused_stored(&entries, reason),
             Err(_) => {
                 // Not acked in time, or the connection went: kept for the next upload.
                 self.stored.extend(entries);
@@ -355,28 +398,59 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         self.pump_stored(now);
     }
 
-    /// Entries the platform refused on their own: dropped from the outbox and reported.
-    fn refused_stored(&mut self, entries: &[(u64, Entry)], reason: String) {
-        let seqs: Vec<u64> = entries.iter().map(|(s, _)| *s).collect();
-        for seq in &seqs {
-            tracing::warn!(device = %self.config.identity, seq, "stored entry refused by the platform: {reason}");
-            self.counters.outbox_refused += 1;
-            let error = DeliveryError::Rejected {
-                code: "4001".into(),
-                reason: reason.clone(),
-            };
-            match self.stored_tokens.remove(seq) {
-                Some(token) => self.deliver(token, Err(error)),
-                None => self.counters.rejected += 1,
+    /// A history upload refused ("4001"): the entries its `Msg` names by position
+    /// (`params[i]..`) are dropped and reported, the others wait for the next upload. When
+    /// it names none, nothing is dropped: the application hears of it, and the backlog waits
+    /// a backoff before it tries again.
+    fn history_refused(&mut self, entries: Vec<(u64, Entry)>, reason: &str, now: Now) {
+        let named = x_protocol::payload::refused_history_batches(reason);
+        let mut kept = Vec::new();
+        let mut refused = Vec::new();
+        for (i, (seq, entry)) in entries.into_iter().enumerate() {
+            match named.get(&i) {
+                Some(why) => refused.push((seq, entry, why.join("; "))),
+                None => kept.push((seq, entry)),
             }
         }
-        self.effects.push_back(Effect::Forget(seqs));
+        if refused.is_empty() {
+            let random = self.random();
+            let delay = self.backlog_backoff.next_delay(random);
+            self.backlog_paused_until = Some(now.instant + delay);
+            self.counters.uploads_refused += 1;
+            tracing::warn!(device = %self.config.identity, entries = kept.len(), "history upload refused without naming an entry ({reason}): kept, trying again in {delay:?}");
+            self.events.push_back(Event::UploadRefused {
+                reason: reason.to_owned(),
+                entries: kept.len(),
+                retry_in: delay,
+            });
+        }
+        for (seq, entry, why) in refused {
+            self.refused_stored(seq, entry, why);
+        }
+        self.stored.extend(kept);
+    }
+
+    /// An entry the platform refused for good: dropped from the outbox, counted, and
+    /// reported (its delivery, where this run made it, and an event).
+    fn refused_stored(&mut self, seq: u64, entry: Entry, reason: String) {
+        tracing::warn!(device = %self.config.identity, seq, "stored entry refused by the platform: {reason}");
+        self.counters.outbox_refused += 1;
+        let error = DeliveryError::Rejected {
+            code: "4001".into(),
+            reason: reason.clone(),
+        };
+        match self.stored_tokens.remove(&seq) {
+            Some(token) => self.deliver(token, Err(error)),
+            None => self.counters.rejected += 1,
+        }
+        self.effects.push_back(Effect::Forget(vec![seq]));
+        self.events.push_back(Event::EntryRefused { entry, reason });
     }
 
     /// Puts in-flight stored entries back (the connection is gone).
     pub(super) fn requeue_stored(&mut self, waiting: &[InFlight]) {
         for f in waiting {
-            if let Purpose::Stored(entries, _) = &f.purpose {
+            if let Purpose::Stored { entries, .. } = &f.purpose {
                 self.stored.extend(entries.iter().cloned());
             }
         }

@@ -288,6 +288,56 @@ fn an_unacked_firmware_report_is_sent_again_three_times_then_left() {
 }
 
 #[test]
+fn the_answer_to_a_firmware_ask_is_sent_again_under_the_asks_id_until_acked() {
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    c.firmware.push(Firmware::module("wifi", "A1", "2.0"));
+    let timeout = c.timing.ack_timeout;
+    let mut h = Harness::new(c);
+    h.login(None);
+    // The reports after the login are acked: only the answers to the ask remain.
+    for (topic, frame) in h.published(None) {
+        if topic == "firmware_report" {
+            h.deliver("firmware_report_ack", &ack(&frame, None));
+        }
+    }
+    let ask = Frame::new(77u32, HeaderCtrl::AskFirmware, json!({}));
+    h.deliver("ask_firmware", &ask);
+    let sent = h.published(None);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].0, "firmware_report");
+    assert_eq!(sent[0].1.message_id, MessageId::from(77u32));
+    assert_eq!(sent[0].1.payload["SoftVer"], "1.0.0");
+    let wifi_id = sent[1].1.message_id.clone();
+    assert_eq!(sent[1].1.payload["Module"], "wifi");
+    // The wifi report is acked; the answer to the ask is not: it goes again, three times,
+    // under the ask's id, then is left.
+    h.deliver("firmware_report_ack", &ack(&sent[1].1, None));
+    let mut resent = Vec::new();
+    for _ in 0..6 {
+        h.advance(timeout + Duration::from_millis(1));
+        resent.extend(h.published(None));
+    }
+    assert_eq!(resent.len(), 3, "{resent:?}");
+    for (topic, frame) in &resent {
+        assert_eq!(topic, "firmware_report");
+        assert_eq!(frame.message_id, MessageId::from(77u32));
+        assert_ne!(frame.message_id, wifi_id);
+        assert_eq!(frame.payload, sent[0].1.payload);
+    }
+    // An ack stops the re-sends.
+    let ask = Frame::new(78u32, HeaderCtrl::AskFirmware, json!({}));
+    h.deliver("ask_firmware", &ask);
+    for (_, frame) in h.published(None) {
+        h.deliver("firmware_report_ack", &ack(&frame, None));
+    }
+    for _ in 0..4 {
+        h.advance(timeout + Duration::from_millis(1));
+        assert!(h.published(None).is_empty());
+    }
+}
+
+#[test]
 fn online_reports_firmware_and_acks_resolve_deliveries() {
     let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
     c.device_secret = Some(SECRET.parse().unwrap());
@@ -951,4 +1001,215 @@ fn the_announced_retry_delay_is_the_one_kept_even_when_a_type_1_login_must_wait_
         h.s.connection(),
         ConnectionState::Offline { retry_in, .. } if *retry_in == Duration::from_millis(100)
     ));
+}
+
+/// Reports of `power` values as outbox entries under sequence numbers from 1.
+fn stored_reports(powers: &[f64]) -> Vec<(u64, crate::outbox::Entry)> {
+    use crate::outbox::{Entry, EntryKind};
+    powers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let seq = i as u64 + 1;
+            let entry = Entry::new(
+                EntryKind::Report,
+                json!({ "power": p }),
+                1_600_000_000_000 + seq as i64,
+            );
+            (seq, entry)
+        })
+        .collect()
+}
+
+/// The plug online with `entries` in its outbox; returns the history upload it sent.
+fn online_with_stored(entries: Vec<(u64, crate::outbox::Entry)>) -> (Harness, Frame) {
+    let mut c = config(RegistrationType::DeviceSecretPreRegistered, false);
+    c.device_secret = Some(SECRET.parse().unwrap());
+    let mut h = Harness::new(c);
+    h.s.restore_stored(entries);
+    h.login(None);
+    let upload = h
+        .published(None)
+        .into_iter()
+        .find(|(topic, _)| topic == "model/history/data/report")
+        .map(|(_, f)| f)
+        .expect("a history upload once online");
+    h.events();
+    (h, upload)
+}
+
+/// The `power` values of a history upload, in the order of its `params`.
+fn uploaded_powers(upload: &Frame) -> Vec<f64> {
+    upload.payload["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|batch| batch["properties"][0]["power"]["value"].as_f64().unwrap())
+        .collect()
+}
+
+fn forgotten(effects: &[Effect]) -> Vec<u64> {
+    effects
+        .iter()
+        .flat_map(|e| match e {
+            Effect::Forget(seqs) => seqs.clone(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_history_4001_drops_exactly_the_entries_it_names_and_resends_the_rest() {
+    let (mut h, upload) = online_with_stored(stored_reports(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+    // One entry per batch, oldest first: params[i] is entry i.
+    assert_eq!(uploaded_powers(&upload), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    assert_eq!(
+        upload.payload["params"][0]["properties"][0]["power"]["time"],
+        1_600_000_000_001_i64
+    );
+    let refusal = AckPayload::failure(
+        "params[1].properties.power: 2 is not allowed here; params[4].properties.power: 5 is not allowed here",
+    );
+    h.deliver(
+        "model/history/data/report_ack",
+        &Frame::ack_of(&upload, &refusal),
+    );
+    let effects = h.effects();
+    assert_eq!(
+        forgotten(&effects),
+        [2, 5],
+        "exactly the named entries leave the outbox"
+    );
+    let refused: Vec<(f64, String)> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::EntryRefused { entry, reason } => {
+                Some((entry.payload["power"].as_f64().unwrap(), reason))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (
+                2.0,
+                "params[1].properties.power: 2 is not allowed here".to_owned()
+            ),
+            (
+                5.0,
+                "params[4].properties.power: 5 is not allowed here".to_owned()
+            )
+        ]
+    );
+    assert_eq!(h.s.counters().outbox_refused, 2);
+    // The rest go again at once, in a new upload, still oldest first.
+    let again: Vec<Frame> = effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Publish { topic, payload } if topic.ends_with("history/data/report") => {
+                Frame::decode(&payload).ok()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again.len(), 1);
+    assert_eq!(uploaded_powers(&again[0]), [1.0, 3.0, 4.0, 6.0]);
+    h.deliver("model/history/data/report_ack", &ack(&again[0], None));
+    assert_eq!(forgotten(&h.effects()), [1, 3, 4, 6]);
+    assert_eq!(h.s.stored_waiting(), 0);
+}
+
+#[test]
+fn a_history_4001_that_names_no_entry_keeps_the_whole_batch_and_backs_off() {
+    let (mut h, upload) = online_with_stored(stored_reports(&[7.0, 8.0, 9.0]));
+    h.deliver(
+        "model/history/data/report_ack",
+        &Frame::ack_of(&upload, &AckPayload::failure("history uploads are paused")),
+    );
+    assert!(forgotten(&h.effects()).is_empty(), "nothing dropped");
+    let events = h.events();
+    assert!(
+        matches!(
+            &events[..],
+            [Event::UploadRefused { reason, entries: 3, retry_in }]
+                if reason == "history uploads are paused" && *retry_in == Duration::from_secs(1)
+        ),
+        "{events:?}"
+    );
+    assert_eq!(h.s.counters().uploads_refused, 1);
+    assert_eq!(h.s.counters().outbox_refused, 0);
+    assert_eq!(h.s.stored_waiting(), 3);
+    // Not before the backoff: no storm.
+    h.advance(Duration::from_millis(900));
+    assert!(h.published(None).is_empty());
+    h.advance(Duration::from_millis(200));
+    let again = h.published(None);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(uploaded_powers(&again[0].1), [7.0, 8.0, 9.0]);
+    // Refused again: the next wait is longer (the backoff doubles).
+    h.deliver(
+        "model/history/data/report_ack",
+        &Frame::ack_of(
+            &again[0].1,
+            &AckPayload::failure("history uploads are paused"),
+        ),
+    );
+    assert!(matches!(
+        &h.events()[..],
+        [Event::UploadRefused { retry_in, .. }] if *retry_in == Duration::from_secs(2)
+    ));
+    h.advance(Duration::from_millis(1500));
+    assert!(h.published(None).is_empty());
+    h.advance(Duration::from_millis(600));
+    let again = h.published(None);
+    h.deliver("model/history/data/report_ack", &ack(&again[0].1, None));
+    assert_eq!(
+        forgotten(&h.effects()),
+        [1, 2, 3],
+        "every entry delivered in the end"
+    );
+    assert_eq!(h.s.counters().outbox_refused, 0);
+}
+
+#[test]
+fn a_live_report_refused_as_unreadable_ciphertext_is_kept_not_dropped() {
+    let mut h = online_plug();
+    let entry =
+        h.s.prepare_report(&PlugReport::default().with_power(3.0), h.now)
+            .unwrap();
+    let mut entry = entry;
+    entry.live = true;
+    let token = h.s.queue_stored(1, entry, h.now);
+    let sent = h.published(None);
+    assert_eq!(sent[0].0, "model/property/report");
+    h.deliver(
+        "model/property/report_ack",
+        &Frame::ack_of(
+            &sent[0].1,
+            &AckPayload::failure("the ciphertext does not decrypt"),
+        ),
+    );
+    let effects = h.effects();
+    assert!(forgotten(&effects).is_empty(), "{effects:?}");
+    assert!(
+        !h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Delivered { token: t, .. } if *t == token))
+    );
+    // A refusal of the report itself drops it.
+    let mut h = online_plug();
+    let mut entry =
+        h.s.prepare_report(&PlugReport::default().with_power(4.0), h.now)
+            .unwrap();
+    entry.live = true;
+    h.s.queue_stored(1, entry, h.now);
+    let sent = h.published(None);
+    h.deliver(
+        "model/property/report_ack",
+        &Frame::ack_of(&sent[0].1, &AckPayload::failure("power: 4 is not allowed")),
+    );
+    assert_eq!(forgotten(&h.effects()), [1]);
+    assert_eq!(h.s.counters().outbox_refused, 1);
 }

@@ -284,6 +284,17 @@ pub enum DeliveryError {
     /// The outbox was full and its policy dropped this entry to make room.
     #[error("dropped from the full outbox")]
     Dropped,
+    /// The outbox is full and its policy ([`crate::outbox::FullPolicy::RefuseNew`])
+    /// refuses new entries: it was not stored (nor merged into the property state).
+    #[error(
+        "not stored: the outbox is full ({entries} entries, {bytes} bytes) and refuses new entries"
+    )]
+    OutboxFull {
+        /// Entries the outbox holds.
+        entries: usize,
+        /// Payload bytes it holds.
+        bytes: u64,
+    },
     /// The outbox could not store it (the text says why).
     #[error("not stored: {0}")]
     Store(String),
@@ -400,8 +411,12 @@ pub struct Counters {
     pub rotations: u64,
     /// Outbox entries dropped because the outbox was full.
     pub outbox_dropped: u64,
-    /// Outbox entries the platform refused on their own (dropped, reported).
+    /// Outbox entries the platform refused for good (named by a "4001"): dropped,
+    /// reported.
     pub outbox_refused: u64,
+    /// History uploads refused without naming an entry: nothing dropped, retried after a
+    /// backoff.
+    pub uploads_refused: u64,
 }
 
 /// What the platform asked or told the application.
@@ -443,6 +458,26 @@ pub enum Event<S, Set> {
     },
     /// The platform issued a new SessionKey (HeaderCtrl 3).
     KeyRotated,
+    /// The platform refused an outbox entry for good (a "4001" naming it): it is dropped
+    /// from the outbox and never sent again. Its `Delivered` says so too, where this run
+    /// made the entry.
+    EntryRefused {
+        /// The entry.
+        entry: crate::outbox::Entry,
+        /// What the platform said of it.
+        reason: String,
+    },
+    /// A history upload was refused ("4001") without naming any entry of it (a policy
+    /// refusal, a payload or key the platform could not read): nothing was dropped; its
+    /// entries are uploaded again after `retry_in`.
+    UploadRefused {
+        /// The ack's `Msg`.
+        reason: String,
+        /// How many entries the upload held (all kept).
+        entries: usize,
+        /// When the backlog tries again.
+        retry_in: Duration,
+    },
 }
 
 /// The keys of an encrypted product: the current one, and the one before the last rotation

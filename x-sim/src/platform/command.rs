@@ -137,6 +137,9 @@ struct Outgoing {
     topic: Topic,
     header_ctrl: HeaderCtrl,
     payload: Value,
+    /// The payload as the JSON text to send instead, when a `Value` cannot hold it (an OTA
+    /// notify's MD5 as a 128-bit number).
+    text: Option<String>,
 }
 
 impl Platform {
@@ -184,7 +187,7 @@ impl Platform {
             .exchange(
                 &outgoing.topic,
                 outgoing.header_ctrl,
-                outgoing.payload,
+                (outgoing.payload, outgoing.text),
                 timeout.unwrap_or(self.inner.config.command_timeout),
                 true,
             )
@@ -292,8 +295,21 @@ impl Platform {
                 topic: Topic::new(device.clone(), TopicKind::HexDownlink).map_err(|e| build(&e))?,
                 header_ctrl: hex_ctrl,
                 payload: Value::String(hex),
+                text: None,
             });
         }
+        // The vendor document's example sends MD5 as a number; with `ota_md5_number` the
+        // notify does too, written as text (39 digits do not fit a `Value`).
+        let text = match command {
+            Command::NotifyOta(n) if self.inner.config.ota_md5_number => {
+                let text = n.to_json_md5_as_number();
+                if text.is_none() {
+                    tracing::warn!(target: "x_sim", md5 = %n.md5, "OTA notify: MD5 is not a digest, sent as a string");
+                }
+                text
+            }
+            _ => None,
+        };
         let topic = match identifier {
             Some(id) => Identifier::new(id).map_err(|e| build(&e)).and_then(|id| {
                 Topic::with_identifier(device.clone(), kind, id).map_err(|e| build(&e))
@@ -304,6 +320,7 @@ impl Platform {
             topic,
             header_ctrl,
             payload,
+            text,
         })
     }
 
@@ -427,18 +444,19 @@ impl Platform {
         payload: Value,
         timeout: Duration,
     ) -> Result<Answer, CommandError> {
-        self.exchange(topic, header_ctrl, payload, timeout, false)
+        self.exchange(topic, header_ctrl, (payload, None), timeout, false)
             .await
             .map(|d| d.answer)
     }
 
     /// [`Platform::command`], with the answer's bytes and the rule its frame broke; a
-    /// `checked` command records that violation itself.
+    /// `checked` command records that violation itself. The payload is a `Value`, and
+    /// optionally the JSON text to send in its place (what a `Value` cannot hold).
     async fn exchange(
         &self,
         topic: &Topic,
         header_ctrl: HeaderCtrl,
-        payload: Value,
+        (payload, text): (Value, Option<String>),
         timeout: Duration,
         checked: bool,
     ) -> Result<Delivered, CommandError> {
@@ -449,16 +467,25 @@ impl Platform {
         };
         let id = self.inner.ids.next_id();
         let mut frame = Frame::new(id.clone(), header_ctrl, payload.clone());
-        if self.is_encrypted(&device) {
-            match self.session_key(&device) {
-                Some(key) => frame.encrypt_payload(&key),
-                None => return Err(CommandError::NoSession(device.to_string())),
+        let bytes = if self.is_encrypted(&device) {
+            match (self.session_key(&device), &text) {
+                (Some(key), Some(text)) => frame.encrypt_payload_text(&key, text),
+                (Some(key), None) => frame.encrypt_payload(&key),
+                (None, _) => return Err(CommandError::NoSession(device.to_string())),
             }
-        }
+            frame.encode()
+        } else {
+            match &text {
+                Some(text) => frame
+                    .encode_with_payload_text(text)
+                    .map_err(|e| CommandError::Build(e.to_string()))?,
+                None => frame.encode(),
+            }
+        };
         let (tx, rx) = oneshot::channel();
         let key = (device.to_string(), id);
         lock(&self.inner.pending).insert(key.clone(), Waiting { tx, checked });
-        self.publish(&topic.to_string(), &frame, &payload);
+        self.publish_encoded(&topic.to_string(), &frame, &payload, bytes);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => Ok(answer),
             _ => {

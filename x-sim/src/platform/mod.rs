@@ -73,6 +73,10 @@ pub struct PlatformConfig {
     /// the task is set again. Explicit pushes ([`Platform::send_ota`]) are not limited.
     /// Default 3.
     pub ota_max_notifies: u32,
+    /// Whether OTA notifies carry `MD5` as a JSON number (the digest's 128-bit big-endian
+    /// value in decimal, as the vendor document's example sends it) instead of 32 hex
+    /// digits. Default false (hex).
+    pub ota_md5_number: bool,
 }
 
 impl Default for PlatformConfig {
@@ -85,6 +89,7 @@ impl Default for PlatformConfig {
             violations_per_device: 1000,
             ota_deadline: Duration::from_secs(600),
             ota_max_notifies: 3,
+            ota_md5_number: false,
         }
     }
 }
@@ -95,6 +100,7 @@ pub struct Faults {
     silent: AtomicBool,
     delay_ms: AtomicU64,
     busy_auths: AtomicU32,
+    refuse_history: Mutex<Option<String>>,
 }
 
 impl Faults {
@@ -136,6 +142,18 @@ impl Faults {
         self.busy_auths
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// Refuses every history upload (27) with a "4001" of `reason` (`None`: stop), as a
+    /// platform's policy might: a refusal about no entry of the upload. Refused uploads are
+    /// not recorded and are not violations of the device.
+    pub fn set_refuse_history(&self, reason: Option<String>) {
+        *lock(&self.refuse_history) = reason;
+    }
+
+    /// The reason history uploads are refused with, while they are.
+    pub fn refuse_history(&self) -> Option<String> {
+        lock(&self.refuse_history).clone()
     }
 }
 
@@ -460,11 +478,17 @@ impl Platform {
 
     /// Publishes one frame, logged as one line with its plain payload.
     fn publish(&self, topic: &str, frame: &Frame, plain: &Value) {
+        self.publish_encoded(topic, frame, plain, frame.encode());
+    }
+
+    /// Publishes one frame already encoded as `bytes` (a payload written as text, which a
+    /// `Value` cannot hold), logged as [`Platform::publish`] logs it.
+    fn publish_encoded(&self, topic: &str, frame: &Frame, plain: &Value, bytes: Vec<u8>) {
         tracing::info!(target: "x_sim", "-> {topic} {}", describe(frame, plain));
         self.inner
             .live
             .message(Direction::Down, None, topic, frame, plain);
-        self.inner.link.publish(topic, frame.encode());
+        self.inner.link.publish(topic, bytes);
     }
 
     /// Publishes what handling a message produced, honouring the faults.
@@ -763,7 +787,18 @@ impl Platform {
         let outcome = plain.and_then(|payload| {
             self.understand(device, kind, identifier.as_deref(), &frame, payload)
         });
+        let policy = if kind == TopicKind::HistoryReport {
+            self.inner.faults.refuse_history()
+        } else {
+            None
+        };
         let ack = match outcome {
+            // A policy refusal (fault injection): about no entry, not the device's fault.
+            Ok(_) if policy.is_some() => {
+                let reason = policy.unwrap_or_default();
+                tracing::info!(target: "x_sim", "{topic}: history upload refused by policy: {reason}");
+                AckPayload::failure(reason)
+            }
             Ok(understood) => {
                 let incoming = data::Incoming {
                     device,

@@ -878,6 +878,37 @@ async fn faults_over_http() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(error(&body).contains("slow"), "{body}");
 
+    // History refused by policy: a 4001 about no entry, until "" lifts it.
+    let (status, body) = api
+        .send(
+            api.put("/api/faults")
+                .json(&json!({"refuse_history": "paused"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"silent": false, "delay_ms": 0, "busy_auths": 0, "refuse_history": "paused"})
+    );
+    let refused = acked(device.history(json!({"params": [{"properties": [
+        {"power": {"value": 1.5, "time": 1_700_000_000_000_i64}}
+    ]}]})))
+    .await;
+    assert!(
+        matches!(&refused, Err(x_runtime::DeliveryError::Rejected { reason, .. }) if reason == "paused"),
+        "{refused:?}"
+    );
+    let (status, body) = api
+        .send(api.put("/api/faults").json(&json!({"refuse_history": ""})))
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"silent": false, "delay_ms": 0, "busy_auths": 0})
+        )
+    );
+
     // Drop: the connection closes, the device shows offline (and stays so while it waits).
     let mut states = device.connection();
     let (status, body) = api.send(api.post(&format!("{PLUG}/drop"))).await;

@@ -77,3 +77,26 @@ fn history_uploads_are_checked_entry_by_entry() {
          params[1].properties.switch: expected {value, time}, got missing field `time`; params[1].events.overheat.action: missing"
     );
 }
+
+#[test]
+fn a_malformed_history_entry_does_not_hide_the_others_of_its_batch() {
+    let plug = model("smart-plug.json");
+    let upload = json!({"params":[
+        {"properties":[{"switch":{"value":1}},{"power":{"value":99999,"time":1}}],
+         "events":[{"overheat":{"value":{"temperature":95.0,"action":1}}}]},
+        {"properties":[{"power":{"value":12.5,"time":2}}]}
+    ]});
+    let refused = x_sim::validate::history(&plug, &upload)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        refused,
+        "params[0].properties.switch: expected {value, time}, got missing field `time`; \
+         params[0].properties.power: 99999 is above the maximum 3500; \
+         params[0].events.overheat: expected {value, time}, got missing field `time`"
+    );
+    // What the runtime reads from it: batch 0 only.
+    let named = x_protocol::payload::refused_history_batches(&refused);
+    assert_eq!(named.keys().copied().collect::<Vec<_>>(), [0]);
+    assert_eq!(named[&0].len(), 3);
+}
