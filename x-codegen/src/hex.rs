@@ -2,8 +2,7 @@
 //! defaults into the encoding both emitters (Rust codec and parsing script) use, and the
 //! checks that reject what the codec could not honour.
 
-use crate::ir::{DataType, Diagnostic, Field, HexType, Model, Numeric, WireType};
-use proc_macro2::Span;
+use crate::ir::{DataType, Diagnostic, Field, HexType, Loc, Model, Numeric, WireType};
 
 /// How one value is encoded, after defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -246,24 +245,24 @@ pub fn validate(model: &Model, diags: &mut Vec<Diagnostic>) {
         return;
     }
     let ids = property_ids(model);
-    let places: Vec<(&str, Span)> = model
+    let places: Vec<(&str, Loc)> = model
         .properties
         .iter()
-        .map(|p| (p.field.path.as_str(), p.field.span))
+        .map(|p| (p.field.path.as_str(), p.field.loc))
         .collect();
     unique_ids(&ids, &places, "property", diags);
     let ids = event_ids(model);
-    let places: Vec<(&str, Span)> = model
+    let places: Vec<(&str, Loc)> = model
         .events
         .iter()
-        .map(|e| (e.path.as_str(), e.span))
+        .map(|e| (e.path.as_str(), e.loc))
         .collect();
     unique_ids(&ids, &places, "event", diags);
     let ids = service_ids(model);
-    let places: Vec<(&str, Span)> = model
+    let places: Vec<(&str, Loc)> = model
         .services
         .iter()
-        .map(|s| (s.path.as_str(), s.span))
+        .map(|s| (s.path.as_str(), s.loc))
         .collect();
     unique_ids(&ids, &places, "service", diags);
     for p in &model.properties {
@@ -280,10 +279,10 @@ pub fn validate(model: &Model, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Every id in 1..=255 and used once; each problem at its item's path and span.
-fn unique_ids(ids: &[u32], places: &[(&str, Span)], what: &str, diags: &mut Vec<Diagnostic>) {
+/// Every id in 1..=255 and used once; each problem at its item's path and location.
+fn unique_ids(ids: &[u32], places: &[(&str, Loc)], what: &str, diags: &mut Vec<Diagnostic>) {
     for (i, id) in ids.iter().enumerate() {
-        let (path, span) = places[i];
+        let (path, loc) = places[i];
         let path = format!("{path}.hex.id");
         if *id == 0 || *id > 255 {
             diags.push(
@@ -291,7 +290,7 @@ fn unique_ids(ids: &[u32], places: &[(&str, Span)], what: &str, diags: &mut Vec<
                     path,
                     format!("{what} id {id} does not fit in one byte (1..=255)"),
                 )
-                .at(span),
+                .at(loc),
             );
         } else if let Some(first) = ids[..i].iter().position(|x| x == id) {
             diags.push(
@@ -299,7 +298,7 @@ fn unique_ids(ids: &[u32], places: &[(&str, Span)], what: &str, diags: &mut Vec<
                     path,
                     format!("{what} id {id} is already used by {}", places[first].0),
                 )
-                .at(span),
+                .at(loc),
             );
         }
     }
@@ -308,7 +307,7 @@ fn unique_ids(ids: &[u32], places: &[(&str, Span)], what: &str, diags: &mut Vec<
 /// Checks one field's encoding (recursing into struct fields).
 pub fn field(f: &Field, diags: &mut Vec<Diagnostic>) {
     let path = format!("{}.hex", f.path);
-    let mut err = |m: String| diags.push(Diagnostic::new(path.clone(), m).at(f.span));
+    let mut err = |m: String| diags.push(Diagnostic::new(path.clone(), m).at(f.loc));
     let enc = match resolve(&f.ty, &f.hex) {
         Ok(enc) => enc,
         Err(m) => return err(m),

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::ir::{
     Access, CallType, DataType, Diagnostic, EnumType, Event, EventKind, Field, HexField, HexLayout,
-    HexType, Model, Numeric, Property, Service, Spelled, StructType, Variant,
+    HexType, Loc, Model, Numeric, Property, RustType, Service, Spelled, StructType, Variant,
 };
 use crate::names;
 
@@ -242,7 +242,7 @@ impl Parser {
             ty: ty?,
             rust_type: None,
             path: path.to_owned(),
-            span: proc_macro2::Span::call_site(),
+            loc: Loc::NONE,
             hex,
         })
     }
@@ -284,7 +284,7 @@ impl Parser {
             kind: kind?,
             outputs,
             path: path.to_owned(),
-            span: proc_macro2::Span::call_site(),
+            loc: Loc::NONE,
         })
     }
 
@@ -298,10 +298,8 @@ impl Parser {
         let identifier = identifier?;
         let inputs = self.params(obj, "inputData", path, &identifier);
         let outputs = self.params(obj, "outputData", path, &identifier);
-        let output_type = (!outputs.is_empty()).then(|| {
-            let ident = quote::format_ident!("{}", names::type_name(&[&identifier, "output"]));
-            quote::quote!(#ident)
-        });
+        let output_type = (!outputs.is_empty())
+            .then(|| RustType::new(names::type_name(&[&identifier, "output"])));
         let hex_id = self.hex_id(obj, path);
         Some(Service {
             hex_id,
@@ -315,7 +313,7 @@ impl Parser {
             outputs,
             output_type,
             path: path.to_owned(),
-            span: proc_macro2::Span::call_site(),
+            loc: Loc::NONE,
         })
     }
 

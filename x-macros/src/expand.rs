@@ -37,11 +37,12 @@ fn krate(attrs: &Attrs) -> TokenStream {
     }
 }
 
-/// The emitter, naming the SDK by `krate`.
-fn codegen(krate: &TokenStream) -> CodeGenerator {
+/// The emitter, naming the SDK by `krate`, reading the derive's spans and type tokens.
+fn codegen(cx: &Ctxt, krate: &TokenStream) -> CodeGenerator {
     CodeGenerator::new(&Options {
         krate: krate.clone(),
     })
+    .with_sources(cx.sources())
 }
 
 /// Reports validation diagnostics (duplicates, empty ranges, ...) at their spans.
@@ -49,9 +50,7 @@ fn validate(cx: &Ctxt, fields: &[Field], what: &str) {
     let refs: Vec<&Field> = fields.iter().collect();
     let mut diags = Vec::new();
     x_codegen::validate::fields(&refs, what, &mut diags);
-    for d in diags {
-        cx.error(d.span, d.message);
-    }
+    diags.into_iter().for_each(|d| cx.diagnostic(d));
 }
 
 /// `#[derive(ThingModel)]`.
@@ -99,7 +98,7 @@ pub fn model(input: DeriveInput) -> TokenStream {
                     None => {
                         p.access = Some(attr::Spanned {
                             value: mp.access,
-                            span: p.field.span,
+                            span: cx.span(p.field.loc),
                         });
                     }
                 }
@@ -142,19 +141,17 @@ pub fn model(input: DeriveInput) -> TokenStream {
         };
         let mut diags = x_codegen::validate::validate(&model);
         x_codegen::hex::validate(&model, &mut diags);
-        for d in diags {
-            cx.error(d.span, d.message);
-        }
+        diags.into_iter().for_each(|d| cx.diagnostic(d));
         let ids = x_codegen::hex::property_ids(&model);
         let properties = model.properties;
         if cx.has_errors() {
             return TokenStream::new();
         }
         let vis = input.vis.to_token_stream_owned();
-        let impls = codegen(&krate).model_impls(&input.ident, &vis, &properties);
+        let impls = codegen(cx, &krate).model_impls(&input.ident, &vis, &properties);
         let hex = match layout {
             Some(layout) => {
-                codegen(&krate).model_hex_impls(&input.ident, &properties, &ids, layout)
+                codegen(cx, &krate).model_hex_impls(&input.ident, &properties, &ids, layout)
             }
             None => TokenStream::new(),
         };
@@ -273,7 +270,7 @@ pub fn event(input: DeriveInput) -> TokenStream {
             if hex_order.is_some() {
                 let mut diags = Vec::new();
                 x_codegen::hex::field(f, &mut diags);
-                diags.into_iter().for_each(|d| cx.error(d.span, d.message));
+                diags.into_iter().for_each(|d| cx.diagnostic(d));
             }
         }
         if cx.has_errors() {
@@ -288,12 +285,12 @@ pub fn event(input: DeriveInput) -> TokenStream {
             outputs,
             rust_name: input.ident.to_string(),
             path: format!("event `{}`", input.ident),
-            span: input.ident.span(),
+            loc: cx.locate(input.ident.span()),
         };
-        let impls = codegen(&krate).event_impls(&input.ident, &event);
+        let impls = codegen(cx, &krate).event_impls(&input.ident, &event);
         let hex = match (hex_order, hex_id) {
             (Some(order), Some(id)) => {
-                codegen(&krate).event_hex_impls(&input.ident, &event, id, order)
+                codegen(cx, &krate).event_hex_impls(&input.ident, &event, id, order)
             }
             _ => TokenStream::new(),
         };
@@ -314,7 +311,7 @@ pub fn structure(input: DeriveInput) -> TokenStream {
         if cx.has_errors() {
             return TokenStream::new();
         }
-        codegen(&krate).struct_impls(&input.ident, &fields)
+        codegen(cx, &krate).struct_impls(&input.ident, &fields)
     })
 }
 
@@ -382,7 +379,7 @@ pub fn enumeration(input: DeriveInput) -> TokenStream {
             rust_name: input.ident.to_string(),
             variants: variants.into_iter().map(|(v, _)| v).collect(),
         };
-        codegen(&krate).enum_impls(&input.ident, &e)
+        codegen(cx, &krate).enum_impls(&input.ident, &e)
     })
 }
 
@@ -451,10 +448,10 @@ pub fn services(input: DeriveInput) -> TokenStream {
             }
             let mut call = va.call.as_ref().map(|c| c.value);
             let mut name = va.name.as_ref().map(|n| n.value.clone());
-            let output = va.output.as_ref().map(|o| {
-                let ty = &o.value;
-                quote!(#ty)
-            });
+            let output = va
+                .output
+                .as_ref()
+                .map(|o| cx.rust_type(quote::ToTokens::to_token_stream(&o.value), o.span));
             if let Some((path, model)) = &model {
                 match model.services.iter().find(|s| s.identifier == identifier) {
                     None => cx.error(
@@ -527,7 +524,7 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 rust_method: names::field_name(&v.ident.to_string()),
                 output_type: output,
                 path: format!("variant `{}`", v.ident),
-                span: v.ident.span(),
+                loc: cx.locate(v.ident.span()),
             });
         }
         if let Some((path, model)) = &model {
@@ -559,17 +556,17 @@ pub fn services(input: DeriveInput) -> TokenStream {
         let mut diags = Vec::new();
         x_codegen::validate::services(&seen.services, &mut diags);
         x_codegen::hex::validate(&seen, &mut diags);
-        diags.into_iter().for_each(|d| cx.error(d.span, d.message));
+        diags.into_iter().for_each(|d| cx.diagnostic(d));
         let hex_ids = x_codegen::hex::service_ids(&seen);
         let services = seen.services;
         if cx.has_errors() {
             return TokenStream::new();
         }
         let vis = input.vis.to_token_stream_owned();
-        let impls = codegen(&krate).services_impls(&input.ident, &vis, &services);
+        let impls = codegen(cx, &krate).services_impls(&input.ident, &vis, &services);
         let hex = match order {
             Some(order) => {
-                codegen(&krate).services_hex_impls(&input.ident, &services, &hex_ids, order)
+                codegen(cx, &krate).services_hex_impls(&input.ident, &services, &hex_ids, order)
             }
             None => TokenStream::new(),
         };
