@@ -179,7 +179,10 @@ fn numeric(n: &Numeric, specs: &str, b: Bounds, err: &mut impl FnMut(String, Str
     }
 }
 
-/// Generated type names must not collide (model files only: derives name their own types).
+/// Generated type names must not collide. Types a derive named (its event structs and
+/// `output = Type`s, which carry a location) are the user's own and not generated, so only
+/// the names generated for model-file items and the derived model's report and set types
+/// take part.
 fn type_names(model: &Model, diags: &mut Vec<Diagnostic>) {
     let mut names: Vec<(String, String)> = vec![
         (model.name.clone(), "the model".into()),
@@ -213,13 +216,15 @@ fn type_names(model: &Model, diags: &mut Vec<Diagnostic>) {
         walk(&p.field.ty, &p.field.path, &mut names);
     }
     for e in &model.events {
-        names.push((e.rust_name.clone(), e.path.clone()));
+        if e.loc.is_none() {
+            names.push((e.rust_name.clone(), e.path.clone()));
+        }
         for f in &e.outputs {
             walk(&f.ty, &f.path, &mut names);
         }
     }
     for s in &model.services {
-        if let Some(out) = &s.output_type {
+        if let Some(out) = s.output_type.as_ref().filter(|o| o.loc.is_none()) {
             names.push((out.text.clone(), s.path.clone()));
         }
         for f in s.inputs.iter().chain(&s.outputs) {

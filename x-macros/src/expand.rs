@@ -2,7 +2,7 @@
 //! model file when asked, and emits through `x_codegen::rust`, the emitter generated code
 //! uses too.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::spanned::Spanned as _;
 use syn::{Data, DeriveInput, Fields};
@@ -45,6 +45,75 @@ fn codegen(cx: &Ctxt, krate: &TokenStream) -> CodeGenerator {
     .with_sources(cx.sources())
 }
 
+/// The derive's own section of a product's model: what it puts in place of the model file's.
+enum Section {
+    /// A `ThingModel`'s properties, under its Rust name.
+    Properties(String, Vec<Property>),
+    /// One `ThingEvent`.
+    Event(Event),
+    /// A `ThingServices` enum's services.
+    Services(Vec<Service>),
+}
+
+/// The whole model a derive sees, as serde_derive's `Container` before `check`: with a
+/// model file (its path as written, and its model), the file's model with the derive's
+/// section in place of the file's (an event in place of the file's event of its
+/// identifier, after the file's others, every file event keeping its HEX id and named by
+/// identifier and file in messages); without one, the derive's section alone under `name`.
+fn whole_model(
+    name: &str,
+    file: Option<(&str, &x_codegen::Model)>,
+    section: Section,
+    hex: Option<HexLayout>,
+) -> x_codegen::Model {
+    let mut model = file
+        .map(|(_, m)| m.clone())
+        .unwrap_or_else(|| x_codegen::Model {
+            name: name.to_owned(),
+            properties: Vec::new(),
+            events: Vec::new(),
+            services: Vec::new(),
+            hex: None,
+        });
+    model.hex = hex;
+    match section {
+        Section::Properties(name, properties) => {
+            model.name = name;
+            model.properties = properties;
+        }
+        Section::Event(event) => {
+            // The file's ids made explicit, so that a default (position + 1) does not move
+            // when the derive's event leaves its place.
+            let ids = x_codegen::hex::event_ids(&model);
+            for (e, id) in model.events.iter_mut().zip(ids) {
+                e.hex_id = Some(id);
+                if let Some((path, _)) = file {
+                    e.path = format!("event `{}` of {path}", e.identifier);
+                }
+            }
+            model.events.retain(|e| e.identifier != event.identifier);
+            model.events.push(event);
+        }
+        Section::Services(services) => model.services = services,
+    }
+    model
+}
+
+/// Runs the model file's checks on a derive's whole model (`validate` and `hex::validate`,
+/// as `x_codegen::load` does): a problem of the derive's own items at its span; one of the
+/// file's items (which only the derive's items can cause: the file itself was valid) at
+/// `fallback`, naming the file and the path.
+fn check_whole(cx: &Ctxt, model: &x_codegen::Model, file: Option<&str>, fallback: Span) {
+    let mut diags = x_codegen::validate::validate(model);
+    x_codegen::hex::validate(model, &mut diags);
+    for d in diags {
+        match file {
+            Some(file) if d.loc.is_none() => cx.error(fallback, format!("{file}: {d}")),
+            _ => cx.diagnostic(d),
+        }
+    }
+}
+
 /// Reports validation diagnostics (duplicates, empty ranges, ...) at their spans.
 fn validate(cx: &Ctxt, fields: &[Field], what: &str) {
     let refs: Vec<&Field> = fields.iter().collect();
@@ -70,11 +139,13 @@ pub fn model(input: DeriveInput) -> TokenStream {
         let mut props = ast::properties(cx, named);
         let mut consts = TokenStream::new();
         let mut file_layout = None;
+        let mut file_model = None;
         if let Some(path) = &attrs.model
             && let Some(check::Loaded { model, track }) = check::load_model(cx, path)
         {
             consts.extend(track);
             file_layout = model.hex;
+            let model = &file_model.insert((path.value.clone(), model)).1;
             for p in &mut props {
                 let Some(mp) = model
                     .properties
@@ -104,8 +175,21 @@ pub fn model(input: DeriveInput) -> TokenStream {
                 }
             }
             let mut fields: Vec<Field> = props.iter().map(|p| p.field.clone()).collect();
-            let model_fields: Vec<Field> =
-                model.properties.iter().map(|p| p.field.clone()).collect();
+            // A HEX file's ids as the platform's script resolves them (declared, or the
+            // position in the file), so that the derive's field order cannot move them.
+            let file_ids = x_codegen::hex::property_ids(model);
+            let model_fields: Vec<Field> = model
+                .properties
+                .iter()
+                .zip(file_ids)
+                .map(|(p, id)| {
+                    let mut f = p.field.clone();
+                    if model.hex.is_some() {
+                        f.hex.id = Some(id);
+                    }
+                    f
+                })
+                .collect();
             consts.extend(check::fields(
                 cx,
                 &mut fields,
@@ -129,19 +213,22 @@ pub fn model(input: DeriveInput) -> TokenStream {
             })
             .collect();
         let layout = layout(cx, &attrs, file_layout);
-        // The whole model this derive sees (its properties and HEX layout; events and
-        // services are derives of their own), through the same checks as a model file:
-        // identifiers, Rust names, ranges, generated type names, HEX ids and encodings.
-        let model = x_codegen::Model {
-            name: input.ident.to_string(),
-            properties,
-            events: Vec::new(),
-            services: Vec::new(),
-            hex: layout,
-        };
-        let mut diags = x_codegen::validate::validate(&model);
-        x_codegen::hex::validate(&model, &mut diags);
-        diags.into_iter().for_each(|d| cx.diagnostic(d));
+        // The whole model this derive sees (its properties and HEX layout in place of the
+        // file's, whose events and services are derives of their own), through the same
+        // checks as a model file: identifiers, Rust names, ranges, generated type names, HEX
+        // ids and encodings.
+        let model = whole_model(
+            "",
+            file_model.as_ref().map(|(p, m)| (p.as_str(), m)),
+            Section::Properties(input.ident.to_string(), properties),
+            layout,
+        );
+        check_whole(
+            cx,
+            &model,
+            file_model.as_ref().map(|(p, _)| p.as_str()),
+            input.ident.span(),
+        );
         let ids = x_codegen::hex::property_ids(&model);
         let properties = model.properties;
         if cx.has_errors() {
@@ -204,13 +291,15 @@ pub fn event(input: DeriveInput) -> TokenStream {
         let mut consts = TokenStream::new();
         let mut file_layout = None;
         let mut file_id = None;
+        let mut file_model = None;
         if let Some(path) = &attrs.model
             && let Some(check::Loaded { model, track }) = check::load_model(cx, path)
         {
             consts.extend(track);
             file_layout = model.hex;
+            let model = &file_model.insert((path.value.clone(), model)).1;
             if let Some(i) = model.events.iter().position(|e| e.identifier == identifier) {
-                file_id = Some(x_codegen::hex::event_ids(&model)[i]);
+                file_id = Some(x_codegen::hex::event_ids(model)[i]);
             }
             match model.events.iter().find(|e| e.identifier == identifier) {
                 None => cx.error(
@@ -248,7 +337,6 @@ pub fn event(input: DeriveInput) -> TokenStream {
                 }
             }
         }
-        validate(cx, &outputs, "output");
         let hex_attr_id = attrs.hex.as_ref().and_then(|h| h.value.id.as_ref());
         if let (Some(given), Some(file)) = (hex_attr_id, file_id)
             && given.value != file
@@ -266,16 +354,6 @@ pub fn event(input: DeriveInput) -> TokenStream {
                 "a HEX event needs its id: #[thing(hex(id = N))] or a model file that has it",
             );
         }
-        for f in &outputs {
-            if hex_order.is_some() {
-                let mut diags = Vec::new();
-                x_codegen::hex::field(f, &mut diags);
-                diags.into_iter().for_each(|d| cx.diagnostic(d));
-            }
-        }
-        if cx.has_errors() {
-            return TokenStream::new();
-        }
         let event = Event {
             hex_id,
             name: name.unwrap_or_else(|| identifier.clone()),
@@ -287,10 +365,35 @@ pub fn event(input: DeriveInput) -> TokenStream {
             path: format!("event `{}`", input.ident),
             loc: cx.locate(input.ident.span()),
         };
-        let impls = codegen(cx, &krate).event_impls(&input.ident, &event);
+        // The whole model with this event among the file's (or alone), through the model
+        // file's checks: unique event identifiers and HEX ids, the outputs' identifiers, Rust
+        // names, ranges and HEX encodings.
+        let layout = hex_order.map(|byte_order| HexLayout {
+            byte_order,
+            mode: file_layout.map(|l| l.mode).unwrap_or_default(),
+        });
+        let whole = whole_model(
+            &input.ident.to_string(),
+            file_model.as_ref().map(|(p, m)| (p.as_str(), m)),
+            Section::Event(event),
+            layout,
+        );
+        check_whole(
+            cx,
+            &whole,
+            file_model.as_ref().map(|(p, _)| p.as_str()),
+            input.ident.span(),
+        );
+        if cx.has_errors() {
+            return TokenStream::new();
+        }
+        let Some(event) = whole.events.last() else {
+            return TokenStream::new();
+        };
+        let impls = codegen(cx, &krate).event_impls(&input.ident, event);
         let hex = match (hex_order, hex_id) {
             (Some(order), Some(id)) => {
-                codegen(cx, &krate).event_hex_impls(&input.ident, &event, id, order)
+                codegen(cx, &krate).event_hex_impls(&input.ident, event, id, order)
             }
             _ => TokenStream::new(),
         };
@@ -540,23 +643,26 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 }
             }
         }
-        // The services through the same checks as a model file's: identifiers, inputs, and
-        // for HEX their ids and encodings.
-        let order = hex_byte_order(&attrs, model.as_ref().and_then(|(_, m)| m.hex));
-        let seen = x_codegen::Model {
-            name: input.ident.to_string(),
-            properties: Vec::new(),
-            events: Vec::new(),
-            services,
-            hex: order.map(|byte_order| HexLayout {
+        // The whole model with these services in place of the file's (or alone), through the
+        // same checks as a model file: identifiers, inputs, and for HEX their ids and
+        // encodings.
+        let file_layout = model.as_ref().and_then(|(_, m)| m.hex);
+        let order = hex_byte_order(&attrs, file_layout);
+        let seen = whole_model(
+            &input.ident.to_string(),
+            model.as_ref().map(|(p, m)| (p.value.as_str(), m)),
+            Section::Services(services),
+            order.map(|byte_order| HexLayout {
                 byte_order,
-                ..HexLayout::default()
+                mode: file_layout.map(|l| l.mode).unwrap_or_default(),
             }),
-        };
-        let mut diags = Vec::new();
-        x_codegen::validate::services(&seen.services, &mut diags);
-        x_codegen::hex::validate(&seen, &mut diags);
-        diags.into_iter().for_each(|d| cx.diagnostic(d));
+        );
+        check_whole(
+            cx,
+            &seen,
+            model.as_ref().map(|(p, _)| p.value.as_str()),
+            input.ident.span(),
+        );
         let hex_ids = x_codegen::hex::service_ids(&seen);
         let services = seen.services;
         if cx.has_errors() {
