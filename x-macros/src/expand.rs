@@ -301,41 +301,21 @@ pub fn event(input: DeriveInput) -> TokenStream {
             if let Some(i) = model.events.iter().position(|e| e.identifier == identifier) {
                 file_id = Some(x_codegen::hex::event_ids(model)[i]);
             }
-            match model.events.iter().find(|e| e.identifier == identifier) {
-                None => cx.error(
-                    input.ident.span(),
-                    format!(
-                        "event `{identifier}` is not in {} (it has {})",
-                        path.value,
-                        listing(model.events.iter().map(|e| &e.identifier))
-                    ),
-                ),
-                Some(me) => {
-                    match (&attrs.kind, kind) {
-                        (Some(k), Some(given)) if given != me.kind => cx.error(
-                            k.span,
-                            format!(
-                                "event `{identifier}` is {:?} in {}, but kind = {:?} here",
-                                me.kind.model_name(),
-                                path.value,
-                                given.model_name()
-                            ),
-                        ),
-                        _ => kind = Some(me.kind),
-                    }
-                    name.get_or_insert_with(|| me.name.clone());
-                    consts.extend(check::fields(
-                        cx,
-                        &mut outputs,
-                        &me.outputs,
-                        &path.value,
-                        input.ident.span(),
-                        "output",
-                        &format!(" of event `{identifier}`"),
-                        &krate,
-                    ));
-                }
-            }
+            let mut parts = EventParts {
+                identifier: &identifier,
+                kind: &mut kind,
+                name: &mut name,
+                outputs: &mut outputs,
+            };
+            consts.extend(event_against_file(
+                cx,
+                &attrs,
+                &mut parts,
+                model,
+                &path.value,
+                input.ident.span(),
+                &krate,
+            ));
         }
         let hex_attr_id = attrs.hex.as_ref().and_then(|h| h.value.id.as_ref());
         if let (Some(given), Some(file)) = (hex_attr_id, file_id)
@@ -399,6 +379,61 @@ pub fn event(input: DeriveInput) -> TokenStream {
         };
         quote!(#impls #hex #consts)
     })
+}
+
+/// What a `ThingEvent` derive has read of its event, for the comparison with a model file.
+struct EventParts<'a> {
+    identifier: &'a str,
+    kind: &'a mut Option<EventKind>,
+    name: &'a mut Option<String>,
+    outputs: &'a mut Vec<Field>,
+}
+
+/// Compares a derived event with the model file's event of its identifier (at `owner`):
+/// its kind, name and outputs, inheriting what the derive leaves out. Returns the `const`
+/// checks of user types.
+fn event_against_file(
+    cx: &Ctxt,
+    attrs: &Attrs,
+    parts: &mut EventParts<'_>,
+    model: &x_codegen::Model,
+    file: &str,
+    owner: Span,
+    krate: &TokenStream,
+) -> TokenStream {
+    let identifier = parts.identifier;
+    let Some(me) = model.events.iter().find(|e| e.identifier == identifier) else {
+        cx.error(
+            owner,
+            format!(
+                "event `{identifier}` is not in {file} (it has {})",
+                listing(model.events.iter().map(|e| &e.identifier))
+            ),
+        );
+        return TokenStream::new();
+    };
+    match (&attrs.kind, *parts.kind) {
+        (Some(k), Some(given)) if given != me.kind => cx.error(
+            k.span,
+            format!(
+                "event `{identifier}` is {:?} in {file}, but kind = {:?} here",
+                me.kind.model_name(),
+                given.model_name()
+            ),
+        ),
+        _ => *parts.kind = Some(me.kind),
+    }
+    parts.name.get_or_insert_with(|| me.name.clone());
+    check::fields(
+        cx,
+        parts.outputs,
+        &me.outputs,
+        file,
+        owner,
+        "output",
+        &format!(" of event `{identifier}`"),
+        krate,
+    )
 }
 
 /// `#[derive(ThingStruct)]`.
