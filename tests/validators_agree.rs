@@ -2,7 +2,9 @@
 //! model IR) and the generated decoders (`FromPayload` of each model's report, events and
 //! service outputs, as a device or a platform-side decoder runs them) give the same verdict
 //! and the same reasons on random payloads, valid and invalid, of every type and constraint
-//! the models use, for every model in `models/`.
+//! the models use, for every model in `models/`: property reports, events, service outputs
+//! and history uploads (HeaderCtrl 27). Text values include non-ASCII characters, so that a
+//! side counting a text's length in characters rather than bytes would disagree.
 //!
 //! Each generated module is the golden file of its model (`tests/golden/`, which
 //! `tests/generated.rs` keeps equal to what x-codegen generates).
@@ -185,9 +187,20 @@ fn valid(ty: &DataType) -> BoxedStrategy<Value> {
                 .boxed()
         }
         DataType::Text(len) => {
+            // At most `max` bytes (the model's length is in bytes), of characters one to four
+            // bytes long.
             let max = len.unwrap_or(64).min(64) as usize;
-            proptest::collection::vec(proptest::char::range('a', 'z'), 0..=max)
-                .prop_map(|c| json!(c.into_iter().collect::<String>()))
+            proptest::collection::vec(text_char(), 0..=max)
+                .prop_map(move |chars| {
+                    let mut text = String::new();
+                    for c in chars {
+                        if text.len() + c.len_utf8() > max {
+                            break;
+                        }
+                        text.push(c);
+                    }
+                    json!(text)
+                })
                 .boxed()
         }
         DataType::Date => (0i64..4_102_444_800_000).prop_map(|ms| json!(ms)).boxed(),
@@ -248,8 +261,20 @@ fn invalid(ty: &DataType) -> BoxedStrategy<Value> {
             prop_oneof![wrong_type, Just(json!(unused)), Just(json!(-1))].boxed()
         }
         DataType::Text(len) => {
-            let too_long = json!("x".repeat(len.unwrap_or(64) as usize + 1));
-            prop_oneof![Just(json!(12)), Just(json!({"a": 1})), Just(too_long)].boxed()
+            let len = len.unwrap_or(64) as usize;
+            let too_long = json!("x".repeat(len + 1));
+            // No more characters than the length allows, but more bytes: a side counting
+            // characters would accept it.
+            let too_many_bytes = json!("é".repeat(len / 2 + 1));
+            let at_the_limit = json!(format!("{}{}", "x".repeat(len % 2), "é".repeat(len / 2)));
+            prop_oneof![
+                Just(json!(12)),
+                Just(json!({"a": 1})),
+                Just(too_long),
+                Just(too_many_bytes),
+                Just(at_the_limit),
+            ]
+            .boxed()
         }
         DataType::Struct(s) => {
             let fields = s.fields.clone();
@@ -277,6 +302,16 @@ fn invalid(ty: &DataType) -> BoxedStrategy<Value> {
         .boxed(),
         DataType::External(_) => Just(Value::Null).boxed(),
     }
+}
+
+/// A character of a text value: ASCII letters, and characters of two, three and four bytes
+/// in UTF-8 (`é`, `°`, `温`, `中`, `🌡`).
+fn text_char() -> BoxedStrategy<char> {
+    prop_oneof![
+        3 => proptest::char::range('a', 'z'),
+        1 => proptest::sample::select(vec!['é', '°', '温', '中', '🌡']),
+    ]
+    .boxed()
 }
 
 /// Mostly a valid value, sometimes an invalid one.
@@ -357,7 +392,7 @@ fn agree(
     label: &str,
     payloads: BoxedStrategy<Map<String, Value>>,
     sim: impl Fn(&Value) -> Result<(), Rejections>,
-    generated: Decode,
+    generated: impl Fn(&Map<String, Value>) -> Result<(), Rejections>,
 ) {
     let seen = [Cell::new(0usize), Cell::new(0usize)];
     let mut runner = TestRunner::new(Config {
@@ -414,5 +449,144 @@ fn service_outputs_get_the_same_verdict_from_x_sim_and_the_generated_decoder() {
             let label = format!("{} service {id}", case.file);
             agree(&label, outputs(&service.outputs), sim, *decode);
         }
+    }
+}
+
+/// A history upload (HeaderCtrl 27): one to three batches, each with property snapshots
+/// (mostly valid values, sometimes an unknown property) and entries of the model's events
+/// (outputs mostly valid, sometimes one missing, unknown or bad), each `{value, time}`.
+fn history(model: &Model) -> BoxedStrategy<Map<String, Value>> {
+    let time = 1_700_000_000_000i64..1_800_000_000_000;
+    let property = report(model).prop_flat_map(move |snapshot| {
+        proptest::collection::vec(time.clone(), snapshot.len()).prop_map(move |times| {
+            let timed: Map<String, Value> = snapshot
+                .iter()
+                .zip(times)
+                .map(|((id, v), t)| (id.clone(), json!({"value": v, "time": t})))
+                .collect();
+            timed
+        })
+    });
+    let events: Vec<BoxedStrategy<Map<String, Value>>> = model
+        .events
+        .iter()
+        .map(|e| {
+            let id = e.identifier.clone();
+            (outputs(&e.outputs), 1_700_000_000_000i64..1_800_000_000_000)
+                .prop_map(move |(outs, t)| {
+                    let mut entry = Map::new();
+                    entry.insert(id.clone(), json!({"value": outs, "time": t}));
+                    entry
+                })
+                .boxed()
+        })
+        .collect();
+    let event = if events.is_empty() {
+        Just(Map::new()).boxed()
+    } else {
+        proptest::strategy::Union::new(events).boxed()
+    };
+    let batch = (
+        proptest::collection::vec(property, 0..=2),
+        proptest::collection::vec(event, 0..=2),
+    )
+        .prop_map(|(properties, events)| {
+            json!({
+                "properties": properties.into_iter().filter(|m| !m.is_empty()).collect::<Vec<_>>(),
+                "events": events.into_iter().filter(|m| !m.is_empty()).collect::<Vec<_>>(),
+            })
+        });
+    proptest::collection::vec(batch, 1..=3)
+        .prop_map(|batches| {
+            let mut map = Map::new();
+            map.insert("params".into(), Value::Array(batches));
+            map
+        })
+        .boxed()
+}
+
+/// A history upload read with the generated decoders, as a platform-side decoder built on
+/// the bindings would: the upload's shape through x-protocol's `HistoryUpload`, each
+/// property snapshot through the report's `FromPayload` and each event entry through the
+/// event's, every rejection named by batch and identifier as a 4001 names it.
+fn history_by_generated(case: &Case, payload: &Map<String, Value>) -> Result<(), Rejections> {
+    let upload: x_protocol::payload::HistoryUpload =
+        serde_json::from_value(Value::Object(payload.clone())).unwrap();
+    let mut rejections = Rejections::default();
+    for (b, batch) in upload.params.iter().enumerate() {
+        for (id, timed) in batch.property_entries().unwrap() {
+            let mut one = Map::new();
+            one.insert(id.to_owned(), timed.value.clone());
+            if let Err(r) = (case.report)(&one) {
+                for x in r.0 {
+                    rejections.push(format!("params[{b}].properties.{}", x.identifier), x.reason);
+                }
+            }
+        }
+        for (id, timed) in batch.event_entries().unwrap() {
+            let decode = case
+                .events
+                .iter()
+                .find(|(e, _)| *e == id)
+                .map(|(_, d)| *d)
+                .unwrap();
+            let Value::Object(outputs) = &timed.value else {
+                panic!("the strategy makes event values objects")
+            };
+            if let Err(r) = decode(outputs) {
+                for x in r.0 {
+                    rejections.push(
+                        format!("params[{b}].events.{id}.{}", x.identifier),
+                        x.reason,
+                    );
+                }
+            }
+        }
+    }
+    rejections.into_result(|| ())
+}
+
+#[test]
+fn history_uploads_get_the_same_verdict_from_x_sim_and_the_generated_decoders() {
+    for case in CASES {
+        let model = load(case.file);
+        let sim = |p: &Value| x_sim::validate::history(&model, p);
+        let generated = |p: &Map<String, Value>| history_by_generated(case, p);
+        agree(
+            &format!("{} history", case.file),
+            history(&model),
+            sim,
+            generated,
+        );
+    }
+}
+
+#[test]
+fn text_lengths_are_counted_in_bytes_on_both_sides() {
+    // A text property of env-sensor with a length limit: the same rule on both sides.
+    let model = load("env-sensor.json");
+    assert_eq!(CASES[1].file, "env-sensor.json");
+    let field = model
+        .properties
+        .iter()
+        .find(|p| matches!(p.field.ty, DataType::Text(Some(_))))
+        .map(|p| p.field.clone())
+        .unwrap();
+    let DataType::Text(Some(len)) = field.ty else {
+        unreachable!()
+    };
+    let fits = json!("é".repeat(len as usize / 2));
+    let too_many_bytes = json!("é".repeat(len as usize / 2 + 1));
+    assert!(
+        (len as usize / 2 + 1) <= len as usize,
+        "fewer characters than the limit"
+    );
+    for (value, accepted) in [(fits, true), (too_many_bytes, false)] {
+        let mut payload = Map::new();
+        payload.insert(field.identifier.clone(), value.clone());
+        let by_sim = x_sim::validate::property_report(&model, &Value::Object(payload.clone()));
+        let by_generated = (CASES[1].report)(&payload);
+        assert_eq!(by_sim.is_ok(), accepted, "x-sim on {value}");
+        assert_eq!(by_generated.is_ok(), accepted, "generated on {value}");
     }
 }

@@ -3,8 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::ir::{DataType, Field, Model};
-use crate::rust::type_summary;
+use crate::ir::{DataType, Field, Model, Numeric};
 
 /// The model as Markdown.
 pub fn markdown(model: &Model, title: &str) -> String {
@@ -124,4 +123,54 @@ fn constraints(ty: &DataType) -> String {
 /// Escapes a Markdown table cell.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// A short human description of a data type's constraints.
+pub fn type_summary(ty: &DataType) -> Option<String> {
+    match ty {
+        DataType::Int(n) | DataType::Float(n) | DataType::Double(n) => numeric_summary(n),
+        DataType::Bool(Some([off, on])) => Some(format!("0 = {off}, 1 = {on}")),
+        DataType::Text(Some(len)) => Some(format!("at most {len} bytes")),
+        DataType::Date => Some("milliseconds since the Unix epoch".to_owned()),
+        DataType::Array {
+            size: Some(size),
+            item,
+        } => Some(match type_summary(item) {
+            Some(inner) => format!("at most {size} items, each {inner}"),
+            None => format!("at most {size} items"),
+        }),
+        _ => None,
+    }
+}
+
+fn numeric_summary(n: &Numeric) -> Option<String> {
+    let num = |v: f64| {
+        if v.fract() == 0.0 && v.abs() < 1e15 {
+            format!("{}", v as i64)
+        } else {
+            format!("{v}")
+        }
+    };
+    let mut s = match (n.min, n.max) {
+        (Some(a), Some(b)) => format!("{} ..= {}", num(a), num(b)),
+        (Some(a), None) => format!(">= {}", num(a)),
+        (None, Some(b)) => format!("<= {}", num(b)),
+        (None, None) => String::new(),
+    };
+    if let Some(unit) = &n.unit {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(unit);
+        if let Some(name) = &n.unit_name {
+            s.push_str(&format!(" ({name})"));
+        }
+    }
+    if let Some(step) = n.step {
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
+        s.push_str(&format!("step {}", num(step)));
+    }
+    (!s.is_empty()).then_some(s)
 }

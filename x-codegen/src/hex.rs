@@ -2,8 +2,7 @@
 //! defaults into the encoding both emitters (Rust codec and parsing script) use, and the
 //! checks that reject what the codec could not honour.
 
-use crate::ir::{DataType, Diagnostic, Field, HexType, Model, Numeric, WireType};
-use proc_macro2::Span;
+use crate::ir::{DataType, Diagnostic, Field, HexType, Loc, Model, Numeric, WireType};
 
 /// How one value is encoded, after defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,70 +56,11 @@ impl Encoding {
 /// Why the settings cannot apply to the type.
 pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, String> {
     let declared = hex.ty;
-    let scaling = hex.scale.is_some() || hex.offset.is_some();
-    let no_scaling = |what: &str| {
-        if scaling {
-            Err(format!(
-                "scale and offset apply only to numbers, not {what}"
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    let int_wire = |w: WireType| w.int_range().is_some();
     match ty {
         DataType::Array { item, .. } => resolve(item, hex),
-        DataType::Int(_) | DataType::Float(_) | DataType::Double(_) => {
-            let default = match ty {
-                DataType::Int(_) => WireType::I32,
-                DataType::Float(_) => WireType::F32,
-                _ => WireType::F64,
-            };
-            let wire = match declared {
-                None => default,
-                Some(HexType::Number(w)) => w,
-                Some(other) => {
-                    return Err(format!(
-                        "{} cannot travel as {}",
-                        ty.model_name(),
-                        hex_type_name(other)
-                    ));
-                }
-            };
-            if !int_wire(wire) && scaling {
-                return Err(format!(
-                    "scale and offset need an integer wire type, not {}",
-                    wire.name()
-                ));
-            }
-            if matches!(ty, DataType::Int(_)) && !int_wire(wire) {
-                return Err(format!(
-                    "an int travels as an integer wire type, not {}",
-                    wire.name()
-                ));
-            }
-            if matches!(ty, DataType::Double(_)) && wire == WireType::F32 {
-                return Err(
-                    "a double would lose precision as f32; use f64 or a scaled integer".into(),
-                );
-            }
-            let scale = hex.scale.unwrap_or(1.0);
-            let offset = hex.offset.unwrap_or(0.0);
-            if scale <= 0.0 {
-                return Err(format!("scale must be positive, got {scale}"));
-            }
-            if matches!(ty, DataType::Int(_)) && (scale.fract() != 0.0 || offset.fract() != 0.0) {
-                return Err("an int's scale and offset must be whole numbers".into());
-            }
-            Ok(Encoding {
-                wire: WireForm::Number(wire),
-                scale,
-                offset,
-                decimals: decimals(scale).max(decimals(offset)),
-            })
-        }
+        DataType::Int(_) | DataType::Float(_) | DataType::Double(_) => number(ty, hex),
         DataType::Bool(_) => {
-            no_scaling("bool")?;
+            no_scaling(hex, "bool")?;
             match declared {
                 None | Some(HexType::Bool) | Some(HexType::Number(WireType::U8)) => {
                     Ok(Encoding::plain(WireForm::Bool))
@@ -132,7 +72,7 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
             }
         }
         DataType::Enum(_) => {
-            no_scaling("enum")?;
+            no_scaling(hex, "enum")?;
             match declared {
                 None => Ok(Encoding::plain(WireForm::Number(WireType::U8))),
                 Some(HexType::Number(w)) if int_wire(w) => Ok(Encoding::plain(WireForm::Number(w))),
@@ -143,7 +83,7 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
             }
         }
         DataType::Date => {
-            no_scaling("date")?;
+            no_scaling(hex, "date")?;
             match declared {
                 None => Ok(Encoding::plain(WireForm::Number(WireType::U64))),
                 Some(HexType::Number(w @ (WireType::U64 | WireType::I64))) => {
@@ -156,7 +96,7 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
             }
         }
         DataType::Text(_) => {
-            no_scaling("text")?;
+            no_scaling(hex, "text")?;
             match declared {
                 None | Some(HexType::Text) => Ok(Encoding::plain(WireForm::Text)),
                 Some(HexType::TextFixed(n)) => Ok(Encoding::plain(WireForm::TextFixed(n))),
@@ -167,7 +107,7 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
             }
         }
         DataType::Struct(_) => {
-            if declared.is_some() || scaling {
+            if declared.is_some() || scaled(hex) {
                 return Err(
                     "a struct travels as its fields in order; put hex settings on the fields"
                         .into(),
@@ -175,19 +115,93 @@ pub fn resolve(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, Str
             }
             Ok(Encoding::plain(WireForm::Struct))
         }
-        DataType::External(_) => {
-            if scaling {
-                return Err("scale and offset apply only to numbers".into());
-            }
-            match declared {
-                None => Ok(Encoding::plain(WireForm::External)),
-                Some(HexType::Number(w)) if int_wire(w) => Ok(Encoding::plain(WireForm::Number(w))),
-                Some(other) => Err(format!(
-                    "a user type travels as its own encoding or an integer key type, not {}",
-                    hex_type_name(other)
-                )),
-            }
+        DataType::External(_) => external(hex),
+    }
+}
+
+/// Whether `scale` or `offset` is declared.
+fn scaled(hex: &crate::ir::HexField) -> bool {
+    hex.scale.is_some() || hex.offset.is_some()
+}
+
+/// Refuses `scale` and `offset` on a type `what` that is not a number.
+fn no_scaling(hex: &crate::ir::HexField, what: &str) -> Result<(), String> {
+    if scaled(hex) {
+        Err(format!(
+            "scale and offset apply only to numbers, not {what}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether a wire type holds integers.
+fn int_wire(w: WireType) -> bool {
+    w.int_range().is_some()
+}
+
+/// The encoding of an int, float or double: its wire type (i32, f32 or f64 by default),
+/// and scale and offset on integer wire types.
+fn number(ty: &DataType, hex: &crate::ir::HexField) -> Result<Encoding, String> {
+    let default = match ty {
+        DataType::Int(_) => WireType::I32,
+        DataType::Float(_) => WireType::F32,
+        _ => WireType::F64,
+    };
+    let wire = match hex.ty {
+        None => default,
+        Some(HexType::Number(w)) => w,
+        Some(other) => {
+            return Err(format!(
+                "{} cannot travel as {}",
+                ty.model_name(),
+                hex_type_name(other)
+            ));
         }
+    };
+    if !int_wire(wire) && scaled(hex) {
+        return Err(format!(
+            "scale and offset need an integer wire type, not {}",
+            wire.name()
+        ));
+    }
+    if matches!(ty, DataType::Int(_)) && !int_wire(wire) {
+        return Err(format!(
+            "an int travels as an integer wire type, not {}",
+            wire.name()
+        ));
+    }
+    if matches!(ty, DataType::Double(_)) && wire == WireType::F32 {
+        return Err("a double would lose precision as f32; use f64 or a scaled integer".into());
+    }
+    let scale = hex.scale.unwrap_or(1.0);
+    let offset = hex.offset.unwrap_or(0.0);
+    if scale <= 0.0 {
+        return Err(format!("scale must be positive, got {scale}"));
+    }
+    if matches!(ty, DataType::Int(_)) && (scale.fract() != 0.0 || offset.fract() != 0.0) {
+        return Err("an int's scale and offset must be whole numbers".into());
+    }
+    Ok(Encoding {
+        wire: WireForm::Number(wire),
+        scale,
+        offset,
+        decimals: decimals(scale).max(decimals(offset)),
+    })
+}
+
+/// The encoding of a derive's user type: its own `HexValue`, or an integer key type.
+fn external(hex: &crate::ir::HexField) -> Result<Encoding, String> {
+    if scaled(hex) {
+        return Err("scale and offset apply only to numbers".into());
+    }
+    match hex.ty {
+        None => Ok(Encoding::plain(WireForm::External)),
+        Some(HexType::Number(w)) if int_wire(w) => Ok(Encoding::plain(WireForm::Number(w))),
+        Some(other) => Err(format!(
+            "a user type travels as its own encoding or an integer key type, not {}",
+            hex_type_name(other)
+        )),
     }
 }
 
@@ -246,24 +260,24 @@ pub fn validate(model: &Model, diags: &mut Vec<Diagnostic>) {
         return;
     }
     let ids = property_ids(model);
-    let places: Vec<(&str, Span)> = model
+    let places: Vec<(&str, Loc)> = model
         .properties
         .iter()
-        .map(|p| (p.field.path.as_str(), p.field.span))
+        .map(|p| (p.field.path.as_str(), p.field.loc))
         .collect();
     unique_ids(&ids, &places, "property", diags);
     let ids = event_ids(model);
-    let places: Vec<(&str, Span)> = model
+    let places: Vec<(&str, Loc)> = model
         .events
         .iter()
-        .map(|e| (e.path.as_str(), e.span))
+        .map(|e| (e.path.as_str(), e.loc))
         .collect();
     unique_ids(&ids, &places, "event", diags);
     let ids = service_ids(model);
-    let places: Vec<(&str, Span)> = model
+    let places: Vec<(&str, Loc)> = model
         .services
         .iter()
-        .map(|s| (s.path.as_str(), s.span))
+        .map(|s| (s.path.as_str(), s.loc))
         .collect();
     unique_ids(&ids, &places, "service", diags);
     for p in &model.properties {
@@ -280,10 +294,10 @@ pub fn validate(model: &Model, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Every id in 1..=255 and used once; each problem at its item's path and span.
-fn unique_ids(ids: &[u32], places: &[(&str, Span)], what: &str, diags: &mut Vec<Diagnostic>) {
+/// Every id in 1..=255 and used once; each problem at its item's path and location.
+fn unique_ids(ids: &[u32], places: &[(&str, Loc)], what: &str, diags: &mut Vec<Diagnostic>) {
     for (i, id) in ids.iter().enumerate() {
-        let (path, span) = places[i];
+        let (path, loc) = places[i];
         let path = format!("{path}.hex.id");
         if *id == 0 || *id > 255 {
             diags.push(
@@ -291,7 +305,7 @@ fn unique_ids(ids: &[u32], places: &[(&str, Span)], what: &str, diags: &mut Vec<
                     path,
                     format!("{what} id {id} does not fit in one byte (1..=255)"),
                 )
-                .at(span),
+                .at(loc),
             );
         } else if let Some(first) = ids[..i].iter().position(|x| x == id) {
             diags.push(
@@ -299,7 +313,7 @@ fn unique_ids(ids: &[u32], places: &[(&str, Span)], what: &str, diags: &mut Vec<
                     path,
                     format!("{what} id {id} is already used by {}", places[first].0),
                 )
-                .at(span),
+                .at(loc),
             );
         }
     }
@@ -308,7 +322,7 @@ fn unique_ids(ids: &[u32], places: &[(&str, Span)], what: &str, diags: &mut Vec<
 /// Checks one field's encoding (recursing into struct fields).
 pub fn field(f: &Field, diags: &mut Vec<Diagnostic>) {
     let path = format!("{}.hex", f.path);
-    let mut err = |m: String| diags.push(Diagnostic::new(path.clone(), m).at(f.span));
+    let mut err = |m: String| diags.push(Diagnostic::new(path.clone(), m).at(f.loc));
     let enc = match resolve(&f.ty, &f.hex) {
         Ok(enc) => enc,
         Err(m) => return err(m),

@@ -1,7 +1,13 @@
 //! The validated model IR: what a thing model means, independent of where it came from (a
 //! platform export or a hand-written Rust type). Every emitter reads only this.
+//!
+//! The IR is plain data: `Clone + Send + Sync`, serializable with serde, and free of
+//! compiler tokens. Where a derive wrote an item, the item carries a [`Loc`], a key into the
+//! derive's own table of spans and type tokens (`x_codegen::rust::Sources`), as typify keeps
+//! tokens out of its `TypeSpace` until output; a Rust type is kept as its text
+//! ([`RustType`]).
 
-use proc_macro2::{Span, TokenStream};
+use serde::{Deserialize, Serialize};
 
 /// The runtime vocabulary the IR shares with the bindings: x-protocol's types, not copies,
 /// each with its one table of model spellings (`SPELLINGS`, `model_name`,
@@ -10,7 +16,7 @@ pub use x_protocol::model::hex::{ByteOrder, WireType};
 pub use x_protocol::model::{Access, CallType, EventKind, Spelled};
 
 /// A whole thing model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
     /// The Rust name of the property state type, e.g. `SmartPlug`.
     pub name: String,
@@ -26,11 +32,13 @@ pub struct Model {
 }
 
 /// How a HEX product lays out its frames (docs/hex-format.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HexLayout {
     /// Tagged (ids before values) or positional (property reports without ids).
+    #[serde(with = "spelled")]
     pub mode: HexMode,
     /// Byte order of multi-byte values.
+    #[serde(with = "spelled")]
     pub byte_order: ByteOrder,
 }
 
@@ -62,7 +70,7 @@ impl HexMode {
 }
 
 /// A field's `"hex"` settings as declared (resolved against defaults by the emitters).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HexField {
     /// The id of a property (parameters have none: they travel in order).
     pub id: Option<u32>,
@@ -74,7 +82,7 @@ pub struct HexField {
     pub offset: Option<f64>,
 }
 
-/// A declared HEX wire type.
+/// A declared HEX wire type; serialized as its model spelling (`"u16"`, `"text:8"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HexType {
     /// A number type.
@@ -110,18 +118,19 @@ impl HexType {
 }
 
 /// A property: a field plus access mode.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Property {
     /// Identifier, names, type and constraints.
     pub field: Field,
     /// Read-only or read-write.
+    #[serde(with = "spelled")]
     pub access: Access,
     /// The model's `required` flag (documentation only).
     pub required: bool,
 }
 
 /// A named, typed value: a property, an event or service parameter, or a struct field.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Field {
     /// The wire identifier.
     pub identifier: String,
@@ -135,18 +144,18 @@ pub struct Field {
     pub rust_name: String,
     /// The Rust type as written in a derive input; `None` for model files, where the type
     /// follows from `ty`.
-    pub rust_type: Option<TokenStream>,
+    pub rust_type: Option<RustType>,
     /// Where the field is: its JSON path (`properties[3]`) in a model file, or the Rust
     /// field's description in a derive.
     pub path: String,
-    /// The span of the Rust field in a derive; `Span::call_site()` for model files.
-    pub span: Span,
+    /// The Rust field's location key in a derive; [`Loc::NONE`] for model files.
+    pub loc: Loc,
     /// HEX settings (only used by HEX products).
     pub hex: HexField,
 }
 
 /// Numeric constraints and unit.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Numeric {
     /// Smallest value.
     pub min: Option<f64>,
@@ -161,7 +170,7 @@ pub struct Numeric {
 }
 
 /// A data type with its specs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DataType {
     /// `int`: i32.
     Int(Numeric),
@@ -187,8 +196,8 @@ pub enum DataType {
         item: Box<DataType>,
     },
     /// A user type in a derive (an enum or struct deriving `ThingEnum`/`ThingStruct`),
-    /// known only by its Rust tokens; the compiler checks its kind.
-    External(TokenStream),
+    /// known only by its Rust type; the compiler checks its kind.
+    External(RustType),
 }
 
 impl DataType {
@@ -218,7 +227,7 @@ impl DataType {
 }
 
 /// An enum type.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnumType {
     /// The Rust type name.
     pub rust_name: String,
@@ -227,7 +236,7 @@ pub struct EnumType {
 }
 
 /// One enum variant.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variant {
     /// The integer key on the wire.
     pub key: i64,
@@ -238,7 +247,7 @@ pub struct Variant {
 }
 
 /// A struct type.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StructType {
     /// The Rust type name.
     pub rust_name: String,
@@ -247,7 +256,7 @@ pub struct StructType {
 }
 
 /// An event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// The wire identifier (also a topic level).
     pub identifier: String,
@@ -256,6 +265,7 @@ pub struct Event {
     /// The description.
     pub desc: Option<String>,
     /// Its type.
+    #[serde(with = "spelled")]
     pub kind: EventKind,
     /// Output parameters.
     pub outputs: Vec<Field>,
@@ -263,14 +273,14 @@ pub struct Event {
     pub rust_name: String,
     /// JSON path or Rust location.
     pub path: String,
-    /// The derive's span.
-    pub span: Span,
+    /// The derive's location key; [`Loc::NONE`] for model files.
+    pub loc: Loc,
     /// The declared HEX id (default: position + 1).
     pub hex_id: Option<u32>,
 }
 
 /// A service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     /// The wire identifier (also a topic level).
     pub identifier: String,
@@ -279,6 +289,7 @@ pub struct Service {
     /// The description.
     pub desc: Option<String>,
     /// Sync or async.
+    #[serde(with = "spelled")]
     pub call: CallType,
     /// Input parameters.
     pub inputs: Vec<Field>,
@@ -290,24 +301,26 @@ pub struct Service {
     pub rust_method: String,
     /// The output type: a generated struct name, or the derive's `output = Type`; `None`
     /// when the service has no outputs.
-    pub output_type: Option<TokenStream>,
+    pub output_type: Option<RustType>,
     /// JSON path or Rust location.
     pub path: String,
-    /// The derive's span.
-    pub span: Span,
+    /// The derive's location key; [`Loc::NONE`] for model files.
+    pub loc: Loc,
     /// The declared HEX id (default: position + 1).
     pub hex_id: Option<u32>,
 }
 
-/// One problem found in a model: where (JSON path, or a Rust item with its span) and what.
-#[derive(Debug, Clone)]
+/// One problem found in a model: where (JSON path, or a Rust item with its location key)
+/// and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
     /// The JSON path (`properties[3].dataType.specs.max`) or Rust location.
     pub path: String,
     /// What is wrong.
     pub message: String,
-    /// The span to report it at in a derive.
-    pub span: Span,
+    /// The location key a derive reports it at (its span, through the derive's table);
+    /// [`Loc::NONE`] for model files.
+    pub loc: Loc,
 }
 
 impl Diagnostic {
@@ -316,14 +329,101 @@ impl Diagnostic {
         Self {
             path: path.into(),
             message: message.into(),
-            span: Span::call_site(),
+            loc: Loc::NONE,
         }
     }
 
-    /// The same diagnostic reported at `span`.
-    pub fn at(mut self, span: Span) -> Self {
-        self.span = span;
+    /// The same diagnostic reported at the item `loc` keys.
+    pub fn at(mut self, loc: Loc) -> Self {
+        self.loc = loc;
         self
+    }
+}
+
+/// Where a derive wrote an item: a key into the derive's own table of source locations
+/// (spans and type tokens, `x_codegen::rust::Sources`), so that the IR stays plain data.
+/// [`Loc::NONE`] for items of model files, whose places are their JSON paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Loc(pub u32);
+
+impl Loc {
+    /// No source location: an item of a model file.
+    pub const NONE: Loc = Loc(0);
+
+    /// Whether this is [`Loc::NONE`].
+    pub fn is_none(self) -> bool {
+        self == Self::NONE
+    }
+}
+
+/// A Rust type named by the IR: a derive's field type or `output = Type`, a user type, or
+/// a generated output struct's name. Kept as its source text (tokens printed, e.g.
+/// `Vec < crate :: Mode >`), which parses back into the type; `loc` keys the derive's
+/// original tokens, which the emitter uses where it has them (for their spans).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RustType {
+    /// The type's tokens as text.
+    pub text: String,
+    /// The derive's key of the original tokens; [`Loc::NONE`] when there are none.
+    pub loc: Loc,
+}
+
+impl RustType {
+    /// A type known only by its text (generated names).
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            loc: Loc::NONE,
+        }
+    }
+
+    /// The type as messages show it, without the spaces of printed tokens: `Vec<Mode>`.
+    pub fn display(&self) -> String {
+        self.text.replace(' ', "")
+    }
+}
+
+impl std::fmt::Display for RustType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+/// Serde for the model's fixed vocabulary ([`Spelled`]): a value is written as its
+/// spelling in a model file (`"rw"`, `"alert"`, `"little"`) and read through the same table.
+mod spelled {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Spelled;
+
+    pub fn serialize<T: Spelled, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(value.spelling())
+    }
+
+    pub fn deserialize<'de, T: Spelled, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        T::from_spelling(&text)
+            .ok_or_else(|| D::Error::custom(format!("expected {}, got {text:?}", T::choices())))
+    }
+}
+
+impl Serialize for HexType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::hex::hex_type_name(*self))
+    }
+}
+
+impl<'de> Deserialize<'de> for HexType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::from_model_name(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown hex type {text:?} (expected {})",
+                Self::choices()
+            ))
+        })
     }
 }
 

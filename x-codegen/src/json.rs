@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::ir::{
     Access, CallType, DataType, Diagnostic, EnumType, Event, EventKind, Field, HexField, HexLayout,
-    HexType, Model, Numeric, Property, Service, Spelled, StructType, Variant,
+    HexType, Loc, Model, Numeric, Property, RustType, Service, Spelled, StructType, Variant,
 };
 use crate::names;
 
@@ -242,7 +242,7 @@ impl Parser {
             ty: ty?,
             rust_type: None,
             path: path.to_owned(),
-            span: proc_macro2::Span::call_site(),
+            loc: Loc::NONE,
             hex,
         })
     }
@@ -284,7 +284,7 @@ impl Parser {
             kind: kind?,
             outputs,
             path: path.to_owned(),
-            span: proc_macro2::Span::call_site(),
+            loc: Loc::NONE,
         })
     }
 
@@ -298,10 +298,8 @@ impl Parser {
         let identifier = identifier?;
         let inputs = self.params(obj, "inputData", path, &identifier);
         let outputs = self.params(obj, "outputData", path, &identifier);
-        let output_type = (!outputs.is_empty()).then(|| {
-            let ident = quote::format_ident!("{}", names::type_name(&[&identifier, "output"]));
-            quote::quote!(#ident)
-        });
+        let output_type = (!outputs.is_empty())
+            .then(|| RustType::new(names::type_name(&[&identifier, "output"])));
         let hex_id = self.hex_id(obj, path);
         Some(Service {
             hex_id,
@@ -315,7 +313,7 @@ impl Parser {
             outputs,
             output_type,
             path: path.to_owned(),
-            span: proc_macro2::Span::call_site(),
+            loc: Loc::NONE,
         })
     }
 
@@ -355,85 +353,8 @@ impl Parser {
                 self.spec_map(specs, &specs_path, "date", &[])?;
                 Some(DataType::Date)
             }
-            "struct" => {
-                if place == Place::InStruct {
-                    self.error(
-                        &join(path, "type"),
-                        "a struct field cannot be a struct (structs do not nest)",
-                    );
-                    return None;
-                }
-                let fields = match specs {
-                    Some(Value::Array(items)) => items,
-                    Some(other) => {
-                        self.error(
-                            &specs_path,
-                            format!("struct specs must be a list of fields, got {}", kind(other)),
-                        );
-                        return None;
-                    }
-                    None => {
-                        self.error(&specs_path, "a struct needs its list of fields");
-                        return None;
-                    }
-                };
-                if fields.is_empty() {
-                    self.error(&specs_path, "a struct needs at least one field");
-                }
-                let type_parts: Vec<&str> = if place == Place::ArrayItem {
-                    parts.iter().copied().chain(["item"]).collect()
-                } else {
-                    parts.to_vec()
-                };
-                let rust_name = names::type_name(&type_parts);
-                let fields: Vec<Field> = fields
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, f)| {
-                        let fpath = format!("{specs_path}[{i}]");
-                        let o = self.object(f, &fpath)?;
-                        self.field(o, &fpath, &type_parts, Place::InStruct, false)
-                    })
-                    .collect();
-                Some(DataType::Struct(StructType { rust_name, fields }))
-            }
-            "array" => {
-                if place == Place::ArrayItem {
-                    self.error(&join(path, "type"), "arrays of arrays are not supported");
-                    return None;
-                }
-                let map = self.spec_map(specs, &specs_path, "array", &["size", "item"])?;
-                let size = match map.get("size") {
-                    Some(s) => Some(self.count(s, &join(&specs_path, "size"))?),
-                    None => {
-                        self.error(&join(&specs_path, "size"), "is required for an array");
-                        None
-                    }
-                };
-                let item_path = join(&specs_path, "item");
-                let item = match map.get("item") {
-                    Some(item) => {
-                        if place == Place::InStruct
-                            && item.get("type").and_then(Value::as_str) == Some("struct")
-                        {
-                            self.error(
-                                &join(&item_path, "type"),
-                                "a struct field cannot be an array of structs (structs do not nest)",
-                            );
-                            return None;
-                        }
-                        self.data_type(item, &item_path, parts, Place::ArrayItem)?
-                    }
-                    None => {
-                        self.error(&item_path, "is required for an array");
-                        return None;
-                    }
-                };
-                Some(DataType::Array {
-                    size: Some(size?),
-                    item: Box::new(item),
-                })
-            }
+            "struct" => self.struct_type(specs, path, parts, place),
+            "array" => self.array_type(specs, path, parts, place),
             other => {
                 self.error(
                     &join(path, "type"),
@@ -444,6 +365,105 @@ impl Parser {
                 None
             }
         }
+    }
+
+    /// A struct type: its fields (which may not be structs), named after `parts` (and
+    /// `item` as an array's item).
+    fn struct_type(
+        &mut self,
+        specs: Option<&Value>,
+        path: &str,
+        parts: &[&str],
+        place: Place,
+    ) -> Option<DataType> {
+        let specs_path = join(path, "specs");
+        if place == Place::InStruct {
+            self.error(
+                &join(path, "type"),
+                "a struct field cannot be a struct (structs do not nest)",
+            );
+            return None;
+        }
+        let fields = match specs {
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.error(
+                    &specs_path,
+                    format!("struct specs must be a list of fields, got {}", kind(other)),
+                );
+                return None;
+            }
+            None => {
+                self.error(&specs_path, "a struct needs its list of fields");
+                return None;
+            }
+        };
+        if fields.is_empty() {
+            self.error(&specs_path, "a struct needs at least one field");
+        }
+        let type_parts: Vec<&str> = if place == Place::ArrayItem {
+            parts.iter().copied().chain(["item"]).collect()
+        } else {
+            parts.to_vec()
+        };
+        let rust_name = names::type_name(&type_parts);
+        let fields: Vec<Field> = fields
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let fpath = format!("{specs_path}[{i}]");
+                let o = self.object(f, &fpath)?;
+                self.field(o, &fpath, &type_parts, Place::InStruct, false)
+            })
+            .collect();
+        Some(DataType::Struct(StructType { rust_name, fields }))
+    }
+
+    /// An array type: its `size` and its `item` type (not an array; in a struct, not a
+    /// struct).
+    fn array_type(
+        &mut self,
+        specs: Option<&Value>,
+        path: &str,
+        parts: &[&str],
+        place: Place,
+    ) -> Option<DataType> {
+        let specs_path = join(path, "specs");
+        if place == Place::ArrayItem {
+            self.error(&join(path, "type"), "arrays of arrays are not supported");
+            return None;
+        }
+        let map = self.spec_map(specs, &specs_path, "array", &["size", "item"])?;
+        let size = match map.get("size") {
+            Some(s) => Some(self.count(s, &join(&specs_path, "size"))?),
+            None => {
+                self.error(&join(&specs_path, "size"), "is required for an array");
+                None
+            }
+        };
+        let item_path = join(&specs_path, "item");
+        let item = match map.get("item") {
+            Some(item) => {
+                if place == Place::InStruct
+                    && item.get("type").and_then(Value::as_str) == Some("struct")
+                {
+                    self.error(
+                        &join(&item_path, "type"),
+                        "a struct field cannot be an array of structs (structs do not nest)",
+                    );
+                    return None;
+                }
+                self.data_type(item, &item_path, parts, Place::ArrayItem)?
+            }
+            None => {
+                self.error(&item_path, "is required for an array");
+                return None;
+            }
+        };
+        Some(DataType::Array {
+            size: Some(size?),
+            item: Box::new(item),
+        })
     }
 
     /// The top-level `"hex"` layout.

@@ -4,12 +4,17 @@
 //!
 //! Three front ends share one path: the `x-codegen` CLI, [`Builder`] for build.rs, and the
 //! derive macros. Like prost-build, the IR comes first and every emitter reads only the IR.
+//!
+//! The IR ([`ir`]) is plain data; the Rust emitter ([`rust`], feature `rust`) and the
+//! pretty-printer ([`Builder`], feature `format`) are optional, so that a consumer of models
+//! alone (x-sim) builds no compiler-token crates.
 
 pub mod doc;
 pub mod hex;
 pub mod ir;
 pub mod json;
 pub mod names;
+#[cfg(feature = "rust")]
 pub mod rust;
 pub mod script;
 pub mod validate;

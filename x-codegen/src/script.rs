@@ -51,51 +51,11 @@ pub fn script(model: &Model, source: &str) -> Result<String, NotHex> {
         "  littleEndian: {},",
         layout.byte_order == ByteOrder::Little
     );
-
-    // Properties in id order: the wire order of positional reports.
-    let ids = hex::property_ids(model);
-    let mut props: Vec<(u32, &crate::ir::Property)> =
-        ids.into_iter().zip(&model.properties).collect();
-    props.sort_by_key(|(id, _)| *id);
-    let properties: Vec<String> = props
-        .iter()
-        .map(|(id, p)| {
-            format!(
-                "    {{ id: {id}, identifier: {}, writable: {}, type: {} }}",
-                js_string(&p.field.identifier),
-                p.access == crate::ir::Access::ReadWrite,
-                type_table(&p.field, 3)
-            )
-        })
-        .collect();
-    let events: Vec<String> = hex::event_ids(model)
-        .into_iter()
-        .zip(&model.events)
-        .map(|(id, e)| {
-            format!(
-                "    {{ id: {id}, identifier: {}, outputs: {} }}",
-                js_string(&e.identifier),
-                params(&e.outputs, 3)
-            )
-        })
-        .collect();
-    let services: Vec<String> = hex::service_ids(model)
-        .into_iter()
-        .zip(&model.services)
-        .map(|(id, s)| {
-            format!(
-                "    {{ id: {id}, identifier: {}, inputs: {}, outputs: {} }}",
-                js_string(&s.identifier),
-                params(&s.inputs, 3),
-                params(&s.outputs, 3)
-            )
-        })
-        .collect();
     // No trailing commas: some platform engines predate ES5's tolerance of them.
     for (name, list, last) in [
-        ("properties", &properties, false),
-        ("events", &events, false),
-        ("services", &services, true),
+        ("properties", property_rows(model), false),
+        ("events", event_rows(model), false),
+        ("services", service_rows(model), true),
     ] {
         if list.is_empty() {
             let _ = writeln!(out, "  {name}: []{}", if last { "" } else { "," });
@@ -111,6 +71,56 @@ pub fn script(model: &Model, source: &str) -> Result<String, NotHex> {
     out.push_str("};\n\n");
     out.push_str(RUNTIME);
     Ok(out)
+}
+
+/// The `MODEL.properties` rows, in id order: the wire order of positional reports.
+fn property_rows(model: &Model) -> Vec<String> {
+    let ids = hex::property_ids(model);
+    let mut props: Vec<(u32, &crate::ir::Property)> =
+        ids.into_iter().zip(&model.properties).collect();
+    props.sort_by_key(|(id, _)| *id);
+    props
+        .iter()
+        .map(|(id, p)| {
+            format!(
+                "    {{ id: {id}, identifier: {}, writable: {}, type: {} }}",
+                js_string(&p.field.identifier),
+                p.access == crate::ir::Access::ReadWrite,
+                type_table(&p.field, 3)
+            )
+        })
+        .collect()
+}
+
+/// The `MODEL.events` rows.
+fn event_rows(model: &Model) -> Vec<String> {
+    hex::event_ids(model)
+        .into_iter()
+        .zip(&model.events)
+        .map(|(id, e)| {
+            format!(
+                "    {{ id: {id}, identifier: {}, outputs: {} }}",
+                js_string(&e.identifier),
+                params(&e.outputs, 3)
+            )
+        })
+        .collect()
+}
+
+/// The `MODEL.services` rows.
+fn service_rows(model: &Model) -> Vec<String> {
+    hex::service_ids(model)
+        .into_iter()
+        .zip(&model.services)
+        .map(|(id, s)| {
+            format!(
+                "    {{ id: {id}, identifier: {}, inputs: {}, outputs: {} }}",
+                js_string(&s.identifier),
+                params(&s.inputs, 3),
+                params(&s.outputs, 3)
+            )
+        })
+        .collect()
 }
 
 fn params(fields: &[Field], depth: usize) -> String {

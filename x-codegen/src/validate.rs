@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::ir::{DataType, Diagnostic, Field, Model, Numeric, Service};
+use crate::ir::{DataType, Diagnostic, Field, Loc, Model, Numeric, Service};
 
 /// Checks a whole model.
 pub fn validate(model: &Model) -> Vec<Diagnostic> {
@@ -12,10 +12,7 @@ pub fn validate(model: &Model) -> Vec<Diagnostic> {
     let props: Vec<&Field> = model.properties.iter().map(|p| &p.field).collect();
     fields(&props, "property", &mut diags);
     unique(
-        model
-            .events
-            .iter()
-            .map(|e| (&e.identifier, &e.path, e.span)),
+        model.events.iter().map(|e| (&e.identifier, &e.path, e.loc)),
         "event",
         &mut diags,
     );
@@ -32,7 +29,7 @@ pub fn validate(model: &Model) -> Vec<Diagnostic> {
 /// unique identifiers, and each one's inputs and outputs.
 pub fn services(list: &[Service], diags: &mut Vec<Diagnostic>) {
     unique(
-        list.iter().map(|s| (&s.identifier, &s.path, s.span)),
+        list.iter().map(|s| (&s.identifier, &s.path, s.loc)),
         "service",
         diags,
     );
@@ -48,7 +45,7 @@ pub fn services(list: &[Service], diags: &mut Vec<Diagnostic>) {
 /// identifiers and Rust names, and each field's type.
 pub fn fields(list: &[&Field], what: &str, diags: &mut Vec<Diagnostic>) {
     unique(
-        list.iter().map(|f| (&f.identifier, &f.path, f.span)),
+        list.iter().map(|f| (&f.identifier, &f.path, f.loc)),
         what,
         diags,
     );
@@ -65,7 +62,7 @@ pub fn fields(list: &[&Field], what: &str, diags: &mut Vec<Diagnostic>) {
                         f.identifier, first.identifier, first.path, f.rust_name
                     ),
                 )
-                .at(f.span),
+                .at(f.loc),
             );
         }
         data_type(&f.ty, &join(&f.path, "dataType"), f, diags);
@@ -73,19 +70,19 @@ pub fn fields(list: &[&Field], what: &str, diags: &mut Vec<Diagnostic>) {
 }
 
 fn unique<'a>(
-    items: impl Iterator<Item = (&'a String, &'a String, proc_macro2::Span)>,
+    items: impl Iterator<Item = (&'a String, &'a String, Loc)>,
     what: &str,
     diags: &mut Vec<Diagnostic>,
 ) {
     let mut seen: HashMap<&str, &str> = HashMap::new();
-    for (id, path, span) in items {
+    for (id, path, loc) in items {
         if let Some(first) = seen.insert(id.as_str(), path.as_str()) {
             diags.push(
                 Diagnostic::new(
                     join(path, "identifier"),
                     format!("duplicate {what} identifier {id:?} (first at {first})"),
                 )
-                .at(span),
+                .at(loc),
             );
         }
     }
@@ -93,7 +90,7 @@ fn unique<'a>(
 
 fn data_type(ty: &DataType, path: &str, field: &Field, diags: &mut Vec<Diagnostic>) {
     let specs = join(path, "specs");
-    let mut err = |p: String, m: String| diags.push(Diagnostic::new(p, m).at(field.span));
+    let mut err = |p: String, m: String| diags.push(Diagnostic::new(p, m).at(field.loc));
     match ty {
         DataType::Int(n) => numeric(n, &specs, Bounds::INT, &mut err),
         DataType::Float(n) => numeric(n, &specs, Bounds::FLOAT, &mut err),
@@ -182,7 +179,10 @@ fn numeric(n: &Numeric, specs: &str, b: Bounds, err: &mut impl FnMut(String, Str
     }
 }
 
-/// Generated type names must not collide (model files only: derives name their own types).
+/// Generated type names must not collide. Types a derive named (its event structs and
+/// `output = Type`s, which carry a location) are the user's own and not generated, so only
+/// the names generated for model-file items and the derived model's report and set types
+/// take part.
 fn type_names(model: &Model, diags: &mut Vec<Diagnostic>) {
     let mut names: Vec<(String, String)> = vec![
         (model.name.clone(), "the model".into()),
@@ -216,14 +216,16 @@ fn type_names(model: &Model, diags: &mut Vec<Diagnostic>) {
         walk(&p.field.ty, &p.field.path, &mut names);
     }
     for e in &model.events {
-        names.push((e.rust_name.clone(), e.path.clone()));
+        if e.loc.is_none() {
+            names.push((e.rust_name.clone(), e.path.clone()));
+        }
         for f in &e.outputs {
             walk(&f.ty, &f.path, &mut names);
         }
     }
     for s in &model.services {
-        if let Some(out) = &s.output_type {
-            names.push((out.to_string(), s.path.clone()));
+        if let Some(out) = s.output_type.as_ref().filter(|o| o.loc.is_none()) {
+            names.push((out.text.clone(), s.path.clone()));
         }
         for f in s.inputs.iter().chain(&s.outputs) {
             walk(&f.ty, &f.path, &mut names);

@@ -463,3 +463,43 @@ fn a_model_without_hex_layout_has_no_script() {
     let model = x_codegen::load(r#"{"properties":[]}"#, "M").unwrap();
     assert!(x_codegen::script::script(&model, "m.json").is_err());
 }
+
+#[test]
+fn type_names_a_derive_chose_are_not_generated_names() {
+    use x_codegen::ir::{CallType, Loc, Model, RustType, Service};
+    let service = |id: &str, out: RustType| Service {
+        identifier: id.into(),
+        name: id.into(),
+        desc: None,
+        call: CallType::Sync,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        rust_variant: id.to_uppercase(),
+        rust_method: id.into(),
+        output_type: Some(out),
+        path: format!("variant `{id}`"),
+        loc: Loc::NONE,
+        hex_id: None,
+    };
+    let model = |out: RustType| Model {
+        name: "Device".into(),
+        properties: Vec::new(),
+        events: Vec::new(),
+        services: vec![service("a", out.clone()), service("b", out)],
+        hex: None,
+    };
+    // Two services of a model file cannot both generate `Done`.
+    let generated = x_codegen::validate::validate(&model(RustType::new("Done")));
+    assert!(
+        generated.iter().any(|d| d
+            .message
+            .contains("`Done` is also generated for variant `a`")),
+        "{generated:?}"
+    );
+    // A derive's `output = Done` on both is one user type, shared.
+    let derived = RustType {
+        text: "Done".into(),
+        loc: Loc(3),
+    };
+    assert_eq!(x_codegen::validate::validate(&model(derived)), Vec::new());
+}

@@ -111,9 +111,9 @@ fn field(cx: &Ctxt, f: &syn::Field, attrs: &Attrs) -> Option<Field> {
         desc: attrs.desc.as_ref().map(|d| d.value.clone()),
         ty,
         rust_name,
-        rust_type: Some(f.ty.to_token_stream()),
+        rust_type: Some(cx.rust_type(f.ty.to_token_stream(), f.ty.span())),
         path: format!("field `{ident}`"),
-        span: ident.span(),
+        loc: cx.locate(ident.span()),
         hex: hex_field(attrs),
     })
 }
@@ -197,7 +197,9 @@ fn map_type(cx: &Ctxt, ty: &syn::Type) -> Option<DataType> {
         "HashMap" | "BTreeMap" | "HashSet" | "BTreeSet" | "Box" | "Rc" | "Arc" => {
             unsupported("use a ThingStruct type for structured values")
         }
-        _ => Some(DataType::External(ty.to_token_stream())),
+        _ => Some(DataType::External(
+            cx.rust_type(ty.to_token_stream(), ty.span()),
+        )),
     }
 }
 
@@ -211,7 +213,7 @@ fn innermost(ty: &mut DataType) -> &mut DataType {
 
 fn kind_phrase(ty: &DataType) -> String {
     match ty {
-        DataType::External(ts) => format!("`{}`", ts.to_string().replace(' ', "")),
+        DataType::External(ty) => format!("`{}`", ty.display()),
         other => other.model_name().to_owned(),
     }
 }

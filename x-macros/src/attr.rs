@@ -3,20 +3,55 @@
 
 use std::cell::RefCell;
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned as _;
 use syn::{Attribute, LitStr, Token};
-use x_codegen::ir::{Access, ByteOrder, CallType, EventKind, HexMode, HexType, Spelled};
+use x_codegen::ir::{
+    Access, ByteOrder, CallType, Diagnostic, EventKind, HexMode, HexType, Loc, RustType, Spelled,
+};
+use x_codegen::rust::Sources;
 
-/// Collects errors across a whole derive, serde-style.
+/// Collects errors across a whole derive, serde-style, and keeps the derive's side table of
+/// spans and type tokens that the plain-data IR refers to by [`Loc`] keys.
 #[derive(Default)]
 pub struct Ctxt {
     errors: RefCell<Vec<syn::Error>>,
+    sources: RefCell<Sources>,
 }
 
 impl Ctxt {
+    /// The key an IR item carries for `span`.
+    pub fn locate(&self, span: Span) -> Loc {
+        self.sources.borrow_mut().locate(span)
+    }
+
+    /// The plain IR value for a Rust type's tokens, which stay in the side table.
+    pub fn rust_type(&self, tokens: TokenStream, span: Span) -> RustType {
+        self.sources.borrow_mut().rust_type(tokens, span)
+    }
+
+    /// The span `loc` keys.
+    pub fn span(&self, loc: Loc) -> Span {
+        self.sources.borrow().span(loc)
+    }
+
+    /// The original tokens of a Rust type of the IR.
+    pub fn type_tokens(&self, ty: &RustType) -> TokenStream {
+        self.sources.borrow().tokens(ty)
+    }
+
+    /// A copy of the side table, for the emitter.
+    pub fn sources(&self) -> Sources {
+        self.sources.borrow().clone()
+    }
+
+    /// Records a validation diagnostic at the span its location key names.
+    pub fn diagnostic(&self, d: Diagnostic) {
+        self.error(self.span(d.loc), d.message);
+    }
+
     /// Records an error at `span`.
     pub fn error(&self, span: Span, message: impl std::fmt::Display) {
         self.errors

@@ -106,7 +106,7 @@ pub fn fields(
                     .collect::<Vec<_>>()
                     .join(", ");
                 cx.error(
-                    d.span,
+                    cx.span(d.loc),
                     format!(
                         "`{}` is not {article} {noun}{owner} in {file} (it has {})",
                         d.identifier,
@@ -121,9 +121,9 @@ pub fn fields(
             Some(m) => {
                 let rust_ty = d
                     .rust_type
-                    .clone()
-                    .and_then(|ts| syn::parse2::<syn::Type>(ts).ok());
-                let span = d.span;
+                    .as_ref()
+                    .and_then(|t| syn::parse2::<syn::Type>(cx.type_tokens(t)).ok());
+                let span = cx.span(d.loc);
                 let id = d.identifier.clone();
                 compare(
                     cx,
@@ -204,7 +204,8 @@ fn compare(
             let item_ty = rust_ty.and_then(vec_item);
             compare(cx, di, mi, item_ty, c, consts);
         }
-        (DataType::External(ts), DataType::Enum(e)) => {
+        (DataType::External(ty), DataType::Enum(e)) => {
+            let ts = cx.type_tokens(ty);
             let keys = e.variants.iter().map(|v| {
                 let key = proc_macro2::Literal::i64_unsuffixed(v.key);
                 let label = &v.label;
@@ -229,7 +230,8 @@ fn compare(
                 };
             });
         }
-        (DataType::External(ts), DataType::Struct(s)) => {
+        (DataType::External(ty), DataType::Struct(s)) => {
+            let ts = cx.type_tokens(ty);
             let fields = s.fields.iter().map(|f| {
                 let id = &f.identifier;
                 let kind = kind_tokens(&f.ty, &m);
@@ -256,7 +258,7 @@ fn compare(
         }
         (d, n) => {
             let here = match d {
-                DataType::External(ts) => format!("`{}`", ts.to_string().replace(' ', "")),
+                DataType::External(ty) => format!("`{}`", ty.display()),
                 other => other.model_name().to_owned(),
             };
             cx.error(
@@ -376,6 +378,6 @@ fn suggestion(ty: &DataType) -> String {
                 .join(", ")
         ),
         DataType::Array { item, .. } => format!("`Vec<T>`, T being {}", suggestion(item)),
-        DataType::External(ts) => format!("type `{ts}`"),
+        DataType::External(ty) => format!("type `{}`", ty.text),
     }
 }

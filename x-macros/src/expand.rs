@@ -2,7 +2,7 @@
 //! model file when asked, and emits through `x_codegen::rust`, the emitter generated code
 //! uses too.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::spanned::Spanned as _;
 use syn::{Data, DeriveInput, Fields};
@@ -37,11 +37,81 @@ fn krate(attrs: &Attrs) -> TokenStream {
     }
 }
 
-/// The emitter, naming the SDK by `krate`.
-fn codegen(krate: &TokenStream) -> CodeGenerator {
+/// The emitter, naming the SDK by `krate`, reading the derive's spans and type tokens.
+fn codegen(cx: &Ctxt, krate: &TokenStream) -> CodeGenerator {
     CodeGenerator::new(&Options {
         krate: krate.clone(),
     })
+    .with_sources(cx.sources())
+}
+
+/// The derive's own section of a product's model: what it puts in place of the model file's.
+enum Section {
+    /// A `ThingModel`'s properties, under its Rust name.
+    Properties(String, Vec<Property>),
+    /// One `ThingEvent`.
+    Event(Event),
+    /// A `ThingServices` enum's services.
+    Services(Vec<Service>),
+}
+
+/// The whole model a derive sees, as serde_derive's `Container` before `check`: with a
+/// model file (its path as written, and its model), the file's model with the derive's
+/// section in place of the file's (an event in place of the file's event of its
+/// identifier, after the file's others, every file event keeping its HEX id and named by
+/// identifier and file in messages); without one, the derive's section alone under `name`.
+fn whole_model(
+    name: &str,
+    file: Option<(&str, &x_codegen::Model)>,
+    section: Section,
+    hex: Option<HexLayout>,
+) -> x_codegen::Model {
+    let mut model = file
+        .map(|(_, m)| m.clone())
+        .unwrap_or_else(|| x_codegen::Model {
+            name: name.to_owned(),
+            properties: Vec::new(),
+            events: Vec::new(),
+            services: Vec::new(),
+            hex: None,
+        });
+    model.hex = hex;
+    match section {
+        Section::Properties(name, properties) => {
+            model.name = name;
+            model.properties = properties;
+        }
+        Section::Event(event) => {
+            // The file's ids made explicit, so that a default (position + 1) does not move
+            // when the derive's event leaves its place.
+            let ids = x_codegen::hex::event_ids(&model);
+            for (e, id) in model.events.iter_mut().zip(ids) {
+                e.hex_id = Some(id);
+                if let Some((path, _)) = file {
+                    e.path = format!("event `{}` of {path}", e.identifier);
+                }
+            }
+            model.events.retain(|e| e.identifier != event.identifier);
+            model.events.push(event);
+        }
+        Section::Services(services) => model.services = services,
+    }
+    model
+}
+
+/// Runs the model file's checks on a derive's whole model (`validate` and `hex::validate`,
+/// as `x_codegen::load` does): a problem of the derive's own items at its span; one of the
+/// file's items (which only the derive's items can cause: the file itself was valid) at
+/// `fallback`, naming the file and the path.
+fn check_whole(cx: &Ctxt, model: &x_codegen::Model, file: Option<&str>, fallback: Span) {
+    let mut diags = x_codegen::validate::validate(model);
+    x_codegen::hex::validate(model, &mut diags);
+    for d in diags {
+        match file {
+            Some(file) if d.loc.is_none() => cx.error(fallback, format!("{file}: {d}")),
+            _ => cx.diagnostic(d),
+        }
+    }
 }
 
 /// Reports validation diagnostics (duplicates, empty ranges, ...) at their spans.
@@ -49,9 +119,7 @@ fn validate(cx: &Ctxt, fields: &[Field], what: &str) {
     let refs: Vec<&Field> = fields.iter().collect();
     let mut diags = Vec::new();
     x_codegen::validate::fields(&refs, what, &mut diags);
-    for d in diags {
-        cx.error(d.span, d.message);
-    }
+    diags.into_iter().for_each(|d| cx.diagnostic(d));
 }
 
 /// `#[derive(ThingModel)]`.
@@ -71,11 +139,13 @@ pub fn model(input: DeriveInput) -> TokenStream {
         let mut props = ast::properties(cx, named);
         let mut consts = TokenStream::new();
         let mut file_layout = None;
+        let mut file_model = None;
         if let Some(path) = &attrs.model
             && let Some(check::Loaded { model, track }) = check::load_model(cx, path)
         {
             consts.extend(track);
             file_layout = model.hex;
+            let model = &file_model.insert((path.value.clone(), model)).1;
             for p in &mut props {
                 let Some(mp) = model
                     .properties
@@ -99,14 +169,27 @@ pub fn model(input: DeriveInput) -> TokenStream {
                     None => {
                         p.access = Some(attr::Spanned {
                             value: mp.access,
-                            span: p.field.span,
+                            span: cx.span(p.field.loc),
                         });
                     }
                 }
             }
             let mut fields: Vec<Field> = props.iter().map(|p| p.field.clone()).collect();
-            let model_fields: Vec<Field> =
-                model.properties.iter().map(|p| p.field.clone()).collect();
+            // A HEX file's ids as the platform's script resolves them (declared, or the
+            // position in the file), so that the derive's field order cannot move them.
+            let file_ids = x_codegen::hex::property_ids(model);
+            let model_fields: Vec<Field> = model
+                .properties
+                .iter()
+                .zip(file_ids)
+                .map(|(p, id)| {
+                    let mut f = p.field.clone();
+                    if model.hex.is_some() {
+                        f.hex.id = Some(id);
+                    }
+                    f
+                })
+                .collect();
             consts.extend(check::fields(
                 cx,
                 &mut fields,
@@ -130,31 +213,32 @@ pub fn model(input: DeriveInput) -> TokenStream {
             })
             .collect();
         let layout = layout(cx, &attrs, file_layout);
-        // The whole model this derive sees (its properties and HEX layout; events and
-        // services are derives of their own), through the same checks as a model file:
-        // identifiers, Rust names, ranges, generated type names, HEX ids and encodings.
-        let model = x_codegen::Model {
-            name: input.ident.to_string(),
-            properties,
-            events: Vec::new(),
-            services: Vec::new(),
-            hex: layout,
-        };
-        let mut diags = x_codegen::validate::validate(&model);
-        x_codegen::hex::validate(&model, &mut diags);
-        for d in diags {
-            cx.error(d.span, d.message);
-        }
+        // The whole model this derive sees (its properties and HEX layout in place of the
+        // file's, whose events and services are derives of their own), through the same
+        // checks as a model file: identifiers, Rust names, ranges, generated type names, HEX
+        // ids and encodings.
+        let model = whole_model(
+            "",
+            file_model.as_ref().map(|(p, m)| (p.as_str(), m)),
+            Section::Properties(input.ident.to_string(), properties),
+            layout,
+        );
+        check_whole(
+            cx,
+            &model,
+            file_model.as_ref().map(|(p, _)| p.as_str()),
+            input.ident.span(),
+        );
         let ids = x_codegen::hex::property_ids(&model);
         let properties = model.properties;
         if cx.has_errors() {
             return TokenStream::new();
         }
         let vis = input.vis.to_token_stream_owned();
-        let impls = codegen(&krate).model_impls(&input.ident, &vis, &properties);
+        let impls = codegen(cx, &krate).model_impls(&input.ident, &vis, &properties);
         let hex = match layout {
             Some(layout) => {
-                codegen(&krate).model_hex_impls(&input.ident, &properties, &ids, layout)
+                codegen(cx, &krate).model_hex_impls(&input.ident, &properties, &ids, layout)
             }
             None => TokenStream::new(),
         };
@@ -207,51 +291,32 @@ pub fn event(input: DeriveInput) -> TokenStream {
         let mut consts = TokenStream::new();
         let mut file_layout = None;
         let mut file_id = None;
+        let mut file_model = None;
         if let Some(path) = &attrs.model
             && let Some(check::Loaded { model, track }) = check::load_model(cx, path)
         {
             consts.extend(track);
             file_layout = model.hex;
+            let model = &file_model.insert((path.value.clone(), model)).1;
             if let Some(i) = model.events.iter().position(|e| e.identifier == identifier) {
-                file_id = Some(x_codegen::hex::event_ids(&model)[i]);
+                file_id = Some(x_codegen::hex::event_ids(model)[i]);
             }
-            match model.events.iter().find(|e| e.identifier == identifier) {
-                None => cx.error(
-                    input.ident.span(),
-                    format!(
-                        "event `{identifier}` is not in {} (it has {})",
-                        path.value,
-                        listing(model.events.iter().map(|e| &e.identifier))
-                    ),
-                ),
-                Some(me) => {
-                    match (&attrs.kind, kind) {
-                        (Some(k), Some(given)) if given != me.kind => cx.error(
-                            k.span,
-                            format!(
-                                "event `{identifier}` is {:?} in {}, but kind = {:?} here",
-                                me.kind.model_name(),
-                                path.value,
-                                given.model_name()
-                            ),
-                        ),
-                        _ => kind = Some(me.kind),
-                    }
-                    name.get_or_insert_with(|| me.name.clone());
-                    consts.extend(check::fields(
-                        cx,
-                        &mut outputs,
-                        &me.outputs,
-                        &path.value,
-                        input.ident.span(),
-                        "output",
-                        &format!(" of event `{identifier}`"),
-                        &krate,
-                    ));
-                }
-            }
+            let mut parts = EventParts {
+                identifier: &identifier,
+                kind: &mut kind,
+                name: &mut name,
+                outputs: &mut outputs,
+            };
+            consts.extend(event_against_file(
+                cx,
+                &attrs,
+                &mut parts,
+                model,
+                &path.value,
+                input.ident.span(),
+                &krate,
+            ));
         }
-        validate(cx, &outputs, "output");
         let hex_attr_id = attrs.hex.as_ref().and_then(|h| h.value.id.as_ref());
         if let (Some(given), Some(file)) = (hex_attr_id, file_id)
             && given.value != file
@@ -269,16 +334,6 @@ pub fn event(input: DeriveInput) -> TokenStream {
                 "a HEX event needs its id: #[thing(hex(id = N))] or a model file that has it",
             );
         }
-        for f in &outputs {
-            if hex_order.is_some() {
-                let mut diags = Vec::new();
-                x_codegen::hex::field(f, &mut diags);
-                diags.into_iter().for_each(|d| cx.error(d.span, d.message));
-            }
-        }
-        if cx.has_errors() {
-            return TokenStream::new();
-        }
         let event = Event {
             hex_id,
             name: name.unwrap_or_else(|| identifier.clone()),
@@ -288,17 +343,97 @@ pub fn event(input: DeriveInput) -> TokenStream {
             outputs,
             rust_name: input.ident.to_string(),
             path: format!("event `{}`", input.ident),
-            span: input.ident.span(),
+            loc: cx.locate(input.ident.span()),
         };
-        let impls = codegen(&krate).event_impls(&input.ident, &event);
+        // The whole model with this event among the file's (or alone), through the model
+        // file's checks: unique event identifiers and HEX ids, the outputs' identifiers, Rust
+        // names, ranges and HEX encodings.
+        let layout = hex_order.map(|byte_order| HexLayout {
+            byte_order,
+            mode: file_layout.map(|l| l.mode).unwrap_or_default(),
+        });
+        let whole = whole_model(
+            &input.ident.to_string(),
+            file_model.as_ref().map(|(p, m)| (p.as_str(), m)),
+            Section::Event(event),
+            layout,
+        );
+        check_whole(
+            cx,
+            &whole,
+            file_model.as_ref().map(|(p, _)| p.as_str()),
+            input.ident.span(),
+        );
+        if cx.has_errors() {
+            return TokenStream::new();
+        }
+        let Some(event) = whole.events.last() else {
+            return TokenStream::new();
+        };
+        let impls = codegen(cx, &krate).event_impls(&input.ident, event);
         let hex = match (hex_order, hex_id) {
             (Some(order), Some(id)) => {
-                codegen(&krate).event_hex_impls(&input.ident, &event, id, order)
+                codegen(cx, &krate).event_hex_impls(&input.ident, event, id, order)
             }
             _ => TokenStream::new(),
         };
         quote!(#impls #hex #consts)
     })
+}
+
+/// What a `ThingEvent` derive has read of its event, for the comparison with a model file.
+struct EventParts<'a> {
+    identifier: &'a str,
+    kind: &'a mut Option<EventKind>,
+    name: &'a mut Option<String>,
+    outputs: &'a mut Vec<Field>,
+}
+
+/// Compares a derived event with the model file's event of its identifier (at `owner`):
+/// its kind, name and outputs, inheriting what the derive leaves out. Returns the `const`
+/// checks of user types.
+fn event_against_file(
+    cx: &Ctxt,
+    attrs: &Attrs,
+    parts: &mut EventParts<'_>,
+    model: &x_codegen::Model,
+    file: &str,
+    owner: Span,
+    krate: &TokenStream,
+) -> TokenStream {
+    let identifier = parts.identifier;
+    let Some(me) = model.events.iter().find(|e| e.identifier == identifier) else {
+        cx.error(
+            owner,
+            format!(
+                "event `{identifier}` is not in {file} (it has {})",
+                listing(model.events.iter().map(|e| &e.identifier))
+            ),
+        );
+        return TokenStream::new();
+    };
+    match (&attrs.kind, *parts.kind) {
+        (Some(k), Some(given)) if given != me.kind => cx.error(
+            k.span,
+            format!(
+                "event `{identifier}` is {:?} in {file}, but kind = {:?} here",
+                me.kind.model_name(),
+                given.model_name()
+            ),
+        ),
+        _ => *parts.kind = Some(me.kind),
+    }
+    parts.name.get_or_insert_with(|| me.name.clone());
+    check::fields(
+        cx,
+        parts.outputs,
+        &me.outputs,
+        file,
+        owner,
+        "output",
+        &format!(" of event `{identifier}`"),
+        krate,
+    )
 }
 
 /// `#[derive(ThingStruct)]`.
@@ -314,7 +449,7 @@ pub fn structure(input: DeriveInput) -> TokenStream {
         if cx.has_errors() {
             return TokenStream::new();
         }
-        codegen(&krate).struct_impls(&input.ident, &fields)
+        codegen(cx, &krate).struct_impls(&input.ident, &fields)
     })
 }
 
@@ -382,7 +517,7 @@ pub fn enumeration(input: DeriveInput) -> TokenStream {
             rust_name: input.ident.to_string(),
             variants: variants.into_iter().map(|(v, _)| v).collect(),
         };
-        codegen(&krate).enum_impls(&input.ident, &e)
+        codegen(cx, &krate).enum_impls(&input.ident, &e)
     })
 }
 
@@ -451,10 +586,10 @@ pub fn services(input: DeriveInput) -> TokenStream {
             }
             let mut call = va.call.as_ref().map(|c| c.value);
             let mut name = va.name.as_ref().map(|n| n.value.clone());
-            let output = va.output.as_ref().map(|o| {
-                let ty = &o.value;
-                quote!(#ty)
-            });
+            let output = va
+                .output
+                .as_ref()
+                .map(|o| cx.rust_type(quote::ToTokens::to_token_stream(&o.value), o.span));
             if let Some((path, model)) = &model {
                 match model.services.iter().find(|s| s.identifier == identifier) {
                     None => cx.error(
@@ -527,7 +662,7 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 rust_method: names::field_name(&v.ident.to_string()),
                 output_type: output,
                 path: format!("variant `{}`", v.ident),
-                span: v.ident.span(),
+                loc: cx.locate(v.ident.span()),
             });
         }
         if let Some((path, model)) = &model {
@@ -543,33 +678,36 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 }
             }
         }
-        // The services through the same checks as a model file's: identifiers, inputs, and
-        // for HEX their ids and encodings.
-        let order = hex_byte_order(&attrs, model.as_ref().and_then(|(_, m)| m.hex));
-        let seen = x_codegen::Model {
-            name: input.ident.to_string(),
-            properties: Vec::new(),
-            events: Vec::new(),
-            services,
-            hex: order.map(|byte_order| HexLayout {
+        // The whole model with these services in place of the file's (or alone), through the
+        // same checks as a model file: identifiers, inputs, and for HEX their ids and
+        // encodings.
+        let file_layout = model.as_ref().and_then(|(_, m)| m.hex);
+        let order = hex_byte_order(&attrs, file_layout);
+        let seen = whole_model(
+            &input.ident.to_string(),
+            model.as_ref().map(|(p, m)| (p.value.as_str(), m)),
+            Section::Services(services),
+            order.map(|byte_order| HexLayout {
                 byte_order,
-                ..HexLayout::default()
+                mode: file_layout.map(|l| l.mode).unwrap_or_default(),
             }),
-        };
-        let mut diags = Vec::new();
-        x_codegen::validate::services(&seen.services, &mut diags);
-        x_codegen::hex::validate(&seen, &mut diags);
-        diags.into_iter().for_each(|d| cx.error(d.span, d.message));
+        );
+        check_whole(
+            cx,
+            &seen,
+            model.as_ref().map(|(p, _)| p.value.as_str()),
+            input.ident.span(),
+        );
         let hex_ids = x_codegen::hex::service_ids(&seen);
         let services = seen.services;
         if cx.has_errors() {
             return TokenStream::new();
         }
         let vis = input.vis.to_token_stream_owned();
-        let impls = codegen(&krate).services_impls(&input.ident, &vis, &services);
+        let impls = codegen(cx, &krate).services_impls(&input.ident, &vis, &services);
         let hex = match order {
             Some(order) => {
-                codegen(&krate).services_hex_impls(&input.ident, &services, &hex_ids, order)
+                codegen(cx, &krate).services_hex_impls(&input.ident, &services, &hex_ids, order)
             }
             None => TokenStream::new(),
         };

@@ -152,7 +152,7 @@ async fn products(State(p): State<Platform>) -> Json<Value> {
                     "registration": p.registration.code(),
                     "encrypted": p.encrypted,
                     "format": p.format.name(),
-                    "model": p.model.as_ref().map(|m| m.name.clone()),
+                    "model": p.model.as_ref().map(|m| m.name().to_owned()),
                     "script": p.script.is_some(),
                 })
             })
@@ -218,16 +218,9 @@ async fn add_product(
             let text = m.to_string();
             let name =
                 x_codegen::model_name_for(std::path::Path::new(&format!("{}.json", n.product_id)));
-            x_codegen::load(&text, &name).map_err(|d| {
-                bad(
-                    "model",
-                    &d.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })?;
-            Some(ModelSource { name, text })
+            let model = ModelSource::new(name, text)
+                .map_err(|d| bad("model", &crate::registry::diagnostics_line(&d)))?;
+            Some(model)
         }
         None => None,
     };

@@ -18,10 +18,9 @@
 //! enabled = true
 //! ```
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use x_protocol::crypto;
@@ -121,21 +120,10 @@ impl Product {
         }
         let script = match (script, format, &model) {
             (Some(s), _, _) => Some(s),
-            (None, Format::Hex, Some(m)) => {
-                let ir = m.model().map_err(|d| {
-                    problem(
-                        "model",
-                        d.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    )
-                })?;
-                Some(
-                    x_codegen::script::script(&ir, &m.name)
-                        .map_err(|e| problem("model", e.to_string()))?,
-                )
-            }
+            (None, Format::Hex, Some(m)) => Some(
+                x_codegen::script::script(m.model(), m.name())
+                    .map_err(|e| problem("model", e.to_string()))?,
+            ),
             (None, _, _) => None,
         };
         Ok(Self {
@@ -172,44 +160,50 @@ pub struct Product {
     pub script: Option<String>,
 }
 
-/// A product's thing model: its JSON text, checked at load time. The IR is built on demand
-/// ([`ModelSource::model`]) because it is not `Send` (it carries proc-macro spans for the
-/// derive path).
+/// A product's thing model: its JSON text (what the store and the API keep) and the
+/// validated IR built from it once, when the product is registered or loaded. The IR is
+/// plain data (`Send + Sync`), so every thread of the platform shares the one `Arc`.
 #[derive(Debug, Clone)]
 pub struct ModelSource {
-    /// The Rust name x-codegen gives the model (from the file name).
-    pub name: String,
-    /// The model JSON.
-    pub text: String,
+    name: String,
+    text: String,
+    model: Arc<x_codegen::Model>,
 }
 
 impl ModelSource {
-    /// The validated model IR, built once per thread and kept (the platform checks every
-    /// report against it; the IR is not `Send`, so it cannot be shared between threads).
+    /// Reads and validates a model's JSON `text`, `name` being the Rust name x-codegen
+    /// gives it (from the file name).
     ///
     /// # Errors
-    /// Never for a registry-loaded model (it was validated); the diagnostics otherwise.
-    pub fn model(&self) -> Result<Rc<x_codegen::Model>, Vec<x_codegen::Diagnostic>> {
-        thread_local! {
-            static BUILT: RefCell<HashMap<(String, String), Rc<x_codegen::Model>>> =
-                RefCell::default();
-        }
-        /// Most models kept per thread; past this the cache starts again.
-        const MAX_BUILT: usize = 32;
-        let key = (self.name.clone(), self.text.clone());
-        if let Some(model) = BUILT.with(|b| b.borrow().get(&key).cloned()) {
-            return Ok(model);
-        }
-        let model = Rc::new(x_codegen::load(&self.text, &self.name)?);
-        BUILT.with(|b| {
-            let mut built = b.borrow_mut();
-            if built.len() >= MAX_BUILT {
-                built.clear();
-            }
-            built.insert(key, model.clone());
-        });
-        Ok(model)
+    /// Every problem of the model, each naming its JSON path.
+    pub fn new(name: String, text: String) -> Result<Self, Vec<x_codegen::Diagnostic>> {
+        let model = Arc::new(x_codegen::load(&text, &name)?);
+        Ok(Self { name, text, model })
     }
+
+    /// The Rust name x-codegen gives the model (from the file name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The model JSON.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The validated model IR, shared.
+    pub fn model(&self) -> &Arc<x_codegen::Model> {
+        &self.model
+    }
+}
+
+/// The diagnostics of a model that does not load, as one line.
+pub fn diagnostics_line(diags: &[x_codegen::Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A registered device.
@@ -496,19 +490,14 @@ fn load_model(path: &Path, at: &str) -> Result<ModelSource, RegistryError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| RegistryError::new(at, format!("cannot read {}: {e}", path.display())))?;
     let name = x_codegen::model_name_for(path);
-    x_codegen::load(&text, &name).map_err(|diags| {
+    ModelSource::new(name, text).map_err(|diags| {
         RegistryError::new(
             at,
             format!(
                 "{} is invalid: {}",
                 path.display(),
-                diags
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                diagnostics_line(&diags)
             ),
         )
-    })?;
-    Ok(ModelSource { name, text })
+    })
 }

@@ -577,8 +577,8 @@ impl From<&Product> for ProductRecord {
                 Format::Hex => FormatRecord::Hex,
             },
             model: p.model.as_ref().map(|m| ModelRecord {
-                name: m.name.clone(),
-                text: m.text.clone(),
+                name: m.name().to_owned(),
+                text: m.text().to_owned(),
             }),
             script: p.script.clone(),
         }
@@ -599,10 +599,11 @@ impl ProductRecord {
                 FormatRecord::Json => Format::Json,
                 FormatRecord::Hex => Format::Hex,
             },
-            model: self.model.map(|m| ModelSource {
-                name: m.name,
-                text: m.text,
-            }),
+            model: self
+                .model
+                .map(|m| ModelSource::new(m.name, m.text))
+                .transpose()
+                .map_err(|d| format!("model: {}", crate::registry::diagnostics_line(&d)))?,
             script: self.script,
         })
     }

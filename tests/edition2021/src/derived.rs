@@ -1,7 +1,12 @@
 //! Hand-written models through every derive (`ThingModel`, `ThingEvent`, `ThingServices`,
-//! `ThingStruct`, `ThingEnum`), checked against the model files: a JSON product (the smart
-//! plug) and a HEX product with struct-typed properties, event fields and service inputs
-//! (the cold-chain tracker).
+//! `ThingStruct`, `ThingEnum`), checked against the model files: every model in `models/`,
+//! here the smart plug (JSON) and the cold-chain tracker (HEX, with struct-typed
+//! properties, event fields and service inputs), and in the submodules the environment
+//! sensor (JSON and HEX) and the electricity meter (HEX, scaled numbers, fixed text).
+
+pub mod env_sensor;
+pub mod env_sensor_hex;
+pub mod meter_hex;
 
 use x_sdk::model::{Date, ServiceFailure};
 use x_sdk::{ThingEnum, ThingEvent, ThingModel, ThingServices, ThingStruct};

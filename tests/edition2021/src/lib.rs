@@ -14,4 +14,6 @@ pub mod generated {
 pub mod derived;
 
 #[cfg(test)]
+mod every_model;
+#[cfg(test)]
 mod tests;

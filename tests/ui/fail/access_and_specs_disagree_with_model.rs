@@ -1,7 +1,7 @@
 use x_sdk::ThingModel;
 
 #[derive(ThingModel)]
-#[thing(model = "../../models/smart-plug.json")]
+#[thing(model = "models/smart-plug.json")]
 struct Plug {
     switch: bool,
     #[thing(access = "rw")]

@@ -7,7 +7,7 @@ enum Action {
 }
 
 #[derive(ThingEvent)]
-#[thing(identifier = "overheat", model = "../../models/smart-plug.json")]
+#[thing(identifier = "overheat", model = "models/smart-plug.json")]
 struct Overheat {
     temperature: f32,
     action: Action,

@@ -1,7 +1,7 @@
 use x_sdk::ThingModel;
 
 #[derive(ThingModel)]
-#[thing(model = "../../models/no-such-model.json")]
+#[thing(model = "models/no-such-model.json")]
 struct Plug {
     switch: bool,
 }

@@ -2,7 +2,7 @@ use x_sdk::model::Date;
 use x_sdk::ThingServices;
 
 #[derive(ThingServices)]
-#[thing(model = "../../models/smart-plug.json")]
+#[thing(model = "models/smart-plug.json")]
 enum Services {
     Reset { scope: i32 },
     #[thing(call = "sync")]

@@ -2,7 +2,7 @@ use x_sdk::model::{Date, ServiceFailure};
 use x_sdk::{ThingEnum, ThingModel, ThingServices, ThingStruct};
 
 #[derive(Debug, Default, ThingModel)]
-#[thing(model = "../../models/env-sensor.json")]
+#[thing(model = "models/env-sensor.json")]
 struct Sensor {
     temperature: i32,
     humidity: i32,
@@ -43,7 +43,7 @@ struct Calibrated {
 }
 
 #[derive(Debug, ThingServices)]
-#[thing(model = "../../models/env-sensor.json")]
+#[thing(model = "models/env-sensor.json")]
 enum Services {
     #[thing(output = Calibrated)]
     Calibrate { reference: i32 },

@@ -75,7 +75,7 @@ impl CodeGenerator {
     fn hex_write(&self, f: &Field, value: TokenStream, label: &str) -> TokenStream {
         let krate = &self.krate;
         let spec = self.hex_spec_expr(f);
-        quote_spanned! {f.span=>
+        quote_spanned! {self.span(f.loc)=>
             #krate::model::hex::HexValue::write_hex(#value, w, #spec, #label)?;
         }
     }
@@ -86,7 +86,7 @@ impl CodeGenerator {
         let spec = self.hex_spec_expr(f);
         let model_spec = self.spec_expr(&f.ty);
         let ty = self.field_type(f);
-        quote_spanned! {f.span=>
+        quote_spanned! {self.span(f.loc)=>
             #krate::model::hex::read_checked::<#ty>(r, #spec, #model_spec, #label)?
         }
     }
@@ -574,7 +574,7 @@ impl CodeGenerator {
         let h = &self.hex;
         let idl = id_lit(id);
         let sid = &s.identifier;
-        let outputs = match &s.output_type {
+        let outputs = match s.output_type.as_ref().map(|t| self.rust_type(t)) {
             Some(out) => quote! {
                 let out = <#out as #h::HexValue>::read_hex(r, &#h::HexSpec::DEFAULT, #sid)?;
                 #m::ToPayload::to_payload(&out)

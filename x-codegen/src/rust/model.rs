@@ -175,7 +175,7 @@ impl CodeGenerator {
             let f = &p.field;
             let fname = ident(&f.rust_name);
             let id = &f.identifier;
-            quote_spanned! {f.span=>
+            quote_spanned! {self.span(f.loc)=>
                 if let ::core::option::Option::Some(v) = &self.#fname {
                     map.insert(#id.into(), #m::ThingValue::to_json(v));
                 }
@@ -252,7 +252,7 @@ impl CodeGenerator {
             Access::ReadOnly => quote!(#m::Access::ReadOnly),
             Access::ReadWrite => quote!(#m::Access::ReadWrite),
         };
-        quote_spanned! {f.span=>
+        quote_spanned! {self.span(f.loc)=>
             #m::PropertyDesc {
                 identifier: #id,
                 name: #display,
@@ -345,7 +345,7 @@ impl CodeGenerator {
             let f = &p.field;
             let fname = ident(&f.rust_name);
             let id = &f.identifier;
-            quote_spanned!(f.span=> #id => { map.insert(#id.into(), #m::ThingValue::to_json(&self.#fname)); })
+            quote_spanned!(self.span(f.loc)=> #id => { map.insert(#id.into(), #m::ThingValue::to_json(&self.#fname)); })
         });
         quote! {
             fn ask(

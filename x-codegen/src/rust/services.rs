@@ -51,7 +51,8 @@ impl CodeGenerator {
         for f in s.inputs.iter().chain(&s.outputs) {
             self.type_defs(&f.ty, &mut items);
         }
-        if let Some(out) = &s.output_type {
+        if let Some(out_type) = &s.output_type {
+            let out = self.rust_type(out_type);
             let doc = format!("The outputs of service `{}` ({}).", s.identifier, s.name);
             let fields = self.struct_fields(&s.outputs);
             items.extend(quote! {
@@ -59,7 +60,7 @@ impl CodeGenerator {
                 #[derive(Debug, Clone, PartialEq, Default)]
                 pub struct #out { #fields }
             });
-            items.extend(self.struct_impls(&ident(&out.to_string()), &s.outputs));
+            items.extend(self.struct_impls(&ident(&out_type.text), &s.outputs));
         }
         items
     }
@@ -150,9 +151,12 @@ impl CodeGenerator {
                 let ty = self.field_type(f);
                 quote!(#fname: #ty)
             });
-            let out = s.output_type.clone().unwrap_or_else(|| quote!(()));
+            let out = s
+                .output_type
+                .as_ref()
+                .map_or_else(|| quote!(()), |t| self.rust_type(t));
             let doc = service_doc(s);
-            quote_spanned! {s.span=>
+            quote_spanned! {self.span(s.loc)=>
                 #[doc = #doc]
                 fn #method(&mut self #(, #args)*) -> ::core::result::Result<#out, #m::ServiceFailure>;
             }

@@ -46,7 +46,7 @@ impl CodeGenerator {
         let field_kinds = fields.iter().map(|f| {
             let id = &f.identifier;
             let ty = self.field_type(f);
-            quote_spanned!(f.span=> (#id, <#ty as #m::ThingValue>::KIND),)
+            quote_spanned!(self.span(f.loc)=> (#id, <#ty as #m::ThingValue>::KIND),)
         });
         quote! {
             #params
@@ -122,7 +122,7 @@ impl CodeGenerator {
             let fname = ident(&f.rust_name);
             let id = &f.identifier;
             let value = access(&fname);
-            quote_spanned!(f.span=> map.insert(#id.into(), #m::ThingValue::to_json(#value));)
+            quote_spanned!(self.span(f.loc)=> map.insert(#id.into(), #m::ThingValue::to_json(#value));)
         });
         let mutability = if fields.is_empty() {
             quote!()
@@ -197,7 +197,7 @@ impl CodeGenerator {
         let krate = &self.krate;
         let ty = self.field_type(f);
         let spec = self.spec_expr(&f.ty);
-        quote_spanned! {f.span=>
+        quote_spanned! {self.span(f.loc)=>
             #krate::model::decode_field::<#ty>(#value, #spec)
         }
     }
@@ -257,7 +257,7 @@ impl CodeGenerator {
     /// The Rust type of a field.
     pub fn field_type(&self, f: &Field) -> TokenStream {
         match &f.rust_type {
-            Some(ty) => ty.clone(),
+            Some(ty) => self.rust_type(ty),
             None => self.data_type(&f.ty),
         }
     }
@@ -278,7 +278,7 @@ impl CodeGenerator {
                 let item = self.data_type(item);
                 quote!(::std::vec::Vec<#item>)
             }
-            DataType::External(ts) => ts.clone(),
+            DataType::External(ty) => self.rust_type(ty),
         }
     }
 

@@ -739,16 +739,21 @@ pub fn from_hex(text: &str) -> Result<Vec<u8>, HexError> {
 
 impl fmt::Display for ByteOrder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Big => "big",
-            Self::Little => "little",
-        })
+        f.write_str(crate::model::Spelled::spelling(*self))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_order_displays_its_model_spelling() {
+        for (order, spelling) in <ByteOrder as crate::model::Spelled>::SPELLINGS {
+            assert_eq!(order.to_string(), *spelling);
+        }
+        assert_eq!(ByteOrder::Little.to_string(), "little");
+    }
 
     #[test]
     fn scaling_is_exact_to_the_decimals() {

@@ -365,7 +365,7 @@ impl Platform {
         } else {
             answer.payload.clone()
         };
-        let model = self.model_of(device, None)?;
+        let model = self.model_of(device, None);
         match command {
             Command::SetProperties(_) | Command::CallService { .. }
                 if !hex || answer.header_ctrl == HeaderCtrl::HexServiceReply =>

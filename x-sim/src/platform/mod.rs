@@ -1042,10 +1042,7 @@ impl Platform {
         identifier: Option<&str>,
         payload: &Value,
     ) -> Result<(), Broken> {
-        let model = self
-            .model_of(device, Some(Format::Json))
-            .map_err(|reason| Broken::new(Rule::ThingModel, reason))?;
-        let Some(model) = model else {
+        let Some(model) = self.model_of(device, Some(Format::Json)) else {
             return Ok(());
         };
         let result = match kind {
@@ -1061,20 +1058,14 @@ impl Platform {
         &self,
         device: &DeviceIdentity,
         only: Option<Format>,
-    ) -> Result<Option<std::rc::Rc<x_codegen::Model>>, String> {
-        let source = {
-            let registry = read(&self.inner.registry);
-            match registry.product(device.product_id.as_str()) {
-                Some(p) if only.is_none_or(|f| f == p.format) => p.model.clone(),
-                _ => None,
+    ) -> Option<std::sync::Arc<x_codegen::Model>> {
+        let registry = read(&self.inner.registry);
+        match registry.product(device.product_id.as_str()) {
+            Some(p) if only.is_none_or(|f| f == p.format) => {
+                p.model.as_ref().map(|m| std::sync::Arc::clone(m.model()))
             }
-        };
-        source
-            .map(|s| {
-                s.model()
-                    .map_err(|_| "the product's thing model does not load".to_owned())
-            })
-            .transpose()
+            _ => None,
+        }
     }
 
     /// Decodes device hex through the product's parsing script, checking that the frame
@@ -1124,10 +1115,7 @@ impl Platform {
                 ));
             }
         }
-        let model = self
-            .model_of(device, Some(Format::Hex))
-            .map_err(|reason| Broken::new(Rule::ThingModel, reason))?;
-        if let Some(model) = model {
+        if let Some(model) = self.model_of(device, Some(Format::Hex)) {
             let payload = decoded.get("Payload").cloned().unwrap_or(Value::Null);
             let checked = match decoded_ctrl {
                 Some(16) => crate::validate::property_report(&model, &payload),

@@ -63,16 +63,7 @@ fn registry_loads_products_devices_models_and_scripts() {
     let r = registry();
     let plug = r.product("AA30C505").unwrap();
     assert_eq!(plug.format, Format::Json);
-    assert_eq!(
-        plug.model
-            .as_ref()
-            .unwrap()
-            .model()
-            .unwrap()
-            .properties
-            .len(),
-        7
-    );
+    assert_eq!(plug.model.as_ref().unwrap().model().properties.len(), 7);
     assert!(plug.script.is_none());
     let meter = r.product("5E7A0B32").unwrap();
     assert!(

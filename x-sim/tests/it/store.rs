@@ -16,10 +16,8 @@ const PRODUCT_KEY: &str = "DB6FACEF35BEBA0517712F0E4BE32936";
 const DEVICE_SECRET: &str = "326086233fab8a96566796551eb1dff8";
 
 fn product(id: &str, format: Format, encrypted: bool) -> Product {
-    let model = (format != Format::Passthrough).then(|| ModelSource {
-        name: "SmartPlug".into(),
-        text: r#"{"properties":[]}"#.into(),
-    });
+    let model = (format != Format::Passthrough)
+        .then(|| ModelSource::new("SmartPlug".into(), r#"{"properties":[]}"#.into()).unwrap());
     Product {
         open_id: "7ED01E2A".parse().unwrap(),
         product_id: id.parse().unwrap(),
@@ -50,7 +48,7 @@ fn product_fields(p: &Product) -> Value {
         "registration": p.registration.code(),
         "encrypted": p.encrypted,
         "format": format!("{:?}", p.format),
-        "model": p.model.as_ref().map(|m| (&m.name, &m.text)),
+        "model": p.model.as_ref().map(|m| (m.name(), m.text())),
         "script": p.script,
     })
 }

@@ -44,6 +44,8 @@ pub struct Mqtt {
     pub client: AsyncClient,
     events: EventLoop,
     inbox: VecDeque<(String, Vec<u8>)>,
+    /// How long a wait for a packet may take ([`WAIT`] unless a test says otherwise).
+    wait: Duration,
 }
 
 /// The keep-alive of a [`Mqtt`] connection unless a test chooses one.
@@ -84,7 +86,15 @@ impl Mqtt {
             client,
             events,
             inbox: VecDeque::new(),
+            wait: WAIT,
         })
+    }
+
+    /// The same connection, waiting up to `wait` instead of [`WAIT`] for what it polls: for
+    /// a test whose platform side is slow by design, where the bound is not the point.
+    pub fn waiting(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// Subscribes to `filters` in one SUBSCRIBE; the SUBACK's code for each.
@@ -168,7 +178,7 @@ impl Mqtt {
 
     /// Polls the connection until `f` picks an event, keeping publishes that arrive.
     async fn poll_until<T>(&mut self, mut f: impl FnMut(&MqttEvent) -> Option<T>) -> T {
-        tokio::time::timeout(WAIT, async {
+        tokio::time::timeout(self.wait, async {
             loop {
                 let event = self.events.poll().await.expect("connection failed");
                 if let MqttEvent::Incoming(Packet::Publish(p)) = &event {
