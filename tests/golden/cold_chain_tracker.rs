@@ -1954,6 +1954,16 @@ impl ::x_sdk::model::FromPayload for ExcursionEvent {
 impl ::x_sdk::model::ThingEvent for ExcursionEvent {
     const IDENTIFIER: &'static str = "excursion";
     const KIND: ::x_sdk::model::EventKind = ::x_sdk::model::EventKind::Alert;
+    fn encode_hex_event(
+        &self,
+        out: &mut [u8],
+    ) -> ::core::option::Option<
+        ::core::result::Result<usize, ::x_sdk::model::hex::HexError>,
+    > {
+        ::core::option::Option::Some(
+            <Self as ::x_sdk::model::hex::HexEvent>::encode_hex(self, out),
+        )
+    }
 }
 impl ::x_sdk::model::hex::HexEvent for ExcursionEvent {
     const HEX_ID: u8 = 1;

@@ -1292,6 +1292,16 @@ impl ::x_sdk::model::FromPayload for SensorFaultEvent {
 impl ::x_sdk::model::ThingEvent for SensorFaultEvent {
     const IDENTIFIER: &'static str = "sensorFault";
     const KIND: ::x_sdk::model::EventKind = ::x_sdk::model::EventKind::Error;
+    fn encode_hex_event(
+        &self,
+        out: &mut [u8],
+    ) -> ::core::option::Option<
+        ::core::result::Result<usize, ::x_sdk::model::hex::HexError>,
+    > {
+        ::core::option::Option::Some(
+            <Self as ::x_sdk::model::hex::HexEvent>::encode_hex(self, out),
+        )
+    }
 }
 impl ::x_sdk::model::hex::HexEvent for SensorFaultEvent {
     const HEX_ID: u8 = 1;

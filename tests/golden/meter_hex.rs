@@ -1526,6 +1526,16 @@ impl ::x_sdk::model::FromPayload for TamperEvent {
 impl ::x_sdk::model::ThingEvent for TamperEvent {
     const IDENTIFIER: &'static str = "tamper";
     const KIND: ::x_sdk::model::EventKind = ::x_sdk::model::EventKind::Alert;
+    fn encode_hex_event(
+        &self,
+        out: &mut [u8],
+    ) -> ::core::option::Option<
+        ::core::result::Result<usize, ::x_sdk::model::hex::HexError>,
+    > {
+        ::core::option::Option::Some(
+            <Self as ::x_sdk::model::hex::HexEvent>::encode_hex(self, out),
+        )
+    }
 }
 impl ::x_sdk::model::hex::HexEvent for TamperEvent {
     const HEX_ID: u8 = 1;
@@ -1714,6 +1724,16 @@ impl ::x_sdk::model::FromPayload for OverloadEvent {
 impl ::x_sdk::model::ThingEvent for OverloadEvent {
     const IDENTIFIER: &'static str = "overload";
     const KIND: ::x_sdk::model::EventKind = ::x_sdk::model::EventKind::Error;
+    fn encode_hex_event(
+        &self,
+        out: &mut [u8],
+    ) -> ::core::option::Option<
+        ::core::result::Result<usize, ::x_sdk::model::hex::HexError>,
+    > {
+        ::core::option::Option::Some(
+            <Self as ::x_sdk::model::hex::HexEvent>::encode_hex(self, out),
+        )
+    }
 }
 impl ::x_sdk::model::hex::HexEvent for OverloadEvent {
     const HEX_ID: u8 = 2;

@@ -11,14 +11,14 @@ use crate::meter;
 use crate::support;
 
 use meter::{
-    MeterHex, MeterHexReport, MeterHexService, MeterHexServiceHandler, ReadRegisterOutput,
-    RelayControlOutput, TamperEvent, TamperKind, Tariff,
+    MeterHex, MeterHexReport, MeterHexService, MeterHexServiceHandler, OverloadEvent,
+    ReadRegisterOutput, RelayControlOutput, TamperEvent, TamperKind, Tariff,
 };
 use serde_json::json;
 use support::{WAIT, sim, wait_for};
 use x_sdk::model::{Date, ServiceFailure, ThingModel, ThingServices};
 use x_sdk::protocol::{DeviceIdentity, HeaderCtrl, TopicKind};
-use x_sdk::runtime::{DeliveryError, Device, DeviceBuilder, NoModel, Request};
+use x_sdk::runtime::{Device, DeviceBuilder, NoModel, Request};
 use x_sim::platform::Command;
 use x_sim::sim::Sim;
 
@@ -133,17 +133,17 @@ async fn every_hex_command(
     let answer = p.send_command(id, raw, None).await.unwrap();
     assert_eq!(answer.ack().unwrap().code.as_str(), "4001");
     assert!(device.is_online());
-    // A HEX product's events go through hex_event: event() says so instead of sending a
-    // JSON event the platform would not read.
-    let tamper = TamperEvent {
-        kind: TamperKind::default(),
-        at: Date::from_millis(1_717_401_600_000),
+    // The same event() call as a JSON product's sends a HEX product's event as HEX (19).
+    let overload = OverloadEvent {
+        power: 12.5,
+        limit: 10.0,
     };
-    let err = device.event(&tamper).await.unwrap_err();
-    assert!(
-        matches!(&err, DeliveryError::Encode(why) if why.contains("tamper") && why.contains("hex_event")),
-        "{err}"
-    );
+    let before = p.events(id).len();
+    device.event(&overload).await.unwrap().await.unwrap();
+    let events = p.events(id);
+    assert_eq!(events.len(), before + 1);
+    assert_eq!(events.last().unwrap().identifier, "overload");
+    assert_eq!(events.last().unwrap().value["power"], json!(12.5));
     // The rows every product has: firmware, config, time sync, OTA notify.
     every_common_command(sim, device, id).await;
     // The HEX refusal above was a command refused, not a bad frame.

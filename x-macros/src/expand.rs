@@ -370,7 +370,11 @@ pub fn event(input: DeriveInput) -> TokenStream {
         let Some(event) = whole.events.last() else {
             return TokenStream::new();
         };
-        let impls = codegen(cx, &krate).event_impls(&input.ident, event);
+        let impls = codegen(cx, &krate).event_impls(
+            &input.ident,
+            event,
+            hex_order.is_some() && hex_id.is_some(),
+        );
         let hex = match (hex_order, hex_id) {
             (Some(order), Some(id)) => {
                 codegen(cx, &krate).event_hex_impls(&input.ident, event, id, order)

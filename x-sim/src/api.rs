@@ -179,7 +179,7 @@ async fn product_model(
             format!("product {product} has no thing model (a passthrough product)"),
         )
     })?;
-    serde_json::from_str(&source.text()).map(Json).map_err(|e| {
+    serde_json::from_str(source.text()).map(Json).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("product {product}: its stored model is not JSON: {e}"),

@@ -277,6 +277,26 @@ fn meter_hex_derived_frames_match_generated() {
     .unwrap();
     assert_eq!(a[..n], b[..m]);
     assert_eq!(a[1], 2, "overload is event id 2");
+    // Through ThingEvent as the runtime's event() sees it, derived and generated alike: the
+    // same HEX frame; an event of a JSON model has none.
+    let n = ThingEvent::encode_hex_event(&overload, &mut a)
+        .unwrap()
+        .unwrap();
+    let m = ThingEvent::encode_hex_event(
+        &gen_meter::OverloadEvent {
+            power: 29.5,
+            limit: 30.0,
+        },
+        &mut b,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(a[..n], b[..m]);
+    let json_event = env_sensor::SensorFault {
+        code: 7,
+        detail: "probe".into(),
+    };
+    assert!(ThingEvent::encode_hex_event(&json_event, &mut a).is_none());
 
     // Services with declared ids 16 and 17.
     for call in [

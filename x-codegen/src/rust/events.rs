@@ -24,7 +24,7 @@ impl CodeGenerator {
             #[derive(Debug, Clone, PartialEq, Default)]
             pub struct #ename { #fields }
         });
-        items.extend(self.event_impls(&ename, e));
+        items.extend(self.event_impls(&ename, e, model.hex.is_some()));
         if let Some(hex) = model.hex {
             let id = layout::event_ids(model)[model
                 .events
@@ -36,8 +36,9 @@ impl CodeGenerator {
         items
     }
 
-    /// The payload traits and `ThingEvent` for an event type.
-    pub fn event_impls(&self, name: &Ident, event: &Event) -> TokenStream {
+    /// The payload traits and `ThingEvent` for an event type; with `hex`, its
+    /// `encode_hex_event` forwards to the `HexEvent` implementation written beside it.
+    pub fn event_impls(&self, name: &Ident, event: &Event, hex: bool) -> TokenStream {
         let m = &self.model;
         let params = self.params_impls(name, &event.outputs, "output");
         let id = &event.identifier;
@@ -46,12 +47,26 @@ impl CodeGenerator {
             EventKind::Alert => quote!(#m::EventKind::Alert),
             EventKind::Error => quote!(#m::EventKind::Error),
         };
+        let hex_event = if hex {
+            let h = &self.hex;
+            quote! {
+                fn encode_hex_event(
+                    &self,
+                    out: &mut [u8],
+                ) -> ::core::option::Option<::core::result::Result<usize, #h::HexError>> {
+                    ::core::option::Option::Some(<Self as #h::HexEvent>::encode_hex(self, out))
+                }
+            }
+        } else {
+            TokenStream::new()
+        };
         quote! {
             #params
 
             impl #m::ThingEvent for #name {
                 const IDENTIFIER: &'static str = #id;
                 const KIND: #m::EventKind = #kind;
+                #hex_event
             }
         }
     }

@@ -125,6 +125,18 @@ pub trait ThingEvent: ToPayload + FromPayload {
     const IDENTIFIER: &'static str;
     /// The event's type.
     const KIND: EventKind;
+
+    /// The event as a HEX event report (frame type 0x02) in `out`, its length; `None` for an
+    /// event with no HEX layout. Events of a HEX model (generated, or derived with a HEX id)
+    /// answer with their [`HexEvent`](super::hex::HexEvent) encoding, so that one
+    /// `Device::event` call sends an event of either kind of product.
+    ///
+    /// # Errors
+    /// A value that does not fit, or a full buffer.
+    fn encode_hex_event(&self, out: &mut [u8]) -> Option<Result<usize, super::hex::HexError>> {
+        let _ = out;
+        None
+    }
 }
 
 /// The service calls of a thing model, one enum variant per service with its typed inputs.

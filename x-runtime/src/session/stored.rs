@@ -103,10 +103,23 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         now: Now,
     ) -> Result<Entry, DeliveryError> {
         if self.hex.is_some() {
-            return Err(DeliveryError::Encode(format!(
-                "event {}: a HEX product sends events as HEX (hex_event)",
-                E::IDENTIFIER
-            )));
+            // A HEX product's event travels as its HEX frame (19), whichever call sent it.
+            let mut encoded = false;
+            let bytes = super::encode_hex(|out| match event.encode_hex_event(out) {
+                Some(result) => {
+                    encoded = true;
+                    result
+                }
+                None => Ok(0),
+            })?;
+            if !encoded {
+                return Err(DeliveryError::Encode(format!(
+                    "event {}: it has no HEX layout, and this is a HEX product (give it a HEX id \
+                     in the model or #[thing(hex ...)])",
+                    E::IDENTIFIER
+                )));
+            }
+            return Ok(self.hex_event_entry(&bytes, now));
         }
         self.history_event(event, self.best_time(now))
     }
@@ -121,11 +134,16 @@ impl<M: ThingModel, S: ThingServices> Session<M, S> {
         now: Now,
     ) -> Result<Entry, DeliveryError> {
         let bytes = super::encode_hex(|out| event.encode_hex(out))?;
-        Ok(Entry::new(
+        Ok(self.hex_event_entry(&bytes, now))
+    }
+
+    /// An encoded HEX event as an outbox entry.
+    fn hex_event_entry(&self, bytes: &[u8], now: Now) -> Entry {
+        Entry::new(
             EntryKind::HexEvent,
-            Value::String(x_protocol::model::hex::to_hex(&bytes)),
+            Value::String(x_protocol::model::hex::to_hex(bytes)),
             self.best_time(now),
-        ))
+        )
     }
 
     /// Whether an entry stored now could go live at once (online, room in the window): the
