@@ -206,7 +206,10 @@ impl Platform {
                     plain: frame.as_ref().and_then(|f| self.decrypted(device, f)),
                     ..Evidence::of(&answer.topic, &bytes)
                 };
-                self.violation(device, &broken, evidence);
+                // The 502 is answered once the violation is stored.
+                if let Some(durable) = self.violation(device, &broken, evidence) {
+                    let _ = durable.await;
+                }
                 Err(CommandError::BadAnswer {
                     device: device.to_string(),
                     reason: broken.reason,

@@ -912,6 +912,15 @@ async fn the_log_survives_a_killed_platform() {
     );
     assert_eq!(rules(&before.0), ["plaintext"]);
     assert_eq!(rules(&before.1), ["unreadable_frame", "forbidden_topic"]);
+    // Violations nobody is answered about are committed with the store's next group
+    // commit, not before the API shows them. The writer commits in the order writes came:
+    // once a report sent now is acked (after its commit), the violations above are stored.
+    let mut wire = Wire::online(mqtt, &params).await;
+    let report = wire.topic(TopicKind::PropertyReport);
+    let ack = wire
+        .acked(&report, HeaderCtrl::PropertyReport, json!({"power": 1}))
+        .await;
+    assert!(ack.code.is_success(), "{ack:?}");
     first.kill();
 
     // Started again on the same directory: the same log, counted in the device list.
