@@ -984,7 +984,40 @@ impl Platform {
         self.inner
             .sessions
             .decrypt(device, frame)
-            .map_err(|reason| Broken::new(Rule::Undecryptable, reason))
+            .map_err(|reason| {
+                if self.plain_hex(device, frame) {
+                    Broken::new(
+                        Rule::Plaintext,
+                        format!(
+                            "payload must be encrypted for this product (HeaderCtrl {} travels \
+                         encrypted): this is plain HEX",
+                            frame.header_ctrl.code()
+                        ),
+                    )
+                } else {
+                    Broken::new(Rule::Undecryptable, reason)
+                }
+            })
+    }
+
+    /// Whether a HEX frame (18, 19, 26) whose payload does not decrypt is HEX as the
+    /// product's script reads it unencrypted: a HEX payload is a string either way, so this
+    /// tells plaintext from a payload encrypted under another key.
+    fn plain_hex(&self, device: &DeviceIdentity, frame: &Frame) -> bool {
+        let hex_frame = matches!(
+            frame.header_ctrl,
+            HeaderCtrl::HexPropertyReport
+                | HeaderCtrl::HexEventReport
+                | HeaderCtrl::HexServiceReply
+        );
+        let Some(hex) = frame.payload.as_str().filter(|_| hex_frame) else {
+            return false;
+        };
+        // Read by the script; values the model refuses are plain all the same.
+        match self.decode_hex(device, hex, Some(frame.header_ctrl)) {
+            Ok(_) => true,
+            Err(broken) => broken.rule == Rule::ThingModel,
+        }
     }
 
     /// Hands a device's answer (with its bytes, and the rule its frame broke, if any) to the

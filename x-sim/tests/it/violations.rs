@@ -17,7 +17,9 @@ use common::{Api, Params, acked, object, online, plug, plug_device, refusal};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use x_protocol::payload::{AuthCode, OtaNotify};
-use x_protocol::{AckPayload, Frame, HeaderCtrl, MqttLogin, SessionKey, Topic, TopicKind};
+use x_protocol::{
+    AckPayload, Frame, HeaderCtrl, MqttLogin, Publisher, SessionKey, Topic, TopicKind,
+};
 use x_runtime::{Persisted, Refusal, Request};
 use x_sim::platform::{Command, CommandError, Rule};
 use x_sim::sim::{Sim, SimConfig};
@@ -957,5 +959,180 @@ fn rule_names_are_documented() {
             "{} is not in docs/x-sim.md",
             rule.name()
         );
+    }
+}
+
+/// The meter as an encrypted HEX product (the generated script of its model).
+const ENCRYPTED_METER: &str = r#"
+[[product]]
+open_id = "7ED01E2A"
+product_id = "4D455446"
+product_key = "1F1E2D3C4B5A69788796A5B4C3D2E1F0"
+registration = 1
+encrypted = true
+format = "hex"
+model = "models/meter-hex.json"
+
+[[device]]
+product_id = "4D455446"
+node_eui = "MTR00002"
+"#;
+
+/// The command whose answer a device sends with `ctrl` on `kind`, and the plain payload of
+/// that answer; `None` for a device frame that answers no command the platform sends (25
+/// on `model/hex/downlink_ack`: a HEX property ask is answered by a report).
+fn command_answered_by(kind: TopicKind, ctrl: HeaderCtrl) -> Option<(Command, Value)> {
+    let ack = AckPayload::success(None).to_value();
+    let service = Command::CallService {
+        service: "reset".into(),
+        params: json!({}),
+    };
+    let hex_service = Command::CallService {
+        service: "readRegister".into(),
+        params: json!({"address": "258"}),
+    };
+    Some(match (kind, ctrl) {
+        (TopicKind::DownlinkAck, _) => (Command::Passthrough(json!("AQI=")), ack),
+        (TopicKind::OtaNotifyAck, _) => (
+            Command::NotifyOta(notify()),
+            json!({"DownID": notify().down_id}),
+        ),
+        (TopicKind::ConfigReport, _) => (
+            Command::AskConfig,
+            json!({"Settings": {"reportPeriod": 60}}),
+        ),
+        (TopicKind::PropertySetAck, _) => (Command::SetProperties(json!({"countdown": 5})), ack),
+        (TopicKind::ServiceCallAck, _) => (service, ack),
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexPropertySet) => (
+            Command::SetProperties(json!({"tariff": "2", "reportPeriod": 900})),
+            ack,
+        ),
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexServiceCall) => (hex_service, ack),
+        _ => return None,
+    })
+}
+
+/// The plain payload of a device frame that the platform acks.
+fn plain_report(ctrl: HeaderCtrl) -> Value {
+    match ctrl {
+        HeaderCtrl::Uplink => json!({"data": "AQI="}),
+        HeaderCtrl::FirmwareReport => json!({"SoftVer": "1.0.0", "UpgradeType": 2}),
+        HeaderCtrl::PropertyReport => json!({"power": 12.5}),
+        HeaderCtrl::EventReport => json!({"temperature": 81.5}),
+        HeaderCtrl::HistoryReport => json!({"params": [{"properties": [
+            {"power": {"value": 1.5, "time": 1_700_000_000_000_i64}}
+        ]}]}),
+        // The meter's report, tamper event and readRegister reply, as its script reads them.
+        HeaderCtrl::HexPropertyReport => json!(METER_REPORT),
+        HeaderCtrl::HexEventReport => json!("02010100c01cdd8f010000"),
+        HeaderCtrl::HexServiceReply => json!("0311000102"),
+        other => panic!("no plain report of {other}"),
+    }
+}
+
+/// Every HeaderCtrl a device sends encrypted in an encrypted product, on every topic the
+/// command table gives it (JSON and passthrough topics from a JSON product's device, HEX
+/// topics from a HEX product's), sent as plaintext: each frame the platform acks gets a
+/// "4001", each answer to a command fails the command (HTTP 502), and every one is a
+/// `plaintext` violation.
+#[tokio::test]
+async fn every_encrypted_header_ctrl_refuses_plaintext() {
+    let registry = [common::encrypted_product(), ENCRYPTED_METER.to_owned()].concat();
+    let sim = common::sim(&registry).await;
+    let api = Api::new(&sim);
+    let p = sim.platform();
+    let json_params = common::encrypted("ENC00009");
+    let mut hex_params = Params::new("4D455446", "MTR00002", "1F1E2D3C4B5A69788796A5B4C3D2E1F0");
+    hex_params.encrypted = true;
+    let mut json_wire = Wire::online(sim.mqtt_addr().unwrap(), &json_params).await;
+    let mut hex_wire = Wire::online(sim.mqtt_addr().unwrap(), &hex_params).await;
+    assert!(json_wire.key.is_some() && hex_wire.key.is_some());
+    let granted = hex_wire
+        .subscribe(&[TopicKind::HexReportAck, TopicKind::HexDownlink])
+        .await;
+    assert_eq!(granted, [true, true]);
+
+    let cases: Vec<(TopicKind, HeaderCtrl)> = TopicKind::ALL
+        .iter()
+        .filter(|k| k.spec().publisher == Publisher::Device && **k != TopicKind::Auth)
+        .flat_map(|k| k.spec().header_ctrls.iter().map(move |c| (*k, *c)))
+        .filter(|(_, c)| c.is_encrypted_uplink())
+        .collect();
+    // The command table's rows, as the issue lists them.
+    let codes: Vec<i64> = cases.iter().map(|(_, c)| c.code()).collect();
+    for code in [4, 7, 8, 9, 14, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27] {
+        assert!(
+            codes.contains(&code),
+            "HeaderCtrl {code} is not in {codes:?}"
+        );
+    }
+    let mut expected: Vec<(bool, i64)> = Vec::new();
+    for (kind, ctrl) in cases {
+        let hex = matches!(kind, TopicKind::HexReport | TopicKind::HexDownlinkAck);
+        let (wire, params) = if hex {
+            (&mut hex_wire, &hex_params)
+        } else {
+            (&mut json_wire, &json_params)
+        };
+        let topic = match kind {
+            TopicKind::EventReport => wire.topic_of(kind, "overheat"),
+            TopicKind::ServiceCallAck => wire.topic_of(kind, "reset"),
+            _ => wire.topic(kind),
+        };
+        let acked = kind.spec().reply_to(ctrl).is_some_and(|r| r.is_ack);
+        let reason = format!(
+            "payload must be encrypted for this product (HeaderCtrl {} travels encrypted",
+            ctrl.code()
+        );
+        if acked {
+            let frame = Frame::new(wire.next_id(), ctrl, plain_report(ctrl));
+            wire.publish(&topic, frame.encode()).await;
+            let ack = wire.next().await;
+            let (want, reply) = topic.reply_topic(ctrl).unwrap();
+            assert_eq!(
+                (&ack.topic, ack.frame.header_ctrl, &ack.frame.message_id),
+                (&want, reply.header_ctrl, &frame.message_id),
+                "{kind:?} {ctrl}"
+            );
+            let ack = ack.frame.ack().unwrap();
+            assert_eq!(ack.code.as_str(), "4001", "{kind:?} {ctrl}: {}", ack.msg);
+            assert!(ack.msg.starts_with(&reason), "{kind:?} {ctrl}: {}", ack.msg);
+        } else if let Some((command, payload)) = command_answered_by(kind, ctrl) {
+            let (result, ()) = tokio::join!(p.send_command(&params.id, command, None), async {
+                let m = wire.next().await;
+                let answer = Frame::new(m.frame.message_id.clone(), ctrl, payload);
+                wire.publish(&topic, answer.encode()).await;
+            });
+            let Err(CommandError::BadAnswer { reason: why, .. }) = result else {
+                panic!("{kind:?} {ctrl}: {result:?}");
+            };
+            assert!(why.starts_with(&reason), "{kind:?} {ctrl}: {why}");
+        } else {
+            // Not an answer to anything the platform sends: refused all the same.
+            let frame = Frame::new(wire.next_id(), ctrl, AckPayload::success(None).to_value());
+            wire.publish(&topic, frame.encode()).await;
+        }
+        expected.push((hex, ctrl.code()));
+    }
+
+    for (hex, params) in [(false, &json_params), (true, &hex_params)] {
+        let want: Vec<i64> = expected
+            .iter()
+            .filter(|(h, _)| *h == hex)
+            .map(|(_, c)| *c)
+            .collect();
+        let log = until_violations(&api, params, want.len() as u64).await;
+        let list = log["violations"].as_array().unwrap();
+        let got: Vec<(&str, i64)> = list
+            .iter()
+            .map(|v| {
+                (
+                    v["rule"].as_str().unwrap(),
+                    v["HeaderCtrl"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(&str, i64)> = want.iter().map(|c| ("plaintext", *c)).collect();
+        assert_eq!(got, want, "{log:#}");
     }
 }
