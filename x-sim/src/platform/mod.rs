@@ -292,6 +292,23 @@ fn bad_request_code(payload: &Value) -> AuthCode {
     }
 }
 
+/// What is wrong with the Version of an auth request that did not decode, when that is
+/// what is wrong: another version, or a JSON object whose Version is missing or not a
+/// string (`None` for anything else: not JSON, not an object, a Version of "2.0" with
+/// another field wrong).
+fn wrong_version(e: &x_protocol::FrameError, payload: &[u8]) -> Option<String> {
+    if let x_protocol::FrameError::Version { found } = e {
+        return Some(format!("Version {found:?}"));
+    }
+    let value = serde_json::from_slice::<Value>(payload).ok()?;
+    match value.as_object()?.get("Version") {
+        None => Some("no Version".to_owned()),
+        Some(Value::String(v)) if v == x_protocol::PROTOCOL_VERSION => None,
+        Some(Value::String(v)) => Some(format!("Version {v:?}")),
+        Some(other) => Some(format!("Version {other} is not a string")),
+    }
+}
+
 /// Why an auth reply refuses, for the violation log; `None` for success and for what is the
 /// platform's fault (1, busy).
 fn auth_refusal(code: AuthCode) -> Option<&'static str> {
@@ -632,30 +649,32 @@ impl Platform {
         };
         let frame = match Frame::decode(payload) {
             Ok(f) => f,
-            // A readable request of another protocol version gets the code the document
-            // gives for it; only one with no MessageId to answer goes unanswered.
-            Err(x_protocol::FrameError::Version { found }) => {
-                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: Version {found:?}: refused with code 6");
+            // A request of another protocol version (a Version other than "2.0", missing,
+            // or not a string) gets the code the document gives for it; only one with no
+            // MessageId to answer goes unanswered.
+            Err(e) => {
+                let Some(version) = wrong_version(&e, payload) else {
+                    tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: unreadable, not answered: {e}");
+                    broken(Rule::UnreadableFrame, format!("{e} (not answered)"));
+                    return None;
+                };
                 let id = serde_json::from_slice::<Value>(payload).ok().and_then(|v| {
                     serde_json::from_value::<MessageId>(v.get("MessageId")?.clone()).ok()
                 });
                 let Some(id) = id else {
+                    tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: {version}, no MessageId: not answered");
                     broken(
                         Rule::UnreadableFrame,
-                        format!("Version {found:?}, and no MessageId to answer with: not answered"),
+                        format!("{version}, and no MessageId to answer with: not answered"),
                     );
                     return None;
                 };
+                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: {version}: refused with code 6");
                 broken(
                     Rule::AuthRefused,
-                    format!("Version {found:?}, only \"2.0\" is supported: refused with code 6"),
+                    format!("{version}, only \"2.0\" is supported: refused with code 6"),
                 );
                 return refuse_auth(device, id, AuthCode::VersionMismatch);
-            }
-            Err(e) => {
-                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: unreadable, not answered: {e}");
-                broken(Rule::UnreadableFrame, format!("{e} (not answered)"));
-                return None;
             }
         };
         if frame.header_ctrl != HeaderCtrl::Auth {

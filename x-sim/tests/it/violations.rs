@@ -1136,3 +1136,72 @@ async fn every_encrypted_header_ctrl_refuses_plaintext() {
         assert_eq!(got, want, "{log:#}");
     }
 }
+
+/// An auth request whose Version is missing, not a string, or not "2.0" gets Code 6 (the
+/// document's "protocol versions disagree"), with its MessageId, and is logged; without a
+/// MessageId to answer with it goes unanswered and is logged as unreadable.
+#[tokio::test]
+async fn auth_requests_of_another_version_get_code_6() {
+    let sim = common::sim(&registry()).await;
+    let api = Api::new(&sim);
+    let login = plug();
+    let mut mqtt = Mqtt::open(
+        sim.mqtt_addr().unwrap(),
+        &MqttLogin::auth(&login.id, &login.product_key),
+    )
+    .await
+    .unwrap();
+    mqtt.subscribe(&[TopicKind::Downlink.filter(&login.id)])
+        .await;
+    let auth = Topic::auth().to_string();
+    let payload =
+        json!({"OpenID": "7ED01E2A", "ProductID": "AA30C505", "NodeEui": "PLUG0001", "Type": 1});
+    let versions = [
+        (None, "no Version"),
+        (Some(json!(2.0)), "Version 2.0 is not a string"),
+        (Some(json!(null)), "Version null is not a string"),
+        (Some(json!(["2.0"])), "Version [\"2.0\"] is not a string"),
+        (Some(json!("1.0")), "Version \"1.0\""),
+    ];
+    for (n, (version, said)) in versions.iter().enumerate() {
+        let id = 70 + n;
+        let mut request = json!({"MessageId": id, "HeaderCtrl": 1, "Payload": payload});
+        if let Some(v) = version {
+            request["Version"] = v.clone();
+        }
+        mqtt.publish(&auth, serde_json::to_vec(&request).unwrap())
+            .await;
+        let (_, reply) = mqtt.next().await;
+        let reply = Frame::decode(&reply).unwrap();
+        assert_eq!(
+            reply.message_id,
+            x_protocol::MessageId::from(id as u32),
+            "{said}"
+        );
+        let reply: x_protocol::payload::AuthReply = reply.payload_as().unwrap();
+        assert_eq!(reply.code, AuthCode::VersionMismatch, "{said}");
+    }
+    // No MessageId: nothing to answer with.
+    let anonymous = json!({"HeaderCtrl": 1, "Payload": payload});
+    mqtt.publish(&auth, serde_json::to_vec(&anonymous).unwrap())
+        .await;
+    assert!(mqtt.quiet_for(Duration::from_millis(500)).await);
+
+    let log = until_violations(&api, &login, versions.len() as u64 + 1).await;
+    let list = log["violations"].as_array().unwrap();
+    for (v, (_, said)) in list.iter().zip(&versions) {
+        assert_eq!(v["rule"], json!("auth_refused"), "{v:#}");
+        assert_eq!(
+            v["reason"],
+            json!(format!(
+                "{said}, only \"2.0\" is supported: refused with code 6"
+            )),
+            "{v:#}"
+        );
+    }
+    assert_eq!(list[versions.len()]["rule"], json!("unreadable_frame"));
+    assert_eq!(
+        list[versions.len()]["reason"],
+        json!("no Version, and no MessageId to answer with: not answered")
+    );
+}
