@@ -478,6 +478,8 @@ impl Platform {
 /// Whether an answer came on a topic, and with a HeaderCtrl, that the command table allows
 /// for the command (a HEX service call may be answered either way the document shows: a
 /// service reply, 26, on `model/hex/report`, or an ack, 24, on `model/hex/downlink_ack`).
+/// A command the table gives no answer (a raw frame with a HeaderCtrl not of its topic, a
+/// SessionKey update) accepts none.
 fn answered_where_the_table_says(
     command: &Topic,
     header_ctrl: HeaderCtrl,
@@ -489,10 +491,19 @@ fn answered_where_the_table_says(
         .replies_to(header_ctrl)
         .filter_map(|r| Some((command.answer_on(r)?.to_string(), r.header_ctrl)))
         .collect();
-    if allowed.is_empty()
-        || allowed
-            .iter()
-            .any(|(topic, hc)| *topic == answer.topic && *hc == answer.header_ctrl)
+    if allowed.is_empty() {
+        return Err(format!(
+            "answered with HeaderCtrl {} on {}, but the command table has no answer to \
+             HeaderCtrl {} on {}",
+            answer.header_ctrl.code(),
+            answer.topic,
+            header_ctrl.code(),
+            command
+        ));
+    }
+    if allowed
+        .iter()
+        .any(|(topic, hc)| *topic == answer.topic && *hc == answer.header_ctrl)
     {
         return Ok(());
     }

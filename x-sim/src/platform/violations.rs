@@ -90,7 +90,8 @@ rules! {
     /// a HEX frame from a product that is not a HEX product.
     HexParse = "hex_parse",
     /// An answer to a platform command on another topic, or with another HeaderCtrl, than
-    /// the command table says (HTTP 502).
+    /// the command table says, or an answer to a command the table gives no answer (HTTP
+    /// 502).
     AnswerOffTable = "answer_off_table",
     /// An answer to a platform command whose content is wrong: not an ack, set Data or
     /// service outputs the model refuses, a property ask answered without the asked

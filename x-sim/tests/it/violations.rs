@@ -1205,3 +1205,104 @@ async fn auth_requests_of_another_version_get_code_6() {
         json!("no Version, and no MessageId to answer with: not answered")
     );
 }
+
+/// A HEX service call (24) may be answered either way the document shows: an ack (24) on
+/// `model/hex/downlink_ack`, or a service reply (26) on `model/hex/report` (covered by the
+/// HEX products' tests). Any other HEX answer is off the table: the command fails (HTTP
+/// 502) and the device has an `answer_off_table` violation.
+#[tokio::test]
+async fn hex_service_calls_are_answered_as_the_table_says() {
+    let sim = common::sim(&registry()).await;
+    let api = Api::new(&sim);
+    let params = meter();
+    let mut wire = Wire::online(sim.mqtt_addr().unwrap(), &params).await;
+    let granted = wire.subscribe(&[TopicKind::HexDownlink]).await;
+    assert_eq!(granted, [true]);
+    let call = "/api/devices/4D455445/MTR00001/services/readRegister";
+    let body = json!({"address": "258"});
+    let ack = AckPayload::success(Some(json!({"value": 513}))).to_value();
+    let prefix = params.id.topic_prefix();
+    // (the answer's topic, its HeaderCtrl, accepted)
+    let answers = [
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexServiceCall, true),
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexPropertySet, false),
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexPropertyAsk, false),
+    ];
+    let mut off_table = Vec::new();
+    for (kind, ctrl, accepted) in answers {
+        let ((status, answer), sent) = tokio::join!(api.send(api.post(call).json(&body)), async {
+            let m = wire
+                .expect(TopicKind::HexDownlink, HeaderCtrl::HexServiceCall)
+                .await;
+            let frame = Frame::new(m.frame.message_id.clone(), ctrl, ack.clone());
+            wire.send(&wire.topic(kind), frame.clone()).await;
+            frame
+        });
+        if accepted {
+            assert_eq!(status, StatusCode::OK, "{ctrl}: {answer}");
+        } else {
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{ctrl}: {answer}");
+            let error = answer["error"].as_str().unwrap().to_owned();
+            let said = format!(
+                "answered with HeaderCtrl {} on {prefix}/model/hex/downlink_ack, the command table says HeaderCtrl 26 on {prefix}/model/hex/report or HeaderCtrl 24 on {prefix}/model/hex/downlink_ack",
+                ctrl.code()
+            );
+            assert!(error.ends_with(&said), "{error}");
+            off_table.push((sent, said));
+        }
+    }
+    let log = until_violations(&api, &params, off_table.len() as u64).await;
+    let list = log["violations"].as_array().unwrap();
+    let downlink_ack = format!("{prefix}/model/hex/downlink_ack");
+    for (v, (frame, said)) in list.iter().zip(&off_table) {
+        check(v, Rule::AnswerOffTable, said, &downlink_ack, frame);
+    }
+}
+
+/// A command the command table gives no answer (a raw frame with a HeaderCtrl that is not
+/// its topic's) accepts no answer: whatever the device sends with its MessageId fails the
+/// command and is an `answer_off_table` violation.
+#[tokio::test]
+async fn a_command_the_table_does_not_answer_accepts_no_answer() {
+    let sim = common::sim(&registry()).await;
+    let api = Api::new(&sim);
+    let params = plug();
+    let mut wire = Wire::online(sim.mqtt_addr().unwrap(), &params).await;
+    let raw = Command::Raw {
+        kind: TopicKind::PropertySet,
+        identifier: None,
+        header_ctrl: HeaderCtrl::ServiceCall,
+        payload: json!({"params": []}),
+    };
+    let (result, sent) = tokio::join!(sim.platform().send_command(&params.id, raw, None), async {
+        let m = wire
+            .expect(TopicKind::PropertySet, HeaderCtrl::ServiceCall)
+            .await;
+        let frame = Frame::new(
+            m.frame.message_id.clone(),
+            HeaderCtrl::PropertySet,
+            AckPayload::success(None).to_value(),
+        );
+        wire.send(&wire.topic(TopicKind::PropertySetAck), frame.clone())
+            .await;
+        frame
+    });
+    let Err(CommandError::BadAnswer { reason, .. }) = result else {
+        panic!("{result:?}");
+    };
+    let prefix = params.id.topic_prefix();
+    assert_eq!(
+        reason,
+        format!(
+            "answered with HeaderCtrl 20 on {prefix}/model/property/set_ack, but the command table has no answer to HeaderCtrl 21 on {prefix}/model/property/set"
+        )
+    );
+    let log = until_violations(&api, &params, 1).await;
+    check(
+        &log["violations"][0],
+        Rule::AnswerOffTable,
+        &reason,
+        &format!("{prefix}/model/property/set_ack"),
+        &sent,
+    );
+}
