@@ -14,13 +14,15 @@
 //! record that does not decode is reported as [`StoreError::Record`], naming its table and
 //! key.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::ErrorKind;
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -30,7 +32,7 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, watch};
 use x_protocol::{IdentityError, RegistrationType, SecretString};
 use zeroize::Zeroizing;
 
@@ -223,15 +225,17 @@ impl Store {
     /// Never blocks: callers on async workers first wait for [`Store::room`], which keeps
     /// the queue bounded.
     pub fn queue(&self, write: Write) -> Durable {
-        let (done, durable) = oneshot::channel();
-        self.writer.submit(write, Done::Async(done));
-        durable
+        let ticket = self.writer.submit(write, None);
+        Durable {
+            ticket,
+            commits: self.writer.commits.clone(),
+        }
     }
 
     /// Hands `write` to the writer thread without waiting, for a write nothing waits for
     /// (a failure is logged by the writer). Never blocks, as [`Store::queue`].
     pub fn queue_unwaited(&self, write: Write) {
-        self.writer.submit(write, Done::Nobody);
+        self.writer.submit(write, None);
     }
 
     /// Hands `write` to the writer thread and blocks until it is committed: for callers
@@ -242,7 +246,7 @@ impl Store {
     /// [`StoreError::NotWritten`] with the writer's reason.
     pub fn write_durably(&self, write: Write) -> Result<(), StoreError> {
         let (done, wait) = mpsc::channel();
-        self.writer.submit(write, Done::Blocking(done));
+        self.writer.submit(write, Some(done));
         wait.recv()
             .unwrap_or_else(|_| Err("the store writer is gone".to_owned()))
             .map_err(|problem| StoreError::NotWritten {
@@ -257,6 +261,10 @@ impl Store {
     pub async fn room(&self) {
         let writer = &self.writer;
         loop {
+            // The usual case, without registering as a waiter.
+            if writer.waiting.load(Ordering::Acquire) < WRITER_QUEUE {
+                return;
+            }
             let notified = writer.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -681,9 +689,86 @@ fn opened<'s, 'txn, K: Key + 'static, V: Value + 'static>(
     Ok(slot.insert(table))
 }
 
-/// Resolves once a queued write is durable in the store: `Ok` when its commit returned,
-/// `Err` with the reason when it failed (or the writer is gone).
-pub type Durable = oneshot::Receiver<Result<(), String>>;
+/// A queued write's place in the writer's order, to wait for its commit with
+/// [`Durable::wait`]. Dropping it is fine when nothing waits for the write.
+///
+/// Writes are numbered as they are queued and committed in that order, in batches of
+/// consecutive numbers: waiting for one is waiting until the writer has finished the batch
+/// that holds it, and then looking whether that batch failed. Nothing is allocated per
+/// write, and the writer wakes a waiter once per commit, not once per write.
+#[derive(Debug)]
+pub struct Durable {
+    ticket: u64,
+    commits: Arc<Commits>,
+}
+
+/// What the writer has finished: every write numbered up to `through` (committed or
+/// failed), and the recent failed batches with their reason.
+#[derive(Debug)]
+struct Commits {
+    through: watch::Sender<u64>,
+    failed: Mutex<VecDeque<(RangeInclusive<u64>, String)>>,
+}
+
+/// How many failed batches are remembered for [`Durable::wait`] (an answer waits for its
+/// writes within moments, long before this many commits fail).
+const FAILURES_KEPT: usize = 1024;
+
+impl Commits {
+    fn new() -> Self {
+        Self {
+            through: watch::Sender::new(0),
+            failed: Mutex::default(),
+        }
+    }
+
+    /// The writer finished the batch `tickets`, with `result`.
+    fn finished(&self, tickets: RangeInclusive<u64>, result: &Result<(), String>) {
+        if let Err(reason) = result {
+            let mut failed = lock(&self.failed);
+            if failed.len() == FAILURES_KEPT {
+                failed.pop_front();
+            }
+            failed.push_back((tickets.clone(), reason.clone()));
+        }
+        self.through.send_replace(*tickets.end());
+    }
+}
+
+impl Durable {
+    /// Waits until the write is committed: `Ok` then, `Err` with the reason when its
+    /// commit failed or the writer is gone.
+    ///
+    /// # Errors
+    /// The writer's reason.
+    pub async fn wait(self) -> Result<(), String> {
+        let mut through = self.commits.through.subscribe();
+        // The sender lives as long as this handle; the writer's exit finishes every ticket.
+        let _ = through.wait_for(|t| *t >= self.ticket).await;
+        match lock(&self.commits.failed)
+            .iter()
+            .find(|(tickets, _)| tickets.contains(&self.ticket))
+        {
+            Some((_, reason)) => Err(reason.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// A write that failed before it was queued (its record did not encode).
+    pub fn failed(reason: String) -> Self {
+        let commits = Commits::new();
+        commits.finished(1..=1, &Err(reason));
+        Self {
+            ticket: 1,
+            commits: Arc::new(commits),
+        }
+    }
+
+    /// Whether the write is finished (committed or failed) already.
+    pub fn is_finished(&self) -> bool {
+        *self.commits.through.borrow() >= self.ticket
+    }
+}
 
 /// How many queued writes may wait for the writer before [`Store::room`] holds producers
 /// back.
@@ -835,40 +920,20 @@ impl Write {
     }
 }
 
-/// Who waits for a queued write.
-enum Done {
-    /// An async task, through a [`Durable`].
-    Async(oneshot::Sender<Result<(), String>>),
-    /// A blocking caller ([`Store::write_durably`]).
-    Blocking(mpsc::Sender<Result<(), String>>),
-    /// Nobody ([`Store::queue_unwaited`]).
-    Nobody,
-}
-
-impl Done {
-    fn send(self, result: Result<(), String>) {
-        match self {
-            Done::Async(tx) => {
-                let _ = tx.send(result);
-            }
-            Done::Blocking(tx) => {
-                let _ = tx.send(result);
-            }
-            Done::Nobody => {}
-        }
-    }
-}
-
 /// A write on its way to the store, and who waits for it.
 struct Job {
     write: Write,
-    done: Done,
+    /// A blocking caller waiting ([`Store::write_durably`]); async ones wait on the
+    /// ticket ([`Durable`]).
+    done: Option<mpsc::Sender<Result<(), String>>>,
 }
 
 /// The writer thread's handle. Dropping it (with the last [`Store`] clone) lets the thread
 /// commit what it holds and waits for it.
 struct Writer {
-    tx: Option<mpsc::Sender<Job>>,
+    queue: Arc<Queue>,
+    /// What the writer has finished, for [`Durable::wait`].
+    commits: Arc<Commits>,
     thread: Option<JoinHandle<()>>,
     /// Writes queued and not yet committed.
     waiting: Arc<AtomicUsize>,
@@ -876,67 +941,163 @@ struct Writer {
     room: Arc<Notify>,
 }
 
+/// The writes waiting for the writer thread. A vector under a mutex, which the writer
+/// empties in one go, rather than a channel: no allocation per write (a channel's blocks
+/// are allocated by the senders, on the async workers, and freed by the writer thread),
+/// and a batch is taken with one lock.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Signalled when a write comes to an empty queue, or the queue closes.
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: Vec<Job>,
+    /// The ticket of the last write queued (the first is 1).
+    last_ticket: u64,
+    /// No more writes come: the writer commits what it holds and ends.
+    closed: bool,
+}
+
 impl Writer {
     fn start(core: Arc<Core>) -> Result<Self, std::io::Error> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let queue = Arc::new(Queue::default());
+        let commits = Arc::new(Commits::new());
         let waiting = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(Notify::new());
-        let (w, r) = (waiting.clone(), room.clone());
+        let (q, c, w, r) = (
+            queue.clone(),
+            commits.clone(),
+            waiting.clone(),
+            room.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("x-sim-store".into())
-            .spawn(move || write_all(&core, &rx, &w, &r))?;
+            .spawn(move || {
+                // Whatever ends the thread (its queue closed, a panic), every write still
+                // waiting is finished as failed, so that nobody waits for it forever.
+                let _gone = Gone(&q, &c);
+                write_all(&core, &q, &c, &w, &r);
+            })?;
         Ok(Self {
-            tx: Some(tx),
+            queue,
+            commits,
             thread: Some(thread),
             waiting,
             room,
         })
     }
 
-    /// Queues one write; never blocks.
-    fn submit(&self, write: Write, done: Done) {
-        let Some(tx) = &self.tx else {
-            return done.send(Err("the store writer is gone".to_owned()));
-        };
+    /// Queues one write and returns its ticket; never blocks (the lock is held only to
+    /// push).
+    fn submit(&self, write: Write, done: Option<mpsc::Sender<Result<(), String>>>) -> u64 {
+        let mut state = lock(&self.queue.state);
+        state.last_ticket += 1;
+        let ticket = state.last_ticket;
+        if state.closed {
+            drop(state);
+            let gone = Err(GONE.to_owned());
+            if let Some(done) = done {
+                let _ = done.send(gone.clone());
+            }
+            self.commits.finished(ticket..=ticket, &gone);
+            return ticket;
+        }
         self.waiting.fetch_add(1, Ordering::AcqRel);
-        if let Err(mpsc::SendError(job)) = tx.send(Job { write, done }) {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            job.done.send(Err("the store writer is gone".to_owned()));
+        let wake = state.jobs.is_empty();
+        state.jobs.push(Job { write, done });
+        drop(state);
+        // The writer waits only on an empty queue.
+        if wake {
+            self.queue.ready.notify_one();
+        }
+        ticket
+    }
+}
+
+/// What a write is told when the writer is gone.
+const GONE: &str = "the store writer is gone";
+
+/// Closes the queue when the writer thread ends (also by a panic) and finishes every write
+/// still queued as failed.
+struct Gone<'a>(&'a Queue, &'a Commits);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        state.closed = true;
+        let last = state.last_ticket;
+        let jobs = std::mem::take(&mut state.jobs);
+        drop(state);
+        let gone = Err(GONE.to_owned());
+        for job in jobs {
+            if let Some(done) = job.done {
+                let _ = done.send(gone.clone());
+            }
+        }
+        if *self.1.through.borrow() < last {
+            let first = *self.1.through.borrow() + 1;
+            self.1.finished(first..=last, &gone);
         }
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.tx = None;
+        lock(&self.queue.state).closed = true;
+        self.queue.ready.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// The writer's loop, until every sender is gone: takes every write waiting (up to
-/// [`BATCH_MAX`]), commits them in one transaction in the order they came and reports
+/// Locks, ignoring poisoning (a panicking holder leaves the queue usable).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The writer's loop, until the queue closes and is empty: takes every write waiting (up
+/// to [`BATCH_MAX`]), commits them in one transaction in the order they came and reports
 /// each.
-fn write_all(core: &Core, rx: &mpsc::Receiver<Job>, waiting: &AtomicUsize, room: &Notify) {
-    let take = |batch: &mut Vec<Job>| {
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+fn write_all(core: &Core, queue: &Queue, commits: &Commits, waiting: &AtomicUsize, room: &Notify) {
+    // Moves up to BATCH_MAX writes from the queue to the batch; whether the queue is
+    // closed and empty, and the ticket of the last write taken.
+    let take = |batch: &mut Vec<Job>, wait: bool| -> (bool, u64) {
+        let mut state = lock(&queue.state);
+        while wait && state.jobs.is_empty() && !state.closed {
+            state = queue
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
         }
+        let n = state.jobs.len().min(BATCH_MAX - batch.len());
+        batch.extend(state.jobs.drain(..n));
+        // Tickets are consecutive in the queue: the last taken is the last queued, less
+        // those left behind.
+        let taken = state.last_ticket - state.jobs.len() as u64;
+        (state.closed && state.jobs.is_empty(), taken)
     };
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        take(&mut batch);
+    // One batch buffer for the thread's life: a batch of hundreds of jobs is not grown
+    // from empty (and freed) at every commit.
+    let mut batch: Vec<Job> = Vec::with_capacity(BATCH_MAX);
+    loop {
+        let (mut done, mut taken) = take(&mut batch, true);
+        if batch.is_empty() {
+            if done {
+                return;
+            }
+            continue;
+        }
         // Under load (many writes came during the last commit), wait a moment for more:
         // fewer, larger commits cost less per write (PostgreSQL's commit_delay). A lone
-        // write is committed at once. It sleeps rather than waiting on the channel, so that
+        // write is committed at once. It sleeps rather than waiting on the queue, so that
         // the writes arriving meanwhile do not wake it one by one.
-        if batch.len() >= LINGER_FROM {
+        if batch.len() >= LINGER_FROM && !done {
             std::thread::sleep(LINGER);
-            take(&mut batch);
+            (done, taken) = take(&mut batch, false);
         }
         let delay = core.commit_delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
@@ -950,8 +1111,15 @@ fn write_all(core: &Core, rx: &mpsc::Receiver<Job>, waiting: &AtomicUsize, room:
         }
         waiting.fetch_sub(batch.len(), Ordering::AcqRel);
         room.notify_waiters();
-        for job in batch {
-            job.done.send(result.clone());
+        let first = taken + 1 - batch.len() as u64;
+        commits.finished(first..=taken, &result);
+        for job in batch.drain(..) {
+            if let Some(done) = job.done {
+                let _ = done.send(result.clone());
+            }
+        }
+        if done {
+            return;
         }
     }
 }
@@ -1106,8 +1274,8 @@ mod tests {
 
     /// Writes queued while the writer is busy share one commit, are applied in the order
     /// they were queued (the last value of a key wins), and each is reported durable.
-    #[test]
-    fn queued_writes_share_a_commit_in_order() {
+    #[tokio::test]
+    async fn queued_writes_share_a_commit_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
         store.set_commit_delay(Duration::from_millis(300));
@@ -1122,7 +1290,7 @@ mod tests {
         }
         waiting.push(store.queue(Write::last_offline("o/p/n", 7)));
         for durable in waiting {
-            assert_eq!(durable.blocking_recv().unwrap(), Ok(()));
+            assert_eq!(durable.wait().await, Ok(()));
         }
         // The first write may have been taken alone, before the others were queued.
         let commits = store.commits() - before;
@@ -1184,9 +1352,28 @@ mod tests {
             .unwrap();
         assert!(started.elapsed() >= Duration::from_millis(400));
         for durable in waiting {
-            assert_eq!(durable.await.unwrap(), Ok(()));
+            assert_eq!(durable.wait().await, Ok(()));
         }
         assert_eq!(store.received_count().unwrap(), WRITER_QUEUE as u64 + 1);
+    }
+
+    /// A write waits for the batch that holds it, not for later ones, and a failed write
+    /// reports its reason; a store dropped with writes queued commits them first.
+    #[tokio::test]
+    async fn each_write_waits_for_its_own_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
+        let first = store.queue(received(1));
+        first.wait().await.unwrap();
+        store.set_commit_delay(Duration::from_millis(600));
+        let second = store.queue(received(2));
+        assert!(!second.is_finished());
+        let started = std::time::Instant::now();
+        second.wait().await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        let failed = Durable::failed("cannot encode".into());
+        assert!(failed.is_finished());
+        assert_eq!(failed.wait().await, Err("cannot encode".to_owned()));
     }
 
     /// A queued write shows what it is, never its record (a device's holds its secret).

@@ -208,7 +208,7 @@ impl Platform {
                 };
                 // The 502 is answered once the violation is stored.
                 if let Some(durable) = self.violation(device, &broken, evidence) {
-                    let _ = durable.await;
+                    let _ = durable.wait().await;
                 }
                 Err(CommandError::BadAnswer {
                     device: device.to_string(),

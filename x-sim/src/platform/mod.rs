@@ -379,10 +379,7 @@ impl Platform {
             while let Some(mut handled) = waiting.recv().await {
                 let mut durable = Ok(());
                 for d in handled.durable.drain(..) {
-                    let result = d
-                        .await
-                        .unwrap_or_else(|_| Err("the store writer is gone".into()));
-                    durable = durable.and(result);
+                    durable = durable.and(d.wait().await);
                 }
                 match durable {
                     Ok(()) => sender.send(handled),
