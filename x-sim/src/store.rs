@@ -218,9 +218,9 @@ impl Store {
     }
 
     /// Hands `write` to the writer thread without waiting, behind every write queued
-    /// before it. The returned [`Durable`] resolves once it is committed (or with the
-    /// reason it was not); dropping it is fine when nothing waits for the write (a failure
-    /// is logged by the writer all the same).
+    /// before it. [`Durable::wait`] on the returned handle returns once it is committed
+    /// (or with the reason it was not); dropping it is fine when nothing waits for the
+    /// write (a failure is logged by the writer all the same).
     ///
     /// Never blocks: callers on async workers first wait for [`Store::room`], which keeps
     /// the queue bounded.

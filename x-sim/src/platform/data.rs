@@ -546,8 +546,8 @@ impl Data {
 
     /// Records an accepted message: numbered and kept in memory at once (so a re-send is
     /// recognised while the first is being written), and handed to the store writer when
-    /// there is a store. Returns the record and, with a store, the [`Durable`] that
-    /// resolves when it is committed: its ack must wait for that.
+    /// there is a store. Returns the record and, with a store, the [`Durable`] to wait
+    /// for its commit with: its ack must wait for that.
     pub fn record(&self, m: Incoming<'_>) -> (Received, Option<Durable>) {
         let mut record = m.unrecorded();
         let mut received = lock(&self.received);
