@@ -1260,49 +1260,92 @@ async fn hex_service_calls_are_answered_as_the_table_says() {
 }
 
 /// A command the command table gives no answer (a raw frame with a HeaderCtrl that is not
-/// its topic's) accepts no answer: whatever the device sends with its MessageId fails the
-/// command and is an `answer_off_table` violation.
+/// its topic's) accepts no answer but a refusal on the topic's ack topic (as x-sim refuses
+/// such frames from devices): an ack of success there fails the command and is an
+/// `answer_off_table` violation; a "4001" is the device refusing, in order. A frame the
+/// topic carries without an answer (a SessionKey update on the downlink) takes no answer at
+/// all.
 #[tokio::test]
 async fn a_command_the_table_does_not_answer_accepts_no_answer() {
     let sim = common::sim(&registry()).await;
     let api = Api::new(&sim);
     let params = plug();
     let mut wire = Wire::online(sim.mqtt_addr().unwrap(), &params).await;
-    let raw = Command::Raw {
-        kind: TopicKind::PropertySet,
+    let p = sim.platform();
+    let prefix = params.id.topic_prefix();
+    let raw = |kind, header_ctrl| Command::Raw {
+        kind,
         identifier: None,
-        header_ctrl: HeaderCtrl::ServiceCall,
+        header_ctrl,
         payload: json!({"params": []}),
     };
-    let (result, sent) = tokio::join!(sim.platform().send_command(&params.id, raw, None), async {
-        let m = wire
-            .expect(TopicKind::PropertySet, HeaderCtrl::ServiceCall)
-            .await;
-        let frame = Frame::new(
-            m.frame.message_id.clone(),
+    // (command topic, its HeaderCtrl, the answer's topic, its HeaderCtrl, its payload,
+    // accepted)
+    let cases = [
+        (
+            TopicKind::PropertySet,
+            HeaderCtrl::ServiceCall,
+            TopicKind::PropertySetAck,
             HeaderCtrl::PropertySet,
             AckPayload::success(None).to_value(),
+            false,
+        ),
+        (
+            TopicKind::PropertySet,
+            HeaderCtrl::ServiceCall,
+            TopicKind::PropertySetAck,
+            HeaderCtrl::PropertySet,
+            AckPayload::failure("HeaderCtrl 21 does not belong here").to_value(),
+            true,
+        ),
+        (
+            TopicKind::PropertySet,
+            HeaderCtrl::ServiceCall,
+            TopicKind::DownlinkAck,
+            HeaderCtrl::Downlink,
+            AckPayload::failure("no").to_value(),
+            false,
+        ),
+        (
+            TopicKind::Downlink,
+            HeaderCtrl::SessionKeyUpdate,
+            TopicKind::DownlinkAck,
+            HeaderCtrl::Downlink,
+            AckPayload::failure("no").to_value(),
+            false,
+        ),
+    ];
+    let mut off_table = Vec::new();
+    for (kind, ctrl, answer_kind, answer_ctrl, payload, accepted) in cases {
+        let (result, sent) =
+            tokio::join!(p.send_command(&params.id, raw(kind, ctrl), None), async {
+                let m = wire.expect(kind, ctrl).await;
+                let frame = Frame::new(m.frame.message_id.clone(), answer_ctrl, payload);
+                wire.send(&wire.topic(answer_kind), frame.clone()).await;
+                frame
+            });
+        if accepted {
+            let answer = result.unwrap();
+            assert!(!answer.ack().unwrap().code.is_success());
+            continue;
+        }
+        let Err(CommandError::BadAnswer { reason, .. }) = result else {
+            panic!("{kind:?} {ctrl}: {result:?}");
+        };
+        let expected = format!(
+            "answered with HeaderCtrl {} on {prefix}/{}, but the command table has no answer to HeaderCtrl {} on {prefix}/{}",
+            answer_ctrl.code(),
+            answer_kind.spec().suffix,
+            ctrl.code(),
+            kind.spec().suffix
         );
-        wire.send(&wire.topic(TopicKind::PropertySetAck), frame.clone())
-            .await;
-        frame
-    });
-    let Err(CommandError::BadAnswer { reason, .. }) = result else {
-        panic!("{result:?}");
-    };
-    let prefix = params.id.topic_prefix();
-    assert_eq!(
-        reason,
-        format!(
-            "answered with HeaderCtrl 20 on {prefix}/model/property/set_ack, but the command table has no answer to HeaderCtrl 21 on {prefix}/model/property/set"
-        )
-    );
-    let log = until_violations(&api, &params, 1).await;
-    check(
-        &log["violations"][0],
-        Rule::AnswerOffTable,
-        &reason,
-        &format!("{prefix}/model/property/set_ack"),
-        &sent,
-    );
+        assert!(reason.starts_with(&expected), "{reason}");
+        off_table.push((sent, reason, answer_kind));
+    }
+    let log = until_violations(&api, &params, off_table.len() as u64).await;
+    let list = log["violations"].as_array().unwrap();
+    for (v, (frame, reason, kind)) in list.iter().zip(&off_table) {
+        let topic = format!("{prefix}/{}", kind.spec().suffix);
+        check(v, Rule::AnswerOffTable, reason, &topic, frame);
+    }
 }
