@@ -15,7 +15,7 @@ use crate::broker::Authorizer;
 use crate::login::{Login, check_connect};
 use crate::platform::violations::{Evidence, Rule, ViolationLog, registry_secrets};
 use crate::registry::Registry;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Write};
 use crate::sync::{lock, read};
 
 /// How many refused CONNECTs are remembered per device (the newest).
@@ -82,7 +82,8 @@ impl PlatformAccess {
             None => return,
         };
         let secrets = registry_secrets(&read(&self.registry), &device);
-        log.record(&device, rule, reason, evidence, &secrets);
+        // The broker refuses at once; the record's write is not waited for.
+        let _ = log.record(&device, rule, reason, evidence, &secrets);
     }
 
     /// Whether a device is connected after its V2 login.
@@ -291,12 +292,14 @@ impl Authorizer for PlatformAccess {
         drop(logins);
         if let Some(Login::Device { device, .. }) = login {
             let at = now();
-            lock(&self.last_offline).insert(device.to_string(), at);
-            if let Some(store) = &self.store
-                && let Err(e) = store.set_last_offline(&device.to_string(), at)
-            {
-                tracing::error!(target: "x_sim", "cannot store the last offline time of {device}: {e}");
+            let mut last_offline = lock(&self.last_offline);
+            last_offline.insert(device.to_string(), at);
+            // Queued to the store's writer under the lock, in order (on the connection's
+            // task: never waiting for the disk); the writer logs a failure.
+            if let Some(store) = &self.store {
+                store.queue_unwaited(Write::last_offline(&device.to_string(), at));
             }
+            drop(last_offline);
             tracing::info!(target: "x_sim", "{device} offline ({client_id})");
         }
     }

@@ -237,12 +237,28 @@ async fn add_product(
     )
     .map_err(|e| bad(e.field, &e.problem))?;
     let id = product.product_id.to_string();
-    p.register_product(product).map_err(sim_error)?;
+    // It waits for the store's commit: on a blocking thread, not on the async workers.
+    blocking(move || p.register_product(product)).await?;
     Ok((StatusCode::CREATED, Json(json!({"product_id": id}))))
 }
 
 /// A malformed field (the error names `body.<field>`) is a bad request; a refused
 /// registration (unknown product, taken id) a conflict; a failing store the server's fault.
+/// Runs a registration (which waits for the store) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::sim::SimError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the registration task failed: {e}"),
+            )
+        })?
+        .map_err(sim_error)
+}
+
 fn sim_error(e: crate::sim::SimError) -> ApiError {
     let status = match &e {
         crate::sim::SimError::Registry(r) if r.at.contains('.') => StatusCode::BAD_REQUEST,
@@ -303,7 +319,7 @@ async fn add_device(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let entry: DeviceEntry = parse_body(&body)?;
-    let device = p.register_device(entry, "body").map_err(sim_error)?;
+    let device = blocking(move || p.register_device(entry, "body")).await?;
     // The platform's application interface hands the DeviceSecret to the vendor, who puts
     // it on the device; it is never logged.
     Ok((
@@ -421,13 +437,9 @@ struct PatchDevice {
 
 async fn patch_device(dev: Dev, body: Bytes) -> ApiResult {
     let patch: PatchDevice = parse_body(&body)?;
-    dev.p
-        .set_enabled(
-            dev.d.product_id.as_str(),
-            dev.d.node_eui.as_str(),
-            patch.enabled,
-        )
-        .map_err(sim_error)?;
+    let (p, d) = (dev.p.clone(), dev.d.clone());
+    blocking(move || p.set_enabled(d.product_id.as_str(), d.node_eui.as_str(), patch.enabled))
+        .await?;
     Ok(Json(device_json(&dev.p, &dev.d)))
 }
 

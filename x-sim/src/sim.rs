@@ -15,7 +15,7 @@ use crate::firmware::Firmware;
 use crate::link::Link;
 use crate::platform::{Parts, Platform, PlatformConfig, ViolationLog};
 use crate::registry::{Device, DeviceEntry, Product, Registry};
-use crate::store::Store;
+use crate::store::{Store, Write};
 use crate::sync::{read, write};
 
 /// Where the MQTT side of the platform lives.
@@ -280,42 +280,72 @@ impl Sim {
 }
 
 impl Platform {
-    /// Registers a product; persisted when a store is attached.
+    /// Registers a product; persisted when a store is attached, before the registry has
+    /// it. Blocks until the store has it: on an async worker, call it from a blocking
+    /// thread (the HTTP API does).
     ///
     /// # Errors
     /// The ProductID is taken, or the store cannot write it.
     pub fn register_product(&self, product: Product) -> Result<(), SimError> {
-        let mut registry = write(self.registry());
-        if registry.product(product.product_id.as_str()).is_some() {
+        // Registrations one at a time; the registry itself is never locked while the store
+        // writes.
+        let _one_at_a_time = self.registering();
+        if read(self.registry())
+            .product(product.product_id.as_str())
+            .is_some()
+        {
             return Err(SimError::Registry(crate::registry::RegistryError {
                 at: "product".into(),
                 problem: format!("ProductID {} is already registered", product.product_id),
             }));
         }
         if let Some(store) = self.store() {
-            store.put_product(&product)?;
+            store.write_durably(Write::product(&product)?)?;
         }
         tracing::info!(target: "x_sim", "product {} registered", product.product_id);
-        registry.put_product(product);
+        write(self.registry()).put_product(product);
         Ok(())
     }
 
     /// Registers a device (the platform issues a secret when the entry has none); persisted
-    /// when a store is attached. Errors are named `{at}.{field}`.
+    /// when a store is attached, before the registry has it. Errors are named `{at}.{field}`.
+    /// Blocks until the store has it, as [`Platform::register_product`].
     ///
     /// # Errors
     /// A malformed field, an unknown product, a device registered twice, or a store
     /// failure.
     pub fn register_device(&self, entry: DeviceEntry, at: &str) -> Result<Device, SimError> {
-        let device = entry.register(&mut write(self.registry()), at)?;
-        if let Some(store) = self.store() {
-            store.put_device(&device)?;
+        let _one_at_a_time = self.registering();
+        // Checked against a registry of the device's product (and the device, if it is
+        // registered already) alone: the same checks and errors, without the registry
+        // locked for the store write.
+        let mut trial = Registry::default();
+        {
+            let registry = read(self.registry());
+            // Looked up as the entry's fields parse (a field that does not parse is named
+            // by `register`).
+            let product_id = entry.product_id.parse::<x_protocol::ProductId>().ok();
+            let node_eui = entry.node_eui.parse::<x_protocol::NodeEui>().ok();
+            if let Some(product) = product_id.and_then(|p| registry.product(p.as_str())) {
+                trial.put_product(product.clone());
+                if let Some(d) =
+                    node_eui.and_then(|n| registry.device(product.product_id.as_str(), n.as_str()))
+                {
+                    trial.put_device(d.clone())?;
+                }
+            }
         }
+        let device = entry.register(&mut trial, at)?;
+        if let Some(store) = self.store() {
+            store.write_durably(Write::device(&device)?)?;
+        }
+        write(self.registry()).put_device(device.clone())?;
         tracing::info!(target: "x_sim", "device {}/{} registered", device.product_id, device.node_eui);
         Ok(device)
     }
 
-    /// Enables or disables a device; persisted when a store is attached.
+    /// Enables or disables a device; persisted when a store is attached, before the
+    /// registry changes. Blocks until the store has it, as [`Platform::register_product`].
     ///
     /// # Errors
     /// An unknown device, or a store failure.
@@ -325,14 +355,18 @@ impl Platform {
         node_eui: &str,
         enabled: bool,
     ) -> Result<(), SimError> {
-        let device = {
-            let mut registry = write(self.registry());
-            registry.set_enabled(product_id, node_eui, enabled)?;
-            registry.device(product_id, node_eui).cloned()
-        };
-        if let (Some(store), Some(device)) = (self.store(), device) {
-            store.put_device(&device)?;
+        let _one_at_a_time = self.registering();
+        let changed = read(self.registry())
+            .device(product_id, node_eui)
+            .cloned()
+            .map(|mut d| {
+                d.enabled = enabled;
+                d
+            });
+        if let (Some(store), Some(device)) = (self.store(), &changed) {
+            store.write_durably(Write::device(device)?)?;
         }
+        write(self.registry()).set_enabled(product_id, node_eui, enabled)?;
         // A disabled device is put off the platform, not only refused at its next login.
         if !enabled && let Some(identity) = self.identity(product_id, node_eui) {
             self.drop_device(&identity);

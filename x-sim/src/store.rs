@@ -2,18 +2,29 @@
 //! (products and devices changed at run time, last offline times, everything received from
 //! devices, the violation log, and small state maps), kept in one [redb] file.
 //!
-//! Every write is one committed redb transaction, durable when the call returns. Products
-//! and devices are stored as JSON records of this module's own shape; a record that does
-//! not decode is reported as [`StoreError::Record`], naming its table and key. The calls
-//! block on disk I/O (each write waits for `fsync`).
+//! The simulator writes through one writer thread per store ([`Store::queue`]): each write
+//! is handed over without waiting, the thread commits every write waiting in one redb
+//! transaction (group commit: one `fsync` for many), in the order they were queued, and
+//! reports each one durable through its [`Durable`]. Nothing on the async workers waits
+//! for the disk; what must wait (an ack, an HTTP answer) awaits its `Durable`.
+//!
+//! The direct calls ([`Store::put_product`], [`Store::append_received`], ...) commit one
+//! transaction each, durable when the call returns, blocking on disk I/O: for tools and
+//! tests. Products and devices are stored as JSON records of this module's own shape; a
+//! record that does not decode is reported as [`StoreError::Record`], naming its table and
+//! key.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::ErrorKind;
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use redb::{
     Database, DatabaseError, Key, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -21,6 +32,7 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
 use x_protocol::{IdentityError, RegistrationType, SecretString};
 use zeroize::Zeroizing;
 
@@ -89,6 +101,22 @@ pub enum StoreError {
         /// The store file.
         path: PathBuf,
     },
+    /// The writer thread could not be started.
+    #[error("store {}: cannot start its writer thread: {source}", path.display())]
+    Writer {
+        /// The store file.
+        path: PathBuf,
+        /// What the system reported.
+        source: std::io::Error,
+    },
+    /// A write queued to the writer thread was not committed.
+    #[error("store {}: {problem}", path.display())]
+    NotWritten {
+        /// The store file.
+        path: PathBuf,
+        /// Why, as the writer reported it (the commit's error, or the writer is gone).
+        problem: String,
+    },
 }
 
 impl StoreError {
@@ -105,18 +133,30 @@ impl StoreError {
     }
 }
 
-/// The simulator's store. Cloning shares the open database.
+/// The simulator's store. Cloning shares the open database and its writer thread; the
+/// thread ends (after committing what it holds) when the last clone is dropped, and the file
+/// is free then.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    core: Arc<Core>,
+    writer: Arc<Writer>,
+}
+
+/// The open database, shared by the handles and the writer thread.
+struct Core {
+    db: Database,
     path: PathBuf,
-    /// Write transactions committed through this handle and its clones.
-    commits: Arc<AtomicU64>,
+    /// Write transactions committed through this store, each one `fsync`.
+    commits: AtomicU64,
+    /// Fault injection: how long each of the writer's commits waits first (a slow disk).
+    commit_delay_ms: AtomicU64,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.core.path)
+            .finish()
     }
 }
 
@@ -156,16 +196,96 @@ impl Store {
             Ok(())
         };
         create_tables().map_err(failed)?;
-        Ok(Store {
-            db: Arc::new(db),
+        let core = Arc::new(Core {
+            db,
             path: path.to_owned(),
-            commits: Arc::default(),
+            commits: AtomicU64::new(0),
+            commit_delay_ms: AtomicU64::new(0),
+        });
+        let writer = Writer::start(core.clone()).map_err(|source| StoreError::Writer {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Store {
+            core,
+            writer: Arc::new(writer),
         })
     }
 
     /// The store file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.core.path
+    }
+
+    /// Hands `write` to the writer thread without waiting, behind every write queued
+    /// before it. [`Durable::wait`] on the returned handle returns once it is committed
+    /// (or with the reason it was not); dropping it is fine when nothing waits for the
+    /// write (a failure is logged by the writer all the same).
+    ///
+    /// Never blocks: callers on async workers first wait for [`Store::room`], which keeps
+    /// the queue bounded.
+    pub fn queue(&self, write: Write) -> Durable {
+        let ticket = self.writer.submit(write, None);
+        Durable {
+            ticket,
+            commits: self.writer.commits.clone(),
+        }
+    }
+
+    /// Hands `write` to the writer thread without waiting, for a write nothing waits for
+    /// (a failure is logged by the writer). Never blocks, as [`Store::queue`].
+    pub fn queue_unwaited(&self, write: Write) {
+        self.writer.submit(write, None);
+    }
+
+    /// Hands `write` to the writer thread and blocks until it is committed: for callers
+    /// that answer only once it is durable and may block (a registration, run on a
+    /// blocking thread by the HTTP API).
+    ///
+    /// # Errors
+    /// [`StoreError::NotWritten`] with the writer's reason.
+    pub fn write_durably(&self, write: Write) -> Result<(), StoreError> {
+        let (done, wait) = mpsc::channel();
+        self.writer.submit(write, Some(done));
+        wait.recv()
+            .unwrap_or_else(|_| Err("the store writer is gone".to_owned()))
+            .map_err(|problem| StoreError::NotWritten {
+                path: self.core.path.clone(),
+                problem,
+            })
+    }
+
+    /// Waits (asynchronously) until fewer than [`WRITER_QUEUE`] writes wait for the writer:
+    /// producers on the async workers call this before producing more, so a slow disk
+    /// holds them back instead of growing the queue.
+    pub async fn room(&self) {
+        let writer = &self.writer;
+        loop {
+            // The usual case, without registering as a waiter.
+            if writer.waiting.load(Ordering::Acquire) < WRITER_QUEUE {
+                return;
+            }
+            let notified = writer.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if writer.waiting.load(Ordering::Acquire) < WRITER_QUEUE {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// How many queued writes wait for the writer thread (not yet committed).
+    pub fn waiting(&self) -> usize {
+        self.writer.waiting.load(Ordering::Acquire)
+    }
+
+    /// Fault injection: a slow disk. Each of the writer thread's commits waits `delay`
+    /// before it is written (zero: none), so that tests can see what waits for durability
+    /// and what does not.
+    pub fn set_commit_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.core.commit_delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Stores a product under its ProductID, replacing any stored before.
@@ -261,7 +381,7 @@ impl Store {
             Ok(Some(seq))
         })?;
         seq.ok_or_else(|| StoreError::SequenceExhausted {
-            path: self.path.clone(),
+            path: self.core.path.clone(),
         })
     }
 
@@ -308,7 +428,7 @@ impl Store {
     /// How many write transactions were committed through this store (and its clones)
     /// since it was opened, each one `fsync`: for tests and benchmarks of group commit.
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.core.commits.load(Ordering::Relaxed)
     }
 
     /// Up to `limit` received records with a sequence number above `after_seq`, oldest
@@ -446,14 +566,7 @@ impl Store {
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let run = || -> Result<T, redb::Error> {
-            let tx = self.db.begin_write()?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            self.commits.fetch_add(1, Ordering::Relaxed);
-            Ok(out)
-        };
-        run().map_err(|source| self.failed(source))
+        self.core.write(f)
     }
 
     /// Runs `f` in one read transaction.
@@ -461,8 +574,8 @@ impl Store {
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        let run = || f(&self.db.begin_read()?);
-        run().map_err(|source| self.failed(source))
+        let run = || f(&self.core.db.begin_read()?);
+        run().map_err(|source| self.core.failed(source))
     }
 
     /// Maps up to `limit` entries of `range`, in key order, through `each`.
@@ -483,11 +596,530 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+impl Core {
+    /// Runs `f` in one write transaction and commits it; durable when this returns.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StoreError> {
+        let run = || -> Result<T, redb::Error> {
+            let tx = self.db.begin_write()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            Ok(out)
+        };
+        run().map_err(|source| self.failed(source))
+    }
+
+    /// Applies `writes` in order, all in one committed transaction.
+    fn apply<'a>(&self, writes: impl Iterator<Item = &'a Write>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut highest_seq = None;
+            let mut received = None;
+            let mut violations = None;
+            let mut state = None;
+            let mut last_offline = None;
+            let mut devices = None;
+            let mut products = None;
+            for write in writes {
+                match write {
+                    Write::Received { seq, json } => {
+                        opened(&mut received, tx, RECEIVED)?.insert(*seq, json.as_slice())?;
+                        highest_seq = highest_seq.max(Some(*seq));
+                    }
+                    Write::Violation {
+                        device,
+                        seq,
+                        json,
+                        oldest_kept,
+                    } => {
+                        let table = opened(&mut violations, tx, VIOLATIONS)?;
+                        let device = device.as_bytes();
+                        table.insert((device, *seq), json.as_slice())?;
+                        table.retain_in((device, 0)..(device, *oldest_kept), |_, _| false)?;
+                    }
+                    Write::State { map, key, json } => {
+                        opened(&mut state, tx, STATE)?
+                            .insert((map.as_bytes(), key.as_bytes()), json.as_slice())?;
+                    }
+                    Write::LastOffline { device, secs } => {
+                        opened(&mut last_offline, tx, LAST_OFFLINE)?
+                            .insert(device.as_bytes(), *secs)?;
+                    }
+                    Write::Device { key, json } => {
+                        opened(&mut devices, tx, DEVICES)?
+                            .insert(key.as_bytes(), json.as_slice())?;
+                    }
+                    Write::Product { key, json } => {
+                        opened(&mut products, tx, PRODUCTS)?
+                            .insert(key.as_bytes(), json.as_slice())?;
+                    }
+                }
+            }
+            if let Some(highest) = highest_seq {
+                let mut meta = tx.open_table(META)?;
+                let last = meta.get(LAST_SEQ)?.map_or(0, |seq| seq.value());
+                meta.insert(LAST_SEQ, last.max(highest))?;
+            }
+            Ok(())
+        })
+    }
 
     fn failed(&self, source: redb::Error) -> StoreError {
         StoreError::Database {
             path: self.path.clone(),
             source,
+        }
+    }
+}
+
+/// The table `definition` of `tx`, opened on first use.
+fn opened<'s, 'txn, K: Key + 'static, V: Value + 'static>(
+    slot: &'s mut Option<redb::Table<'txn, K, V>>,
+    tx: &'txn WriteTransaction,
+    definition: TableDefinition<K, V>,
+) -> Result<&'s mut redb::Table<'txn, K, V>, redb::Error> {
+    let table = match slot.take() {
+        Some(table) => table,
+        None => tx.open_table(definition)?,
+    };
+    Ok(slot.insert(table))
+}
+
+/// A queued write's place in the writer's order, to wait for its commit with
+/// [`Durable::wait`]. Dropping it is fine when nothing waits for the write.
+///
+/// Writes are numbered as they are queued and committed in that order, in batches of
+/// consecutive numbers: waiting for one is waiting until the writer has finished the batch
+/// that holds it, and then looking whether that batch failed. Nothing is allocated per
+/// write, and the writer wakes a waiter once per commit, not once per write.
+#[derive(Debug)]
+pub struct Durable {
+    ticket: u64,
+    commits: Arc<Commits>,
+}
+
+/// What the writer has finished: every write numbered up to `through` (committed or
+/// failed), and the recent failed batches with their reason.
+#[derive(Debug)]
+struct Commits {
+    through: watch::Sender<u64>,
+    failed: Mutex<VecDeque<(RangeInclusive<u64>, String)>>,
+}
+
+/// How many failed batches are remembered for [`Durable::wait`] (an answer waits for its
+/// writes within moments, long before this many commits fail).
+const FAILURES_KEPT: usize = 1024;
+
+impl Commits {
+    fn new() -> Self {
+        Self {
+            through: watch::Sender::new(0),
+            failed: Mutex::default(),
+        }
+    }
+
+    /// The writer finished the batch `tickets`, with `result`.
+    fn finished(&self, tickets: RangeInclusive<u64>, result: &Result<(), String>) {
+        if let Err(reason) = result {
+            let mut failed = lock(&self.failed);
+            if failed.len() == FAILURES_KEPT {
+                failed.pop_front();
+            }
+            failed.push_back((tickets.clone(), reason.clone()));
+        }
+        self.through.send_replace(*tickets.end());
+    }
+}
+
+impl Durable {
+    /// Waits until the write is committed: `Ok` then, `Err` with the reason when its
+    /// commit failed or the writer is gone.
+    ///
+    /// # Errors
+    /// The writer's reason.
+    pub async fn wait(self) -> Result<(), String> {
+        let mut through = self.commits.through.subscribe();
+        // The sender lives as long as this handle; the writer's exit finishes every ticket.
+        let _ = through.wait_for(|t| *t >= self.ticket).await;
+        match lock(&self.commits.failed)
+            .iter()
+            .find(|(tickets, _)| tickets.contains(&self.ticket))
+        {
+            Some((_, reason)) => Err(reason.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// A write that failed before it was queued (its record did not encode).
+    pub fn failed(reason: String) -> Self {
+        let commits = Commits::new();
+        commits.finished(1..=1, &Err(reason));
+        Self {
+            ticket: 1,
+            commits: Arc::new(commits),
+        }
+    }
+
+    /// Whether the write is finished (committed or failed) already.
+    pub fn is_finished(&self) -> bool {
+        *self.commits.through.borrow() >= self.ticket
+    }
+}
+
+/// How many queued writes may wait for the writer before [`Store::room`] holds producers
+/// back.
+pub const WRITER_QUEUE: usize = 4096;
+
+/// At most this many writes in one commit.
+const BATCH_MAX: usize = 4096;
+
+/// A batch of at least this many writes waits [`LINGER`] for more before its commit.
+const LINGER_FROM: usize = 8;
+
+/// How long a batch under load waits for more writes.
+const LINGER: Duration = Duration::from_millis(2);
+
+/// One write for the writer thread, encoded by the caller (on its own thread, so that the
+/// writer only writes). Encoded buffers may hold secrets and are wiped when dropped.
+pub enum Write {
+    /// A received record under its sequence number (see [`Store::put_received`]).
+    Received {
+        /// Its sequence number, given out by the caller.
+        seq: u64,
+        /// Its JSON.
+        json: Zeroizing<Vec<u8>>,
+    },
+    /// A violation of a device (see [`Store::append_violation`]).
+    Violation {
+        /// `OpenID/ProductID/NodeEui`.
+        device: String,
+        /// Its number among the device's violations.
+        seq: u64,
+        /// Its JSON.
+        json: Zeroizing<Vec<u8>>,
+        /// The device's violations below this number are removed.
+        oldest_kept: u64,
+    },
+    /// A state map entry (see [`Store::put_state`]).
+    State {
+        /// The map.
+        map: String,
+        /// The key.
+        key: String,
+        /// The value's JSON.
+        json: Zeroizing<Vec<u8>>,
+    },
+    /// A device's last offline time (see [`Store::set_last_offline`]).
+    LastOffline {
+        /// `OpenID/ProductID/NodeEui`.
+        device: String,
+        /// Unix seconds.
+        secs: u64,
+    },
+    /// A device record (see [`Store::put_device`]).
+    Device {
+        /// `ProductID/NodeEui`.
+        key: String,
+        /// Its record's JSON.
+        json: Zeroizing<Vec<u8>>,
+    },
+    /// A product record (see [`Store::put_product`]).
+    Product {
+        /// ProductID.
+        key: String,
+        /// Its record's JSON.
+        json: Zeroizing<Vec<u8>>,
+    },
+}
+
+impl fmt::Debug for Write {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Records may hold secrets (a device's DeviceSecret): only what they are is shown.
+        let what = match self {
+            Write::Received { seq, .. } => format!("received {seq}"),
+            Write::Violation { device, seq, .. } => format!("violation {seq} of {device}"),
+            Write::State { map, key, .. } => format!("state {map}/{key}"),
+            Write::LastOffline { device, .. } => format!("last offline of {device}"),
+            Write::Device { key, .. } => format!("device {key}"),
+            Write::Product { key, .. } => format!("product {key}"),
+        };
+        f.write_str(&what)
+    }
+}
+
+impl Write {
+    /// A received record, its JSON encoded by the caller.
+    pub fn received(seq: u64, json: Zeroizing<Vec<u8>>) -> Self {
+        Self::Received { seq, json }
+    }
+
+    /// Violation `seq` of `device`, removing the device's violations below `oldest_kept`.
+    ///
+    /// # Errors
+    /// The record does not encode.
+    pub fn violation(
+        device: &str,
+        seq: u64,
+        record: &impl Serialize,
+        oldest_kept: u64,
+    ) -> Result<Self, StoreError> {
+        Ok(Self::Violation {
+            json: encode(&VIOLATIONS, format_args!("{device}/{seq}"), record)?,
+            device: device.to_owned(),
+            seq,
+            oldest_kept,
+        })
+    }
+
+    /// `key` of the state map `map` set to `value`.
+    ///
+    /// # Errors
+    /// The value does not encode.
+    pub fn state(map: &str, key: &str, value: &serde_json::Value) -> Result<Self, StoreError> {
+        Ok(Self::State {
+            json: encode(&STATE, format_args!("{map}/{key}"), value)?,
+            map: map.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// When `device` (`OpenID/ProductID/NodeEui`) last went offline, in Unix seconds.
+    pub fn last_offline(device: &str, secs: u64) -> Self {
+        Self::LastOffline {
+            device: device.to_owned(),
+            secs,
+        }
+    }
+
+    /// A device, stored under `ProductID/NodeEui`.
+    ///
+    /// # Errors
+    /// The record does not encode.
+    pub fn device(d: &Device) -> Result<Self, StoreError> {
+        let key = format!("{}/{}", d.product_id, d.node_eui);
+        Ok(Self::Device {
+            json: encode(&DEVICES, &key, &DeviceRecord::from(d))?,
+            key,
+        })
+    }
+
+    /// A product, stored under its ProductID.
+    ///
+    /// # Errors
+    /// The record does not encode.
+    pub fn product(p: &Product) -> Result<Self, StoreError> {
+        let key = p.product_id.to_string();
+        Ok(Self::Product {
+            json: encode(&PRODUCTS, &key, &ProductRecord::from(p))?,
+            key,
+        })
+    }
+}
+
+/// A write on its way to the store, and who waits for it.
+struct Job {
+    write: Write,
+    /// A blocking caller waiting ([`Store::write_durably`]); async ones wait on the
+    /// ticket ([`Durable`]).
+    done: Option<mpsc::Sender<Result<(), String>>>,
+}
+
+/// The writer thread's handle. Dropping it (with the last [`Store`] clone) lets the thread
+/// commit what it holds and waits for it.
+struct Writer {
+    queue: Arc<Queue>,
+    /// What the writer has finished, for [`Durable::wait`].
+    commits: Arc<Commits>,
+    thread: Option<JoinHandle<()>>,
+    /// Writes queued and not yet committed.
+    waiting: Arc<AtomicUsize>,
+    /// Notified after each commit, for [`Store::room`].
+    room: Arc<Notify>,
+}
+
+/// The writes waiting for the writer thread. A vector under a mutex, which the writer
+/// empties in one go, rather than a channel: no allocation per write (a channel's blocks
+/// are allocated by the senders, on the async workers, and freed by the writer thread),
+/// and a batch is taken with one lock.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Signalled when a write comes to an empty queue, or the queue closes.
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: Vec<Job>,
+    /// The ticket of the last write queued (the first is 1).
+    last_ticket: u64,
+    /// No more writes come: the writer commits what it holds and ends.
+    closed: bool,
+}
+
+impl Writer {
+    fn start(core: Arc<Core>) -> Result<Self, std::io::Error> {
+        let queue = Arc::new(Queue::default());
+        let commits = Arc::new(Commits::new());
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let room = Arc::new(Notify::new());
+        let (q, c, w, r) = (
+            queue.clone(),
+            commits.clone(),
+            waiting.clone(),
+            room.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("x-sim-store".into())
+            .spawn(move || {
+                // Whatever ends the thread (its queue closed, a panic), every write still
+                // waiting is finished as failed, so that nobody waits for it forever.
+                let _gone = Gone(&q, &c);
+                write_all(&core, &q, &c, &w, &r);
+            })?;
+        Ok(Self {
+            queue,
+            commits,
+            thread: Some(thread),
+            waiting,
+            room,
+        })
+    }
+
+    /// Queues one write and returns its ticket; never blocks (the lock is held only to
+    /// push).
+    fn submit(&self, write: Write, done: Option<mpsc::Sender<Result<(), String>>>) -> u64 {
+        let mut state = lock(&self.queue.state);
+        state.last_ticket += 1;
+        let ticket = state.last_ticket;
+        if state.closed {
+            drop(state);
+            let gone = Err(GONE.to_owned());
+            if let Some(done) = done {
+                let _ = done.send(gone.clone());
+            }
+            self.commits.finished(ticket..=ticket, &gone);
+            return ticket;
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let wake = state.jobs.is_empty();
+        state.jobs.push(Job { write, done });
+        drop(state);
+        // The writer waits only on an empty queue.
+        if wake {
+            self.queue.ready.notify_one();
+        }
+        ticket
+    }
+}
+
+/// What a write is told when the writer is gone.
+const GONE: &str = "the store writer is gone";
+
+/// Closes the queue when the writer thread ends (also by a panic) and finishes every write
+/// still queued as failed.
+struct Gone<'a>(&'a Queue, &'a Commits);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        state.closed = true;
+        let last = state.last_ticket;
+        let jobs = std::mem::take(&mut state.jobs);
+        drop(state);
+        let gone = Err(GONE.to_owned());
+        for job in jobs {
+            if let Some(done) = job.done {
+                let _ = done.send(gone.clone());
+            }
+        }
+        if *self.1.through.borrow() < last {
+            let first = *self.1.through.borrow() + 1;
+            self.1.finished(first..=last, &gone);
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        lock(&self.queue.state).closed = true;
+        self.queue.ready.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Locks, ignoring poisoning (a panicking holder leaves the queue usable).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The writer's loop, until the queue closes and is empty: takes every write waiting (up
+/// to [`BATCH_MAX`]), commits them in one transaction in the order they came and reports
+/// each.
+fn write_all(core: &Core, queue: &Queue, commits: &Commits, waiting: &AtomicUsize, room: &Notify) {
+    // Moves up to BATCH_MAX writes from the queue to the batch; whether the queue is
+    // closed and empty, and the ticket of the last write taken.
+    let take = |batch: &mut Vec<Job>, wait: bool| -> (bool, u64) {
+        let mut state = lock(&queue.state);
+        while wait && state.jobs.is_empty() && !state.closed {
+            state = queue
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let n = state.jobs.len().min(BATCH_MAX - batch.len());
+        batch.extend(state.jobs.drain(..n));
+        // Tickets are consecutive in the queue: the last taken is the last queued, less
+        // those left behind.
+        let taken = state.last_ticket - state.jobs.len() as u64;
+        (state.closed && state.jobs.is_empty(), taken)
+    };
+    // One batch buffer for the thread's life: a batch of hundreds of jobs is not grown
+    // from empty (and freed) at every commit.
+    let mut batch: Vec<Job> = Vec::with_capacity(BATCH_MAX);
+    loop {
+        let (mut done, mut taken) = take(&mut batch, true);
+        if batch.is_empty() {
+            if done {
+                return;
+            }
+            continue;
+        }
+        // Under load (many writes came during the last commit), wait a moment for more:
+        // fewer, larger commits cost less per write (PostgreSQL's commit_delay). A lone
+        // write is committed at once. It sleeps rather than waiting on the queue, so that
+        // the writes arriving meanwhile do not wake it one by one.
+        if batch.len() >= LINGER_FROM && !done {
+            std::thread::sleep(LINGER);
+            (done, taken) = take(&mut batch, false);
+        }
+        let delay = core.commit_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        let result = core
+            .apply(batch.iter().map(|job| &job.write))
+            .map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(target: "x_sim", "cannot store {} writes: {e}", batch.len());
+        }
+        waiting.fetch_sub(batch.len(), Ordering::AcqRel);
+        room.notify_waiters();
+        let first = taken + 1 - batch.len() as u64;
+        commits.finished(first..=taken, &result);
+        for job in batch.drain(..) {
+            if let Some(done) = job.done {
+                let _ = done.send(result.clone());
+            }
+        }
+        if done {
+            return;
         }
     }
 }
@@ -628,5 +1260,148 @@ impl DeviceRecord {
             secret: field("secret", self.secret.expose())?,
             enabled: self.enabled,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn received(seq: u64) -> Write {
+        let json = serde_json::to_vec(&serde_json::json!({ "n": seq })).unwrap();
+        Write::received(seq, Zeroizing::new(json))
+    }
+
+    /// Writes queued while the writer is busy share one commit, are applied in the order
+    /// they were queued (the last value of a key wins), and each is reported durable.
+    #[tokio::test]
+    async fn queued_writes_share_a_commit_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
+        store.set_commit_delay(Duration::from_millis(300));
+        let before = store.commits();
+        let mut waiting = vec![store.queue(received(1))];
+        for seq in 2..=100 {
+            waiting.push(store.queue(received(seq)));
+        }
+        for value in 1..=3 {
+            let write = Write::state("config", "d", &serde_json::json!(value)).unwrap();
+            waiting.push(store.queue(write));
+        }
+        waiting.push(store.queue(Write::last_offline("o/p/n", 7)));
+        for durable in waiting {
+            assert_eq!(durable.wait().await, Ok(()));
+        }
+        // The first write may have been taken alone, before the others were queued.
+        let commits = store.commits() - before;
+        assert!(
+            (1..=2).contains(&commits),
+            "{commits} commits for 104 writes"
+        );
+        assert_eq!(store.waiting(), 0);
+        assert_eq!(store.received_count().unwrap(), 100);
+        assert_eq!(store.last_received_seq().unwrap(), 100);
+        assert_eq!(
+            store.state("config").unwrap(),
+            [("d".to_owned(), serde_json::json!(3))]
+        );
+        assert_eq!(store.last_offline().unwrap(), [("o/p/n".to_owned(), 7)]);
+        // Later appends continue after the numbers given out.
+        assert_eq!(
+            store.append_received(&serde_json::Value::Null).unwrap(),
+            101
+        );
+    }
+
+    /// A violation written through the queue keeps only the device's newest.
+    #[test]
+    fn queued_violations_drop_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
+        for seq in 1..=5 {
+            let v = serde_json::json!({ "seq": seq });
+            let write = Write::violation("o/p/n", seq, &v, seq.saturating_sub(1).max(1)).unwrap();
+            store.write_durably(write).unwrap();
+        }
+        let kept: Vec<u64> = store.violations().unwrap().iter().map(|v| v.1).collect();
+        assert_eq!(kept, [4, 5]);
+    }
+
+    /// While the queue is full, [`Store::room`] waits (asynchronously) for the writer; it
+    /// returns once a commit has emptied it.
+    #[tokio::test]
+    async fn room_waits_while_the_queue_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
+        store.room().await;
+        store.set_commit_delay(Duration::from_millis(800));
+        let waiting: Vec<Durable> = (1..=WRITER_QUEUE as u64 + 1)
+            .map(|seq| store.queue(received(seq)))
+            .collect();
+        assert!(store.waiting() >= WRITER_QUEUE);
+        let started = std::time::Instant::now();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(400), store.room())
+                .await
+                .is_err(),
+            "room while {} writes wait",
+            store.waiting()
+        );
+        tokio::time::timeout(Duration::from_secs(30), store.room())
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        for durable in waiting {
+            assert_eq!(durable.wait().await, Ok(()));
+        }
+        assert_eq!(store.received_count().unwrap(), WRITER_QUEUE as u64 + 1);
+    }
+
+    /// A write waits for the batch that holds it, not for later ones, and a failed write
+    /// reports its reason; a store dropped with writes queued commits them first.
+    #[tokio::test]
+    async fn each_write_waits_for_its_own_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
+        let first = store.queue(received(1));
+        first.wait().await.unwrap();
+        store.set_commit_delay(Duration::from_millis(600));
+        let second = store.queue(received(2));
+        assert!(!second.is_finished());
+        let started = std::time::Instant::now();
+        second.wait().await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        let failed = Durable::failed("cannot encode".into());
+        assert!(failed.is_finished());
+        assert_eq!(failed.wait().await, Err("cannot encode".to_owned()));
+    }
+
+    /// A queued write shows what it is, never its record (a device's holds its secret).
+    #[test]
+    fn a_write_never_shows_its_record() {
+        let device = Device {
+            product_id: "AA30C505".parse().unwrap(),
+            node_eui: "PLUG0001".parse().unwrap(),
+            secret: "326086233FAB8A96566796551EB1DFF8".parse().unwrap(),
+            enabled: true,
+        };
+        let shown = format!("{:?}", Write::device(&device).unwrap());
+        assert_eq!(shown, "device AA30C505/PLUG0001");
+    }
+
+    /// Dropping the last handle lets the writer commit what it holds, and frees the file.
+    #[test]
+    fn dropping_the_store_commits_what_waits_and_frees_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x-sim.redb");
+        let store = Store::open(&path).unwrap();
+        store.set_commit_delay(Duration::from_millis(100));
+        for seq in 1..=10 {
+            store.queue_unwaited(received(seq));
+        }
+        drop(store);
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.received_count().unwrap(), 10);
     }
 }

@@ -4,17 +4,15 @@
 //! restored from it at start.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, mpsc};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::oneshot;
 use x_protocol::payload::HistoryUpload;
 use x_protocol::{DeviceIdentity, Frame, HeaderCtrl, MessageId, TopicKind};
 use zeroize::Zeroizing;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Write};
 use crate::sync::lock;
 
 use super::now_ms;
@@ -80,7 +78,9 @@ struct Stored {
 /// fields, so the same JSON.
 #[derive(Serialize)]
 struct StoredRef<'a> {
-    device: String,
+    /// Written as its `OpenID/ProductID/NodeEui` text, without building that string first.
+    #[serde(serialize_with = "as_text")]
+    device: &'a DeviceIdentity,
     topic: &'static str,
     identifier: Option<&'a str>,
     header_ctrl: i64,
@@ -90,20 +90,34 @@ struct StoredRef<'a> {
     at_ms: i64,
 }
 
+/// The room a stored record's JSON gets up front.
+const STORED_CAPACITY: usize = 384;
+
+/// Serializes a value as its `Display` text.
+fn as_text<S: serde::Serializer>(value: &&DeviceIdentity, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
 impl Received {
     /// The stored form's JSON.
     fn encode_stored(&self) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
-        serde_json::to_vec(&StoredRef {
-            device: self.device.to_string(),
-            topic: self.kind.spec().suffix,
-            identifier: self.identifier.as_deref(),
-            header_ctrl: self.header_ctrl.code(),
-            message_id: &self.message_id,
-            payload: &self.payload,
-            raw: self.raw.as_deref(),
-            at_ms: self.at_ms,
-        })
-        .map(Zeroizing::new)
+        // Sized for a typical record at once (it grows as it must), rather than grown from
+        // empty: fewer reallocations on the platform's task.
+        let mut out = Zeroizing::new(Vec::with_capacity(STORED_CAPACITY));
+        serde_json::to_writer(
+            &mut *out,
+            &StoredRef {
+                device: &self.device,
+                topic: self.kind.spec().suffix,
+                identifier: self.identifier.as_deref(),
+                header_ctrl: self.header_ctrl.code(),
+                message_id: &self.message_id,
+                payload: &self.payload,
+                raw: self.raw.as_deref(),
+                at_ms: self.at_ms,
+            },
+        )?;
+        Ok(out)
     }
 
     fn from_stored(seq: u64, s: Stored) -> Result<Self, String> {
@@ -424,124 +438,7 @@ fn without_held(payload: &Value, held: &HashSet<(bool, String, i64, String)>) ->
     (payload, removed)
 }
 
-/// Resolves once a recorded message is durable in the store: `Ok` when its commit
-/// returned, `Err` with the reason when the write failed (or the writer is gone).
-pub(crate) type Durable = oneshot::Receiver<Result<(), String>>;
-
-/// How many records may wait for the writer; beyond it, recording waits for room. The
-/// platform keeps fewer in flight (its acks wait in a queue of [`super::ACK_QUEUE`]), so
-/// in practice recording never waits.
-const WRITER_QUEUE: usize = 4 * super::ACK_QUEUE;
-
-/// At most this many records in one commit.
-const BATCH_MAX: usize = 1024;
-
-/// A batch of at least this many records waits [`LINGER`] for more before its commit.
-const LINGER_FROM: usize = 8;
-
-/// How long a batch under load waits for more records.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// A record on its way to the store, and who waits for it to be durable.
-struct Job {
-    seq: u64,
-    /// The record's stored JSON.
-    record: Zeroizing<Vec<u8>>,
-    done: oneshot::Sender<Result<(), String>>,
-}
-
-/// The store writer: a thread that takes every record waiting and commits them in one
-/// transaction (group commit: one `fsync` for all the messages that arrived during the
-/// previous one), then reports each durable. Dropping it lets the thread finish what it
-/// holds and waits for it, so the store file is free when the platform is gone.
-struct Writer {
-    tx: Option<mpsc::SyncSender<Job>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").finish_non_exhaustive()
-    }
-}
-
-impl Writer {
-    fn start(store: Store) -> Result<Self, std::io::Error> {
-        let (tx, rx) = mpsc::sync_channel::<Job>(WRITER_QUEUE);
-        let thread = std::thread::Builder::new()
-            .name("x-sim-store".into())
-            .spawn(move || write_all(&store, &rx))?;
-        Ok(Self {
-            tx: Some(tx),
-            thread: Some(thread),
-        })
-    }
-
-    /// Hands a record to the writer; waits for room only when [`WRITER_QUEUE`] records
-    /// already wait.
-    fn submit(&self, job: Job) {
-        let Some(tx) = &self.tx else {
-            return;
-        };
-        match tx.try_send(job) {
-            Ok(()) => {}
-            Err(mpsc::TrySendError::Full(job)) => {
-                tracing::warn!(target: "x_sim", "{WRITER_QUEUE} messages wait for the store: recording waits for room");
-                let _ = tx.send(job);
-            }
-            // The writer is gone: the job's receiver reports the failure.
-            Err(mpsc::TrySendError::Disconnected(_)) => {}
-        }
-    }
-}
-
-/// The writer's loop, until every sender is gone: takes every record waiting (up to
-/// [`BATCH_MAX`]), commits them in one transaction and reports each.
-fn write_all(store: &Store, rx: &mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        // Under load (many records came during the last commit), wait a moment for more:
-        // fewer, larger commits cost less per record (PostgreSQL's commit_delay). A lone
-        // record is committed at once.
-        // It sleeps rather than waiting on the channel, so that the records arriving
-        // meanwhile do not wake it one by one.
-        if batch.len() >= LINGER_FROM {
-            std::thread::sleep(LINGER);
-            while batch.len() < BATCH_MAX {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
-        let result = {
-            let records: Vec<(u64, &[u8])> =
-                batch.iter().map(|j| (j.seq, j.record.as_slice())).collect();
-            store.put_received(&records).map_err(|e| e.to_string())
-        };
-        if let Err(e) = &result {
-            tracing::error!(target: "x_sim", "cannot store {} received messages: {e}", batch.len());
-        }
-        for job in batch {
-            let _ = job.done.send(result.clone());
-        }
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+pub(crate) use crate::store::Durable;
 
 /// The platform's data, in memory and written through to the store.
 #[derive(Debug, Default)]
@@ -551,12 +448,13 @@ pub(crate) struct Data {
     last_seen: Mutex<HashMap<String, i64>>,
     state: Mutex<BTreeMap<(String, String), Value>>,
     seen: Mutex<HashMap<String, Seen>>,
-    /// Writes received messages to the store, when one is attached.
-    writer: Option<Writer>,
+    /// Where received messages and state are written (through its writer thread), when a
+    /// store is attached.
+    store: Option<Store>,
 }
 
 impl Data {
-    /// Restores received data and state maps from the store, and starts its writer.
+    /// Restores received data and state maps from the store, and writes to it from now on.
     pub fn restore(store: Option<&Store>) -> Result<Self, StoreError> {
         let mut data = Self::default();
         let Some(store) = store else {
@@ -599,13 +497,7 @@ impl Data {
                 lock(&data.state).insert((map.to_owned(), key), value);
             }
         }
-        match Writer::start(store.clone()) {
-            Ok(writer) => data.writer = Some(writer),
-            // Without a writer, received messages are kept in memory only (and acked).
-            Err(e) => {
-                tracing::error!(target: "x_sim", "cannot start the store writer, received messages are not stored: {e}");
-            }
-        }
+        data.store = Some(store.clone());
         Ok(data)
     }
 
@@ -654,8 +546,8 @@ impl Data {
 
     /// Records an accepted message: numbered and kept in memory at once (so a re-send is
     /// recognised while the first is being written), and handed to the store writer when
-    /// there is a store. Returns the record and, with a store, the [`Durable`] that
-    /// resolves when it is committed: its ack must wait for that.
+    /// there is a store. Returns the record and, with a store, the [`Durable`] to wait
+    /// for its commit with: its ack must wait for that.
     pub fn record(&self, m: Incoming<'_>) -> (Received, Option<Durable>) {
         let mut record = m.unrecorded();
         let mut received = lock(&self.received);
@@ -664,26 +556,16 @@ impl Data {
             *next = next.saturating_add(1);
             *next
         };
-        let durable = match &self.writer {
-            Some(writer) => {
-                let (done, durable) = oneshot::channel();
-                match record.encode_stored() {
-                    Ok(json) => writer.submit(Job {
-                        seq: record.seq,
-                        record: json,
-                        done,
-                    }),
-                    Err(e) => {
-                        let _ = done.send(Err(format!(
-                            "cannot encode a message of {}: {e}",
-                            record.device
-                        )));
-                    }
+        // Queued while `received` is held, so the writer gets records in their order.
+        let durable = self
+            .store
+            .as_ref()
+            .map(|store| match record.encode_stored() {
+                Ok(json) => store.queue(Write::received(record.seq, json)),
+                Err(e) => {
+                    Durable::failed(format!("cannot encode a message of {}: {e}", record.device))
                 }
-                Some(durable)
-            }
-            None => None,
-        };
+            });
         received.push(record.clone());
         lock(&self.seen)
             .entry(record.device.to_string())
@@ -724,34 +606,39 @@ impl Data {
     }
 
     /// Changes a state value atomically: `f` gets the current value and returns the new
-    /// one (`None`: leave it), which is stored.
+    /// one (`None`: leave it), which is queued to the store; the [`Durable`] of that write.
     pub fn update_state(
         &self,
-        store: Option<&Store>,
         map: &str,
         key: &str,
         f: impl FnOnce(Option<&Value>) -> Option<Value>,
-    ) {
+    ) -> Option<Durable> {
         let mut state = lock(&self.state);
         let slot = (map.to_owned(), key.to_owned());
-        let Some(value) = f(state.get(&slot)) else {
-            return;
-        };
-        if let Some(store) = store
-            && let Err(e) = store.put_state(map, key, &value)
-        {
-            tracing::error!(target: "x_sim", "cannot store {map}/{key}: {e}");
-        }
+        let value = f(state.get(&slot))?;
+        // Queued under the lock (without waiting), so that the store gets the values of one
+        // key in the order they were set.
+        let durable = self.queue_state(map, key, &value);
         state.insert(slot, value);
+        durable
     }
 
-    /// Sets a state value (and stores it).
-    pub fn put_state(&self, store: Option<&Store>, map: &str, key: &str, value: &Value) {
-        lock(&self.state).insert((map.to_owned(), key.to_owned()), value.clone());
-        if let Some(store) = store
-            && let Err(e) = store.put_state(map, key, value)
-        {
-            tracing::error!(target: "x_sim", "cannot store {map}/{key}: {e}");
+    /// Sets a state value and queues it to the store; the [`Durable`] of that write.
+    pub fn put_state(&self, map: &str, key: &str, value: &Value) -> Option<Durable> {
+        let mut state = lock(&self.state);
+        let durable = self.queue_state(map, key, value);
+        state.insert((map.to_owned(), key.to_owned()), value.clone());
+        durable
+    }
+
+    fn queue_state(&self, map: &str, key: &str, value: &Value) -> Option<Durable> {
+        let store = self.store.as_ref()?;
+        match Write::state(map, key, value) {
+            Ok(write) => Some(store.queue(write)),
+            Err(e) => {
+                tracing::error!(target: "x_sim", "cannot store {map}/{key}: {e}");
+                None
+            }
         }
     }
 }
@@ -823,34 +710,6 @@ impl super::Platform {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    /// Records that wait while the writer is busy share one commit, and each is reported
-    /// durable only once it is.
-    #[test]
-    fn records_waiting_share_one_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
-        let before = store.commits();
-        let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE);
-        let mut waiting = Vec::new();
-        for seq in 1..=100 {
-            let (done, durable) = oneshot::channel();
-            let record =
-                Zeroizing::new(serde_json::to_vec(&serde_json::json!({ "n": seq })).unwrap());
-            tx.send(Job { seq, record, done }).unwrap();
-            waiting.push(durable);
-        }
-        drop(tx);
-        write_all(&store, &rx);
-        assert_eq!(store.commits() - before, 1);
-        for mut durable in waiting {
-            assert_eq!(durable.try_recv().unwrap(), Ok(()));
-        }
-        assert_eq!(store.received_count().unwrap(), 100);
-        assert_eq!(store.last_received_seq().unwrap(), 100);
-        // Later appends continue after the numbers given out.
-        assert_eq!(store.append_received(&Value::Null).unwrap(), 101);
-    }
 
     /// What the platform writes (borrowed, [`StoredRef`]) reads back (owned, [`Stored`]) as
     /// the same record.

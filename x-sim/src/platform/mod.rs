@@ -249,6 +249,9 @@ struct Inner {
     ids: MessageIdSource,
     pending: Mutex<Pending>,
     faults: Faults,
+    /// Held by a registration from its check to its change of the registry, across its
+    /// store write: registrations wait for each other, nothing else waits for them.
+    registering: Mutex<()>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -326,6 +329,23 @@ fn bad_request_code(payload: &Value) -> AuthCode {
     }
 }
 
+/// What is wrong with the Version of an auth request that did not decode, when that is
+/// what is wrong: another version, or a JSON object whose Version is missing or not a
+/// string (`None` for anything else: not JSON, not an object, a Version of "2.0" with
+/// another field wrong).
+fn wrong_version(e: &x_protocol::FrameError, payload: &[u8]) -> Option<String> {
+    if let x_protocol::FrameError::Version { found } = e {
+        return Some(format!("Version {found:?}"));
+    }
+    let value = serde_json::from_slice::<Value>(payload).ok()?;
+    match value.as_object()?.get("Version") {
+        None => Some("no Version".to_owned()),
+        Some(Value::String(v)) if v == x_protocol::PROTOCOL_VERSION => None,
+        Some(Value::String(v)) => Some(format!("Version {v:?}")),
+        Some(other) => Some(format!("Version {other} is not a string")),
+    }
+}
+
 /// Why an auth reply refuses, for the violation log; `None` for success and for what is the
 /// platform's fault (1, busy).
 fn auth_refusal(code: AuthCode) -> Option<&'static str> {
@@ -376,6 +396,7 @@ impl Platform {
                 ids: MessageIdSource::default(),
                 pending: Mutex::default(),
                 faults: Faults::default(),
+                registering: Mutex::default(),
             }),
         })
     }
@@ -395,10 +416,7 @@ impl Platform {
             while let Some(mut handled) = waiting.recv().await {
                 let mut durable = Ok(());
                 for d in handled.durable.drain(..) {
-                    let result = d
-                        .await
-                        .unwrap_or_else(|_| Err("the store writer is gone".into()));
-                    durable = durable.and(result);
+                    durable = durable.and(d.wait().await);
                 }
                 match durable {
                     Ok(()) => sender.send(handled),
@@ -410,8 +428,14 @@ impl Platform {
                 }
             }
         });
+        let store = self.inner.store.clone();
         tokio::spawn(async move {
             while let Some(message) = inbox.recv().await {
+                // A slow disk holds the platform back here (and so the broker behind it),
+                // asynchronously, instead of growing the store's queue.
+                if let Some(store) = &store {
+                    store.room().await;
+                }
                 // HEX messages go through the product's parsing script, which blocks until
                 // the script thread ran it: handled on a blocking thread, so the async
                 // workers (the broker, the HTTP API) go on meanwhile. In order all the same.
@@ -462,6 +486,11 @@ impl Platform {
     /// The store, when one is attached.
     pub fn store(&self) -> Option<&Store> {
         self.inner.store.as_ref()
+    }
+
+    /// Registrations one at a time (see [`Inner::registering`]).
+    pub(crate) fn registering(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.inner.registering)
     }
 
     /// The live feed: every message each way and every violation, as they happen.
@@ -584,8 +613,14 @@ impl Platform {
                         &String::from_utf8_lossy(&message.payload),
                     ),
                 }
+                let mut durable = Vec::new();
+                let replies = self
+                    .auth(&device, &message.payload, &mut durable)
+                    .into_iter()
+                    .collect();
                 Handled {
-                    replies: self.auth(&device, &message.payload).into_iter().collect(),
+                    replies,
+                    durable,
                     ..Handled::default()
                 }
             }
@@ -636,40 +671,50 @@ impl Platform {
         }
     }
 
-    fn auth(&self, device: &DeviceIdentity, payload: &[u8]) -> Option<Reply> {
-        let broken = |rule, reason: String| {
-            self.violation(
+    /// The reply to an auth request; what it waits for (a refusal's violation record, a
+    /// self-registered device, the session) is added to `durable`: the reply leaves once
+    /// they are stored.
+    fn auth(
+        &self,
+        device: &DeviceIdentity,
+        payload: &[u8],
+        durable: &mut Vec<data::Durable>,
+    ) -> Option<Reply> {
+        let mut broken = |rule, reason: String| {
+            durable.extend(self.violation(
                 device,
                 &Broken::new(rule, reason),
                 Evidence::of(AUTH_TOPIC, payload),
-            );
+            ));
         };
         let frame = match Frame::decode(payload) {
             Ok(f) => f,
-            // A readable request of another protocol version gets the code the document
-            // gives for it; only one with no MessageId to answer goes unanswered.
-            Err(x_protocol::FrameError::Version { found }) => {
-                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: Version {found:?}: refused with code 6");
+            // A request of another protocol version (a Version other than "2.0", missing,
+            // or not a string) gets the code the document gives for it; only one with no
+            // MessageId to answer goes unanswered.
+            Err(e) => {
+                let Some(version) = wrong_version(&e, payload) else {
+                    tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: unreadable, not answered: {e}");
+                    broken(Rule::UnreadableFrame, format!("{e} (not answered)"));
+                    return None;
+                };
                 let id = serde_json::from_slice::<Value>(payload).ok().and_then(|v| {
                     serde_json::from_value::<MessageId>(v.get("MessageId")?.clone()).ok()
                 });
                 let Some(id) = id else {
+                    tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: {version}, no MessageId: not answered");
                     broken(
                         Rule::UnreadableFrame,
-                        format!("Version {found:?}, and no MessageId to answer with: not answered"),
+                        format!("{version}, and no MessageId to answer with: not answered"),
                     );
                     return None;
                 };
+                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: {version}: refused with code 6");
                 broken(
                     Rule::AuthRefused,
-                    format!("Version {found:?}, only \"2.0\" is supported: refused with code 6"),
+                    format!("{version}, only \"2.0\" is supported: refused with code 6"),
                 );
                 return refuse_auth(device, id, AuthCode::VersionMismatch);
-            }
-            Err(e) => {
-                tracing::warn!(target: "x_sim", "{AUTH_TOPIC}: unreadable, not answered: {e}");
-                broken(Rule::UnreadableFrame, format!("{e} (not answered)"));
-                return None;
             }
         };
         if frame.header_ctrl != HeaderCtrl::Auth {
@@ -702,14 +747,17 @@ impl Platform {
         let mut grant = None;
         let (reply, registered) = {
             let mut registry = write(&self.inner.registry);
+            let (product, node) = (device.product_id.as_str(), device.node_eui.as_str());
+            let known = registry.device(product, node).is_some();
             let reply = auth_reply(&mut registry, device, &request, || {
                 let g = self.inner.sessions.new_grant();
                 grant = Some(g.clone());
                 g
             });
-            let registered = registry
-                .device(device.product_id.as_str(), device.node_eui.as_str())
-                .cloned();
+            // A device the auth registered (type 0) is persisted.
+            let registered = (!known)
+                .then(|| registry.device(product, node).cloned())
+                .flatten();
             (reply, registered)
         };
         if let Some(why) = auth_refusal(reply.code) {
@@ -718,16 +766,17 @@ impl Platform {
                 format!("refused with code {}: {why}", reply.code.code()),
             );
         }
-        if reply.code == x_protocol::payload::AuthCode::Ok {
-            // Persist a self-registered (type 0) device.
-            if let (Some(store), Some(d)) = (&self.inner.store, registered)
-                && let Err(e) = store.put_device(&d)
-            {
-                tracing::error!(target: "x_sim", "cannot persist {device}: {e}");
+        if reply.code == x_protocol::payload::AuthCode::Ok
+            && let (Some(store), Some(d)) = (&self.inner.store, registered)
+        {
+            // Persist a self-registered (type 0) device; the reply waits for it.
+            match crate::store::Write::device(&d) {
+                Ok(write) => durable.push(store.queue(write)),
+                Err(e) => tracing::error!(target: "x_sim", "cannot persist {device}: {e}"),
             }
         }
         if let Some(g) = grant {
-            self.start_session(device, g);
+            durable.extend(self.start_session(device, g));
         }
         let topic = Topic::new(device.clone(), TopicKind::Downlink).ok()?;
         let frame = Frame::with_payload(frame.message_id.clone(), HeaderCtrl::Auth, &reply).ok()?;
@@ -827,7 +876,8 @@ impl Platform {
                     self.answer(device, answer_of(topic, &frame, &record), bytes, None);
                 }
                 if kind == TopicKind::FirmwareReport
-                    && let Some(notify) = self.firmware_reported(device, &record.payload)
+                    && let Some(notify) =
+                        self.firmware_reported(device, &record.payload, &mut durable)
                 {
                     ota.push((device.clone(), notify));
                 }
@@ -841,7 +891,8 @@ impl Platform {
                     plain: self.decrypted(device, &frame),
                     ..Evidence::of_frame(&name, bytes, &frame)
                 };
-                self.violation(device, &broken, evidence);
+                // The refusal leaves once its record is stored.
+                durable.extend(self.violation(device, &broken, evidence));
                 AckPayload::failure(broken.reason)
             }
         };
@@ -897,7 +948,8 @@ impl Platform {
             raw: None,
         });
         if topic.kind() == TopicKind::ConfigReport {
-            self.put_state("config", &device.to_string(), &record.payload);
+            // Not acked: nothing waits for the write.
+            let _ = self.put_state("config", &device.to_string(), &record.payload);
         }
         if topic.kind() == TopicKind::OtaNotifyAck && readable {
             self.ota_acked(device, &record.payload);
@@ -911,13 +963,21 @@ impl Platform {
     }
 
     /// Records that `device` broke a rule, secrets (its DeviceSecret, ProductKey and
-    /// SessionKeys) taken out of the record.
-    fn violation(&self, device: &DeviceIdentity, broken: &Broken, evidence: Evidence<'_>) {
+    /// SessionKeys) taken out of the record. With a store, the [`data::Durable`] of the
+    /// record's write: an answer that tells the device about the violation waits for it.
+    fn violation(
+        &self,
+        device: &DeviceIdentity,
+        broken: &Broken,
+        evidence: Evidence<'_>,
+    ) -> Option<data::Durable> {
         let mut secrets = registry_secrets(&read(&self.inner.registry), device);
         secrets.extend(self.inner.sessions.key_hexes(device));
-        self.inner
-            .violations
-            .record(device, broken.rule, &broken.reason, evidence, &secrets);
+        let (_, durable) =
+            self.inner
+                .violations
+                .record(device, broken.rule, &broken.reason, evidence, &secrets);
+        durable
     }
 
     /// The payload of a frame of an encrypted product decrypted, when it is encrypted and
@@ -998,7 +1058,40 @@ impl Platform {
         self.inner
             .sessions
             .decrypt(device, frame)
-            .map_err(|reason| Broken::new(Rule::Undecryptable, reason))
+            .map_err(|reason| {
+                if self.plain_hex(device, frame) {
+                    Broken::new(
+                        Rule::Plaintext,
+                        format!(
+                            "payload must be encrypted for this product (HeaderCtrl {} travels \
+                         encrypted): this is plain HEX",
+                            frame.header_ctrl.code()
+                        ),
+                    )
+                } else {
+                    Broken::new(Rule::Undecryptable, reason)
+                }
+            })
+    }
+
+    /// Whether a HEX frame (18, 19, 26) whose payload does not decrypt is HEX as the
+    /// product's script reads it unencrypted: a HEX payload is a string either way, so this
+    /// tells plaintext from a payload encrypted under another key.
+    fn plain_hex(&self, device: &DeviceIdentity, frame: &Frame) -> bool {
+        let hex_frame = matches!(
+            frame.header_ctrl,
+            HeaderCtrl::HexPropertyReport
+                | HeaderCtrl::HexEventReport
+                | HeaderCtrl::HexServiceReply
+        );
+        let Some(hex) = frame.payload.as_str().filter(|_| hex_frame) else {
+            return false;
+        };
+        // Read by the script; values the model refuses are plain all the same.
+        match self.decode_hex(device, hex, Some(frame.header_ctrl)) {
+            Ok(_) => true,
+            Err(broken) => broken.rule == Rule::ThingModel,
+        }
     }
 
     /// Hands a device's answer (with its bytes, and the rule its frame broke, if any) to the
@@ -1164,7 +1257,7 @@ impl Platform {
                     header_ctrl: Some(HeaderCtrl::FullHexReport),
                     ..Evidence::of(&name, payload)
                 };
-                self.violation(device, &broken, evidence);
+                durable.extend(self.violation(device, &broken, evidence));
                 AckPayload::failure(broken.reason)
             }
         };
@@ -1225,16 +1318,15 @@ impl Platform {
         self.inner.data.state_map(map)
     }
 
+    /// Changes a state value (see [`data::Data::update_state`]); nothing waits for its
+    /// write.
     fn update_state(&self, map: &str, key: &str, f: impl FnOnce(Option<&Value>) -> Option<Value>) {
-        self.inner
-            .data
-            .update_state(self.inner.store.as_ref(), map, key, f);
+        let _ = self.inner.data.update_state(map, key, f);
     }
 
-    fn put_state(&self, map: &str, key: &str, value: &Value) {
-        self.inner
-            .data
-            .put_state(self.inner.store.as_ref(), map, key, value);
+    /// Sets a state value; the [`data::Durable`] of its write, when there is a store.
+    fn put_state(&self, map: &str, key: &str, value: &Value) -> Option<data::Durable> {
+        self.inner.data.put_state(map, key, value)
     }
 
     /// Whether the device is connected (`None` over an external broker, where the platform

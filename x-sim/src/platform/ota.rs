@@ -225,11 +225,13 @@ impl Platform {
     /// (succeeded, or failed after acking) and decides whether a notify goes out under the
     /// product's OTA task: for a report of another version than the task's, when no notify
     /// of the task is awaiting its ack and the task's notifies are not used up. The notify
-    /// is recorded here (`notified`), before it is sent.
+    /// is recorded here (`notified`), before it is sent. The store writes of the state it
+    /// changes are added to `durable`: the report's ack waits for them.
     pub(super) fn firmware_reported(
         &self,
         device: &DeviceIdentity,
         payload: &Value,
+        durable: &mut Vec<super::data::Durable>,
     ) -> Option<OtaNotify> {
         let report: FirmwareReport = serde_json::from_value(payload.clone()).ok()?;
         let module = report
@@ -237,7 +239,7 @@ impl Platform {
             .clone()
             .unwrap_or_else(|| DEFAULT_MODULE.to_owned());
         let key = format!("{device}/{module}");
-        self.put_state("firmware", &key, payload);
+        durable.extend(self.put_state("firmware", &key, payload));
         let product = device.product_id.as_str();
         let firmware = self.inner.firmware.as_ref();
         let task = firmware.and_then(|f| f.task(product, &module));
@@ -249,7 +251,7 @@ impl Platform {
         let changed_to = |changed: bool, p: Option<&OtaProgress>| {
             p.filter(|_| changed).map(OtaProgress::to_value)
         };
-        self.update_state("ota", &key, |current| {
+        let written = self.inner.data.update_state("ota", &key, |current| {
             let now = now_ms();
             let mut progress = current.and_then(OtaProgress::from_value);
             let changed = progress
@@ -299,6 +301,7 @@ impl Platform {
             notify = Some(next);
             Some(updated.to_value())
         });
+        durable.extend(written);
         notify
     }
 

@@ -17,7 +17,7 @@ use x_protocol::{
 
 use super::{CommandError, Platform, now_ms};
 use crate::registry::Registry;
-use crate::store::{Store, StoreError};
+use crate::store::{Durable, Store, StoreError, Write};
 use crate::sync::{lock, read};
 
 /// One device's session.
@@ -149,14 +149,20 @@ impl Platform {
             .map(|p| p.product_key.clone())
     }
 
-    /// Starts a session after a successful auth (the previous one ends).
-    pub(super) fn start_session(&self, device: &DeviceIdentity, grant: SessionGrant) {
+    /// Starts a session after a successful auth (the previous one ends). With a store, the
+    /// [`Durable`] of its write: the auth reply that hands the device its SessionID waits
+    /// for it.
+    pub(super) fn start_session(
+        &self,
+        device: &DeviceIdentity,
+        grant: SessionGrant,
+    ) -> Option<Durable> {
         let Some(key) = self
             .product_key(device)
             .and_then(|pk| device_key(&pk, &grant))
         else {
             tracing::error!(target: "x_sim", "{device}: the SessionKey cannot be derived from {}", grant.session_id);
-            return;
+            return None;
         };
         self.set_session(
             device,
@@ -166,21 +172,31 @@ impl Platform {
                 previous: None,
                 issued_ms: now_ms(),
             },
-        );
+        )
     }
 
-    fn set_session(&self, device: &DeviceIdentity, session: Session) {
+    /// Makes `session` the device's, and queues it to the store (no key is stored: the
+    /// SessionID and Nonce, from which a restart derives it again).
+    fn set_session(&self, device: &DeviceIdentity, session: Session) -> Option<Durable> {
         let stored = json!({
             "current": grant_json(&session.grant),
             "previous": session.previous.as_ref().map(|(g, _)| grant_json(g)),
             "issued_ms": session.issued_ms,
         });
-        lock(&self.inner.sessions.map).insert(device.to_string(), session);
-        if let Some(store) = &self.inner.store
-            && let Err(e) = store.put_state(STATE_MAP, &device.to_string(), &stored)
-        {
-            tracing::error!(target: "x_sim", "cannot store the session of {device}: {e}");
-        }
+        let mut sessions = lock(&self.inner.sessions.map);
+        // Queued under the lock (without waiting), so that the store gets a device's
+        // sessions in the order they were set.
+        let durable = self.inner.store.as_ref().and_then(|store| {
+            match Write::state(STATE_MAP, &device.to_string(), &stored) {
+                Ok(write) => Some(store.queue(write)),
+                Err(e) => {
+                    tracing::error!(target: "x_sim", "cannot store the session of {device}: {e}");
+                    None
+                }
+            }
+        });
+        sessions.insert(device.to_string(), session);
+        durable
     }
 
     /// Rotates the device's SessionKey: sends HeaderCtrl 3 `{"SessionID","Nonce"}` on its
@@ -209,7 +225,10 @@ impl Platform {
             grant_json(&grant),
         );
         frame.encrypt_payload(&old.key);
-        self.set_session(
+        // Queued, not waited for: the rotation frame leaves now, in order with the frames
+        // published after it (which use the new key). Its commit follows within one group
+        // commit.
+        let _ = self.set_session(
             device,
             Session {
                 grant: grant.clone(),

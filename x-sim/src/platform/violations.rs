@@ -19,7 +19,7 @@ use x_protocol::{DeviceIdentity, Frame, HeaderCtrl, MessageId};
 use zeroize::Zeroizing;
 
 use crate::registry::Registry;
-use crate::store::{Store, StoreError};
+use crate::store::{Durable, Store, StoreError, Write};
 use crate::sync::lock;
 
 use super::live::Live;
@@ -90,7 +90,8 @@ rules! {
     /// a HEX frame from a product that is not a HEX product.
     HexParse = "hex_parse",
     /// An answer to a platform command on another topic, or with another HeaderCtrl, than
-    /// the command table says (HTTP 502).
+    /// the command table says, or an answer to a command the table gives no answer (HTTP
+    /// 502).
     AnswerOffTable = "answer_off_table",
     /// An answer to a platform command whose content is wrong: not an ack, set Data or
     /// service outputs the model refuses, a property ask answered without the asked
@@ -439,7 +440,8 @@ impl ViolationLog {
     }
 
     /// Records that `device` broke `rule` with what `evidence` holds; `secrets` (hex text)
-    /// are taken out of the record. Returns the record.
+    /// are taken out of the record. Returns the record and, with a store, the [`Durable`]
+    /// of its write, queued to the store's writer thread (nothing here waits for the disk).
     pub(crate) fn record(
         &self,
         device: &DeviceIdentity,
@@ -447,7 +449,7 @@ impl ViolationLog {
         reason: &str,
         evidence: Evidence<'_>,
         secrets: &[Zeroizing<String>],
-    ) -> Violation {
+    ) -> (Violation, Option<Durable>) {
         let mut violation = Violation::new(rule, reason, evidence, secrets);
         let key = device.to_string();
         let mut devices = lock(&self.inner.devices);
@@ -459,18 +461,17 @@ impl ViolationLog {
             log.kept.pop_front();
         }
         let oldest_kept = log.kept.front().map_or(violation.seq, |v| v.seq);
-        if let Some(store) = &self.inner.store {
-            let stored = serde_json::to_value(&violation)
-                .map_err(|e| e.to_string())
-                .and_then(|v| {
-                    store
-                        .append_violation(&key, violation.seq, &v, oldest_kept)
-                        .map_err(|e| e.to_string())
-                });
-            if let Err(e) = stored {
-                tracing::error!(target: "x_sim", "cannot store violation {} of {device}: {e}", violation.seq);
+        // Queued under the lock (without waiting), so that the writer gets a device's
+        // violations in the order of their numbers.
+        let durable = self.inner.store.as_ref().and_then(|store| {
+            match Write::violation(&key, violation.seq, &violation, oldest_kept) {
+                Ok(write) => Some(store.queue(write)),
+                Err(e) => {
+                    tracing::error!(target: "x_sim", "cannot store violation {} of {device}: {e}", violation.seq);
+                    None
+                }
             }
-        }
+        });
         drop(devices);
         self.inner.live.violation(device, &violation);
         tracing::debug!(
@@ -480,7 +481,7 @@ impl ViolationLog {
             rule.name(),
             prefix(&violation.reason, 400)
         );
-        violation
+        (violation, durable)
     }
 
     /// The device's violations kept, oldest first.

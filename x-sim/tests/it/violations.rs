@@ -17,7 +17,9 @@ use common::{Api, Params, acked, object, online, plug, plug_device, refusal};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use x_protocol::payload::{AuthCode, OtaNotify};
-use x_protocol::{AckPayload, Frame, HeaderCtrl, MqttLogin, SessionKey, Topic, TopicKind};
+use x_protocol::{
+    AckPayload, Frame, HeaderCtrl, MqttLogin, Publisher, SessionKey, Topic, TopicKind,
+};
 use x_runtime::{Persisted, Refusal, Request};
 use x_sim::platform::{Command, CommandError, Rule};
 use x_sim::sim::{Sim, SimConfig};
@@ -912,6 +914,15 @@ async fn the_log_survives_a_killed_platform() {
     );
     assert_eq!(rules(&before.0), ["plaintext"]);
     assert_eq!(rules(&before.1), ["unreadable_frame", "forbidden_topic"]);
+    // Violations nobody is answered about are committed with the store's next group
+    // commit, not before the API shows them. The writer commits in the order writes came:
+    // once a report sent now is acked (after its commit), the violations above are stored.
+    let mut wire = Wire::online(mqtt, &params).await;
+    let report = wire.topic(TopicKind::PropertyReport);
+    let ack = wire
+        .acked(&report, HeaderCtrl::PropertyReport, json!({"power": 1}))
+        .await;
+    assert!(ack.code.is_success(), "{ack:?}");
     first.kill();
 
     // Started again on the same directory: the same log, counted in the device list.
@@ -948,5 +959,393 @@ fn rule_names_are_documented() {
             "{} is not in docs/x-sim.md",
             rule.name()
         );
+    }
+}
+
+/// The meter as an encrypted HEX product (the generated script of its model).
+const ENCRYPTED_METER: &str = r#"
+[[product]]
+open_id = "7ED01E2A"
+product_id = "4D455446"
+product_key = "1F1E2D3C4B5A69788796A5B4C3D2E1F0"
+registration = 1
+encrypted = true
+format = "hex"
+model = "models/meter-hex.json"
+
+[[device]]
+product_id = "4D455446"
+node_eui = "MTR00002"
+"#;
+
+/// The command whose answer a device sends with `ctrl` on `kind`, and the plain payload of
+/// that answer; `None` for a device frame that answers no command the platform sends (25
+/// on `model/hex/downlink_ack`: a HEX property ask is answered by a report).
+fn command_answered_by(kind: TopicKind, ctrl: HeaderCtrl) -> Option<(Command, Value)> {
+    let ack = AckPayload::success(None).to_value();
+    let service = Command::CallService {
+        service: "reset".into(),
+        params: json!({}),
+    };
+    let hex_service = Command::CallService {
+        service: "readRegister".into(),
+        params: json!({"address": "258"}),
+    };
+    Some(match (kind, ctrl) {
+        (TopicKind::DownlinkAck, _) => (Command::Passthrough(json!("AQI=")), ack),
+        (TopicKind::OtaNotifyAck, _) => (
+            Command::NotifyOta(notify()),
+            json!({"DownID": notify().down_id}),
+        ),
+        (TopicKind::ConfigReport, _) => (
+            Command::AskConfig,
+            json!({"Settings": {"reportPeriod": 60}}),
+        ),
+        (TopicKind::PropertySetAck, _) => (Command::SetProperties(json!({"countdown": 5})), ack),
+        (TopicKind::ServiceCallAck, _) => (service, ack),
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexPropertySet) => (
+            Command::SetProperties(json!({"tariff": "2", "reportPeriod": 900})),
+            ack,
+        ),
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexServiceCall) => (hex_service, ack),
+        _ => return None,
+    })
+}
+
+/// The plain payload of a device frame that the platform acks.
+fn plain_report(ctrl: HeaderCtrl) -> Value {
+    match ctrl {
+        HeaderCtrl::Uplink => json!({"data": "AQI="}),
+        HeaderCtrl::FirmwareReport => json!({"SoftVer": "1.0.0", "UpgradeType": 2}),
+        HeaderCtrl::PropertyReport => json!({"power": 12.5}),
+        HeaderCtrl::EventReport => json!({"temperature": 81.5}),
+        HeaderCtrl::HistoryReport => json!({"params": [{"properties": [
+            {"power": {"value": 1.5, "time": 1_700_000_000_000_i64}}
+        ]}]}),
+        // The meter's report, tamper event and readRegister reply, as its script reads them.
+        HeaderCtrl::HexPropertyReport => json!(METER_REPORT),
+        HeaderCtrl::HexEventReport => json!("02010100c01cdd8f010000"),
+        HeaderCtrl::HexServiceReply => json!("0311000102"),
+        other => panic!("no plain report of {other}"),
+    }
+}
+
+/// Every HeaderCtrl a device sends encrypted in an encrypted product, on every topic the
+/// command table gives it (JSON and passthrough topics from a JSON product's device, HEX
+/// topics from a HEX product's), sent as plaintext: each frame the platform acks gets a
+/// "4001", each answer to a command fails the command (HTTP 502), and every one is a
+/// `plaintext` violation.
+#[tokio::test]
+async fn every_encrypted_header_ctrl_refuses_plaintext() {
+    let registry = [common::encrypted_product(), ENCRYPTED_METER.to_owned()].concat();
+    let sim = common::sim(&registry).await;
+    let api = Api::new(&sim);
+    let p = sim.platform();
+    let json_params = common::encrypted("ENC00009");
+    let mut hex_params = Params::new("4D455446", "MTR00002", "1F1E2D3C4B5A69788796A5B4C3D2E1F0");
+    hex_params.encrypted = true;
+    let mut json_wire = Wire::online(sim.mqtt_addr().unwrap(), &json_params).await;
+    let mut hex_wire = Wire::online(sim.mqtt_addr().unwrap(), &hex_params).await;
+    assert!(json_wire.key.is_some() && hex_wire.key.is_some());
+    let granted = hex_wire
+        .subscribe(&[TopicKind::HexReportAck, TopicKind::HexDownlink])
+        .await;
+    assert_eq!(granted, [true, true]);
+
+    let cases: Vec<(TopicKind, HeaderCtrl)> = TopicKind::ALL
+        .iter()
+        .filter(|k| k.spec().publisher == Publisher::Device && **k != TopicKind::Auth)
+        .flat_map(|k| k.spec().header_ctrls.iter().map(move |c| (*k, *c)))
+        .filter(|(_, c)| c.is_encrypted_uplink())
+        .collect();
+    // The command table's rows, as the issue lists them.
+    let codes: Vec<i64> = cases.iter().map(|(_, c)| c.code()).collect();
+    for code in [4, 7, 8, 9, 14, 16, 17, 18, 19, 20, 21, 22, 24, 25, 26, 27] {
+        assert!(
+            codes.contains(&code),
+            "HeaderCtrl {code} is not in {codes:?}"
+        );
+    }
+    let mut expected: Vec<(bool, i64)> = Vec::new();
+    for (kind, ctrl) in cases {
+        let hex = matches!(kind, TopicKind::HexReport | TopicKind::HexDownlinkAck);
+        let (wire, params) = if hex {
+            (&mut hex_wire, &hex_params)
+        } else {
+            (&mut json_wire, &json_params)
+        };
+        let topic = match kind {
+            TopicKind::EventReport => wire.topic_of(kind, "overheat"),
+            TopicKind::ServiceCallAck => wire.topic_of(kind, "reset"),
+            _ => wire.topic(kind),
+        };
+        let acked = kind.spec().reply_to(ctrl).is_some_and(|r| r.is_ack);
+        let reason = format!(
+            "payload must be encrypted for this product (HeaderCtrl {} travels encrypted",
+            ctrl.code()
+        );
+        if acked {
+            let frame = Frame::new(wire.next_id(), ctrl, plain_report(ctrl));
+            wire.publish(&topic, frame.encode()).await;
+            let ack = wire.next().await;
+            let (want, reply) = topic.reply_topic(ctrl).unwrap();
+            assert_eq!(
+                (&ack.topic, ack.frame.header_ctrl, &ack.frame.message_id),
+                (&want, reply.header_ctrl, &frame.message_id),
+                "{kind:?} {ctrl}"
+            );
+            let ack = ack.frame.ack().unwrap();
+            assert_eq!(ack.code.as_str(), "4001", "{kind:?} {ctrl}: {}", ack.msg);
+            assert!(ack.msg.starts_with(&reason), "{kind:?} {ctrl}: {}", ack.msg);
+        } else if let Some((command, payload)) = command_answered_by(kind, ctrl) {
+            let (result, ()) = tokio::join!(p.send_command(&params.id, command, None), async {
+                let m = wire.next().await;
+                let answer = Frame::new(m.frame.message_id.clone(), ctrl, payload);
+                wire.publish(&topic, answer.encode()).await;
+            });
+            let Err(CommandError::BadAnswer { reason: why, .. }) = result else {
+                panic!("{kind:?} {ctrl}: {result:?}");
+            };
+            assert!(why.starts_with(&reason), "{kind:?} {ctrl}: {why}");
+        } else {
+            // Not an answer to anything the platform sends: refused all the same.
+            let frame = Frame::new(wire.next_id(), ctrl, AckPayload::success(None).to_value());
+            wire.publish(&topic, frame.encode()).await;
+        }
+        expected.push((hex, ctrl.code()));
+    }
+
+    for (hex, params) in [(false, &json_params), (true, &hex_params)] {
+        let want: Vec<i64> = expected
+            .iter()
+            .filter(|(h, _)| *h == hex)
+            .map(|(_, c)| *c)
+            .collect();
+        let log = until_violations(&api, params, want.len() as u64).await;
+        let list = log["violations"].as_array().unwrap();
+        let got: Vec<(&str, i64)> = list
+            .iter()
+            .map(|v| {
+                (
+                    v["rule"].as_str().unwrap(),
+                    v["HeaderCtrl"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(&str, i64)> = want.iter().map(|c| ("plaintext", *c)).collect();
+        assert_eq!(got, want, "{log:#}");
+    }
+}
+
+/// An auth request whose Version is missing, not a string, or not "2.0" gets Code 6 (the
+/// document's "protocol versions disagree"), with its MessageId, and is logged; without a
+/// MessageId to answer with it goes unanswered and is logged as unreadable.
+#[tokio::test]
+async fn auth_requests_of_another_version_get_code_6() {
+    let sim = common::sim(&registry()).await;
+    let api = Api::new(&sim);
+    let login = plug();
+    let mut mqtt = Mqtt::open(
+        sim.mqtt_addr().unwrap(),
+        &MqttLogin::auth(&login.id, &login.product_key),
+    )
+    .await
+    .unwrap();
+    mqtt.subscribe(&[TopicKind::Downlink.filter(&login.id)])
+        .await;
+    let auth = Topic::auth().to_string();
+    let payload =
+        json!({"OpenID": "7ED01E2A", "ProductID": "AA30C505", "NodeEui": "PLUG0001", "Type": 1});
+    let versions = [
+        (None, "no Version"),
+        (Some(json!(2.0)), "Version 2.0 is not a string"),
+        (Some(json!(null)), "Version null is not a string"),
+        (Some(json!(["2.0"])), "Version [\"2.0\"] is not a string"),
+        (Some(json!("1.0")), "Version \"1.0\""),
+    ];
+    for (n, (version, said)) in versions.iter().enumerate() {
+        let id = 70 + n;
+        let mut request = json!({"MessageId": id, "HeaderCtrl": 1, "Payload": payload});
+        if let Some(v) = version {
+            request["Version"] = v.clone();
+        }
+        mqtt.publish(&auth, serde_json::to_vec(&request).unwrap())
+            .await;
+        let (_, reply) = mqtt.next().await;
+        let reply = Frame::decode(&reply).unwrap();
+        assert_eq!(
+            reply.message_id,
+            x_protocol::MessageId::from(id as u32),
+            "{said}"
+        );
+        let reply: x_protocol::payload::AuthReply = reply.payload_as().unwrap();
+        assert_eq!(reply.code, AuthCode::VersionMismatch, "{said}");
+    }
+    // No MessageId: nothing to answer with.
+    let anonymous = json!({"HeaderCtrl": 1, "Payload": payload});
+    mqtt.publish(&auth, serde_json::to_vec(&anonymous).unwrap())
+        .await;
+    assert!(mqtt.quiet_for(Duration::from_millis(500)).await);
+
+    let log = until_violations(&api, &login, versions.len() as u64 + 1).await;
+    let list = log["violations"].as_array().unwrap();
+    for (v, (_, said)) in list.iter().zip(&versions) {
+        assert_eq!(v["rule"], json!("auth_refused"), "{v:#}");
+        assert_eq!(
+            v["reason"],
+            json!(format!(
+                "{said}, only \"2.0\" is supported: refused with code 6"
+            )),
+            "{v:#}"
+        );
+    }
+    assert_eq!(list[versions.len()]["rule"], json!("unreadable_frame"));
+    assert_eq!(
+        list[versions.len()]["reason"],
+        json!("no Version, and no MessageId to answer with: not answered")
+    );
+}
+
+/// A HEX service call (24) may be answered either way the document shows: an ack (24) on
+/// `model/hex/downlink_ack`, or a service reply (26) on `model/hex/report` (covered by the
+/// HEX products' tests). Any other HEX answer is off the table: the command fails (HTTP
+/// 502) and the device has an `answer_off_table` violation.
+#[tokio::test]
+async fn hex_service_calls_are_answered_as_the_table_says() {
+    let sim = common::sim(&registry()).await;
+    let api = Api::new(&sim);
+    let params = meter();
+    let mut wire = Wire::online(sim.mqtt_addr().unwrap(), &params).await;
+    let granted = wire.subscribe(&[TopicKind::HexDownlink]).await;
+    assert_eq!(granted, [true]);
+    let call = "/api/devices/4D455445/MTR00001/services/readRegister";
+    let body = json!({"address": "258"});
+    let ack = AckPayload::success(Some(json!({"value": 513}))).to_value();
+    let prefix = params.id.topic_prefix();
+    // (the answer's topic, its HeaderCtrl, accepted)
+    let answers = [
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexServiceCall, true),
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexPropertySet, false),
+        (TopicKind::HexDownlinkAck, HeaderCtrl::HexPropertyAsk, false),
+    ];
+    let mut off_table = Vec::new();
+    for (kind, ctrl, accepted) in answers {
+        let ((status, answer), sent) = tokio::join!(api.send(api.post(call).json(&body)), async {
+            let m = wire
+                .expect(TopicKind::HexDownlink, HeaderCtrl::HexServiceCall)
+                .await;
+            let frame = Frame::new(m.frame.message_id.clone(), ctrl, ack.clone());
+            wire.send(&wire.topic(kind), frame.clone()).await;
+            frame
+        });
+        if accepted {
+            assert_eq!(status, StatusCode::OK, "{ctrl}: {answer}");
+        } else {
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{ctrl}: {answer}");
+            let error = answer["error"].as_str().unwrap().to_owned();
+            let said = format!(
+                "answered with HeaderCtrl {} on {prefix}/model/hex/downlink_ack, the command table says HeaderCtrl 26 on {prefix}/model/hex/report or HeaderCtrl 24 on {prefix}/model/hex/downlink_ack",
+                ctrl.code()
+            );
+            assert!(error.ends_with(&said), "{error}");
+            off_table.push((sent, said));
+        }
+    }
+    let log = until_violations(&api, &params, off_table.len() as u64).await;
+    let list = log["violations"].as_array().unwrap();
+    let downlink_ack = format!("{prefix}/model/hex/downlink_ack");
+    for (v, (frame, said)) in list.iter().zip(&off_table) {
+        check(v, Rule::AnswerOffTable, said, &downlink_ack, frame);
+    }
+}
+
+/// A command the command table gives no answer (a raw frame with a HeaderCtrl that is not
+/// its topic's) accepts no answer but a refusal on the topic's ack topic (as x-sim refuses
+/// such frames from devices): an ack of success there fails the command and is an
+/// `answer_off_table` violation; a "4001" is the device refusing, in order. A frame the
+/// topic carries without an answer (a SessionKey update on the downlink) takes no answer at
+/// all.
+#[tokio::test]
+async fn a_command_the_table_does_not_answer_accepts_no_answer() {
+    let sim = common::sim(&registry()).await;
+    let api = Api::new(&sim);
+    let params = plug();
+    let mut wire = Wire::online(sim.mqtt_addr().unwrap(), &params).await;
+    let p = sim.platform();
+    let prefix = params.id.topic_prefix();
+    let raw = |kind, header_ctrl| Command::Raw {
+        kind,
+        identifier: None,
+        header_ctrl,
+        payload: json!({"params": []}),
+    };
+    // (command topic, its HeaderCtrl, the answer's topic, its HeaderCtrl, its payload,
+    // accepted)
+    let cases = [
+        (
+            TopicKind::PropertySet,
+            HeaderCtrl::ServiceCall,
+            TopicKind::PropertySetAck,
+            HeaderCtrl::PropertySet,
+            AckPayload::success(None).to_value(),
+            false,
+        ),
+        (
+            TopicKind::PropertySet,
+            HeaderCtrl::ServiceCall,
+            TopicKind::PropertySetAck,
+            HeaderCtrl::PropertySet,
+            AckPayload::failure("HeaderCtrl 21 does not belong here").to_value(),
+            true,
+        ),
+        (
+            TopicKind::PropertySet,
+            HeaderCtrl::ServiceCall,
+            TopicKind::DownlinkAck,
+            HeaderCtrl::Downlink,
+            AckPayload::failure("no").to_value(),
+            false,
+        ),
+        (
+            TopicKind::Downlink,
+            HeaderCtrl::SessionKeyUpdate,
+            TopicKind::DownlinkAck,
+            HeaderCtrl::Downlink,
+            AckPayload::failure("no").to_value(),
+            false,
+        ),
+    ];
+    let mut off_table = Vec::new();
+    for (kind, ctrl, answer_kind, answer_ctrl, payload, accepted) in cases {
+        let (result, sent) =
+            tokio::join!(p.send_command(&params.id, raw(kind, ctrl), None), async {
+                let m = wire.expect(kind, ctrl).await;
+                let frame = Frame::new(m.frame.message_id.clone(), answer_ctrl, payload);
+                wire.send(&wire.topic(answer_kind), frame.clone()).await;
+                frame
+            });
+        if accepted {
+            let answer = result.unwrap();
+            assert!(!answer.ack().unwrap().code.is_success());
+            continue;
+        }
+        let Err(CommandError::BadAnswer { reason, .. }) = result else {
+            panic!("{kind:?} {ctrl}: {result:?}");
+        };
+        let expected = format!(
+            "answered with HeaderCtrl {} on {prefix}/{}, but the command table has no answer to HeaderCtrl {} on {prefix}/{}",
+            answer_ctrl.code(),
+            answer_kind.spec().suffix,
+            ctrl.code(),
+            kind.spec().suffix
+        );
+        assert!(reason.starts_with(&expected), "{reason}");
+        off_table.push((sent, reason, answer_kind));
+    }
+    let log = until_violations(&api, &params, off_table.len() as u64).await;
+    let list = log["violations"].as_array().unwrap();
+    for (v, (frame, reason, kind)) in list.iter().zip(&off_table) {
+        let topic = format!("{prefix}/{}", kind.spec().suffix);
+        check(v, Rule::AnswerOffTable, reason, &topic, frame);
     }
 }
