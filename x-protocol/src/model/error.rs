@@ -14,6 +14,12 @@ pub enum ValueProblem {
         /// The value as received (JSON text, shortened).
         got: String,
     },
+    /// NaN or an infinity: no model value is, and JSON cannot carry it.
+    #[error("{value} is not a finite number")]
+    NotFinite {
+        /// The value.
+        value: String,
+    },
     /// Below `min`.
     #[error("{value} is below the minimum {min}")]
     BelowMin {

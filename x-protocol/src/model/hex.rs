@@ -164,6 +164,17 @@ pub enum HexError {
         /// The violated bound.
         why: String,
     },
+    /// A float on the wire that is NaN or infinite: no model value is (the parsing script
+    /// refuses it with the same words).
+    #[error("{field}: the {wire} at byte {at} is not a finite number")]
+    NotFinite {
+        /// The field.
+        field: String,
+        /// `f32` or `f64`.
+        wire: &'static str,
+        /// Offset of the float.
+        at: usize,
+    },
     /// Text that is not UTF-8.
     #[error("{field}: text at byte {at} is not valid UTF-8")]
     BadUtf8 {
@@ -442,6 +453,16 @@ impl<'a> HexWriter<'a> {
     }
 }
 
+/// The error of a NaN or infinite float at byte `at`.
+#[cold]
+fn not_finite(field: &str, wire: &'static str, at: usize) -> HexError {
+    HexError::NotFinite {
+        field: field.to_owned(),
+        wire,
+        at,
+    }
+}
+
 /// The error for a value outside its wire type (kept out of the hot path).
 #[cold]
 fn does_not_fit(v: impl fmt::Display, wire: WireType, field: &str) -> HexError {
@@ -548,6 +569,36 @@ impl<'a> HexReader<'a> {
         Ok(out)
     }
 
+    /// An `f32`, refused when NaN or infinite.
+    ///
+    /// # Errors
+    /// [`HexError::Truncated`] or [`HexError::NotFinite`].
+    #[inline(always)]
+    pub fn f32(&mut self, field: &str) -> Result<f32, HexError> {
+        let at = self.pos;
+        let v = f32::from_be_bytes(self.array(field)?);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(not_finite(field, "f32", at))
+        }
+    }
+
+    /// An `f64`, refused when NaN or infinite.
+    ///
+    /// # Errors
+    /// [`HexError::Truncated`] or [`HexError::NotFinite`].
+    #[inline(always)]
+    pub fn f64(&mut self, field: &str) -> Result<f64, HexError> {
+        let at = self.pos;
+        let v = f64::from_be_bytes(self.array(field)?);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(not_finite(field, "f64", at))
+        }
+    }
+
     /// One byte.
     ///
     /// # Errors
@@ -590,8 +641,8 @@ impl<'a> HexReader<'a> {
                 })?
             }
             WireType::I64 => i64::from_be_bytes(self.array(field)?),
-            WireType::F32 => f32::from_be_bytes(self.array(field)?) as i64,
-            WireType::F64 => f64::from_be_bytes(self.array(field)?) as i64,
+            WireType::F32 => self.f32(field)? as i64,
+            WireType::F64 => self.f64(field)? as i64,
         })
     }
 
@@ -611,11 +662,8 @@ impl<'a> HexReader<'a> {
         field: &str,
     ) -> Result<f64, HexError> {
         match wire {
-            WireType::F32 => {
-                let v = f32::from_be_bytes(self.array(field)?);
-                Ok(super::value::f32_to_f64(v))
-            }
-            WireType::F64 => Ok(f64::from_be_bytes(self.array(field)?)),
+            WireType::F32 => Ok(super::value::f32_to_f64(self.f32(field)?)),
+            WireType::F64 => self.f64(field),
             _ => {
                 let raw = self.int(wire, field)?;
                 Ok(unscale(raw, scale, offset, decimals))
@@ -753,6 +801,37 @@ mod tests {
             assert_eq!(order.to_string(), *spelling);
         }
         assert_eq!(ByteOrder::Little.to_string(), "little");
+    }
+
+    #[test]
+    fn nan_and_infinite_floats_on_the_wire_are_refused_naming_the_byte() {
+        // Found by the hex_meter fuzz target: an event's f32 `limit` of ff ff ff ff (a NaN)
+        // passed the model's range check, since NaN compares false with every bound.
+        for (bytes, wire) in [
+            (&[0xff, 0xff, 0xff, 0xff][..], WireType::F32),
+            (&[0x7f, 0x80, 0x00, 0x00][..], WireType::F32),
+            (&[0xff, 0xf0, 0, 0, 0, 0, 0, 0][..], WireType::F64),
+        ] {
+            let mut r = HexReader::new(bytes, ByteOrder::Big);
+            let e = r.number(wire, 1.0, 0.0, 0, "limit").unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "limit: the {} at byte 0 is not a finite number",
+                    wire.name()
+                )
+            );
+            let mut r = HexReader::new(bytes, ByteOrder::Big);
+            assert!(r.int(wire, "limit").is_err(), "an int on a float wire");
+        }
+        let spec = HexSpec::DEFAULT;
+        let mut r = HexReader::new(&[0xff, 0xff, 0xff, 0xff], ByteOrder::Big);
+        assert!(<f32 as HexValue>::read_hex(&mut r, &spec, "limit").is_err());
+        let mut r = HexReader::new(&[0x41, 0xa8, 0, 0], ByteOrder::Big);
+        assert_eq!(
+            <f32 as HexValue>::read_hex(&mut r, &spec, "limit").unwrap(),
+            21.0
+        );
     }
 
     #[test]
@@ -951,7 +1030,7 @@ impl HexValue for f32 {
     #[inline(always)]
     fn read_hex(r: &mut HexReader<'_>, spec: &HexSpec, field: &str) -> Result<Self, HexError> {
         match spec.wire.unwrap_or(WireType::F32) {
-            WireType::F32 => Ok(f32::from_be_bytes(r.array(field)?)),
+            WireType::F32 => r.f32(field),
             wire => Ok(r.number(wire, spec.scale, spec.offset, spec.decimals, field)? as f32),
         }
     }

@@ -35,9 +35,13 @@ impl Spec {
     /// Checks a number against `min`, `max` and `step`.
     ///
     /// # Errors
-    /// [`ValueProblem::BelowMin`], [`ValueProblem::AboveMax`] or [`ValueProblem::OffStep`].
+    /// [`ValueProblem::NotFinite`], [`ValueProblem::BelowMin`], [`ValueProblem::AboveMax`] or
+    /// [`ValueProblem::OffStep`].
     #[inline(always)]
     pub fn check_number(&self, value: f64) -> Result<(), ValueError> {
+        if !value.is_finite() {
+            return Err(not_finite(value));
+        }
         if let Some(min) = self.min
             && value < min
         {
@@ -94,6 +98,13 @@ impl Spec {
 }
 
 #[cold]
+fn not_finite(value: f64) -> ValueError {
+    ValueError::new(ValueProblem::NotFinite {
+        value: value.to_string(),
+    })
+}
+
+#[cold]
 fn below_min(value: f64, min: f64) -> ValueError {
     ValueError::new(ValueProblem::BelowMin {
         value: number_text(value),
@@ -137,6 +148,15 @@ mod tests {
         step: Some(0.1),
         ..Spec::NONE
     };
+
+    #[test]
+    fn nan_and_infinities_are_never_model_values() {
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let e = POWER.check_number(v).unwrap_err().to_string();
+            assert!(e.ends_with("is not a finite number"), "{e}");
+            assert!(Spec::NONE.check_number(v).is_err());
+        }
+    }
 
     #[test]
     fn range_and_step() {
