@@ -878,6 +878,18 @@ fn malformed_bytes_are_rejected_by_both() {
             "0201020000000000000000",
             "kind: unknown enum key 2 at byte 2",
         ),
+        // Found by fuzzing: a NaN (and an infinity, little-endian) where the overload event
+        // has an f32.
+        (
+            "meter",
+            "02020602ffffffff",
+            "limit: the f32 at byte 4 is not a finite number",
+        ),
+        (
+            "meter",
+            "020206020000807f",
+            "limit: the f32 at byte 4 is not a finite number",
+        ),
     ];
     let (_, mut tracker, _) = load("cold-chain-tracker.json");
     let (_, mut meter, _) = load("meter-hex.json");
