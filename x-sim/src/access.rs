@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use x_protocol::topic::AUTH_TOPIC;
 use x_protocol::{DeviceIdentity, Publisher, Topic};
 
-use crate::broker::Authorizer;
+use crate::broker::{Authorizer, ConnectionNumber};
 use crate::login::{Login, check_connect};
 use crate::platform::violations::{Evidence, Rule, ViolationLog, registry_secrets};
 use crate::registry::Registry;
@@ -29,7 +29,8 @@ const REFUSED_DEVICES_KEPT: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct PlatformAccess {
     registry: Arc<RwLock<Registry>>,
-    logins: Arc<Mutex<HashMap<String, Login>>>,
+    /// Accepted logins by client id, with the connection that holds each.
+    logins: Arc<Mutex<HashMap<String, (ConnectionNumber, Login)>>>,
     last_offline: Arc<Mutex<HashMap<String, u64>>>,
     /// When CONNECTs naming each device (`{OpenID}/{ProductID}/{NodeEui}`) were refused.
     refused: Arc<Mutex<HashMap<String, VecDeque<Instant>>>>,
@@ -78,7 +79,7 @@ impl PlatformAccess {
     fn violation(&self, client_id: &str, rule: Rule, reason: &str, evidence: Evidence<'_>) {
         let Some(log) = &self.violations else { return };
         let device = match lock(&self.logins).get(client_id) {
-            Some(Login::Auth { device } | Login::Device { device, .. }) => device.clone(),
+            Some((_, Login::Auth { device } | Login::Device { device, .. })) => device.clone(),
             None => return,
         };
         let secrets = registry_secrets(&read(&self.registry), &device);
@@ -95,7 +96,7 @@ impl PlatformAccess {
     pub fn client_of(&self, device: &DeviceIdentity) -> Option<String> {
         lock(&self.logins)
             .iter()
-            .find_map(|(client, login)| match login {
+            .find_map(|(client, (_, login))| match &login {
                 Login::Device { device: d, .. } if d == device => Some(client.clone()),
                 _ => None,
             })
@@ -103,7 +104,9 @@ impl PlatformAccess {
 
     /// Who a connected client is.
     pub fn login(&self, client_id: &str) -> Option<Login> {
-        lock(&self.logins).get(client_id).cloned()
+        lock(&self.logins)
+            .get(client_id)
+            .map(|(_, login)| login.clone())
     }
 
     /// A device's last offline time (Unix seconds), if it has been online.
@@ -182,14 +185,20 @@ fn last_offline_key(client_id: &str, username: &str) -> Option<String> {
 }
 
 impl Authorizer for PlatformAccess {
-    fn connect(&self, client_id: &str, username: &str, password: &str) -> Result<Login, u8> {
+    fn connect(
+        &self,
+        connection: ConnectionNumber,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Login, u8> {
         let last = last_offline_key(client_id, username)
             .and_then(|key| lock(&self.last_offline).get(&key).copied());
         let registry = read(&self.registry);
         match check_connect(&registry, client_id, username, password, now(), last) {
             Ok(login) => {
                 tracing::info!(target: "x_sim", "<- CONNECT {client_id}: accepted");
-                lock(&self.logins).insert(client_id.to_owned(), login.clone());
+                lock(&self.logins).insert(client_id.to_owned(), (connection, login.clone()));
                 Ok(login)
             }
             Err(refusal) => {
@@ -206,7 +215,7 @@ impl Authorizer for PlatformAccess {
     }
 
     fn can_publish(&self, client_id: &str, topic: &str) -> bool {
-        match lock(&self.logins).get(client_id) {
+        match lock(&self.logins).get(client_id).map(|(_, login)| login) {
             Some(Login::Auth { .. }) => topic == AUTH_TOPIC,
             Some(Login::Device { device, .. }) => Topic::parse_for(topic, device).is_ok_and(|t| {
                 t.device().is_some() && t.kind().spec().publisher == Publisher::Device
@@ -254,7 +263,7 @@ impl Authorizer for PlatformAccess {
     }
 
     fn can_subscribe(&self, client_id: &str, filter: &str) -> bool {
-        match lock(&self.logins).get(client_id) {
+        match lock(&self.logins).get(client_id).map(|(_, login)| login) {
             Some(Login::Auth { device }) => filter == format!("{}/downlink", device.topic_prefix()),
             Some(Login::Device { device, .. }) => {
                 filter.starts_with(&format!("{}/", device.topic_prefix()))
@@ -265,12 +274,12 @@ impl Authorizer for PlatformAccess {
 
     fn superseded(&self, client_id: &str) -> Vec<String> {
         let logins = lock(&self.logins);
-        let Some(Login::Device { device, .. }) = logins.get(client_id) else {
+        let Some((_, Login::Device { device, .. })) = logins.get(client_id) else {
             return Vec::new();
         };
         logins
             .iter()
-            .filter(|(other, login)| {
+            .filter(|(other, (_, login))| {
                 other.as_str() != client_id
                     && matches!(login, Login::Device { device: d, .. } if d == device)
             })
@@ -278,14 +287,18 @@ impl Authorizer for PlatformAccess {
             .collect()
     }
 
-    fn disconnected(&self, client_id: &str) {
+    fn disconnected(&self, connection: ConnectionNumber, client_id: &str) {
         let mut logins = lock(&self.logins);
-        let login = logins.remove(client_id);
+        // Only this connection's login: the client id may be on a newer connection already.
+        if logins.get(client_id).is_none_or(|(c, _)| *c != connection) {
+            return;
+        }
+        let login = logins.remove(client_id).map(|(_, login)| login);
         // A device still online under a newer connection has not gone offline.
         let still_online = |device: &DeviceIdentity| {
             logins
                 .values()
-                .any(|l| matches!(l, Login::Device { device: d, .. } if d == device))
+                .any(|(_, l)| matches!(l, Login::Device { device: d, .. } if d == device))
         };
         let login =
             login.filter(|l| !matches!(l, Login::Device { device, .. } if still_online(device)));

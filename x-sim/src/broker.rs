@@ -118,6 +118,13 @@ pub fn idle_limit(keep_alive_secs: u16) -> Option<Duration> {
     (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500))
 }
 
+/// A connection's number, unique for the broker's lifetime. The same client id can be on two
+/// connections for a moment (a device reconnecting before the broker has noticed that its
+/// old connection is gone); the number tells an [`Authorizer`] which of the two a
+/// [`Authorizer::disconnected`] is about, so that the old one's end never logs out the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionNumber(pub u64);
+
 /// Decides who may connect and what each client may do. Implemented by the platform.
 pub trait Authorizer: Send + Sync + 'static {
     /// Decides a CONNECT: `Ok` with who the client is, which the broker attaches to every
@@ -126,7 +133,13 @@ pub trait Authorizer: Send + Sync + 'static {
     ///
     /// # Errors
     /// The return code of the refusal.
-    fn connect(&self, client_id: &str, username: &str, password: &str) -> Result<Login, u8>;
+    fn connect(
+        &self,
+        connection: ConnectionNumber,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Login, u8>;
 
     /// Whether `client_id` may publish on `topic`.
     fn can_publish(&self, client_id: &str, topic: &str) -> bool;
@@ -146,9 +159,11 @@ pub trait Authorizer: Send + Sync + 'static {
         let _ = (client_id, filter);
     }
 
-    /// `client_id` went away (closed, refused a publish, or lost).
-    fn disconnected(&self, client_id: &str) {
-        let _ = client_id;
+    /// Connection `connection` of `client_id` went away (closed, refused a publish, lost, or
+    /// taken over). A newer connection of the same client id may already be accepted: what
+    /// it was granted stays.
+    fn disconnected(&self, connection: ConnectionNumber, client_id: &str) {
+        let _ = (connection, client_id);
     }
 
     /// Other connected clients that the accepted `client_id` takes over (the same device
@@ -476,7 +491,17 @@ impl Connection {
             .login
             .as_ref()
             .map_or(("", ""), |l| (l.username.as_str(), l.password.as_str()));
-        match auth.connect(&connect.client_id, username, password) {
+        let number = {
+            let mut r = lock(&routes);
+            r.connections += 1;
+            r.connections
+        };
+        match auth.connect(
+            ConnectionNumber(number),
+            &connect.client_id,
+            username,
+            password,
+        ) {
             Ok(login) => conn.login = Some(login),
             Err(code) => {
                 let code = if code == 4 {
@@ -492,10 +517,8 @@ impl Connection {
         conn.client_id = connect.client_id.clone();
         let (tx, mut rx) = mpsc::channel::<Message>(CONNECTION_QUEUE);
         let (kill_tx, mut kill) = oneshot::channel::<()>();
-        let number = {
+        {
             let mut r = lock(&routes);
-            r.connections += 1;
-            let number = r.connections;
             // The same client id again: the older connection is taken over (MQTT 3.1.1);
             // so is the same device under another client id.
             r.clients.insert(conn.client_id.clone(), (number, kill_tx));
@@ -504,17 +527,17 @@ impl Connection {
                     tracing::info!(target: "x_sim", "{older}: taken over by {}", conn.client_id);
                 }
             }
-            number
+        }
+        // Accepted: from here on, every way out goes through the clean-up below.
+        let accepted = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false));
+        let result = match conn.send(&accepted).await {
+            Ok(()) => {
+                conn.run(&routes, auth.as_ref(), &tx, &mut rx, &mut kill)
+                    .await
+            }
+            Err(end) => Err(end),
         };
-        conn.send(&Packet::ConnAck(ConnAck::new(
-            ConnectReturnCode::Success,
-            false,
-        )))
-        .await?;
-        let result = conn
-            .run(&routes, auth.as_ref(), &tx, &mut rx, &mut kill)
-            .await;
-        let still_ours = {
+        {
             let mut r = lock(&routes);
             for (filter, _) in &conn.subscribed {
                 r.subscriptions.remove(filter, |s| s.tx.same_channel(&tx));
@@ -527,12 +550,9 @@ impl Connection {
             if ours {
                 r.clients.remove(&conn.client_id);
             }
-            ours
-        };
-        // A connection taken over by a newer one with the same id is not a disconnect.
-        if still_ours {
-            auth.disconnected(&conn.client_id);
         }
+        // The authorizer forgets this connection's login, not a newer one's of the same id.
+        auth.disconnected(ConnectionNumber(number), &conn.client_id);
         result
     }
 

@@ -259,3 +259,38 @@ async fn a_subscriber_that_reads_nothing_is_disconnected() {
     );
     drop(mqtt);
 }
+
+/// A device that reconnects with the same ClientID before the broker has noticed that its old
+/// connection is gone: the old connection's end, handled after the new login, does not log the
+/// new connection out (which showed as a refused SUBSCRIBE and a dropped connection).
+#[test]
+fn the_end_of_an_old_connection_leaves_a_newer_one_of_the_same_client_id_online() {
+    use x_sim::broker::{Authorizer, ConnectionNumber};
+    let access = PlatformAccess::new(Arc::new(RwLock::new(common::registry(
+        &[
+            common::plug_product(),
+            plug_device(
+                "20MQTTJ000121",
+                &format!("device_secret = \"{PLUG_SECRET}\""),
+            ),
+        ]
+        .concat(),
+    ))));
+    let login = v2_login(&plug(), PLUG_SECRET, now());
+    let password = login.password.expose().to_owned();
+    let (old, new) = (ConnectionNumber(1), ConnectionNumber(2));
+    for connection in [old, new] {
+        access
+            .connect(connection, &login.client_id, &login.username, &password)
+            .unwrap();
+    }
+    access.disconnected(old, &login.client_id);
+    assert!(access.online(&plug()));
+    let own = format!("{}/downlink", plug().topic_prefix());
+    assert!(access.can_subscribe(&login.client_id, &own));
+    assert_eq!(access.last_offline(&plug()), None);
+    // The new connection's own end does log the device out.
+    access.disconnected(new, &login.client_id);
+    assert!(!access.online(&plug()));
+    assert!(access.last_offline(&plug()).is_some());
+}
