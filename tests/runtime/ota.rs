@@ -404,6 +404,8 @@ async fn https_server(files: &x_sim::mosquitto::TlsFiles, body: Vec<u8>) -> u16 
         .collect::<Result<_, _>>()
         .unwrap();
     let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    // ring, as the runtime uses (see x-runtime/src/tls.rs on its deprecation).
+    #[allow(deprecated)]
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -56,6 +56,10 @@ pub(crate) fn client_config(
             }
         }
     }
+    // rustls 0.23.48 deprecates ring's provider for lacking post-quantum key exchange (only
+    // aws-lc-rs has it). The SDK stays on ring, whose build is lighter for device targets
+    // than aws-lc-rs's; brokers negotiate the classical ECDHE groups ring offers.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -14,12 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use x_sim::firmware::{DownloadFaults, DownloadRequest, FILLER, Firmware};
 use x_sim::sim::{Sim, SimConfig};
 
-const PRODUCT: &str = "AA30C505";
+use crate::common::http_ready;
 
-/// The workspace's reqwest has no rustls provider of its own (see x-sim's Cargo.toml).
-fn http_ready() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+const PRODUCT: &str = "AA30C505";
 
 /// 1000 bytes that are not all alike, so a wrong slice shows.
 fn image_bytes(seed: u8) -> Vec<u8> {

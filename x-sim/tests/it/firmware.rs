@@ -32,7 +32,7 @@ fn md5_hex(bytes: &[u8]) -> String {
 /// Serves `firmware.routes()` on a free port; returns the base URL.
 async fn serve(firmware: &Firmware) -> String {
     // The workspace's reqwest has no rustls provider of its own (see x-sim's Cargo.toml).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::common::http_ready();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = firmware.routes();

@@ -341,6 +341,9 @@ pub struct Api {
 /// Installs the process-wide rustls provider reqwest needs (the workspace's reqwest has
 /// none of its own: see x-sim's Cargo.toml); call before building an HTTP client.
 pub fn http_ready() {
+    // ring, as the runtime uses (deprecated in rustls 0.23.48 for lacking post-quantum
+    // key exchange; see x-runtime/src/tls.rs).
+    #[allow(deprecated)]
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
