@@ -4,6 +4,7 @@
 //! machine runs.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,9 @@ pub const PAGE_WAIT: Duration = Duration::from_secs(20);
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// A headless Chromium and the chromedriver that drives it; both stop when dropped.
+/// A headless Chromium and the chromedriver that drives it; both stop when dropped, also
+/// when a test panics (the browser's processes are in chromedriver's own process group, and
+/// the whole group is killed: killing chromedriver alone left Chromium running, orphaned).
 pub struct Browser {
     pub client: Client,
     driver: Child,
@@ -26,6 +29,9 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The shell's kill signals a process group (std signals one child only).
+        let group = format!("kill -KILL -{}", self.driver.id());
+        let _ = Command::new("sh").args(["-c", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -51,6 +57,8 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            // A group of its own, which the browser it starts joins: see `Drop`.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
