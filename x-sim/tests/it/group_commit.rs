@@ -13,19 +13,23 @@ use serde_json::{Value, json};
 use x_protocol::{ConnectType, Frame, HeaderCtrl, MessageId, MqttLogin, Topic, TopicKind};
 use x_sim::sim::{Sim, SimConfig};
 
-/// How many reports the device pipelines.
-const REPORTS: u32 = 200;
+/// x-sim with a store in `dir`, and PLUG0001 logged in over a bare MQTT connection,
+/// subscribed to its property report acks.
+struct Stored {
+    sim: Sim,
+    store: x_sim::store::Store,
+    mqtt: Mqtt,
+    report_topic: String,
+    ack_topic: Topic,
+}
 
-#[tokio::test]
-async fn pipelined_reports_share_commits_and_are_acked_once_stored() {
-    let dir = tempfile::tempdir().unwrap();
+async fn stored_plug(dir: &std::path::Path) -> Stored {
     let secret = format!("device_secret = \"{PLUG_SECRET}\"");
     let registry = [common::plug_product(), plug_device("PLUG0001", &secret)].concat();
     let mut config = SimConfig::local(common::registry(&registry));
-    config.data_dir = Some(dir.path().to_path_buf());
+    config.data_dir = Some(dir.to_path_buf());
     let sim = Sim::start(config).await.unwrap();
     let store = sim.platform().store().unwrap().clone();
-
     let params = plug();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -44,6 +48,28 @@ async fn pipelined_reports_share_commits_and_are_acked_once_stored() {
     let report_topic = Topic::new(params.id.clone(), TopicKind::PropertyReport)
         .unwrap()
         .to_string();
+    Stored {
+        sim,
+        store,
+        mqtt,
+        report_topic,
+        ack_topic,
+    }
+}
+
+/// How many reports the device pipelines.
+const REPORTS: u32 = 200;
+
+#[tokio::test]
+async fn pipelined_reports_share_commits_and_are_acked_once_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let Stored {
+        sim: _sim,
+        store,
+        mut mqtt,
+        report_topic,
+        ack_topic,
+    } = stored_plug(dir.path()).await;
 
     let before = store.commits();
     for n in 1..=REPORTS {
@@ -98,31 +124,13 @@ const SLOW_COMMIT: Duration = Duration::from_millis(1500);
 #[tokio::test]
 async fn no_answer_leaves_before_its_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = format!("device_secret = \"{PLUG_SECRET}\"");
-    let registry = [common::plug_product(), plug_device("PLUG0001", &secret)].concat();
-    let mut config = SimConfig::local(common::registry(&registry));
-    config.data_dir = Some(dir.path().to_path_buf());
-    let sim = Sim::start(config).await.unwrap();
-    let store = sim.platform().store().unwrap().clone();
-
-    let params = plug();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let login = MqttLogin::connect(
-        &params.id,
-        &params.product_key,
-        &PLUG_SECRET.parse().unwrap(),
-        ConnectType::Unchecked,
-        now,
-    );
-    let mut mqtt = Mqtt::open(sim.mqtt_addr().unwrap(), &login).await.unwrap();
-    let ack_topic = Topic::new(params.id.clone(), TopicKind::PropertyReportAck).unwrap();
-    mqtt.subscribe(&[ack_topic.to_string()]).await;
-    let report_topic = Topic::new(params.id.clone(), TopicKind::PropertyReport)
-        .unwrap()
-        .to_string();
+    let Stored {
+        sim: _sim,
+        store,
+        mut mqtt,
+        report_topic,
+        ack_topic,
+    } = stored_plug(dir.path()).await;
 
     store.set_commit_delay(SLOW_COMMIT);
     // (payload, the Code it is answered with)
