@@ -272,20 +272,22 @@ async fn an_encrypted_type_2_plug_gets_its_session_in_the_auth_phase_and_logs_in
     let mut feed = p.live().subscribe();
     let dir = std::env::temp_dir().join(format!("x-sdk-type2enc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let device = plug(
-        &sim,
-        "2E2E2E2E",
-        "B1B2B3B4B5B6B7B8B9BABBBCBDBEBFB0",
-        "PLUGT2E",
-        exact(Duration::from_millis(100), Duration::from_secs(2)),
-    )
-    .registration(RegistrationType::DeviceSecretPreRegistered)
-    .device_secret("426086233FAB8A96566796551EB1DFF8".parse().unwrap())
-    .encrypted(true)
-    .state_dir(&dir)
-    .connect()
-    .await
-    .unwrap();
+    // The same burned-in parameters at every start.
+    let start = || {
+        plug(
+            &sim,
+            "2E2E2E2E",
+            "B1B2B3B4B5B6B7B8B9BABBBCBDBEBFB0",
+            "PLUGT2E",
+            exact(Duration::from_millis(100), Duration::from_secs(2)),
+        )
+        .registration(RegistrationType::DeviceSecretPreRegistered)
+        .device_secret("426086233FAB8A96566796551EB1DFF8".parse().unwrap())
+        .encrypted(true)
+        .state_dir(&dir)
+        .connect()
+    };
+    let device = start().await.unwrap();
     let id = sim.device("2E2E2E2E", "PLUGT2E").unwrap();
     // The auth phase ran (for the session), and the session is kept.
     assert_eq!(auth_reply_codes(&mut feed, "PLUGT2E"), [0]);
@@ -339,20 +341,7 @@ async fn an_encrypted_type_2_plug_gets_its_session_in_the_auth_phase_and_logs_in
     );
     // The next start needs no auth phase: the kept session and the burned-in secret do.
     device.shutdown().await;
-    let again = plug(
-        &sim,
-        "2E2E2E2E",
-        "B1B2B3B4B5B6B7B8B9BABBBCBDBEBFB0",
-        "PLUGT2E",
-        exact(Duration::from_millis(100), Duration::from_secs(2)),
-    )
-    .registration(RegistrationType::DeviceSecretPreRegistered)
-    .device_secret("426086233FAB8A96566796551EB1DFF8".parse().unwrap())
-    .encrypted(true)
-    .state_dir(&dir)
-    .connect()
-    .await
-    .unwrap();
+    let again = start().await.unwrap();
     again.report_all().await.unwrap().await.unwrap();
     assert!(auth_reply_codes(&mut feed, "PLUGT2E").is_empty());
     again.shutdown().await;
