@@ -3,8 +3,10 @@
 //! (the default: the devices are provisioned in its registry) or any broker and platform
 //! (`--broker`, with the devices listed in `--devices-file`). A live progress line on a
 //! terminal (connected, reports acked, errors); bounded by `--reports` per device and
-//! `--seconds` in all; a closing summary: connect rate, acked reports per second, ack latency
-//! p50 and p99, errors by kind. It exits 0 when every report was acked.
+//! `--seconds` in all (then every device stops and disconnects cleanly); a closing summary:
+//! connect rate, acked reports per second, ack latency p50 and p99, errors by kind, and
+//! against x-sim in-process how many devices it still sees online (none, when every device
+//! disconnected). It exits 0 when every report was acked.
 //!
 //! With `--compare-store` it runs the same load twice in one run, against x-sim in memory and
 //! with a store, and prints the ratio of their acked rates.
@@ -28,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 use x_sdk::protocol::{DeviceIdentity, ProductKey, RegistrationType};
 use x_sdk::runtime::{DeliveryError, Device};
 use x_sim::registry::Registry;
@@ -82,6 +85,8 @@ struct Member {
 #[derive(Default)]
 struct Tally {
     connected: AtomicU64,
+    /// Devices that disconnected cleanly (DISCONNECT sent) at their end or at the stop.
+    disconnected: AtomicU64,
     acked: AtomicU64,
     errors: AtomicU64,
     latencies: Mutex<Vec<Duration>>,
@@ -96,6 +101,9 @@ impl Tally {
         *lock(&self.kinds).entry(kind.into()).or_default() += 1;
     }
 }
+
+/// How long the devices get to disconnect cleanly once `--seconds` is up.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -248,10 +256,18 @@ async fn run(flags: Flags) -> Result<bool, Box<dyn std::error::Error>> {
         }
         (Some(_), None) => Err("--broker needs --devices-file".into()),
         (None, _) => {
-            let (_sim, url, members) = embedded(&flags, None).await?;
-            Ok(load(&flags, registration, url, members, "x-sim in-process")
-                .await?
-                .0)
+            let (sim, url, members) = embedded(&flags, None).await?;
+            let (ok, _) = load(
+                &flags,
+                registration,
+                url,
+                members.clone(),
+                "x-sim in-process",
+            )
+            .await?;
+            let online = still_online(&sim, &members).await;
+            println!("online at the platform after the run: {online}");
+            Ok(ok && online == 0)
         }
     }
 }
@@ -279,6 +295,22 @@ async fn embedded(
         })
         .collect::<Result<Vec<_>, x_sdk::protocol::IdentityError>>()?;
     Ok((sim, format!("mqtt://{addr}"), members))
+}
+
+/// How many of `members` x-sim still has online, once their disconnects had a moment to
+/// arrive (every device disconnects at its end, or at `--seconds`).
+async fn still_online(sim: &Sim, members: &[Member]) -> usize {
+    let count = || {
+        members
+            .iter()
+            .filter(|m| sim.platform().online(&m.identity) == Some(true))
+            .count()
+    };
+    let until = Instant::now() + Duration::from_secs(2);
+    while count() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    count()
 }
 
 /// Runs the load on `members` and prints its summary: whether every report was acked with
@@ -323,16 +355,19 @@ async fn load(
 
     let started = Instant::now();
     let logins = Arc::new(Semaphore::new(flags.connecting.max(1)));
-    let mut tasks = Vec::new();
+    // Set at `--seconds`: every device stops reporting, disconnects cleanly and ends.
+    let (stop, stopping) = watch::channel(false);
+    let mut tasks = JoinSet::new();
     for member in members.clone() {
         let (tally, logins, url) = (tally.clone(), logins.clone(), url.clone());
+        let mut stopping = stopping.clone();
         let (reports, window, interval) = (
             flags.reports,
             flags.window.max(1),
             Duration::from_millis(flags.interval_ms),
         );
-        tasks.push(tokio::spawn(async move {
-            let device = {
+        tasks.spawn(async move {
+            let login = async {
                 let _login = logins.acquire().await;
                 let mut builder = Device::<SmartPlug, SmartPlugService>::builder(
                     member.identity.clone(),
@@ -342,34 +377,37 @@ async fn load(
                 .window(window)
                 .firmware("SP16A-HW2", "1.4.0");
                 if let Some(secret) = &member.device_secret {
-                    match secret.parse() {
-                        Ok(s) => builder = builder.device_secret(s),
-                        Err(e) => return tally.error(format!("device secret: {e}")),
-                    }
+                    builder = builder
+                        .device_secret(secret.parse().map_err(|e| format!("device secret: {e}"))?);
                 }
-                let builder = match builder.broker(&url) {
-                    Ok(b) => b,
-                    Err(e) => return tally.error(format!("broker: {e}")),
-                };
-                match builder.connect().await {
+                let builder = builder.broker(&url).map_err(|e| format!("broker: {e}"))?;
+                builder.connect().await.map_err(|e| format!("login: {e}"))
+            };
+            let device = tokio::select! {
+                device = login => match device {
                     Ok(d) => d,
-                    Err(e) => return tally.error(format!("login: {e}")),
-                }
+                    Err(e) => return tally.error(e),
+                },
+                _ = stopping.wait_for(|s| *s) => return,
             };
             tally.connected.fetch_add(1, Ordering::Relaxed);
             *lock(&tally.last_connect) = Some(Instant::now());
             let pending = Arc::new(Semaphore::new(window));
-            let mut acks = Vec::new();
+            let mut acks = JoinSet::new();
             for i in 0..reports {
-                let Ok(permit) = pending.clone().acquire_owned().await else {
-                    break;
+                let permit = tokio::select! {
+                    permit = pending.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = stopping.wait_for(|s| *s) => break,
                 };
                 let report = SmartPlugReport::default().with_power((i % 3000) as f32 + 0.5);
                 let sent = Instant::now();
                 match device.report(report).await {
                     Ok(delivery) => {
                         let tally = tally.clone();
-                        acks.push(tokio::spawn(async move {
+                        acks.spawn(async move {
                             let result = delivery.await;
                             drop(permit);
                             match result {
@@ -381,28 +419,41 @@ async fn load(
                                 }
                                 Err(e) => tally.error(kind(&e)),
                             }
-                        }));
+                        });
                     }
                     Err(e) => tally.error(kind(&e)),
                 }
                 if !interval.is_zero() {
-                    tokio::time::sleep(interval).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(interval) => {}
+                        _ = stopping.wait_for(|s| *s) => break,
+                    }
                 }
             }
-            for a in acks {
-                let _ = a.await;
+            // Every ack, unless the stop comes first: then those still awaited are
+            // not counted (neither acked nor failed).
+            tokio::select! {
+                () = async { while acks.join_next().await.is_some() {} } => {}
+                _ = stopping.wait_for(|s| *s) => acks.abort_all(),
             }
             device.shutdown().await;
-        }));
+            tally.disconnected.fetch_add(1, Ordering::Relaxed);
+        });
     }
-    let all = async {
-        for t in tasks {
-            let _ = t.await;
-        }
-    };
-    let finished = tokio::time::timeout(Duration::from_secs(flags.seconds), all)
-        .await
-        .is_ok();
+    let finished = tokio::time::timeout(Duration::from_secs(flags.seconds), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !finished {
+        // Time is up: the devices disconnect cleanly, within a grace period.
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(STOP_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.abort_all();
+    }
     ticker.abort();
     bar.set_position(tally.acked.load(Ordering::Relaxed));
     bar.finish_and_clear();
@@ -432,6 +483,11 @@ async fn load(
     println!("ack latency p50 {:.1} ms, p99 {:.1} ms", at(0.50), at(0.99));
     if !finished {
         tally.error(format!("stopped at --seconds {}", flags.seconds));
+        println!(
+            "stopped at --seconds {}: {} of {connected} connected devices disconnected cleanly",
+            flags.seconds,
+            tally.disconnected.load(Ordering::Relaxed)
+        );
     }
     let kinds = lock(&tally.kinds).clone();
     if kinds.is_empty() {

@@ -22,9 +22,48 @@ fn a_hundred_devices_report_with_no_errors() {
         "acked 500/500 reports",
         "ack latency p50",
         "errors: none",
+        "online at the platform after the run: 0",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
+}
+
+/// `--seconds` ends a run that would go on much longer: every device stops reporting and
+/// disconnects cleanly, the platform sees none of them online, and the run exits 1 (it did
+/// not ack every report) within moments of the limit.
+#[test]
+fn at_the_time_limit_every_device_disconnects_cleanly() {
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .args([
+            "--devices",
+            "20",
+            "--reports",
+            "10000",
+            "--interval-ms",
+            "20",
+        ])
+        .args(["--seconds", "2"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "connected 20/20",
+        "stopped at --seconds 2: 20 of 20 connected devices disconnected cleanly",
+        "errors: stopped at --seconds 2: 1",
+        "online at the platform after the run: 0",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    // The limit, the stop's grace (5 s at most) and the start-up, with room for a slow machine.
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
 }
 
 #[test]
