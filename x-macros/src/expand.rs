@@ -7,14 +7,14 @@ use quote::quote;
 use syn::spanned::Spanned as _;
 use syn::{Data, DeriveInput, Fields};
 use x_codegen::ir::{
-    Access, ByteOrder, CallType, EnumType, Event, EventKind, Field, HexLayout, Property, Service,
-    Variant,
+    Access, ByteOrder, CallType, EnumType, Event, EventKind, Field, HexLayout, Model, Property,
+    Service, Variant,
 };
 use x_codegen::names;
 use x_codegen::rust::{CodeGenerator, Options};
 
 use crate::ast;
-use crate::attr::{self, Attrs, Ctxt, Place};
+use crate::attr::{self, Attrs, Ctxt, Place, Spanned};
 use crate::check;
 
 /// Runs a derive body with a fresh error context: its tokens, or every error it recorded.
@@ -318,15 +318,7 @@ pub fn event(input: DeriveInput) -> TokenStream {
             ));
         }
         let hex_attr_id = attrs.hex.as_ref().and_then(|h| h.value.id.as_ref());
-        if let (Some(given), Some(file)) = (hex_attr_id, file_id)
-            && given.value != file
-        {
-            cx.error(
-                given.span,
-                format!("hex id {} here but {file} in the model file", given.value),
-            );
-        }
-        let hex_id = hex_attr_id.map(|i| i.value).or(file_id);
+        let hex_id = hex_id(cx, hex_attr_id, file_id);
         let hex_order = hex_byte_order(&attrs, file_layout);
         if hex_order.is_some() && hex_id.is_none() {
             cx.error(
@@ -564,144 +556,30 @@ pub fn services(input: DeriveInput) -> TokenStream {
             consts.extend(loaded.track);
             Some((path, loaded.model))
         });
-        let mut services = Vec::new();
-        for v in &data.variants {
-            let va = attr::parse(cx, &v.attrs, Place::Service);
-            let mut inputs = match &v.fields {
-                Fields::Named(named) => ast::params(cx, &named.named),
-                Fields::Unit => Vec::new(),
-                Fields::Unnamed(_) => {
-                    cx.error(
-                        v.ident.span(),
-                        "service variants name their inputs: use `Variant { input: Type }` or a unit variant",
-                    );
-                    continue;
-                }
-            };
-            let identifier = va.identifier.as_ref().map_or_else(
-                || names::identifier_for(&v.ident.to_string()),
-                |i| i.value.clone(),
-            );
-            if !ast::valid_identifier(&identifier) {
-                cx.error(
-                    va.identifier.as_ref().map_or(v.ident.span(), |i| i.span),
-                    format!("{identifier:?} is not a valid service identifier"),
-                );
-            }
-            let mut call = va.call.as_ref().map(|c| c.value);
-            let mut name = va.name.as_ref().map(|n| n.value.clone());
-            let output = va
-                .output
-                .as_ref()
-                .map(|o| cx.rust_type(quote::ToTokens::to_token_stream(&o.value), o.span));
-            if let Some((path, model)) = &model {
-                match model.services.iter().find(|s| s.identifier == identifier) {
-                    None => cx.error(
-                        v.ident.span(),
-                        format!(
-                            "service `{identifier}` is not in {} (it has {})",
-                            path.value,
-                            listing(model.services.iter().map(|s| &s.identifier))
-                        ),
-                    ),
-                    Some(ms) => {
-                        match (&va.call, call) {
-                            (Some(c), Some(given)) if given != ms.call => cx.error(
-                                c.span,
-                                format!(
-                                    "service `{identifier}` is {:?} in {}, but call = {:?} here",
-                                    ms.call.model_name(),
-                                    path.value,
-                                    given.model_name()
-                                ),
-                            ),
-                            _ => call = Some(ms.call),
-                        }
-                        name.get_or_insert_with(|| ms.name.clone());
-                        consts.extend(check::fields(
-                            cx,
-                            &mut inputs,
-                            &ms.inputs,
-                            &path.value,
-                            v.ident.span(),
-                            "input",
-                            &format!(" of service `{identifier}`"),
-                            &krate,
-                        ));
-                        consts.extend(output_check(
-                            cx,
-                            &va,
-                            &identifier,
-                            ms,
-                            &path.value,
-                            &krate,
-                            v,
-                        ));
-                    }
-                }
-            }
-            let file_id = model.as_ref().and_then(|(_, m)| {
-                let i = m.services.iter().position(|s| s.identifier == identifier)?;
-                Some(x_codegen::hex::service_ids(m)[i])
-            });
-            let given = va.hex.as_ref().and_then(|h| h.value.id.as_ref());
-            if let (Some(given), Some(file)) = (given, file_id)
-                && given.value != file
-            {
-                cx.error(
-                    given.span,
-                    format!("hex id {} here but {file} in the model file", given.value),
-                );
-            }
-            let hex_id = given.map(|g| g.value).or(file_id);
-            services.push(Service {
-                hex_id,
-                name: name.unwrap_or_else(|| identifier.clone()),
-                identifier,
-                desc: va.desc.as_ref().map(|d| d.value.clone()),
-                call: call.unwrap_or(CallType::Sync),
-                inputs,
-                outputs: Vec::new(),
-                rust_variant: v.ident.to_string(),
-                rust_method: names::field_name(&v.ident.to_string()),
-                output_type: output,
-                path: format!("variant `{}`", v.ident),
-                loc: cx.locate(v.ident.span()),
-            });
-        }
-        if let Some((path, model)) = &model {
-            for ms in &model.services {
-                if !services.iter().any(|s| s.identifier == ms.identifier) {
-                    cx.error(
-                        input.ident.span(),
-                        format!(
-                            "service `{}` of {} has no variant here; add `{} {{ .. }}`",
-                            ms.identifier, path.value, ms.rust_variant
-                        ),
-                    );
-                }
-            }
+        let file = model.as_ref().map(|(p, m)| (p.value.as_str(), m));
+        let services: Vec<Service> = data
+            .variants
+            .iter()
+            .filter_map(|v| service(cx, v, file, &krate, &mut consts))
+            .collect();
+        if let Some((path, model)) = file {
+            variants_for_every_service(cx, &services, path, model, input.ident.span());
         }
         // The whole model with these services in place of the file's (or alone), through the
         // same checks as a model file: identifiers, inputs, and for HEX their ids and
         // encodings.
-        let file_layout = model.as_ref().and_then(|(_, m)| m.hex);
+        let file_layout = file.and_then(|(_, m)| m.hex);
         let order = hex_byte_order(&attrs, file_layout);
         let seen = whole_model(
             &input.ident.to_string(),
-            model.as_ref().map(|(p, m)| (p.value.as_str(), m)),
+            file,
             Section::Services(services),
             order.map(|byte_order| HexLayout {
                 byte_order,
                 mode: file_layout.map(|l| l.mode).unwrap_or_default(),
             }),
         );
-        check_whole(
-            cx,
-            &seen,
-            model.as_ref().map(|(p, _)| p.value.as_str()),
-            input.ident.span(),
-        );
+        check_whole(cx, &seen, file.map(|(p, _)| p), input.ident.span());
         let hex_ids = x_codegen::hex::service_ids(&seen);
         let services = seen.services;
         if cx.has_errors() {
@@ -717,6 +595,139 @@ pub fn services(input: DeriveInput) -> TokenStream {
         };
         quote!(#impls #hex #consts)
     })
+}
+
+/// One variant of a `ThingServices` enum as a service, compared with the model `file`
+/// (path and model) when there is one (the comparison's compile-time checks go to
+/// `consts`); `None` when the variant cannot be a service.
+fn service(
+    cx: &Ctxt,
+    v: &syn::Variant,
+    file: Option<(&str, &Model)>,
+    krate: &TokenStream,
+    consts: &mut TokenStream,
+) -> Option<Service> {
+    let va = attr::parse(cx, &v.attrs, Place::Service);
+    let mut inputs = match &v.fields {
+        Fields::Named(named) => ast::params(cx, &named.named),
+        Fields::Unit => Vec::new(),
+        Fields::Unnamed(_) => {
+            cx.error(
+                v.ident.span(),
+                "service variants name their inputs: use `Variant { input: Type }` or a unit variant",
+            );
+            return None;
+        }
+    };
+    let identifier = va.identifier.as_ref().map_or_else(
+        || names::identifier_for(&v.ident.to_string()),
+        |i| i.value.clone(),
+    );
+    if !ast::valid_identifier(&identifier) {
+        cx.error(
+            va.identifier.as_ref().map_or(v.ident.span(), |i| i.span),
+            format!("{identifier:?} is not a valid service identifier"),
+        );
+    }
+    let mut call = va.call.as_ref().map(|c| c.value);
+    let mut name = va.name.as_ref().map(|n| n.value.clone());
+    let output = va
+        .output
+        .as_ref()
+        .map(|o| cx.rust_type(quote::ToTokens::to_token_stream(&o.value), o.span));
+    let in_file = file.and_then(|(path, model)| {
+        let found = model
+            .services
+            .iter()
+            .position(|s| s.identifier == identifier);
+        if found.is_none() {
+            cx.error(
+                v.ident.span(),
+                format!(
+                    "service `{identifier}` is not in {path} (it has {})",
+                    listing(model.services.iter().map(|s| &s.identifier))
+                ),
+            );
+        }
+        found.map(|i| (path, model, i))
+    });
+    if let Some((path, model, i)) = in_file {
+        let ms = &model.services[i];
+        match (&va.call, call) {
+            (Some(c), Some(given)) if given != ms.call => cx.error(
+                c.span,
+                format!(
+                    "service `{identifier}` is {:?} in {path}, but call = {:?} here",
+                    ms.call.model_name(),
+                    given.model_name()
+                ),
+            ),
+            _ => call = Some(ms.call),
+        }
+        name.get_or_insert_with(|| ms.name.clone());
+        consts.extend(check::fields(
+            cx,
+            &mut inputs,
+            &ms.inputs,
+            path,
+            v.ident.span(),
+            "input",
+            &format!(" of service `{identifier}`"),
+            krate,
+        ));
+        consts.extend(output_check(cx, &va, &identifier, ms, path, krate, v));
+    }
+    let file_id = in_file.map(|(_, model, i)| x_codegen::hex::service_ids(model)[i]);
+    let given = va.hex.as_ref().and_then(|h| h.value.id.as_ref());
+    Some(Service {
+        hex_id: hex_id(cx, given, file_id),
+        name: name.unwrap_or_else(|| identifier.clone()),
+        identifier,
+        desc: va.desc.as_ref().map(|d| d.value.clone()),
+        call: call.unwrap_or(CallType::Sync),
+        inputs,
+        outputs: Vec::new(),
+        rust_variant: v.ident.to_string(),
+        rust_method: names::field_name(&v.ident.to_string()),
+        output_type: output,
+        path: format!("variant `{}`", v.ident),
+        loc: cx.locate(v.ident.span()),
+    })
+}
+
+/// Reports each service of the model file `path` that has no variant among `services`.
+fn variants_for_every_service(
+    cx: &Ctxt,
+    services: &[Service],
+    path: &str,
+    model: &Model,
+    span: Span,
+) {
+    for ms in &model.services {
+        if !services.iter().any(|s| s.identifier == ms.identifier) {
+            cx.error(
+                span,
+                format!(
+                    "service `{}` of {path} has no variant here; add `{} {{ .. }}`",
+                    ms.identifier, ms.rust_variant
+                ),
+            );
+        }
+    }
+}
+
+/// An event's or service's HEX id: the one `given` in its `hex(id = ..)`, else the model
+/// file's; a `given` id that differs from the file's is an error at the attribute.
+fn hex_id(cx: &Ctxt, given: Option<&Spanned<u32>>, file: Option<u32>) -> Option<u32> {
+    if let (Some(given), Some(file)) = (given, file)
+        && given.value != file
+    {
+        cx.error(
+            given.span,
+            format!("hex id {} here but {file} in the model file", given.value),
+        );
+    }
+    given.map(|g| g.value).or(file)
 }
 
 /// The byte order of a HEX event or service enum: `hex(byte_order = ..)`, else the model
