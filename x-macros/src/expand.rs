@@ -60,11 +60,14 @@ enum Section {
 /// section in place of the file's (an event in place of the file's event of its
 /// identifier, after the file's others, every file event keeping its HEX id and named by
 /// identifier and file in messages); without one, the derive's section alone under `name`.
+/// It goes through the model file's checks ([`check_whole`]) before it is returned.
 fn whole_model(
+    cx: &Ctxt,
     name: &str,
     file: Option<(&str, &x_codegen::Model)>,
     section: Section,
     hex: Option<HexLayout>,
+    span: Span,
 ) -> x_codegen::Model {
     let mut model = file
         .map(|(_, m)| m.clone())
@@ -96,6 +99,7 @@ fn whole_model(
         }
         Section::Services(services) => model.services = services,
     }
+    check_whole(cx, &model, file.map(|(path, _)| path), span);
     model
 }
 
@@ -146,63 +150,14 @@ pub fn model(input: DeriveInput) -> TokenStream {
             consts.extend(track);
             file_layout = model.hex;
             let model = &file_model.insert((path.value.clone(), model)).1;
-            for p in &mut props {
-                let Some(mp) = model
-                    .properties
-                    .iter()
-                    .find(|m| m.field.identifier == p.field.identifier)
-                else {
-                    continue;
-                };
-                match &p.access {
-                    Some(a) if a.value != mp.access => cx.error(
-                        a.span,
-                        format!(
-                            "`{}` is {:?} in {}, but access = {:?} here",
-                            p.field.identifier,
-                            mp.access.model_name(),
-                            path.value,
-                            a.value.model_name()
-                        ),
-                    ),
-                    Some(_) => {}
-                    None => {
-                        p.access = Some(attr::Spanned {
-                            value: mp.access,
-                            span: cx.span(p.field.loc),
-                        });
-                    }
-                }
-            }
-            let mut fields: Vec<Field> = props.iter().map(|p| p.field.clone()).collect();
-            // A HEX file's ids as the platform's script resolves them (declared, or the
-            // position in the file), so that the derive's field order cannot move them.
-            let file_ids = x_codegen::hex::property_ids(model);
-            let model_fields: Vec<Field> = model
-                .properties
-                .iter()
-                .zip(file_ids)
-                .map(|(p, id)| {
-                    let mut f = p.field.clone();
-                    if model.hex.is_some() {
-                        f.hex.id = Some(id);
-                    }
-                    f
-                })
-                .collect();
-            consts.extend(check::fields(
+            consts.extend(properties_against_file(
                 cx,
-                &mut fields,
-                &model_fields,
+                &mut props,
+                model,
                 &path.value,
                 input.ident.span(),
-                "property",
-                "",
                 &krate,
             ));
-            for (p, f) in props.iter_mut().zip(fields) {
-                p.field = f;
-            }
         }
         let properties: Vec<Property> = props
             .into_iter()
@@ -218,15 +173,11 @@ pub fn model(input: DeriveInput) -> TokenStream {
         // checks as a model file: identifiers, Rust names, ranges, generated type names, HEX
         // ids and encodings.
         let model = whole_model(
+            cx,
             "",
             file_model.as_ref().map(|(p, m)| (p.as_str(), m)),
             Section::Properties(input.ident.to_string(), properties),
             layout,
-        );
-        check_whole(
-            cx,
-            &model,
-            file_model.as_ref().map(|(p, _)| p.as_str()),
             input.ident.span(),
         );
         let ids = x_codegen::hex::property_ids(&model);
@@ -244,6 +195,76 @@ pub fn model(input: DeriveInput) -> TokenStream {
         };
         quote!(#impls #hex #consts)
     })
+}
+
+/// Compares a `ThingModel` derive's properties with the model file `path`: each access not
+/// given is taken from the file, one given differently is an error, and the fields are
+/// checked (and completed) against the file's. Returns the comparison's compile-time checks.
+fn properties_against_file(
+    cx: &Ctxt,
+    props: &mut [ast::PropertyField],
+    model: &Model,
+    path: &str,
+    span: Span,
+    krate: &TokenStream,
+) -> TokenStream {
+    for p in props.iter_mut() {
+        let Some(mp) = model
+            .properties
+            .iter()
+            .find(|m| m.field.identifier == p.field.identifier)
+        else {
+            continue;
+        };
+        match &p.access {
+            Some(a) if a.value != mp.access => cx.error(
+                a.span,
+                format!(
+                    "`{}` is {:?} in {path}, but access = {:?} here",
+                    p.field.identifier,
+                    mp.access.model_name(),
+                    a.value.model_name()
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                p.access = Some(attr::Spanned {
+                    value: mp.access,
+                    span: cx.span(p.field.loc),
+                });
+            }
+        }
+    }
+    let mut fields: Vec<Field> = props.iter().map(|p| p.field.clone()).collect();
+    // A HEX file's ids as the platform's script resolves them (declared, or the position
+    // in the file), so that the derive's field order cannot move them.
+    let file_ids = x_codegen::hex::property_ids(model);
+    let model_fields: Vec<Field> = model
+        .properties
+        .iter()
+        .zip(file_ids)
+        .map(|(p, id)| {
+            let mut f = p.field.clone();
+            if model.hex.is_some() {
+                f.hex.id = Some(id);
+            }
+            f
+        })
+        .collect();
+    let consts = check::fields(
+        cx,
+        &mut fields,
+        &model_fields,
+        path,
+        span,
+        "property",
+        "",
+        krate,
+    );
+    for (p, f) in props.iter_mut().zip(fields) {
+        p.field = f;
+    }
+    consts
 }
 
 /// The HEX layout of a derive: `hex(..)` on the container, else the model file's.
@@ -345,36 +366,39 @@ pub fn event(input: DeriveInput) -> TokenStream {
             mode: file_layout.map(|l| l.mode).unwrap_or_default(),
         });
         let whole = whole_model(
+            cx,
             &input.ident.to_string(),
             file_model.as_ref().map(|(p, m)| (p.as_str(), m)),
             Section::Event(event),
             layout,
-        );
-        check_whole(
-            cx,
-            &whole,
-            file_model.as_ref().map(|(p, _)| p.as_str()),
             input.ident.span(),
         );
         if cx.has_errors() {
             return TokenStream::new();
         }
-        let Some(event) = whole.events.last() else {
-            return TokenStream::new();
-        };
-        let impls = codegen(cx, &krate).event_impls(
-            &input.ident,
-            event,
-            hex_order.is_some() && hex_id.is_some(),
-        );
-        let hex = match (hex_order, hex_id) {
-            (Some(order), Some(id)) => {
-                codegen(cx, &krate).event_hex_impls(&input.ident, event, id, order)
-            }
-            _ => TokenStream::new(),
-        };
-        quote!(#impls #hex #consts)
+        let impls = event_impls(cx, &krate, &input.ident, &whole, hex_order.zip(hex_id));
+        quote!(#impls #consts)
     })
+}
+
+/// The impls of a `ThingEvent` derive for its event (the last of the `whole` model), with
+/// the HEX ones when it is a HEX event (its byte order and id).
+fn event_impls(
+    cx: &Ctxt,
+    krate: &TokenStream,
+    ident: &syn::Ident,
+    whole: &Model,
+    hex: Option<(ByteOrder, u32)>,
+) -> TokenStream {
+    let Some(event) = whole.events.last() else {
+        return TokenStream::new();
+    };
+    let impls = codegen(cx, krate).event_impls(ident, event, hex.is_some());
+    let hex = match hex {
+        Some((order, id)) => codegen(cx, krate).event_hex_impls(ident, event, id, order),
+        None => TokenStream::new(),
+    };
+    quote!(#impls #hex)
 }
 
 /// What a `ThingEvent` derive has read of its event, for the comparison with a model file.
@@ -571,6 +595,7 @@ pub fn services(input: DeriveInput) -> TokenStream {
         let file_layout = file.and_then(|(_, m)| m.hex);
         let order = hex_byte_order(&attrs, file_layout);
         let seen = whole_model(
+            cx,
             &input.ident.to_string(),
             file,
             Section::Services(services),
@@ -578,8 +603,8 @@ pub fn services(input: DeriveInput) -> TokenStream {
                 byte_order,
                 mode: file_layout.map(|l| l.mode).unwrap_or_default(),
             }),
+            input.ident.span(),
         );
-        check_whole(cx, &seen, file.map(|(p, _)| p), input.ident.span());
         let hex_ids = x_codegen::hex::service_ids(&seen);
         let services = seen.services;
         if cx.has_errors() {
@@ -652,30 +677,14 @@ fn service(
         found.map(|i| (path, model, i))
     });
     if let Some((path, model, i)) = in_file {
-        let ms = &model.services[i];
-        match (&va.call, call) {
-            (Some(c), Some(given)) if given != ms.call => cx.error(
-                c.span,
-                format!(
-                    "service `{identifier}` is {:?} in {path}, but call = {:?} here",
-                    ms.call.model_name(),
-                    given.model_name()
-                ),
-            ),
-            _ => call = Some(ms.call),
-        }
-        name.get_or_insert_with(|| ms.name.clone());
-        consts.extend(check::fields(
-            cx,
-            &mut inputs,
-            &ms.inputs,
-            path,
-            v.ident.span(),
-            "input",
-            &format!(" of service `{identifier}`"),
-            krate,
-        ));
-        consts.extend(output_check(cx, &va, &identifier, ms, path, krate, v));
+        let mut parts = ServiceParts {
+            identifier: &identifier,
+            call: &mut call,
+            name: &mut name,
+            inputs: &mut inputs,
+        };
+        let checks = service_against_file(cx, &va, v, &mut parts, &model.services[i], path, krate);
+        consts.extend(checks);
     }
     let file_id = in_file.map(|(_, model, i)| x_codegen::hex::service_ids(model)[i]);
     let given = va.hex.as_ref().and_then(|h| h.value.id.as_ref());
@@ -693,6 +702,54 @@ fn service(
         path: format!("variant `{}`", v.ident),
         loc: cx.locate(v.ident.span()),
     })
+}
+
+/// What a `ThingServices` derive has read of one service, for the comparison with a model
+/// file.
+struct ServiceParts<'a> {
+    identifier: &'a str,
+    call: &'a mut Option<CallType>,
+    name: &'a mut Option<String>,
+    inputs: &'a mut Vec<Field>,
+}
+
+/// Compares a service variant `v` (its attributes `va`) with the model file's service `ms`
+/// of its identifier: its call type, name, inputs and output, inheriting what the variant
+/// leaves out. Returns the `const` checks of user types.
+fn service_against_file(
+    cx: &Ctxt,
+    va: &Attrs,
+    v: &syn::Variant,
+    parts: &mut ServiceParts<'_>,
+    ms: &Service,
+    path: &str,
+    krate: &TokenStream,
+) -> TokenStream {
+    let identifier = parts.identifier;
+    match (&va.call, *parts.call) {
+        (Some(c), Some(given)) if given != ms.call => cx.error(
+            c.span,
+            format!(
+                "service `{identifier}` is {:?} in {path}, but call = {:?} here",
+                ms.call.model_name(),
+                given.model_name()
+            ),
+        ),
+        _ => *parts.call = Some(ms.call),
+    }
+    parts.name.get_or_insert_with(|| ms.name.clone());
+    let mut consts = check::fields(
+        cx,
+        parts.inputs,
+        &ms.inputs,
+        path,
+        v.ident.span(),
+        "input",
+        &format!(" of service `{identifier}`"),
+        krate,
+    );
+    consts.extend(output_check(cx, va, identifier, ms, path, krate, v));
+    consts
 }
 
 /// Reports each service of the model file `path` that has no variant among `services`.
