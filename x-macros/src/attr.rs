@@ -205,155 +205,181 @@ impl Place {
 pub fn parse(cx: &Ctxt, attrs: &[Attribute], place: Place) -> Attrs {
     let mut out = Attrs::default();
     for attr in attrs.iter().filter(|a| a.path().is_ident("thing")) {
-        let result = attr.parse_nested_meta(|meta| {
-            let key = meta
-                .path
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| meta.path.to_token_stream().to_string());
-            let allowed = place.keys();
-            let canonical = if key == "rename" {
-                "identifier"
-            } else {
-                key.as_str()
-            };
-            if !allowed.contains(&key.as_str()) {
-                // Consume the value so parsing can go on to the next key.
-                if meta.input.peek(Token![=]) {
-                    let _: proc_macro2::TokenStream = meta.value()?.parse()?;
-                } else if meta.input.peek(syn::token::Paren) {
-                    let _ = meta.parse_nested_meta(|_| Ok(()));
-                }
-                let hint = if is_known(&key) {
-                    "is not allowed here".to_owned()
-                } else {
-                    "is not a thing attribute".to_owned()
-                };
-                cx.error(
-                    meta.path.span(),
-                    format!("`{key}` {hint}; expected one of: {}", allowed.join(", ")),
-                );
-                return Ok(());
-            }
-            let span = meta.path.span();
-            let dup = |present: bool| {
-                if present {
-                    cx.error(span, format!("duplicate thing attribute `{canonical}`"));
-                }
-            };
-            let string_slot = match canonical {
-                "identifier" => Some(&mut out.identifier),
-                "name" => Some(&mut out.name),
-                "desc" => Some(&mut out.desc),
-                "label" => Some(&mut out.label),
-                "unit" => Some(&mut out.unit),
-                "unit_name" => Some(&mut out.unit_name),
-                "model" => Some(&mut out.model),
-                _ => None,
-            };
-            if let Some(slot) = string_slot {
-                dup(slot.is_some());
-                *slot = Some(string(&meta, span)?);
-                return Ok(());
-            }
-            match canonical {
-                "access" => {
-                    dup(out.access.is_some());
-                    let s = string(&meta, span)?;
-                    out.access = choice(cx, &s, "access");
-                }
-                "kind" => {
-                    dup(out.kind.is_some());
-                    let s = string(&meta, span)?;
-                    out.kind = choice(cx, &s, "kind");
-                }
-                "call" => {
-                    dup(out.call.is_some());
-                    let s = string(&meta, span)?;
-                    out.call = choice(cx, &s, "call");
-                }
-                "required" => {
-                    dup(out.required.is_some());
-                    let value = if meta.input.peek(Token![=]) {
-                        meta.value()?.parse::<syn::LitBool>()?.value
-                    } else {
-                        true
-                    };
-                    out.required = Some(Spanned { value, span });
-                }
-                "min" | "max" | "step" => {
-                    let n = number(&meta, span)?;
-                    let slot = match canonical {
-                        "min" => &mut out.min,
-                        "max" => &mut out.max,
-                        _ => &mut out.step,
-                    };
-                    dup(slot.is_some());
-                    *slot = Some(n);
-                }
-                "length" | "size" => {
-                    let n = number(&meta, span)?;
-                    if n.value.fract() != 0.0 || n.value < 1.0 || n.value > f64::from(u32::MAX) {
-                        cx.error(
-                            n.span,
-                            format!("`{canonical}` must be a positive whole number"),
-                        );
-                        return Ok(());
-                    }
-                    let v = Spanned {
-                        value: n.value as u32,
-                        span,
-                    };
-                    let slot = if canonical == "length" {
-                        &mut out.length
-                    } else {
-                        &mut out.size
-                    };
-                    dup(slot.is_some());
-                    *slot = Some(v);
-                }
-                "hex" => {
-                    dup(out.hex.is_some());
-                    let mut hex = HexAttrs::default();
-                    if meta.input.peek(syn::token::Paren) {
-                        meta.parse_nested_meta(|inner| parse_hex_key(cx, &inner, place, &mut hex))?;
-                    }
-                    out.hex = Some(Spanned { value: hex, span });
-                }
-                "key" => {
-                    dup(out.key.is_some());
-                    let n = number(&meta, span)?;
-                    if n.value.fract() != 0.0 || i32::try_from(n.value as i64).is_err() {
-                        cx.error(n.span, "`key` must be a 32-bit integer");
-                        return Ok(());
-                    }
-                    out.key = Some(Spanned {
-                        value: n.value as i64,
-                        span,
-                    });
-                }
-                "output" => {
-                    dup(out.output.is_some());
-                    let ty: syn::Type = meta.value()?.parse()?;
-                    out.output = Some(Spanned { value: ty, span });
-                }
-                "crate" => {
-                    dup(out.krate.is_some());
-                    let s: LitStr = meta.value()?.parse()?;
-                    match s.parse::<syn::Path>() {
-                        Ok(p) => out.krate = Some(Spanned { value: p, span }),
-                        Err(e) => cx.syn_error(e),
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
+        if let Err(e) = attr.parse_nested_meta(|meta| parse_key(cx, &meta, place, &mut out)) {
             cx.syn_error(e);
         }
     }
     out
+}
+
+/// Reads one `key` or `key = value` of a `#[thing(..)]` into `out`: an error for a key not
+/// allowed at `place`, or given twice.
+fn parse_key(cx: &Ctxt, meta: &ParseNestedMeta, place: Place, out: &mut Attrs) -> syn::Result<()> {
+    let key = meta
+        .path
+        .get_ident()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| meta.path.to_token_stream().to_string());
+    let allowed = place.keys();
+    let canonical = if key == "rename" {
+        "identifier"
+    } else {
+        key.as_str()
+    };
+    if !allowed.contains(&key.as_str()) {
+        return refuse_key(cx, meta, &key, &allowed);
+    }
+    let span = meta.path.span();
+    let dup = |present: bool| {
+        if present {
+            cx.error(span, format!("duplicate thing attribute `{canonical}`"));
+        }
+    };
+    let string_slot = match canonical {
+        "identifier" => Some(&mut out.identifier),
+        "name" => Some(&mut out.name),
+        "desc" => Some(&mut out.desc),
+        "label" => Some(&mut out.label),
+        "unit" => Some(&mut out.unit),
+        "unit_name" => Some(&mut out.unit_name),
+        "model" => Some(&mut out.model),
+        _ => None,
+    };
+    if let Some(slot) = string_slot {
+        dup(slot.is_some());
+        *slot = Some(string(meta, span)?);
+        return Ok(());
+    }
+    match canonical {
+        "access" => {
+            dup(out.access.is_some());
+            let s = string(meta, span)?;
+            out.access = choice(cx, &s, "access");
+        }
+        "kind" => {
+            dup(out.kind.is_some());
+            let s = string(meta, span)?;
+            out.kind = choice(cx, &s, "kind");
+        }
+        "call" => {
+            dup(out.call.is_some());
+            let s = string(meta, span)?;
+            out.call = choice(cx, &s, "call");
+        }
+        "required" => {
+            dup(out.required.is_some());
+            let value = if meta.input.peek(Token![=]) {
+                meta.value()?.parse::<syn::LitBool>()?.value
+            } else {
+                true
+            };
+            out.required = Some(Spanned { value, span });
+        }
+        "min" | "max" | "step" | "length" | "size" | "key" => {
+            parse_number_key(cx, meta, canonical, span, out)?;
+        }
+        "hex" => {
+            dup(out.hex.is_some());
+            let mut hex = HexAttrs::default();
+            if meta.input.peek(syn::token::Paren) {
+                meta.parse_nested_meta(|inner| parse_hex_key(cx, &inner, place, &mut hex))?;
+            }
+            out.hex = Some(Spanned { value: hex, span });
+        }
+        "output" => {
+            dup(out.output.is_some());
+            let ty: syn::Type = meta.value()?.parse()?;
+            out.output = Some(Spanned { value: ty, span });
+        }
+        "crate" => {
+            dup(out.krate.is_some());
+            let s: LitStr = meta.value()?.parse()?;
+            match s.parse::<syn::Path>() {
+                Ok(p) => out.krate = Some(Spanned { value: p, span }),
+                Err(e) => cx.syn_error(e),
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A key not allowed at this place: an error naming the keys that are, its value skipped so
+/// that parsing goes on to the next key.
+fn refuse_key(cx: &Ctxt, meta: &ParseNestedMeta, key: &str, allowed: &[&str]) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        let _: proc_macro2::TokenStream = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _ = meta.parse_nested_meta(|_| Ok(()));
+    }
+    let hint = if is_known(key) {
+        "is not allowed here"
+    } else {
+        "is not a thing attribute"
+    };
+    cx.error(
+        meta.path.span(),
+        format!("`{key}` {hint}; expected one of: {}", allowed.join(", ")),
+    );
+    Ok(())
+}
+
+/// Reads a numeric key (`min`, `max`, `step`, `length`, `size` or `key`) into `out`.
+fn parse_number_key(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta,
+    key: &str,
+    span: Span,
+    out: &mut Attrs,
+) -> syn::Result<()> {
+    let dup = |present: bool| {
+        if present {
+            cx.error(span, format!("duplicate thing attribute `{key}`"));
+        }
+    };
+    match key {
+        "min" | "max" | "step" => {
+            let n = number(meta, span)?;
+            let slot = match key {
+                "min" => &mut out.min,
+                "max" => &mut out.max,
+                _ => &mut out.step,
+            };
+            dup(slot.is_some());
+            *slot = Some(n);
+        }
+        "length" | "size" => {
+            let n = number(meta, span)?;
+            if n.value.fract() != 0.0 || n.value < 1.0 || n.value > f64::from(u32::MAX) {
+                cx.error(n.span, format!("`{key}` must be a positive whole number"));
+                return Ok(());
+            }
+            let v = Spanned {
+                value: n.value as u32,
+                span,
+            };
+            let slot = if key == "length" {
+                &mut out.length
+            } else {
+                &mut out.size
+            };
+            dup(slot.is_some());
+            *slot = Some(v);
+        }
+        _ => {
+            dup(out.key.is_some());
+            let n = number(meta, span)?;
+            if n.value.fract() != 0.0 || i32::try_from(n.value as i64).is_err() {
+                cx.error(n.span, "`key` must be a 32-bit integer");
+                return Ok(());
+            }
+            out.key = Some(Spanned {
+                value: n.value as i64,
+                span,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One of a fixed set of string values, read from its type's one spelling table (the
