@@ -8,7 +8,7 @@ use std::path::Path;
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use x_codegen::Model;
-use x_codegen::ir::{DataType, Field, Numeric};
+use x_codegen::ir::{DataType, EnumType, Field, Numeric, StructType};
 
 use crate::attr::{Ctxt, Spanned};
 
@@ -118,43 +118,7 @@ pub fn fields(
                     ),
                 );
             }
-            Some(m) => {
-                let rust_ty = d
-                    .rust_type
-                    .as_ref()
-                    .and_then(|t| syn::parse2::<syn::Type>(cx.type_tokens(t)).ok());
-                let span = cx.span(d.loc);
-                let id = d.identifier.clone();
-                compare(
-                    cx,
-                    &mut d.ty,
-                    &m.ty,
-                    rust_ty.as_ref(),
-                    &Ctx {
-                        id: &id,
-                        file,
-                        span,
-                        krate,
-                    },
-                    &mut consts,
-                );
-                let c = Ctx {
-                    id: &id,
-                    file,
-                    span,
-                    krate,
-                };
-                inherit(cx, &mut d.hex.id, &m.hex.id, "hex id", &c);
-                inherit(cx, &mut d.hex.ty, &m.hex.ty, "hex type", &c);
-                inherit_f64(cx, &mut d.hex.scale, m.hex.scale, "hex scale", &c);
-                inherit_f64(cx, &mut d.hex.offset, m.hex.offset, "hex offset", &c);
-                if d.desc.is_none() {
-                    d.desc = m.desc.clone();
-                }
-                if d.name == d.identifier {
-                    d.name = m.name.clone();
-                }
-            }
+            Some(m) => field(cx, d, m, file, krate, &mut consts),
         }
     }
     for m in model {
@@ -171,6 +135,41 @@ pub fn fields(
         }
     }
     consts
+}
+
+/// Compares a derived field with the model file's field of its identifier: its type
+/// (user types get `const` checks in `consts`), HEX id, type, scale and offset, inheriting
+/// what the derive leaves out (and the file's description and name).
+fn field(
+    cx: &Ctxt,
+    d: &mut Field,
+    m: &Field,
+    file: &str,
+    krate: &TokenStream,
+    consts: &mut TokenStream,
+) {
+    let rust_ty = d
+        .rust_type
+        .as_ref()
+        .and_then(|t| syn::parse2::<syn::Type>(cx.type_tokens(t)).ok());
+    let id = d.identifier.clone();
+    let c = Ctx {
+        id: &id,
+        file,
+        span: cx.span(d.loc),
+        krate,
+    };
+    compare(cx, &mut d.ty, &m.ty, rust_ty.as_ref(), &c, consts);
+    inherit(cx, &mut d.hex.id, &m.hex.id, "hex id", &c);
+    inherit(cx, &mut d.hex.ty, &m.hex.ty, "hex type", &c);
+    inherit_f64(cx, &mut d.hex.scale, m.hex.scale, "hex scale", &c);
+    inherit_f64(cx, &mut d.hex.offset, m.hex.offset, "hex offset", &c);
+    if d.desc.is_none() {
+        d.desc = m.desc.clone();
+    }
+    if d.name == d.identifier {
+        d.name = m.name.clone();
+    }
 }
 
 struct Ctx<'a> {
@@ -205,56 +204,10 @@ fn compare(
             compare(cx, di, mi, item_ty, c, consts);
         }
         (DataType::External(ty), DataType::Enum(e)) => {
-            let ts = cx.type_tokens(ty);
-            let keys = e.variants.iter().map(|v| {
-                let key = proc_macro2::Literal::i64_unsuffixed(v.key);
-                let label = &v.label;
-                quote!((#key, #label))
-            });
-            let listing = e
-                .variants
-                .iter()
-                .map(|v| format!("{} = {}", v.key, v.label))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let msg = format!(
-                "`{}`: the enum's keys differ from {} (expected {listing})",
-                c.id, c.file
-            );
-            consts.extend(quote_spanned! {c.span=>
-                const _: () = if !#m::check::variants_eq(
-                    <#ts as #m::ThingEnum>::VARIANTS,
-                    &[#(#keys),*],
-                ) {
-                    ::core::panic!("{}", #msg)
-                };
-            });
+            consts.extend(enum_check(&cx.type_tokens(ty), e, &m, c));
         }
         (DataType::External(ty), DataType::Struct(s)) => {
-            let ts = cx.type_tokens(ty);
-            let fields = s.fields.iter().map(|f| {
-                let id = &f.identifier;
-                let kind = kind_tokens(&f.ty, &m);
-                quote!((#id, #kind))
-            });
-            let listing = s
-                .fields
-                .iter()
-                .map(|f| format!("{}: {}", f.identifier, f.ty.model_name()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let msg = format!(
-                "`{}`: the struct's fields differ from {} (expected {listing})",
-                c.id, c.file
-            );
-            consts.extend(quote_spanned! {c.span=>
-                const _: () = if !#m::check::fields_eq(
-                    <#ts as #m::ThingStruct>::FIELDS,
-                    &[#(#fields),*],
-                ) {
-                    ::core::panic!("{}", #msg)
-                };
-            });
+            consts.extend(struct_check(&cx.type_tokens(ty), s, &m, c));
         }
         (d, n) => {
             let here = match d {
@@ -272,6 +225,60 @@ fn compare(
                 ),
             );
         }
+    }
+}
+
+/// A `const` check that the user's enum type `ts` has the model's keys and labels.
+fn enum_check(ts: &TokenStream, e: &EnumType, m: &TokenStream, c: &Ctx) -> TokenStream {
+    let keys = e.variants.iter().map(|v| {
+        let key = proc_macro2::Literal::i64_unsuffixed(v.key);
+        let label = &v.label;
+        quote!((#key, #label))
+    });
+    let listing = e
+        .variants
+        .iter()
+        .map(|v| format!("{} = {}", v.key, v.label))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let msg = format!(
+        "`{}`: the enum's keys differ from {} (expected {listing})",
+        c.id, c.file
+    );
+    quote_spanned! {c.span=>
+        const _: () = if !#m::check::variants_eq(
+            <#ts as #m::ThingEnum>::VARIANTS,
+            &[#(#keys),*],
+        ) {
+            ::core::panic!("{}", #msg)
+        };
+    }
+}
+
+/// A `const` check that the user's struct type `ts` has the model's fields and types.
+fn struct_check(ts: &TokenStream, s: &StructType, m: &TokenStream, c: &Ctx) -> TokenStream {
+    let fields = s.fields.iter().map(|f| {
+        let id = &f.identifier;
+        let kind = kind_tokens(&f.ty, m);
+        quote!((#id, #kind))
+    });
+    let listing = s
+        .fields
+        .iter()
+        .map(|f| format!("{}: {}", f.identifier, f.ty.model_name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let msg = format!(
+        "`{}`: the struct's fields differ from {} (expected {listing})",
+        c.id, c.file
+    );
+    quote_spanned! {c.span=>
+        const _: () = if !#m::check::fields_eq(
+            <#ts as #m::ThingStruct>::FIELDS,
+            &[#(#fields),*],
+        ) {
+            ::core::panic!("{}", #msg)
+        };
     }
 }
 
