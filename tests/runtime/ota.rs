@@ -114,6 +114,17 @@ fn reported(sim: &Sim, id: &DeviceIdentity, module: &str) -> Option<String> {
     firmware.get("SoftVer")?.as_str().map(str::to_owned)
 }
 
+/// Where the examples' installer puts the default module's image under `dir`.
+fn installed_image(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("installed").join("default.bin")
+}
+
+/// The default module's installed image under `dir` is exactly `bytes`.
+#[track_caller]
+fn assert_installed(dir: &std::path::Path, bytes: &[u8]) {
+    assert_eq!(std::fs::read(installed_image(dir)).unwrap(), bytes);
+}
+
 #[tokio::test]
 async fn an_offered_update_is_downloaded_verified_installed_and_reported() {
     let dir = temp("happy");
@@ -148,7 +159,7 @@ async fn an_offered_update_is_downloaded_verified_installed_and_reported() {
             .any(|e| matches!(e, OtaEvent::Progress { .. }))
     );
     let installed = FileInstaller::new(dir.join("installed"));
-    let target = dir.join("installed").join("default.bin");
+    let target = installed_image(&dir);
     assert_eq!(std::fs::read(&target).unwrap(), bytes);
     drop(installed);
     let id = sim.device(PLUG, "PLUG0001").unwrap();
@@ -237,7 +248,7 @@ async fn the_version_running_is_not_downloaded_and_a_wrong_md5_is_never_installe
         }
         other => panic!("expected a digest failure, got {other:?} ({events:?})"),
     }
-    assert!(!dir.join("installed").join("default.bin").exists());
+    assert!(!installed_image(&dir).exists());
     let part = dir.join("state").join("ota").join("default.part");
     assert!(!part.exists(), "a bad image is not kept");
     assert_eq!(reported(&sim, &id, "default").as_deref(), Some("1.0.0"));
@@ -338,10 +349,7 @@ async fn two_modules_update_independently() {
     );
     let inst = FileInstaller::new(dir.join("installed"));
     let _ = inst;
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        main
-    );
+    assert_installed(&dir, &main);
     let wifi_file = dir
         .join("installed")
         .join(format!("m-{}.bin", hex::encode("wifi")));
@@ -383,10 +391,7 @@ async fn an_encrypted_product_gets_its_notify_encrypted_and_updates() {
         matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "1.0.1"),
         "{events:?}"
     );
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        bytes
-    );
+    assert_installed(&dir, &bytes);
     let id = sim.device(product, "ENCOTA01").unwrap();
     wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.0.1")).await;
     device.shutdown().await;
@@ -492,7 +497,7 @@ async fn an_https_url_is_downloaded_trusting_the_configured_ca() {
         }
         other => panic!("expected a TLS failure, got {other:?}"),
     }
-    assert!(!dir.join("installed").join("default.bin").exists());
+    assert!(!installed_image(&dir).exists());
     untrusting.shutdown().await;
     drop(untrusting);
 
@@ -514,10 +519,7 @@ async fn an_https_url_is_downloaded_trusting_the_configured_ca() {
         matches!(events.last(), Some(OtaEvent::Installed { version, .. }) if version == "1.3.0"),
         "{events:?}"
     );
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        bytes
-    );
+    assert_installed(&dir, &bytes);
     trusting.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -601,10 +603,7 @@ async fn a_download_cut_off_mid_way_resumes_from_the_byte_it_had() {
     assert_eq!(gets[0].range, None);
     assert_eq!(gets[1].range.as_deref(), Some("bytes=100000-"));
     assert_eq!(gets[1].status, 206);
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        bytes
-    );
+    assert_installed(&dir, &bytes);
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -640,10 +639,7 @@ async fn a_server_without_range_support_restarts_the_download_cleanly_from_zero(
     assert_eq!(gets[1].range.as_deref(), Some("bytes=80000-"));
     assert_eq!(gets[1].status, 200, "answered with the whole image");
     // Not the first 80,000 bytes twice: the image as it is.
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        bytes
-    );
+    assert_installed(&dir, &bytes);
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -670,7 +666,7 @@ async fn a_short_body_is_never_installed_and_resumes_once_the_server_has_it_all(
         }
         other => panic!("expected a truncated download, got {other:?} ({events:?})"),
     }
-    assert!(!dir.join("installed").join("default.bin").exists());
+    assert!(!installed_image(&dir).exists());
     let part = dir.join("state").join("ota").join("default.part");
     assert_eq!(
         std::fs::metadata(&part).unwrap().len(),
@@ -691,10 +687,7 @@ async fn a_short_body_is_never_installed_and_resumes_once_the_server_has_it_all(
         "{events:?}"
     );
     assert_eq!(requests(&sim)[0].range.as_deref(), Some("bytes=99000-"));
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        bytes
-    );
+    assert_installed(&dir, &bytes);
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -782,10 +775,7 @@ async fn a_partial_download_of_another_target_is_discarded_not_resumed() {
         .collect();
     assert_eq!(gets.len(), 1, "{gets:?}");
     assert_eq!(gets[0].range, None, "no Range: nothing of 1.9.0 resumed");
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        newer
-    );
+    assert_installed(&dir, &newer);
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -808,7 +798,7 @@ async fn an_oversize_body_is_cut_off_at_soft_size_and_never_installed() {
         ),
         "{events:?}"
     );
-    assert!(!dir.join("installed").join("default.bin").exists());
+    assert!(!installed_image(&dir).exists());
     assert!(!dir.join("state").join("ota").join("default.part").exists());
     assert!(
         !events
@@ -943,10 +933,7 @@ async fn a_device_killed_mid_download_resumes_from_its_partial_file_after_a_rest
         ranges.contains(&Some(format!("bytes={from}-"))),
         "{ranges:?}"
     );
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        bytes
-    );
+    assert_installed(&dir, &bytes);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1063,10 +1050,7 @@ async fn a_second_notify_supersedes_a_running_update_only_for_another_target() {
     );
     let slow_gets = requests(&sim).len();
     assert_eq!(slow_gets, 1, "the same image was not fetched twice");
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        newer
-    );
+    assert_installed(&dir, &newer);
     wait_for(|| reported(&sim, &id, "default").as_deref() == Some("2.0.0")).await;
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -1145,10 +1129,7 @@ async fn an_md5_sent_as_a_128_bit_number_is_acked_downloaded_verified_and_instal
         .collect();
     assert_eq!(gets.len(), 1, "{gets:?}");
     assert_eq!(gets[0].status, 200);
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        bytes
-    );
+    assert_installed(&dir, &bytes);
     wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.4.0")).await;
     assert_eq!(device.counters().session.bad_frames, 0);
     device.shutdown().await;
@@ -1216,10 +1197,7 @@ async fn an_encrypted_products_notify_and_its_ack_are_string_payloads_on_the_wir
         );
         assert!(!frame.to_string().contains("DownID"), "{frame}");
     }
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        bytes
-    );
+    assert_installed(&dir, &bytes);
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -1285,10 +1263,7 @@ async fn a_download_goes_on_across_an_mqtt_reconnect_and_installs() {
     let gets = requests(&sim);
     assert_eq!(gets[0].range, None, "{gets:?}");
     assert!(gets[1..].iter().all(|r| r.range.is_some()), "{gets:?}");
-    assert_eq!(
-        std::fs::read(dir.join("installed").join("default.bin")).unwrap(),
-        bytes
-    );
+    assert_installed(&dir, &bytes);
     wait_for(|| reported(&sim, &id, "default").as_deref() == Some("1.9.0")).await;
     device.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
