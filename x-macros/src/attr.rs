@@ -230,11 +230,7 @@ fn parse_key(cx: &Ctxt, meta: &ParseNestedMeta, place: Place, out: &mut Attrs) -
         return refuse_key(cx, meta, &key, &allowed);
     }
     let span = meta.path.span();
-    let dup = |present: bool| {
-        if present {
-            cx.error(span, format!("duplicate thing attribute `{canonical}`"));
-        }
-    };
+    let dup = |present: bool| duplicate(cx, span, canonical, present);
     let string_slot = match canonical {
         "identifier" => Some(&mut out.identifier),
         "name" => Some(&mut out.name),
@@ -304,6 +300,13 @@ fn parse_key(cx: &Ctxt, meta: &ParseNestedMeta, place: Place, out: &mut Attrs) -
     Ok(())
 }
 
+/// An error at `span` when `key` is `present` already (given twice).
+fn duplicate(cx: &Ctxt, span: Span, key: &str, present: bool) {
+    if present {
+        cx.error(span, format!("duplicate thing attribute `{key}`"));
+    }
+}
+
 /// A key not allowed at this place: an error naming the keys that are, its value skipped so
 /// that parsing goes on to the next key.
 fn refuse_key(cx: &Ctxt, meta: &ParseNestedMeta, key: &str, allowed: &[&str]) -> syn::Result<()> {
@@ -332,11 +335,7 @@ fn parse_number_key(
     span: Span,
     out: &mut Attrs,
 ) -> syn::Result<()> {
-    let dup = |present: bool| {
-        if present {
-            cx.error(span, format!("duplicate thing attribute `{key}`"));
-        }
-    };
+    let dup = |present: bool| duplicate(cx, span, key, present);
     match key {
         "min" | "max" | "step" => {
             let n = number(meta, span)?;
