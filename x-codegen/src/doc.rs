@@ -110,12 +110,7 @@ fn type_cell(ty: &DataType) -> String {
 
 fn constraints(ty: &DataType) -> String {
     match ty {
-        DataType::Enum(e) => e
-            .variants
-            .iter()
-            .map(|v| format!("{} = {}", v.key, v.label))
-            .collect::<Vec<_>>()
-            .join(", "),
+        DataType::Enum(e) => e.listing(),
         other => type_summary(other).unwrap_or_default(),
     }
 }

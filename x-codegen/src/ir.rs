@@ -235,6 +235,19 @@ pub struct EnumType {
     pub variants: Vec<Variant>,
 }
 
+impl EnumType {
+    /// Its variants as `key = label`, comma-separated, in model order (as messages and docs
+    /// list them).
+    #[must_use]
+    pub fn listing(&self) -> String {
+        self.variants
+            .iter()
+            .map(|v| format!("{} = {}", v.key, v.label))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// One enum variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variant {

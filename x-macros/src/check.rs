@@ -235,15 +235,11 @@ fn enum_check(ts: &TokenStream, e: &EnumType, m: &TokenStream, c: &Ctx) -> Token
         let label = &v.label;
         quote!((#key, #label))
     });
-    let listing = e
-        .variants
-        .iter()
-        .map(|v| format!("{} = {}", v.key, v.label))
-        .collect::<Vec<_>>()
-        .join(", ");
     let msg = format!(
-        "`{}`: the enum's keys differ from {} (expected {listing})",
-        c.id, c.file
+        "`{}`: the enum's keys differ from {} (expected {})",
+        c.id,
+        c.file,
+        e.listing()
     );
     quote_spanned! {c.span=>
         const _: () = if !#m::check::variants_eq(
@@ -368,14 +364,7 @@ fn suggestion(ty: &DataType) -> String {
         DataType::Bool(_) => "type `bool`".into(),
         DataType::Text(_) => "type `String`".into(),
         DataType::Date => "type `Date`".into(),
-        DataType::Enum(e) => format!(
-            "a #[derive(ThingEnum)] type with keys {}",
-            e.variants
-                .iter()
-                .map(|v| format!("{} = {}", v.key, v.label))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        DataType::Enum(e) => format!("a #[derive(ThingEnum)] type with keys {}", e.listing()),
         DataType::Struct(s) => format!(
             "a #[derive(ThingStruct)] type with fields {}",
             s.fields

@@ -306,13 +306,7 @@ impl CodeGenerator {
             let default = (i == 0).then(|| quote!(#[default]));
             quote!(#[doc = #doc] #default #vn,)
         });
-        let listing = e
-            .variants
-            .iter()
-            .map(|v| format!("{} = {}", v.key, v.label))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let doc = format!("An enum of the model: {listing}.");
+        let doc = format!("An enum of the model: {}.", e.listing());
         let impls = self.enum_impls(&name, e);
         quote! {
             #[doc = #doc]
