@@ -60,6 +60,10 @@ fn main() {
         .iter()
         .position(|a| a == "--rounds")
         .and_then(|at| args.get(at + 1)?.parse().ok());
+    let window_given: Option<usize> = args
+        .iter()
+        .position(|a| a == "--window")
+        .and_then(|at| args.get(at + 1)?.parse().ok());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
 
     if runs(1) {
@@ -68,6 +72,7 @@ fn main() {
         } else {
             (50, 400, 16, 3)
         };
+        let window = window_given.unwrap_or(window).max(1);
         let rounds = rounds_given.unwrap_or(rounds).max(1);
         println!(
             "## 1. {devices} devices x {reports} QoS 1 property reports, window {window}, \

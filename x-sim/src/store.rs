@@ -2,17 +2,26 @@
 //! (products and devices changed at run time, last offline times, everything received from
 //! devices, the violation log, and small state maps), kept in one [redb] file.
 //!
-//! The simulator writes through one writer thread per store ([`Store::queue`]): each write
-//! is handed over without waiting, the thread commits every write waiting in one redb
-//! transaction (group commit: one `fsync` for many), in the order they were queued, and
-//! reports each one durable through its [`Durable`]. Nothing on the async workers waits
-//! for the disk; what must wait (an ack, an HTTP answer) awaits its `Durable`.
+//! The records received from devices, most of what is written under a fleet's load, go to
+//! an append-only log next to the database (`<store>.log`, see the `log` module): a batch
+//! of them is one `write` and one `fdatasync`, with no B-tree to update. Everything else is
+//! in the database. A store whose received records are still in the database (written
+//! before the log) has them moved to the log when it is opened.
 //!
-//! The direct calls ([`Store::put_product`], [`Store::append_received`], ...) commit one
-//! transaction each, durable when the call returns, blocking on disk I/O: for tools and
-//! tests. Products and devices are stored as JSON records of this module's own shape; a
-//! record that does not decode is reported as [`StoreError::Record`], naming its table and
-//! key.
+//! The simulator writes through one writer thread per store ([`Store::queue`],
+//! [`Store::queue_received`]): each write is handed over without waiting, the thread writes
+//! every write waiting as one batch (group commit: the log's records in one append, the
+//! rest in one redb transaction, one `fsync` each for many writes), in the order they were
+//! queued, and reports each one durable through its [`Durable`]. Nothing on the async
+//! workers waits for the disk; what must wait (an ack, an HTTP answer) awaits its
+//! `Durable`.
+//!
+//! The direct calls ([`Store::put_product`], [`Store::append_received`], ...) are durable
+//! when they return, blocking on disk I/O: for tools and tests. Products and devices are
+//! stored as JSON records of this module's own shape; a record that does not decode is
+//! reported as [`StoreError::Record`], naming its table and key.
+
+mod log;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -27,8 +36,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use redb::{
-    Database, DatabaseError, Key, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    StorageError, TableDefinition, TableHandle, Value, WriteTransaction,
+    Database, DatabaseError, Key, ReadableDatabase, ReadableTableMetadata, StorageError,
+    TableDefinition, TableHandle, Value, WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -36,6 +45,7 @@ use tokio::sync::{Notify, watch};
 use x_protocol::{IdentityError, RegistrationType, SecretString};
 use zeroize::Zeroizing;
 
+use self::log::Log;
 use crate::registry::{Device, Format, ModelSource, Product};
 
 // Keys and values are raw bytes, so a damaged entry decodes to an error here rather than
@@ -46,7 +56,8 @@ const PRODUCTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("products")
 const DEVICES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("devices");
 /// Unix seconds by `OpenID/ProductID/NodeEui`.
 const LAST_OFFLINE: TableDefinition<&[u8], u64> = TableDefinition::new("last_offline");
-/// Received JSON records by sequence number.
+/// Received JSON records by sequence number: only in stores written before the received
+/// log, whose records are moved to the log on open (the table is emptied then).
 const RECEIVED: TableDefinition<u64, &[u8]> = TableDefinition::new("received");
 /// Every state map: JSON values by (map, key).
 const STATE: TableDefinition<(&[u8], &[u8]), &[u8]> = TableDefinition::new("state");
@@ -55,8 +66,9 @@ const STATE: TableDefinition<(&[u8], &[u8]), &[u8]> = TableDefinition::new("stat
 const VIOLATIONS: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("violations");
 /// Counters.
 const META: TableDefinition<&[u8], u64> = TableDefinition::new("meta");
-/// The last sequence number given out, kept apart from `RECEIVED` so that it is never
-/// reused even if records are ever removed.
+/// The last sequence number given out by stores written before the received log (which
+/// kept it apart from `RECEIVED`, so that it was never reused even if records were ever
+/// removed): still read, so that no number is reused.
 const LAST_SEQ: &[u8] = b"received.last_seq";
 
 /// Why a store operation failed.
@@ -93,6 +105,14 @@ pub enum StoreError {
         /// The record's key, e.g. `AA30C505/20MQTTJ000121`.
         key: String,
         /// What is wrong, e.g. `secret: expected 32 hex characters (16 bytes), got 31 characters`.
+        problem: String,
+    },
+    /// The received log could not be opened, read or written.
+    #[error("received log {}: {problem}", path.display())]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// What went wrong, e.g. `the file is not an x-sim received log`.
         problem: String,
     },
     /// Every u64 sequence number has been given out.
@@ -146,7 +166,10 @@ pub struct Store {
 struct Core {
     db: Database,
     path: PathBuf,
-    /// Write transactions committed through this store, each one `fsync`.
+    /// The received records.
+    log: Log,
+    /// Writes made durable through this store: each batch of the writer and each direct
+    /// write counts one.
     commits: AtomicU64,
     /// Fault injection: how long each of the writer's commits waits first (a slow disk).
     commit_delay_ms: AtomicU64,
@@ -161,13 +184,15 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the store at `path`, creating the file if it is missing. A store left by a
-    /// crash is recovered to its last committed write.
+    /// Opens the store at `path` and its received log (`<path>.log`), creating them if
+    /// missing. A store left by a crash is recovered to its last committed write; what a
+    /// crash left of an append to the log past that is cut off and kept aside (logged as
+    /// a warning with the file that keeps it).
     ///
     /// # Errors
-    /// [`StoreError::NotAStore`] for a file that is not a store; [`StoreError::Open`] for
-    /// anything else (a missing directory, a store already open elsewhere). Both name the
-    /// path.
+    /// [`StoreError::NotAStore`] for a file that is not a store; [`StoreError::Log`] for a
+    /// log that cannot be used; [`StoreError::Open`] for anything else (a missing directory,
+    /// a store already open elsewhere). Each names the path.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let failed = |source: redb::Error| StoreError::Open {
             path: path.to_owned(),
@@ -196,16 +221,29 @@ impl Store {
             Ok(())
         };
         create_tables().map_err(failed)?;
-        let core = Arc::new(Core {
+        let mut log_path = path.as_os_str().to_owned();
+        log_path.push(".log");
+        let (log, cut) = Log::open(Path::new(&log_path))?;
+        if let Some(cut) = cut {
+            tracing::warn!(target: "x_sim",
+                "received log {}: {} bytes from offset {} were an append cut short by a crash (never reported durable); kept in {} and cut off",
+                log.path().display(), cut.bytes, cut.offset, cut.kept_in.display());
+        }
+        let core = Core {
             db,
             path: path.to_owned(),
+            log,
             commits: AtomicU64::new(0),
             commit_delay_ms: AtomicU64::new(0),
-        });
-        let writer = Writer::start(core.clone()).map_err(|source| StoreError::Writer {
-            path: path.to_owned(),
-            source,
-        })?;
+        };
+        core.move_received_to_log()?;
+        let last_seq = core.last_received_seq()?;
+        let core = Arc::new(core);
+        let writer =
+            Writer::start(core.clone(), last_seq).map_err(|source| StoreError::Writer {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Store {
             core,
             writer: Arc::new(writer),
@@ -215,6 +253,11 @@ impl Store {
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.core.path
+    }
+
+    /// The received log (`<store file>.log`).
+    pub fn log_path(&self) -> &Path {
+        self.core.log.path()
     }
 
     /// Hands `write` to the writer thread without waiting, behind every write queued
@@ -229,6 +272,22 @@ impl Store {
         Durable {
             ticket,
             commits: self.writer.commits.clone(),
+        }
+    }
+
+    /// Hands a received record to the writer thread without waiting, as [`Store::queue`].
+    /// The writer thread encodes it (see [`ReceivedRecord`]), off the caller's thread:
+    /// the platform handles messages one after another, so what it does per message bounds
+    /// the fleet's rate. `seq` must be above every sequence number queued before (the
+    /// log's records rise); a record that comes out of order, or does not encode, gets a
+    /// failed [`Durable`] saying why.
+    pub fn queue_received(&self, seq: u64, record: Arc<dyn ReceivedRecord>) -> Durable {
+        match self.writer.submit_received(Some(seq), record, None) {
+            Ok((_, ticket)) => Durable {
+                ticket,
+                commits: self.writer.commits.clone(),
+            },
+            Err(refused) => Durable::failed(refused.to_string()),
         }
     }
 
@@ -248,11 +307,8 @@ impl Store {
         let (done, wait) = mpsc::channel();
         self.writer.submit(write, Some(done));
         wait.recv()
-            .unwrap_or_else(|_| Err("the store writer is gone".to_owned()))
-            .map_err(|problem| StoreError::NotWritten {
-                path: self.core.path.clone(),
-                problem,
-            })
+            .unwrap_or_else(|_| Err(GONE.to_owned()))
+            .map_err(|problem| self.not_written(problem))
     }
 
     /// Waits (asynchronously) until fewer than [`WRITER_QUEUE`] writes wait for the writer:
@@ -364,52 +420,33 @@ impl Store {
     }
 
     /// Appends a record received from a device and returns its sequence number: 1 for the
-    /// first, then strictly increasing, never reused (also across restarts).
+    /// first, then strictly increasing, never reused (also across restarts). Durable when
+    /// this returns (it waits for the writer thread).
     ///
     /// # Errors
-    /// A failed write.
+    /// The record does not encode; a failed write.
     pub fn append_received(&self, record: &serde_json::Value) -> Result<u64, StoreError> {
-        let json = encode(&RECEIVED, "(new)", record)?;
-        let seq = self.write(|tx| {
-            let mut meta = tx.open_table(META)?;
-            let last = meta.get(LAST_SEQ)?.map_or(0, |seq| seq.value());
-            let Some(seq) = last.checked_add(1) else {
-                return Ok(None);
-            };
-            meta.insert(LAST_SEQ, seq)?;
-            tx.open_table(RECEIVED)?.insert(seq, json.as_slice())?;
-            Ok(Some(seq))
-        })?;
-        seq.ok_or_else(|| StoreError::SequenceExhausted {
-            path: self.core.path.clone(),
-        })
+        let (done, wait) = mpsc::channel();
+        let (seq, _) = self
+            .writer
+            .submit_received(None, Arc::new(record.clone()), Some(done))
+            .map_err(|refused| match refused {
+                Refused::Exhausted => StoreError::SequenceExhausted {
+                    path: self.core.path.clone(),
+                },
+                refused => self.not_written(refused.to_string()),
+            })?;
+        wait.recv()
+            .unwrap_or_else(|_| Err(GONE.to_owned()))
+            .map_err(|problem| self.not_written(problem))?;
+        Ok(seq)
     }
 
-    /// Stores received records under sequence numbers the caller gave out (each above
-    /// [`Store::last_received_seq`]), all in one committed transaction (one `fsync` for
-    /// the lot: the platform's group commit). The last sequence number given out becomes
-    /// the highest of them, so [`Store::append_received`] never reuses one.
-    ///
-    /// Each record comes as its JSON text, encoded by the caller (the platform encodes on
-    /// its own threads, so that the writer only writes), and reads back as that JSON.
-    ///
-    /// # Errors
-    /// A failed write; nothing is stored then.
-    pub fn put_received(&self, records: &[(u64, &[u8])]) -> Result<(), StoreError> {
-        let encoded = records;
-        let Some(highest) = encoded.iter().map(|(seq, _)| *seq).max() else {
-            return Ok(());
-        };
-        self.write(|tx| {
-            let mut meta = tx.open_table(META)?;
-            let last = meta.get(LAST_SEQ)?.map_or(0, |seq| seq.value());
-            meta.insert(LAST_SEQ, last.max(highest))?;
-            let mut table = tx.open_table(RECEIVED)?;
-            for (seq, json) in encoded {
-                table.insert(*seq, *json)?;
-            }
-            Ok(())
-        })
+    fn not_written(&self, problem: String) -> StoreError {
+        StoreError::NotWritten {
+            path: self.core.path.clone(),
+            problem,
+        }
     }
 
     /// The last received sequence number given out (0 before the first).
@@ -417,16 +454,11 @@ impl Store {
     /// # Errors
     /// A failed read.
     pub fn last_received_seq(&self) -> Result<u64, StoreError> {
-        self.read(|tx| {
-            Ok(tx
-                .open_table(META)?
-                .get(LAST_SEQ)?
-                .map_or(0, |seq| seq.value()))
-        })
+        self.core.last_received_seq()
     }
 
-    /// How many write transactions were committed through this store (and its clones)
-    /// since it was opened, each one `fsync`: for tests and benchmarks of group commit.
+    /// How many batches and direct writes were made durable through this store (and its
+    /// clones) since it was opened: for tests and benchmarks of group commit.
     pub fn commits(&self) -> u64 {
         self.core.commits.load(Ordering::Relaxed)
     }
@@ -441,14 +473,12 @@ impl Store {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<(u64, serde_json::Value)>, StoreError> {
-        self.scan(
-            RECEIVED,
-            (Excluded(after_seq), Unbounded),
-            limit,
-            |seq, json| Ok((seq, decode(&RECEIVED, seq, json)?)),
-        )?
-        .into_iter()
-        .collect()
+        self.core
+            .log
+            .read(after_seq, limit)?
+            .into_iter()
+            .map(|(seq, json)| Ok((seq, decode(&RECEIVED, seq, &json)?)))
+            .collect()
     }
 
     /// How many received records are stored.
@@ -456,7 +486,7 @@ impl Store {
     /// # Errors
     /// A failed read.
     pub fn received_count(&self) -> Result<u64, StoreError> {
-        self.read(|tx| Ok(tx.open_table(RECEIVED)?.len()?))
+        Ok(self.core.log.count())
     }
 
     /// Stores violation `seq` of `device` (`OpenID/ProductID/NodeEui`) and removes the
@@ -566,7 +596,9 @@ impl Store {
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, StoreError> {
-        self.core.write(f)
+        let out = self.core.write(f)?;
+        self.core.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
     }
 
     /// Runs `f` in one read transaction.
@@ -608,17 +640,107 @@ impl Core {
             let tx = self.db.begin_write()?;
             let out = f(&tx)?;
             tx.commit()?;
-            self.commits.fetch_add(1, Ordering::Relaxed);
             Ok(out)
         };
         run().map_err(|source| self.failed(source))
     }
 
+    /// The last received sequence number given out: the log's last, or an older store's
+    /// record of it.
+    fn last_received_seq(&self) -> Result<u64, StoreError> {
+        let run = || -> Result<u64, redb::Error> {
+            let tx = self.db.begin_read()?;
+            Ok(tx
+                .open_table(META)?
+                .get(LAST_SEQ)?
+                .map_or(0, |seq| seq.value()))
+        };
+        let recorded = run().map_err(|source| self.failed(source))?;
+        Ok(recorded.max(self.log.last_seq()))
+    }
+
+    /// Moves the received records of a store written before the log into the log (those
+    /// the log does not hold yet, in pages), then empties the database's table. A crash
+    /// in between leaves records in both, and the next open only empties the table.
+    fn move_received_to_log(&self) -> Result<(), StoreError> {
+        const PAGE: usize = 10_000;
+        let mut after = self.log.last_seq();
+        let mut frames = Vec::new();
+        loop {
+            frames.clear();
+            let mut page = |tx: &redb::ReadTransaction| -> Result<(usize, u64), redb::Error> {
+                let table = tx.open_table(RECEIVED)?;
+                let (mut n, mut last) = (0, after);
+                for entry in table.range((Excluded(after), Unbounded))?.take(PAGE) {
+                    let (seq, json) = entry?;
+                    let json = json.value();
+                    log::frame(&mut frames, seq.value(), |out| {
+                        out.extend_from_slice(json);
+                        Ok(())
+                    })
+                    .map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
+                    (n, last) = (n + 1, seq.value());
+                }
+                Ok((n, last))
+            };
+            let (n, last) = self
+                .db
+                .begin_read()
+                .map_err(redb::Error::from)
+                .and_then(|tx| page(&tx))
+                .map_err(|source| self.failed(source))?;
+            if n == 0 {
+                break;
+            }
+            self.log
+                .append(&frames)
+                .map_err(|problem| StoreError::Log {
+                    path: self.log.path().to_owned(),
+                    problem,
+                })?;
+            tracing::info!(target: "x_sim", "store {}: moved {n} received records (up to {last}) to {}", self.path.display(), self.log.path().display());
+            after = last;
+        }
+        let emptied = |tx: &WriteTransaction| -> Result<bool, redb::Error> {
+            let mut table = tx.open_table(RECEIVED)?;
+            if table.is_empty()? {
+                return Ok(false);
+            }
+            table.retain(|_, _| false)?;
+            Ok(true)
+        };
+        let tx = self.db.begin_write().map_err(|e| self.failed(e.into()))?;
+        if emptied(&tx).map_err(|e| self.failed(e))? {
+            tx.commit().map_err(|e| self.failed(e.into()))?;
+        } else {
+            tx.abort().map_err(|e| self.failed(e.into()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes one batch of the writer: the received records' `frames` to the log, then
+    /// `writes` in order in one committed transaction. Durable when this returns.
+    fn commit<'a>(
+        &self,
+        frames: &[u8],
+        mut writes: std::iter::Peekable<impl Iterator<Item = &'a Write>>,
+    ) -> Result<(), StoreError> {
+        if !frames.is_empty() {
+            self.log.append(frames).map_err(|problem| StoreError::Log {
+                path: self.log.path().to_owned(),
+                problem,
+            })?;
+        }
+        if writes.peek().is_some() {
+            self.apply(writes)?;
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Applies `writes` in order, all in one committed transaction.
     fn apply<'a>(&self, writes: impl Iterator<Item = &'a Write>) -> Result<(), StoreError> {
         self.write(|tx| {
-            let mut highest_seq = None;
-            let mut received = None;
             let mut violations = None;
             let mut state = None;
             let mut last_offline = None;
@@ -626,10 +748,6 @@ impl Core {
             let mut products = None;
             for write in writes {
                 match write {
-                    Write::Received { seq, json } => {
-                        opened(&mut received, tx, RECEIVED)?.insert(*seq, json.as_slice())?;
-                        highest_seq = highest_seq.max(Some(*seq));
-                    }
                     Write::Violation {
                         device,
                         seq,
@@ -658,11 +776,6 @@ impl Core {
                             .insert(key.as_bytes(), json.as_slice())?;
                     }
                 }
-            }
-            if let Some(highest) = highest_seq {
-                let mut meta = tx.open_table(META)?;
-                let last = meta.get(LAST_SEQ)?.map_or(0, |seq| seq.value());
-                meta.insert(LAST_SEQ, last.max(highest))?;
             }
             Ok(())
         })
@@ -722,14 +835,20 @@ impl Commits {
         }
     }
 
+    /// The writes `tickets` failed: reported to their waiters once their batch is
+    /// finished (which may have written the others).
+    fn refused(&self, tickets: RangeInclusive<u64>, reason: String) {
+        let mut failed = lock(&self.failed);
+        if failed.len() == FAILURES_KEPT {
+            failed.pop_front();
+        }
+        failed.push_back((tickets, reason));
+    }
+
     /// The writer finished the batch `tickets`, with `result`.
     fn finished(&self, tickets: RangeInclusive<u64>, result: &Result<(), String>) {
         if let Err(reason) = result {
-            let mut failed = lock(&self.failed);
-            if failed.len() == FAILURES_KEPT {
-                failed.pop_front();
-            }
-            failed.push_back((tickets.clone(), reason.clone()));
+            self.refused(tickets.clone(), reason.clone());
         }
         self.through.send_replace(*tickets.end());
     }
@@ -774,25 +893,16 @@ impl Durable {
 /// back.
 pub const WRITER_QUEUE: usize = 4096;
 
-/// At most this many writes in one commit.
-const BATCH_MAX: usize = 4096;
-
 /// A batch of at least this many writes waits [`LINGER`] for more before its commit.
 const LINGER_FROM: usize = 8;
 
 /// How long a batch under load waits for more writes.
 const LINGER: Duration = Duration::from_millis(2);
 
-/// One write for the writer thread, encoded by the caller (on its own thread, so that the
-/// writer only writes). Encoded buffers may hold secrets and are wiped when dropped.
+/// One database write for the writer thread, encoded by the caller (on its own thread, so
+/// that the writer only writes). Encoded buffers may hold secrets and are wiped when
+/// dropped. (Received records go to the log instead: [`Store::queue_received`].)
 pub enum Write {
-    /// A received record under its sequence number (see [`Store::put_received`]).
-    Received {
-        /// Its sequence number, given out by the caller.
-        seq: u64,
-        /// Its JSON.
-        json: Zeroizing<Vec<u8>>,
-    },
     /// A violation of a device (see [`Store::append_violation`]).
     Violation {
         /// `OpenID/ProductID/NodeEui`.
@@ -840,7 +950,6 @@ impl fmt::Debug for Write {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Records may hold secrets (a device's DeviceSecret): only what they are is shown.
         let what = match self {
-            Write::Received { seq, .. } => format!("received {seq}"),
             Write::Violation { device, seq, .. } => format!("violation {seq} of {device}"),
             Write::State { map, key, .. } => format!("state {map}/{key}"),
             Write::LastOffline { device, .. } => format!("last offline of {device}"),
@@ -852,11 +961,6 @@ impl fmt::Debug for Write {
 }
 
 impl Write {
-    /// A received record, its JSON encoded by the caller.
-    pub fn received(seq: u64, json: Zeroizing<Vec<u8>>) -> Self {
-        Self::Received { seq, json }
-    }
-
     /// Violation `seq` of `device`, removing the device's violations below `oldest_kept`.
     ///
     /// # Errors
@@ -920,12 +1024,42 @@ impl Write {
     }
 }
 
+/// A blocking caller waiting for its write ([`Store::write_durably`],
+/// [`Store::append_received`]), told the write's result.
+type Waiter = mpsc::Sender<Result<(), String>>;
+
+/// A received record, encoded by the writer thread when it writes the record's batch.
+pub trait ReceivedRecord: Send + Sync {
+    /// Writes the record's JSON to `out`.
+    ///
+    /// # Errors
+    /// Why it does not encode; the record is not stored then, and its [`Durable`] says so.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>;
+}
+
+impl ReceivedRecord for serde_json::Value {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        serde_json::to_writer(out, self).map_err(|e| e.to_string())
+    }
+}
+
 /// A write on its way to the store, and who waits for it.
 struct Job {
-    write: Write,
-    /// A blocking caller waiting ([`Store::write_durably`]); async ones wait on the
-    /// ticket ([`Durable`]).
-    done: Option<mpsc::Sender<Result<(), String>>>,
+    work: Work,
+    /// A blocking caller waiting ([`Store::write_durably`], [`Store::append_received`]);
+    /// async ones wait on the ticket ([`Durable`]).
+    done: Option<Waiter>,
+}
+
+/// What a [`Job`] writes.
+enum Work {
+    /// To the database.
+    Database(Write),
+    /// To the received log.
+    Received {
+        seq: u64,
+        record: Arc<dyn ReceivedRecord>,
+    },
 }
 
 /// The writer thread's handle. Dropping it (with the last [`Store`] clone) lets the thread
@@ -955,6 +1089,8 @@ struct Queue {
 #[derive(Default)]
 struct QueueState {
     jobs: Vec<Job>,
+    /// The highest received sequence number queued (or stored when the store opened).
+    last_seq: u64,
     /// The ticket of the last write queued (the first is 1).
     last_ticket: u64,
     /// No more writes come: the writer commits what it holds and ends.
@@ -962,8 +1098,9 @@ struct QueueState {
 }
 
 impl Writer {
-    fn start(core: Arc<Core>) -> Result<Self, std::io::Error> {
+    fn start(core: Arc<Core>, last_seq: u64) -> Result<Self, std::io::Error> {
         let queue = Arc::new(Queue::default());
+        lock(&queue.state).last_seq = last_seq;
         let commits = Arc::new(Commits::new());
         let waiting = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(Notify::new());
@@ -990,31 +1127,102 @@ impl Writer {
         })
     }
 
-    /// Queues one write and returns its ticket; never blocks (the lock is held only to
-    /// push).
-    fn submit(&self, write: Write, done: Option<mpsc::Sender<Result<(), String>>>) -> u64 {
+    /// Queues one database write and returns its ticket; never blocks (the lock is held
+    /// only to push).
+    fn submit(&self, write: Write, done: Option<Waiter>) -> u64 {
         let mut state = lock(&self.queue.state);
+        match self.open_ticket(&mut state, done) {
+            Ok((ticket, done)) => {
+                self.push(
+                    state,
+                    Job {
+                        work: Work::Database(write),
+                        done,
+                    },
+                );
+                ticket
+            }
+            Err(ticket) => ticket,
+        }
+    }
+
+    /// Queues received `record` under `seq` (`None`: the next number) and returns its
+    /// sequence number and ticket; never blocks.
+    ///
+    /// # Errors
+    /// The record is refused (out of order, numbers exhausted, the writer gone); nothing
+    /// is queued then.
+    fn submit_received(
+        &self,
+        seq: Option<u64>,
+        record: Arc<dyn ReceivedRecord>,
+        done: Option<Waiter>,
+    ) -> Result<(u64, u64), Refused> {
+        let mut state = lock(&self.queue.state);
+        if state.closed {
+            return Err(Refused::Gone);
+        }
+        let seq = match seq {
+            Some(seq) if seq > state.last_seq => seq,
+            Some(seq) => {
+                return Err(Refused::OutOfOrder {
+                    seq,
+                    last: state.last_seq,
+                });
+            }
+            None => state.last_seq.checked_add(1).ok_or(Refused::Exhausted)?,
+        };
+        state.last_seq = seq;
+        let Ok((ticket, done)) = self.open_ticket(&mut state, done) else {
+            unreachable!("the queue is open: checked above, under the same lock")
+        };
+        let work = Work::Received { seq, record };
+        self.push(state, Job { work, done });
+        Ok((seq, ticket))
+    }
+
+    /// Gives out the next ticket; a closed queue finishes it as failed at once (telling
+    /// `done`) and returns it as `Err`.
+    fn open_ticket(
+        &self,
+        state: &mut QueueState,
+        done: Option<Waiter>,
+    ) -> Result<(u64, Option<Waiter>), u64> {
         state.last_ticket += 1;
         let ticket = state.last_ticket;
-        if state.closed {
-            drop(state);
-            let gone = Err(GONE.to_owned());
-            if let Some(done) = done {
-                let _ = done.send(gone.clone());
-            }
-            self.commits.finished(ticket..=ticket, &gone);
-            return ticket;
+        if !state.closed {
+            return Ok((ticket, done));
         }
+        let gone = Err(GONE.to_owned());
+        if let Some(done) = done {
+            let _ = done.send(gone.clone());
+        }
+        self.commits.finished(ticket..=ticket, &gone);
+        Err(ticket)
+    }
+
+    /// Pushes `job` (its ticket given out) and wakes the writer if it waits.
+    fn push(&self, mut state: MutexGuard<'_, QueueState>, job: Job) {
         self.waiting.fetch_add(1, Ordering::AcqRel);
         let wake = state.jobs.is_empty();
-        state.jobs.push(Job { write, done });
+        state.jobs.push(job);
         drop(state);
         // The writer waits only on an empty queue.
         if wake {
             self.queue.ready.notify_one();
         }
-        ticket
     }
+}
+
+/// Why a received record was not queued.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("received record {seq} is not above {last}, the last sequence number queued")]
+    OutOfOrder { seq: u64, last: u64 },
+    #[error("received sequence numbers are exhausted")]
+    Exhausted,
+    #[error("{GONE}")]
+    Gone,
 }
 
 /// What a write is told when the writer is gone.
@@ -1059,12 +1267,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The writer's loop, until the queue closes and is empty: takes every write waiting (up
-/// to [`BATCH_MAX`]), commits them in one transaction in the order they came and reports
-/// each.
+/// The writer's loop, until the queue closes and is empty: takes every write waiting,
+/// writes them as one batch in the order they came and reports each.
 fn write_all(core: &Core, queue: &Queue, commits: &Commits, waiting: &AtomicUsize, room: &Notify) {
-    // Moves up to BATCH_MAX writes from the queue to the batch; whether the queue is
-    // closed and empty, and the ticket of the last write taken.
+    // Moves every write waiting to the batch; whether the queue is closed (and so now
+    // empty), and the ticket of the last write taken.
     let take = |batch: &mut Vec<Job>, wait: bool| -> (bool, u64) {
         let mut state = lock(&queue.state);
         while wait && state.jobs.is_empty() && !state.closed {
@@ -1073,16 +1280,14 @@ fn write_all(core: &Core, queue: &Queue, commits: &Commits, waiting: &AtomicUsiz
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        let n = state.jobs.len().min(BATCH_MAX - batch.len());
-        batch.extend(state.jobs.drain(..n));
-        // Tickets are consecutive in the queue: the last taken is the last queued, less
-        // those left behind.
-        let taken = state.last_ticket - state.jobs.len() as u64;
-        (state.closed && state.jobs.is_empty(), taken)
+        batch.append(&mut state.jobs);
+        (state.closed, state.last_ticket)
     };
-    // One batch buffer for the thread's life: a batch of hundreds of jobs is not grown
-    // from empty (and freed) at every commit.
-    let mut batch: Vec<Job> = Vec::with_capacity(BATCH_MAX);
+    // Buffers for the thread's life: a batch of hundreds of writes is not grown from empty
+    // (and freed) at every commit.
+    let mut batch: Vec<Job> = Vec::with_capacity(WRITER_QUEUE);
+    let mut frames: Vec<u8> = Vec::new();
+    let mut refused: Vec<(usize, String)> = Vec::new();
     loop {
         let (mut done, mut taken) = take(&mut batch, true);
         if batch.is_empty() {
@@ -1103,19 +1308,43 @@ fn write_all(core: &Core, queue: &Queue, commits: &Commits, waiting: &AtomicUsiz
         if delay > 0 {
             std::thread::sleep(Duration::from_millis(delay));
         }
+        // The received records, framed for the log; one that does not encode is left out
+        // and fails alone.
+        for (i, job) in batch.iter().enumerate() {
+            if let Work::Received { seq, record } = &job.work
+                && let Err(why) = log::frame(&mut frames, *seq, |out| record.encode(out))
+            {
+                let why = format!("received record {seq} does not encode: {why}");
+                tracing::error!(target: "x_sim", "{why}");
+                refused.push((i, why));
+            }
+        }
+        let writes = batch.iter().filter_map(|job| match &job.work {
+            Work::Database(write) => Some(write),
+            Work::Received { .. } => None,
+        });
         let result = core
-            .apply(batch.iter().map(|job| &job.write))
+            .commit(&frames, writes.peekable())
             .map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(target: "x_sim", "cannot store {} writes: {e}", batch.len());
         }
+        frames.clear();
         waiting.fetch_sub(batch.len(), Ordering::AcqRel);
         room.notify_waiters();
         let first = taken + 1 - batch.len() as u64;
+        for (i, why) in &refused {
+            commits.refused(first + *i as u64..=first + *i as u64, why.clone());
+        }
         commits.finished(first..=taken, &result);
-        for job in batch.drain(..) {
+        let mut refused = refused.drain(..).peekable();
+        for (i, job) in batch.drain(..).enumerate() {
+            let own = match refused.next_if(|(at, _)| *at == i) {
+                Some((_, why)) => Err(why),
+                None => result.clone(),
+            };
             if let Some(done) = job.done {
-                let _ = done.send(result.clone());
+                let _ = done.send(own);
             }
         }
         if done {
@@ -1268,9 +1497,9 @@ impl DeviceRecord {
 mod tests {
     use super::*;
 
-    fn received(seq: u64) -> Write {
-        let json = serde_json::to_vec(&serde_json::json!({ "n": seq })).unwrap();
-        Write::received(seq, Zeroizing::new(json))
+    /// Queues received record `seq`.
+    fn received(store: &Store, seq: u64) -> Durable {
+        store.queue_received(seq, Arc::new(serde_json::json!({ "n": seq })))
     }
 
     /// Writes queued while the writer is busy share one commit, are applied in the order
@@ -1281,9 +1510,9 @@ mod tests {
         let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
         store.set_commit_delay(Duration::from_millis(300));
         let before = store.commits();
-        let mut waiting = vec![store.queue(received(1))];
+        let mut waiting = vec![received(&store, 1)];
         for seq in 2..=100 {
-            waiting.push(store.queue(received(seq)));
+            waiting.push(received(&store, seq));
         }
         for value in 1..=3 {
             let write = Write::state("config", "d", &serde_json::json!(value)).unwrap();
@@ -1314,6 +1543,49 @@ mod tests {
         );
     }
 
+    /// A record that does not encode fails alone: the others of its batch are stored.
+    #[tokio::test]
+    async fn a_record_that_does_not_encode_fails_alone() {
+        struct Unencodable;
+        impl ReceivedRecord for Unencodable {
+            fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+                out.extend_from_slice(b"{\"half");
+                Err("a float that is NaN".into())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
+        store.set_commit_delay(Duration::from_millis(200));
+        let first = received(&store, 1);
+        let bad = store.queue_received(2, Arc::new(Unencodable));
+        let third = received(&store, 3);
+        assert_eq!(first.wait().await, Ok(()));
+        assert_eq!(
+            bad.wait().await,
+            Err("received record 2 does not encode: a float that is NaN".to_owned())
+        );
+        assert_eq!(third.wait().await, Ok(()));
+        let stored: Vec<u64> = store.received(0, 10).unwrap().iter().map(|r| r.0).collect();
+        assert_eq!(stored, [1, 3]);
+    }
+
+    /// The log's records rise: a record numbered at or below one queued before is
+    /// refused, saying why, and nothing is written for it.
+    #[tokio::test]
+    async fn a_record_out_of_order_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
+        received(&store, 5).wait().await.unwrap();
+        let refused = received(&store, 5);
+        assert!(refused.is_finished());
+        assert_eq!(
+            refused.wait().await,
+            Err("received record 5 is not above 5, the last sequence number queued".to_owned())
+        );
+        assert_eq!(store.received_count().unwrap(), 1);
+        assert_eq!(store.append_received(&serde_json::Value::Null).unwrap(), 6);
+    }
+
     /// A violation written through the queue keeps only the device's newest.
     #[test]
     fn queued_violations_drop_the_oldest() {
@@ -1337,7 +1609,7 @@ mod tests {
         store.room().await;
         store.set_commit_delay(Duration::from_millis(800));
         let waiting: Vec<Durable> = (1..=WRITER_QUEUE as u64 + 1)
-            .map(|seq| store.queue(received(seq)))
+            .map(|seq| received(&store, seq))
             .collect();
         assert!(store.waiting() >= WRITER_QUEUE);
         let started = std::time::Instant::now();
@@ -1364,10 +1636,10 @@ mod tests {
     async fn each_write_waits_for_its_own_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("x-sim.redb")).unwrap();
-        let first = store.queue(received(1));
+        let first = received(&store, 1);
         first.wait().await.unwrap();
         store.set_commit_delay(Duration::from_millis(600));
-        let second = store.queue(received(2));
+        let second = received(&store, 2);
         assert!(!second.is_finished());
         let started = std::time::Instant::now();
         second.wait().await.unwrap();
@@ -1398,7 +1670,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         store.set_commit_delay(Duration::from_millis(100));
         for seq in 1..=10 {
-            store.queue_unwaited(received(seq));
+            drop(received(&store, seq));
         }
         drop(store);
         let again = Store::open(&path).unwrap();

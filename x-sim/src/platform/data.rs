@@ -4,15 +4,14 @@
 //! restored from it at start.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use x_protocol::payload::HistoryUpload;
 use x_protocol::{DeviceIdentity, Frame, HeaderCtrl, MessageId, TopicKind};
-use zeroize::Zeroizing;
 
-use crate::store::{Store, StoreError, Write};
+use crate::store::{ReceivedRecord, Store, StoreError, Write};
 use crate::sync::lock;
 
 use super::now_ms;
@@ -90,22 +89,23 @@ struct StoredRef<'a> {
     at_ms: i64,
 }
 
-/// The room a stored record's JSON gets up front.
-const STORED_CAPACITY: usize = 384;
-
 /// Serializes a value as its `Display` text.
 fn as_text<S: serde::Serializer>(value: &&DeviceIdentity, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
 }
 
+impl ReceivedRecord for Received {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        self.encode_stored(out)
+            .map_err(|e| format!("a message of {}: {e}", self.device))
+    }
+}
+
 impl Received {
-    /// The stored form's JSON.
-    fn encode_stored(&self) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
-        // Sized for a typical record at once (it grows as it must), rather than grown from
-        // empty: fewer reallocations on the platform's task.
-        let mut out = Zeroizing::new(Vec::with_capacity(STORED_CAPACITY));
+    /// Writes the stored form's JSON to `out`.
+    fn encode_stored(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         serde_json::to_writer(
-            &mut *out,
+            out,
             &StoredRef {
                 device: &self.device,
                 topic: self.kind.spec().suffix,
@@ -116,8 +116,7 @@ impl Received {
                 raw: self.raw.as_deref(),
                 at_ms: self.at_ms,
             },
-        )?;
-        Ok(out)
+        )
     }
 
     fn from_stored(seq: u64, s: Stored) -> Result<Self, String> {
@@ -443,7 +442,8 @@ pub(crate) use crate::store::Durable;
 /// The platform's data, in memory and written through to the store.
 #[derive(Debug, Default)]
 pub(crate) struct Data {
-    received: Mutex<Vec<Received>>,
+    /// Shared with the store's writer thread, which encodes each for the store.
+    received: Mutex<Vec<Arc<Received>>>,
     next_seq: Mutex<u64>,
     last_seen: Mutex<HashMap<String, i64>>,
     state: Mutex<BTreeMap<(String, String), Value>>,
@@ -472,7 +472,7 @@ impl Data {
                     .map_err(|e| e.to_string())
                     .and_then(|s| Received::from_stored(seq, s))
                 {
-                    Ok(r) => received.push(r),
+                    Ok(r) => received.push(Arc::new(r)),
                     Err(e) => {
                         tracing::error!(target: "x_sim", "stored message {seq} is unreadable, kept in the store but not loaded: {e}");
                     }
@@ -556,21 +556,17 @@ impl Data {
             *next = next.saturating_add(1);
             *next
         };
-        // Queued while `received` is held, so the writer gets records in their order.
-        let durable = self
-            .store
-            .as_ref()
-            .map(|store| match record.encode_stored() {
-                Ok(json) => store.queue(Write::received(record.seq, json)),
-                Err(e) => {
-                    Durable::failed(format!("cannot encode a message of {}: {e}", record.device))
-                }
-            });
-        received.push(record.clone());
         lock(&self.seen)
             .entry(record.device.to_string())
             .or_default()
             .remember(&record);
+        // One copy for the caller; the kept one is shared with the store's writer thread,
+        // which encodes it there. Queued while `received` is held, so the writer gets
+        // records in their order.
+        let kept = Arc::new(record.clone());
+        let durable =
+            (self.store.as_ref()).map(|store| store.queue_received(kept.seq, kept.clone()));
+        received.push(kept);
         (record, durable)
     }
 
@@ -586,7 +582,10 @@ impl Data {
 
     /// Every received message.
     pub fn received(&self) -> Vec<Received> {
-        lock(&self.received).clone()
+        lock(&self.received)
+            .iter()
+            .map(|r| Received::clone(r))
+            .collect()
     }
 
     /// One state value.
@@ -726,7 +725,8 @@ mod tests {
             raw: Some("0A0B".into()),
             at_ms: 1_700_000_000_123,
         };
-        let json = received.encode_stored().unwrap();
+        let mut json = Vec::new();
+        received.encode_stored(&mut json).unwrap();
         let stored: Stored = serde_json::from_slice(&json).unwrap();
         assert_eq!(Received::from_stored(7, stored).unwrap(), received);
     }

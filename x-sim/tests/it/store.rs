@@ -572,3 +572,184 @@ fn a_killed_writer_loses_nothing_it_reported() {
     assert!(next > last_reported);
     assert_eq!(next, seqs.len() as u64 + 1);
 }
+
+/// The received log of the store in `dir` (see [`open`]).
+fn log_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("sim.redb.log")
+}
+
+/// Files in `dir` whose name starts with `prefix`.
+fn files_starting(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn received_records_go_to_the_log_next_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.log_path(), log_path(dir.path()));
+    let before = std::fs::metadata(log_path(dir.path())).unwrap().len();
+    store.append_received(&json!({"n": 1})).unwrap();
+    let after = std::fs::metadata(log_path(dir.path())).unwrap().len();
+    // A 16-byte header, then the record's JSON.
+    assert_eq!(after - before, 16 + br#"{"n":1}"#.len() as u64);
+}
+
+/// What a crash leaves of an append that was never reported durable (a frame cut short,
+/// or garbage after the last record) is cut off on open and kept in a file of its own,
+/// and the log goes on from its last complete record.
+#[test]
+fn an_append_cut_short_by_a_crash_is_cut_off_and_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        for n in 1..=3 {
+            store.append_received(&json!({"n": n})).unwrap();
+        }
+    }
+    let complete = std::fs::metadata(log_path(dir.path())).unwrap().len();
+    // Half of a fourth frame: a header promising 100 bytes, and 5 of them.
+    let mut torn = Vec::new();
+    torn.extend_from_slice(&100u32.to_le_bytes());
+    torn.extend_from_slice(&4u64.to_le_bytes());
+    torn.extend_from_slice(&0u32.to_le_bytes());
+    torn.extend_from_slice(b"{\"n\":");
+    {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(log_path(dir.path()))
+            .unwrap();
+        log.write_all(&torn).unwrap();
+    }
+
+    let store = open(dir.path());
+    assert_eq!(
+        store.received(0, 10).unwrap(),
+        [
+            (1, json!({"n": 1})),
+            (2, json!({"n": 2})),
+            (3, json!({"n": 3}))
+        ]
+    );
+    assert_eq!(
+        std::fs::metadata(log_path(dir.path())).unwrap().len(),
+        complete
+    );
+    let kept = files_starting(dir.path(), "sim.redb.log.torn-");
+    assert_eq!(
+        kept,
+        [dir.path().join(format!("sim.redb.log.torn-{complete}"))]
+    );
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), torn);
+    // The log goes on after its last complete record.
+    assert_eq!(store.append_received(&json!({"n": 4})).unwrap(), 4);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.received_count().unwrap(), 4);
+    assert_eq!(store.received(3, 10).unwrap(), [(4, json!({"n": 4}))]);
+}
+
+/// A record changed on disk fails its checksum: the log is cut there on open (everything
+/// from it kept aside, never deleted), and a record changed while the store is open is
+/// reported by its sequence number when read.
+#[test]
+fn a_damaged_record_is_never_read_as_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        for n in 1..=3 {
+            store.append_received(&json!({"n": n})).unwrap();
+        }
+        // Record 2's payload starts after the magic (8), frame 1 (16 + 7) and its own
+        // header (16): change its digit.
+        let at = 8 + 23 + 16 + 5;
+        let mut bytes = std::fs::read(log_path(dir.path())).unwrap();
+        assert_eq!(bytes[at], b'2');
+        bytes[at] = b'7';
+        std::fs::write(log_path(dir.path()), &bytes).unwrap();
+        assert_eq!(store.received(0, 1).unwrap(), [(1, json!({"n": 1}))]);
+        let (table, key, message) = record_error(store.received(0, 10));
+        assert_eq!((table.as_str(), key.as_str()), ("received", "2"));
+        assert!(message.contains("checksum does not match"), "{message}");
+    }
+    let store = open(dir.path());
+    assert_eq!(store.received(0, 10).unwrap(), [(1, json!({"n": 1}))]);
+    let kept = files_starting(dir.path(), "sim.redb.log.torn-");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(std::fs::read(&kept[0]).unwrap().len(), 2 * 23);
+}
+
+#[test]
+fn a_file_in_the_log_s_place_that_is_not_a_log_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(log_path(dir.path()), b"some other file").unwrap();
+    let e = Store::open(&dir.path().join("sim.redb")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "received log {}: the file is not an x-sim received log",
+            log_path(dir.path()).display()
+        )
+    );
+    assert_eq!(
+        std::fs::read(log_path(dir.path())).unwrap(),
+        b"some other file"
+    );
+}
+
+/// A store written before the received log kept its records in the database: they are
+/// moved to the log on open, once, with the numbers given out kept (none reused).
+#[test]
+fn received_records_of_an_older_store_move_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.redb");
+    let received: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("received");
+    let meta: redb::TableDefinition<&[u8], u64> = redb::TableDefinition::new("meta");
+    let old_records = |db: &redb::Database| {
+        let tx = db.begin_write().unwrap();
+        {
+            let mut table = tx.open_table(received).unwrap();
+            for n in 1..=5u64 {
+                table
+                    .insert(n, json!({"old": n}).to_string().as_bytes())
+                    .unwrap();
+            }
+            // Numbers up to 7 were given out (6 and 7 were never written).
+            tx.open_table(meta)
+                .unwrap()
+                .insert(&b"received.last_seq"[..], 7)
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    };
+    old_records(&redb::Database::create(&path).unwrap());
+
+    let store = Store::open(&path).unwrap();
+    let expected: Vec<(u64, Value)> = (1..=5).map(|n| (n, json!({"old": n}))).collect();
+    assert_eq!(store.received(0, 10).unwrap(), expected);
+    assert_eq!(store.last_received_seq().unwrap(), 7);
+    assert_eq!(store.append_received(&json!("new")).unwrap(), 8);
+    drop(store);
+    let db = redb::Database::create(&path).unwrap();
+    {
+        use redb::{ReadableDatabase, ReadableTableMetadata};
+        let tx = db.begin_read().unwrap();
+        assert!(tx.open_table(received).unwrap().is_empty().unwrap());
+    }
+    // A crash after the records reached the log, before the table was emptied: they are
+    // in both, and only the table is emptied.
+    old_records(&db);
+    drop(db);
+    let store = Store::open(&path).unwrap();
+    let mut expected = expected;
+    expected.push((8, json!("new")));
+    assert_eq!(store.received(0, 10).unwrap(), expected);
+    assert_eq!(store.received_count().unwrap(), 6);
+}
