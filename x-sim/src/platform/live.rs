@@ -97,7 +97,7 @@ impl Live {
     }
 
     /// Whether anybody listens (so that events are not built for nobody).
-    fn listened(&self) -> bool {
+    pub(crate) fn listened(&self) -> bool {
         self.tx.receiver_count() > 0
     }
 

@@ -162,18 +162,35 @@ impl Faults {
 struct Reply {
     /// The topic.
     topic: String,
-    /// The frame.
-    frame: Frame,
-    /// Its payload before encryption, for the log.
-    plain: Value,
+    /// The frame encoded, as it goes out.
+    bytes: Vec<u8>,
+    /// The frame and its payload before encryption, for the log and the live stream;
+    /// dropped before the reply waits for the store when neither shows it.
+    shown: Option<Box<(Frame, Value)>>,
 }
 
 impl Reply {
+    /// The reply, encoded now: an ack may wait for the store before it leaves, and by then
+    /// its frame is no longer in the CPU's caches (encoding it then cost twice as much).
     fn new(topic: &Topic, frame: Frame, plain: Value) -> Self {
         Self {
             topic: topic.to_string(),
-            frame,
-            plain,
+            bytes: frame.encode(),
+            shown: Some(Box::new((frame, plain))),
+        }
+    }
+}
+
+impl Handled {
+    /// Drops what only the log and the live stream would show of the replies when neither
+    /// shows it: on the platform's task, where it was made, rather than after the wait for
+    /// the store on another thread (freeing memory of another thread's allocator arena
+    /// contends for its lock).
+    fn unshown(&mut self, shown: bool) {
+        if !shown {
+            for reply in &mut self.replies {
+                reply.shown = None;
+            }
         }
     }
 }
@@ -439,7 +456,7 @@ impl Platform {
                 // HEX messages go through the product's parsing script, which blocks until
                 // the script thread ran it: handled on a blocking thread, so the async
                 // workers (the broker, the HTTP API) go on meanwhile. In order all the same.
-                let handled = if message.topic.contains("/model/hex") {
+                let mut handled = if message.topic.contains("/model/hex") {
                     let p = platform.clone();
                     match tokio::task::spawn_blocking(move || p.handle(&message)).await {
                         Ok(handled) => handled,
@@ -454,6 +471,7 @@ impl Platform {
                 if handled.replies.is_empty() && handled.ota.is_empty() {
                     continue;
                 }
+                handled.unshown(platform.replies_shown());
                 if ready.send(handled).await.is_err() {
                     break;
                 }
@@ -510,6 +528,11 @@ impl Platform {
         self.publish_encoded(topic, frame, plain, frame.encode());
     }
 
+    /// Whether replies are shown: logged (`x_sim` at info) or streamed live.
+    fn replies_shown(&self) -> bool {
+        tracing::enabled!(target: "x_sim", tracing::Level::INFO) || self.inner.live.listened()
+    }
+
     /// Publishes one frame already encoded as `bytes` (a payload written as text, which a
     /// `Value` cannot hold), logged as [`Platform::publish`] logs it.
     fn publish_encoded(&self, topic: &str, frame: &Frame, plain: &Value, bytes: Vec<u8>) {
@@ -534,8 +557,14 @@ impl Platform {
         let delay = self.inner.faults.delay();
         let platform = self.clone();
         let run = move || {
-            for reply in &handled.replies {
-                platform.publish(&reply.topic, &reply.frame, &reply.plain);
+            for reply in handled.replies {
+                match reply.shown {
+                    Some(shown) => {
+                        let (frame, plain) = *shown;
+                        platform.publish_encoded(&reply.topic, &frame, &plain, reply.bytes);
+                    }
+                    None => platform.inner.link.publish(&reply.topic, reply.bytes),
+                }
             }
             for (device, notify) in handled.ota {
                 let p = platform.clone();
