@@ -88,13 +88,23 @@ impl Header {
     }
 }
 
+/// Where a durable record is: its sequence number, where its frame starts and its
+/// payload's length (so that a read allocates what was written, whatever the file holds
+/// now).
+#[derive(Clone, Copy)]
+struct Entry {
+    seq: u64,
+    offset: u64,
+    len: u32,
+}
+
 /// An open received log.
 pub(super) struct Log {
     path: PathBuf,
     /// The appending side: the store's writer thread's (and the migration's at open).
     append: Mutex<Appender>,
-    /// Where each durable record's frame starts, by sequence number, ascending.
-    index: RwLock<Vec<(u64, u64)>>,
+    /// Every durable record, by sequence number, ascending.
+    index: RwLock<Vec<Entry>>,
     /// For reads at an offset, which need no lock.
     reader: File,
 }
@@ -221,7 +231,11 @@ impl Log {
             let mut header = [0u8; HEADER];
             header.copy_from_slice(&frames[at..at + HEADER]);
             let header = Header::parse(&header);
-            index.push((header.seq, start + at as u64));
+            index.push(Entry {
+                seq: header.seq,
+                offset: start + at as u64,
+                len: header.len,
+            });
             at += HEADER + header.len as usize;
         }
         Ok(())
@@ -229,7 +243,7 @@ impl Log {
 
     /// The last record's sequence number (0 for none).
     pub(super) fn last_seq(&self) -> u64 {
-        self.index().last().map_or(0, |(seq, _)| *seq)
+        self.index().last().map_or(0, |e| e.seq)
     }
 
     /// How many records the log holds.
@@ -243,13 +257,13 @@ impl Log {
     /// [`StoreError::Log`] for a failed read; [`StoreError::Record`] (table `received`, the
     /// sequence number as key) for a record whose checksum no longer matches.
     pub(super) fn read(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let wanted: Vec<(u64, u64)> = {
+        let wanted: Vec<Entry> = {
             let index = self.index();
-            let from = index.partition_point(|(seq, _)| *seq <= after);
+            let from = index.partition_point(|e| e.seq <= after);
             index[from..].iter().take(limit).copied().collect()
         };
         let mut out = Vec::with_capacity(wanted.len());
-        for (seq, offset) in wanted {
+        for Entry { seq, offset, len } in wanted {
             let failed = |e: io::Error| StoreError::Log {
                 path: self.path.clone(),
                 problem: format!("cannot read record {seq} at offset {offset}: {e}"),
@@ -259,11 +273,13 @@ impl Log {
                 .read_exact_at(&mut header, offset)
                 .map_err(failed)?;
             let header = Header::parse(&header);
-            let mut payload = vec![0u8; header.len as usize];
-            self.reader
-                .read_exact_at(&mut payload, offset + HEADER as u64)
-                .map_err(failed)?;
-            if header.seq != seq || checksum(seq, &payload) != header.crc {
+            let mut payload = vec![0u8; len as usize];
+            if header.len == len {
+                self.reader
+                    .read_exact_at(&mut payload, offset + HEADER as u64)
+                    .map_err(failed)?;
+            }
+            if header.len != len || header.seq != seq || checksum(seq, &payload) != header.crc {
                 return Err(StoreError::Record {
                     table: "received".into(),
                     key: seq.to_string(),
@@ -278,7 +294,7 @@ impl Log {
         Ok(out)
     }
 
-    fn index(&self) -> std::sync::RwLockReadGuard<'_, Vec<(u64, u64)>> {
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Vec<Entry>> {
         self.index
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -294,7 +310,7 @@ enum Scan {
 
 /// Reads every frame after the magic: the index of the complete ones and where they end
 /// (the first incomplete or damaged frame, or `len`).
-fn scan(file: &File, len: u64) -> Result<(Vec<(u64, u64)>, u64), Scan> {
+fn scan(file: &File, len: u64) -> Result<(Vec<Entry>, u64), Scan> {
     // A duplicate handle shares the cursor, which appends do not use (they go to the end).
     let mut handle = file.try_clone().map_err(Scan::Io)?;
     handle
@@ -325,7 +341,11 @@ fn scan(file: &File, len: u64) -> Result<(Vec<(u64, u64)>, u64), Scan> {
             )));
         }
         last = header.seq;
-        index.push((header.seq, at));
+        index.push(Entry {
+            seq: header.seq,
+            offset: at,
+            len: header.len,
+        });
         at = end;
     }
     Ok((index, at))
@@ -367,4 +387,98 @@ fn sync_dir(path: &Path) -> io::Result<()> {
         _ => Path::new("."),
     };
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn record(out: &mut Vec<u8>, seq: u64) {
+        frame(out, seq, |out| {
+            out.extend_from_slice(format!("{{\"n\":{seq}}}").as_bytes());
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// A failed append leaves the log as it was and takes no more appends (what the file
+    /// holds after a failed write or `fdatasync` is unknown); the records before it stay
+    /// readable, there and after reopening.
+    #[test]
+    fn a_failed_append_stops_the_log_and_loses_nothing_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("received.log");
+        let (log, cut) = Log::open(&path).unwrap();
+        assert!(cut.is_none());
+        let mut frames = Vec::new();
+        record(&mut frames, 1);
+        log.append(&frames).unwrap();
+        // The disk fails: the appending handle can no longer write.
+        lock(&log.append).file = File::open(&path).unwrap();
+        frames.clear();
+        record(&mut frames, 2);
+        let failed = log.append(&frames).unwrap_err();
+        assert!(
+            failed.starts_with(&format!("cannot append to {}: ", path.display())),
+            "{failed}"
+        );
+        let again = log.append(&frames).unwrap_err();
+        assert!(
+            again.contains("no appends since an earlier failure"),
+            "{again}"
+        );
+        assert_eq!(log.count(), 1);
+        assert_eq!(log.read(0, 10).unwrap(), [(1, br#"{"n":1}"#.to_vec())]);
+        drop(log);
+        let (log, cut) = Log::open(&path).unwrap();
+        assert!(cut.is_none());
+        assert_eq!(log.read(0, 10).unwrap(), [(1, br#"{"n":1}"#.to_vec())]);
+    }
+
+    /// A record whose header was changed on disk after it was written is reported, not
+    /// read with the length the file now claims.
+    #[test]
+    fn a_header_changed_on_disk_is_reported_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("received.log");
+        let (log, _) = Log::open(&path).unwrap();
+        let mut frames = Vec::new();
+        record(&mut frames, 1);
+        log.append(&frames).unwrap();
+        // The length field claims 4 GiB.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&u32::MAX.to_le_bytes(), MAGIC.len() as u64)
+            .unwrap();
+        let e = log.read(0, 10).unwrap_err().to_string();
+        assert!(
+            e.starts_with("store table received, key 1: the record at offset 8 of"),
+            "{e}"
+        );
+    }
+
+    /// Frames are what the module's documentation says: length, sequence number, CRC-32 of
+    /// both, payload, little-endian.
+    #[test]
+    fn a_frame_is_laid_out_as_documented() {
+        let mut out = Vec::new();
+        record(&mut out, 7);
+        let payload = br#"{"n":7}"#;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&7u64.to_le_bytes());
+        crc.update(payload);
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        expected.extend_from_slice(&7u64.to_le_bytes());
+        expected.extend_from_slice(&crc.finalize().to_le_bytes());
+        expected.extend_from_slice(payload);
+        assert_eq!(out, expected);
+        // A payload that does not encode leaves the buffer as it was.
+        let e = frame(&mut out, 8, |out| {
+            out.extend_from_slice(b"{\"half");
+            Err("no".into())
+        });
+        assert_eq!(e, Err("no".to_owned()));
+        assert_eq!(out, expected);
+    }
 }
