@@ -1,9 +1,10 @@
 //! The simulator's crash-safe store: what it must not lose across a restart or a crash
 //! (products and devices changed at run time, last offline times, everything received from
-//! devices, the violation log, and small state maps), kept in one [redb] file.
+//! devices, the violation log, and small state maps), kept in a [redb] file and an
+//! append-only log beside it.
 //!
 //! The records received from devices, most of what is written under a fleet's load, go to
-//! an append-only log next to the database (`<store>.log`, see the `log` module): a batch
+//! the log (`<store>.log`, see the `log` module): a batch
 //! of them is one `write` and one `fdatasync`, with no B-tree to update. Everything else is
 //! in the database. A store whose received records are still in the database (written
 //! before the log) has them moved to the log when it is opened.
