@@ -109,6 +109,7 @@ pub(super) struct Log {
     reader: File,
 }
 
+/// The appending side of a log.
 struct Appender {
     file: File,
     /// The length of what is durable.
@@ -455,6 +456,29 @@ mod tests {
             e.starts_with("store table received, key 1: the record at offset 8 of"),
             "{e}"
         );
+    }
+
+    /// Complete records out of order are not a crash's doing: the log is refused, naming
+    /// where, and left as it is.
+    #[test]
+    fn records_out_of_order_are_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("received.log");
+        let mut bytes = MAGIC.to_vec();
+        record(&mut bytes, 2);
+        record(&mut bytes, 1);
+        std::fs::write(&path, &bytes).unwrap();
+        let Err(e) = Log::open(&path) else {
+            panic!("opened");
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "received log {}: record 1 at offset 31 follows record 2: records are out of order",
+                path.display()
+            )
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 
     /// Frames are what the module's documentation says: length, sequence number, CRC-32 of
