@@ -693,12 +693,7 @@ impl Core {
             if n == 0 {
                 break;
             }
-            self.log
-                .append(&frames)
-                .map_err(|problem| StoreError::Log {
-                    path: self.log.path().to_owned(),
-                    problem,
-                })?;
+            self.log.append(&frames)?;
             tracing::info!(target: "x_sim", "store {}: moved {n} received records (up to {last}) to {}", self.path.display(), self.log.path().display());
             after = last;
         }
@@ -724,14 +719,12 @@ impl Core {
     fn commit<'a>(
         &self,
         frames: &[u8],
-        mut writes: std::iter::Peekable<impl Iterator<Item = &'a Write>>,
+        writes: impl Iterator<Item = &'a Write>,
     ) -> Result<(), StoreError> {
         if !frames.is_empty() {
-            self.log.append(frames).map_err(|problem| StoreError::Log {
-                path: self.log.path().to_owned(),
-                problem,
-            })?;
+            self.log.append(frames)?;
         }
+        let mut writes = writes.peekable();
         if writes.peek().is_some() {
             self.apply(writes)?;
         }
@@ -1132,19 +1125,19 @@ impl Writer {
     /// only to push).
     fn submit(&self, write: Write, done: Option<Waiter>) -> u64 {
         let mut state = lock(&self.queue.state);
-        match self.open_ticket(&mut state, done) {
-            Ok((ticket, done)) => {
-                self.push(
-                    state,
-                    Job {
-                        work: Work::Database(write),
-                        done,
-                    },
-                );
-                ticket
+        if state.closed {
+            state.last_ticket += 1;
+            let ticket = state.last_ticket;
+            drop(state);
+            let gone = Err(GONE.to_owned());
+            if let Some(done) = done {
+                let _ = done.send(gone.clone());
             }
-            Err(ticket) => ticket,
+            self.commits.finished(ticket..=ticket, &gone);
+            return ticket;
         }
+        let work = Work::Database(write);
+        self.push(state, Job { work, done })
     }
 
     /// Queues received `record` under `seq` (`None`: the next number) and returns its
@@ -1174,36 +1167,15 @@ impl Writer {
             None => state.last_seq.checked_add(1).ok_or(Refused::Exhausted)?,
         };
         state.last_seq = seq;
-        let Ok((ticket, done)) = self.open_ticket(&mut state, done) else {
-            unreachable!("the queue is open: checked above, under the same lock")
-        };
         let work = Work::Received { seq, record };
-        self.push(state, Job { work, done });
-        Ok((seq, ticket))
+        Ok((seq, self.push(state, Job { work, done })))
     }
 
-    /// Gives out the next ticket; a closed queue finishes it as failed at once (telling
-    /// `done`) and returns it as `Err`.
-    fn open_ticket(
-        &self,
-        state: &mut QueueState,
-        done: Option<Waiter>,
-    ) -> Result<(u64, Option<Waiter>), u64> {
+    /// Pushes `job` to the open queue with the next ticket, which it returns, and wakes
+    /// the writer if it waits.
+    fn push(&self, mut state: MutexGuard<'_, QueueState>, job: Job) -> u64 {
         state.last_ticket += 1;
         let ticket = state.last_ticket;
-        if !state.closed {
-            return Ok((ticket, done));
-        }
-        let gone = Err(GONE.to_owned());
-        if let Some(done) = done {
-            let _ = done.send(gone.clone());
-        }
-        self.commits.finished(ticket..=ticket, &gone);
-        Err(ticket)
-    }
-
-    /// Pushes `job` (its ticket given out) and wakes the writer if it waits.
-    fn push(&self, mut state: MutexGuard<'_, QueueState>, job: Job) {
         self.waiting.fetch_add(1, Ordering::AcqRel);
         let wake = state.jobs.is_empty();
         state.jobs.push(job);
@@ -1212,6 +1184,7 @@ impl Writer {
         if wake {
             self.queue.ready.notify_one();
         }
+        ticket
     }
 }
 
@@ -1324,9 +1297,7 @@ fn write_all(core: &Core, queue: &Queue, commits: &Commits, waiting: &AtomicUsiz
             Work::Database(write) => Some(write),
             Work::Received { .. } => None,
         });
-        let result = core
-            .commit(&frames, writes.peekable())
-            .map_err(|e| e.to_string());
+        let result = core.commit(&frames, writes).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(target: "x_sim", "cannot store {} writes: {e}", batch.len());
         }

@@ -200,25 +200,28 @@ impl Log {
     /// makes them durable; they are readable once this returns `Ok`.
     ///
     /// # Errors
-    /// The reason, naming the file; the log takes no more appends then.
-    pub(super) fn append(&self, frames: &[u8]) -> Result<(), String> {
+    /// [`StoreError::Log`] with the reason; the log takes no more appends then.
+    pub(super) fn append(&self, frames: &[u8]) -> Result<(), StoreError> {
+        let failed = |problem: String| StoreError::Log {
+            path: self.path.clone(),
+            problem,
+        };
         let mut append = lock(&self.append);
         if let Some(why) = &append.broken {
-            return Err(format!(
-                "{}: no appends since an earlier failure ({why}); reopen the store",
-                self.path.display()
-            ));
+            return Err(failed(format!(
+                "no appends since an earlier failure ({why}); reopen the store"
+            )));
         }
         let written = append
             .file
             .write_all(frames)
             .and_then(|()| append.file.sync_data());
         if let Err(e) = written {
-            let why = format!("cannot append to {}: {e}", self.path.display());
+            let why = format!("cannot append: {e}");
             // Best effort: what was written of this batch must not be read as records.
             let _ = append.file.set_len(append.len);
             append.broken = Some(why.clone());
-            return Err(why);
+            return Err(failed(why));
         }
         let start = append.len;
         append.len += frames.len() as u64;
@@ -419,12 +422,10 @@ mod tests {
         lock(&log.append).file = File::open(&path).unwrap();
         frames.clear();
         record(&mut frames, 2);
-        let failed = log.append(&frames).unwrap_err();
-        assert!(
-            failed.starts_with(&format!("cannot append to {}: ", path.display())),
-            "{failed}"
-        );
-        let again = log.append(&frames).unwrap_err();
+        let failed = log.append(&frames).unwrap_err().to_string();
+        let prefix = format!("received log {}: cannot append: ", path.display());
+        assert!(failed.starts_with(&prefix), "{failed}");
+        let again = log.append(&frames).unwrap_err().to_string();
         assert!(
             again.contains("no appends since an earlier failure"),
             "{again}"
